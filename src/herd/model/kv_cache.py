@@ -1,0 +1,59 @@
+"""A static, preallocated key/value cache for incremental decoding.
+
+Each layer owns two buffers of shape (batch, n_kv_heads, max_seq_len, head_dim);
+a forward pass at ``start_pos`` writes its keys and values into columns
+``[start_pos, start_pos + seq)`` and attends over ``[0, start_pos + seq)``.
+Nothing is reallocated while decoding, which keeps the decode step cheap and
+``torch.compile``-friendly.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from herd.errors import HerdError
+from herd.model.config import ModelConfig
+
+
+class LayerKVCache:
+    """Key and value buffers of one attention layer."""
+
+    def __init__(self, k: torch.Tensor, v: torch.Tensor) -> None:
+        self.k = k
+        self.v = v
+
+    def update(self, start_pos: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Store new (batch, heads, seq, head_dim) keys/values; return all keys/values so far."""
+        end = start_pos + k.shape[2]
+        if end > self.k.shape[2]:
+            raise HerdError(f"KV cache overflow: position {end} exceeds the cache length {self.k.shape[2]}")
+        batch = k.shape[0]
+        self.k[:batch, :, start_pos:end] = k
+        self.v[:batch, :, start_pos:end] = v
+        return self.k[:batch, :, :end], self.v[:batch, :, :end]
+
+
+class KVCache:
+    """The caches of all layers for ``batch`` sequences of up to ``max_seq_len`` tokens."""
+
+    def __init__(
+        self,
+        config: ModelConfig,
+        batch: int,
+        max_seq_len: int,
+        dtype: torch.dtype = torch.float32,
+        device: torch.device | str = "cpu",
+    ) -> None:
+        shape = (batch, config.n_kv_heads, max_seq_len, config.head_dim)
+        self.layers = [
+            LayerKVCache(
+                torch.zeros(shape, dtype=dtype, device=device), torch.zeros(shape, dtype=dtype, device=device)
+            )
+            for _ in range(config.n_layers)
+        ]
+        self.batch = batch
+        self.max_seq_len = max_seq_len
+
+    def nbytes(self) -> int:
+        """Memory held by the cache."""
+        return sum(c.k.nbytes + c.v.nbytes for c in self.layers)

@@ -1,0 +1,179 @@
+"""The Llama decoder-only Transformer (Llama 1 §2.2, Llama 2 §2.2, Llama 3 §3.2).
+
+Per layer: ``h = x + Attn(RMSNorm(x))``, ``out = h + FFN(RMSNorm(h))``; then a
+final RMSNorm and the output projection (tied to the embedding for models such
+as SmolLM2). Parameter names follow Meta's reference ``model.py``; the weights'
+RoPE layout follows Hugging Face (see ``herd.model.rope``).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from herd.model.attention import Attention
+from herd.model.config import ModelConfig
+from herd.model.feedforward import FeedForward
+from herd.model.kv_cache import KVCache
+from herd.model.norm import RMSNorm
+from herd.model.rope import rope_cos_sin, rope_frequencies
+
+
+class TransformerBlock(nn.Module):
+    """One pre-norm residual block: attention then SwiGLU."""
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.attention = Attention(config)
+        self.feed_forward = FeedForward(config.dim, config.hidden_dim)
+        self.attention_norm = RMSNorm(config.dim, config.norm_eps)
+        self.ffn_norm = RMSNorm(config.dim, config.norm_eps)
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        cos: torch.Tensor,
+        sin: torch.Tensor,
+        mask: torch.Tensor | None,
+        cache: KVCache | None,
+        layer: int,
+        start_pos: int,
+    ) -> torch.Tensor:
+        layer_cache = cache.layers[layer] if cache is not None else None
+        h = x + self.attention(self.attention_norm(x), cos, sin, mask, layer_cache, start_pos)
+        return h + self.feed_forward(self.ffn_norm(h))
+
+
+class Transformer(nn.Module):
+    """A Llama-family language model: token ids in, next-token logits out."""
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.tok_embeddings = nn.Embedding(config.vocab_size, config.dim)
+        self.layers = nn.ModuleList(TransformerBlock(config) for _ in range(config.n_layers))
+        self.norm = RMSNorm(config.dim, config.norm_eps)
+        self.output = nn.Linear(config.dim, config.vocab_size, bias=False)
+        if config.tie_embeddings:
+            self.output.weight = self.tok_embeddings.weight
+        self.register_buffer(
+            "inv_freq",
+            rope_frequencies(config.head_dim, config.rope_theta, config.rope_scaling),
+            persistent=False,
+        )
+
+    def forward(
+        self,
+        tokens: torch.Tensor,
+        *,
+        start_pos: int = 0,
+        cache: KVCache | None = None,
+        positions: torch.Tensor | None = None,
+        document_ids: torch.Tensor | None = None,
+        key_mask: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Logits of shape (batch, seq, vocab) for ``tokens`` of shape (batch, seq).
+
+        - ``cache``/``start_pos``: incremental decoding; the tokens sit at columns
+          ``start_pos..start_pos+seq`` of the cache.
+        - ``document_ids`` (batch, seq): packed sequences; attention stays inside
+          each document and positions restart at each document (Llama 3 §3.4.1).
+        - ``positions`` (batch, seq): explicit RoPE positions (e.g. left-padded batches).
+        - ``key_mask`` (batch, keys): False marks keys nobody may attend to (padding).
+        """
+        return self.output(
+            self.hidden_states(
+                tokens,
+                start_pos=start_pos,
+                cache=cache,
+                positions=positions,
+                document_ids=document_ids,
+                key_mask=key_mask,
+            )
+        )
+
+    def hidden_states(
+        self,
+        tokens: torch.Tensor,
+        *,
+        start_pos: int = 0,
+        cache: KVCache | None = None,
+        positions: torch.Tensor | None = None,
+        document_ids: torch.Tensor | None = None,
+        key_mask: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """The final-norm hidden states (batch, seq, dim), before the output projection."""
+        bsz, seqlen = tokens.shape
+        device = tokens.device
+        if positions is None:
+            positions = (
+                document_positions(document_ids)
+                if document_ids is not None
+                else torch.arange(start_pos, start_pos + seqlen, device=device).expand(bsz, seqlen)
+            )
+        h = self.tok_embeddings(tokens)
+        cos, sin = rope_cos_sin(positions, self.inv_freq, h.dtype)
+        mask = attention_mask(seqlen, start_pos, document_ids, key_mask, device)
+        for i, layer in enumerate(self.layers):
+            h = layer(h, cos, sin, mask, cache, i, start_pos)
+        return self.norm(h)
+
+    def make_cache(
+        self, batch: int, max_seq_len: int | None = None, dtype: torch.dtype | None = None
+    ) -> KVCache:
+        """A KV cache sized for ``batch`` sequences (default length: the model's context)."""
+        weight = self.tok_embeddings.weight
+        return KVCache(
+            self.config, batch, max_seq_len or self.config.max_seq_len, dtype or weight.dtype, weight.device
+        )
+
+    @torch.no_grad()
+    def init_weights(self, std: float = 0.02, seed: int | None = None) -> None:
+        """Llama-style initialisation: N(0, 0.02) everywhere, residual outputs scaled by 1/√(2·layers).
+
+        Meta did not publish its initialiser; this is the GPT-2/torchtitan
+        scheme commonly used to reproduce Llama pretraining. Norms start at 1.
+        """
+        generator = torch.Generator(device="cpu")
+        if seed is not None:
+            generator.manual_seed(seed)
+        out_std = std / math.sqrt(2 * self.config.n_layers)
+        for name, param in self.named_parameters():
+            if param.ndim == 1:
+                param.fill_(1.0)
+                continue
+            sigma = out_std if name.endswith(("wo.weight", "w2.weight")) else std
+            param.copy_(torch.randn(param.shape, generator=generator, dtype=torch.float32) * sigma)
+
+
+def document_positions(document_ids: torch.Tensor) -> torch.Tensor:
+    """Positions that restart at 0 wherever the document id changes along the sequence."""
+    seqlen = document_ids.shape[-1]
+    idx = torch.arange(seqlen, device=document_ids.device).expand_as(document_ids)
+    starts = torch.ones_like(document_ids, dtype=torch.bool)
+    starts[..., 1:] = document_ids[..., 1:] != document_ids[..., :-1]
+    start_idx = torch.where(starts, idx, torch.zeros_like(idx)).cummax(dim=-1).values
+    return idx - start_idx
+
+
+def attention_mask(
+    seqlen: int,
+    start_pos: int,
+    document_ids: torch.Tensor | None,
+    key_mask: torch.Tensor | None,
+    device: torch.device,
+) -> torch.Tensor | None:
+    """Boolean (batch, 1, seq, keys) mask, or None when plain causal attention suffices."""
+    if document_ids is None and key_mask is None and (start_pos == 0 or seqlen == 1):
+        return None
+    keys = start_pos + seqlen
+    q_idx = torch.arange(start_pos, keys, device=device).unsqueeze(1)
+    mask = (torch.arange(keys, device=device).unsqueeze(0) <= q_idx)[None, None]
+    if document_ids is not None:
+        same = document_ids.unsqueeze(-1) == document_ids.unsqueeze(-2)
+        mask = mask & same[:, None]
+    if key_mask is not None:
+        mask = mask & key_mask[:, None, None, :keys].bool()
+    return mask
