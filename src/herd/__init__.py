@@ -3,3 +3,8 @@
 from __future__ import annotations
 
 __version__ = "0.1.0"
+
+from herd.checkpoint.load import load_model
+from herd.model import ModelConfig, Transformer, get_preset
+
+__all__ = ["ModelConfig", "Transformer", "__version__", "get_preset", "load_model"]

@@ -64,6 +64,12 @@ class Transformer(nn.Module):
             persistent=False,
         )
 
+    def reset_rope(self, device: str | torch.device | None = None) -> None:
+        """(Re)compute the RoPE frequency buffer, e.g. after building on the meta device."""
+        c = self.config
+        freqs = rope_frequencies(c.head_dim, c.rope_theta, c.rope_scaling)
+        self.inv_freq = freqs.to(device or self.tok_embeddings.weight.device)
+
     def forward(
         self,
         tokens: torch.Tensor,

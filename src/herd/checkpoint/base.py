@@ -1,0 +1,117 @@
+"""The contract between checkpoint formats: readers yield herd-named tensors, writers consume them.
+
+herd's canonical tensor names are those of :class:`herd.model.Transformer`
+(``tok_embeddings.weight``, ``layers.{i}.attention.wq.weight``, ...) with q/k
+rows in the Hugging Face rotate-half order. Every format converts to and from
+these names, so any reader can feed any writer, one tensor at a time: a
+conversion never holds more than one tensor (or one output shard) in memory.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from herd.errors import CheckpointError
+from herd.model.config import ModelConfig
+
+
+@dataclass
+class CheckpointInfo:
+    """What a reader found besides the tensors: the model shape and optional extras."""
+
+    config: ModelConfig
+    # Format-specific extras carried across a conversion (e.g. GGUF tokenizer metadata).
+    extras: dict[str, Any] = field(default_factory=dict)
+
+
+def layer_tensor_names(layer: int) -> list[str]:
+    """herd names of the nine tensors of one Transformer block."""
+    p = f"layers.{layer}."
+    return [
+        p + "attention.wq.weight",
+        p + "attention.wk.weight",
+        p + "attention.wv.weight",
+        p + "attention.wo.weight",
+        p + "feed_forward.w1.weight",
+        p + "feed_forward.w2.weight",
+        p + "feed_forward.w3.weight",
+        p + "attention_norm.weight",
+        p + "ffn_norm.weight",
+    ]
+
+
+def tensor_names(config: ModelConfig) -> list[str]:
+    """Every canonical tensor name of a model, in checkpoint order (the tied output is omitted)."""
+    names = ["tok_embeddings.weight"]
+    for i in range(config.n_layers):
+        names += layer_tensor_names(i)
+    names.append("norm.weight")
+    if not config.tie_embeddings:
+        names.append("output.weight")
+    return names
+
+
+def expected_shape(config: ModelConfig, name: str) -> tuple[int, ...]:
+    """The shape a canonical tensor must have under ``config``."""
+    d, hd = config.dim, config.head_dim
+    leaf = name.rsplit(".", 2)[-2] if name.count(".") >= 2 else name.split(".")[0]
+    shapes: dict[str, tuple[int, ...]] = {
+        "tok_embeddings": (config.vocab_size, d),
+        "output": (config.vocab_size, d),
+        "norm": (d,),
+        "attention_norm": (d,),
+        "ffn_norm": (d,),
+        "wq": (config.n_heads * hd, d),
+        "wk": (config.n_kv_heads * hd, d),
+        "wv": (config.n_kv_heads * hd, d),
+        "wo": (d, config.n_heads * hd),
+        "w1": (config.hidden_dim, d),
+        "w3": (config.hidden_dim, d),
+        "w2": (d, config.hidden_dim),
+    }
+    return shapes[leaf]
+
+
+class CheckpointReader(ABC):
+    """A checkpoint on disk, read lazily tensor by tensor in herd's canonical layout."""
+
+    path: Path
+    info: CheckpointInfo
+
+    @property
+    def config(self) -> ModelConfig:
+        return self.info.config
+
+    @abstractmethod
+    def get(self, name: str) -> torch.Tensor:
+        """The canonical tensor ``name`` (in the file's own dtype where it has one; dequantized otherwise)."""
+
+    def tensors(self) -> Iterator[tuple[str, torch.Tensor]]:
+        """All canonical tensors in checkpoint order, one at a time."""
+        for name in tensor_names(self.config):
+            yield name, self.get(name)
+
+    def close(self) -> None:
+        """Release open files (mmaps)."""
+
+    def __enter__(self) -> CheckpointReader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def check_shape(config: ModelConfig, name: str, tensor: torch.Tensor, source: Path | str) -> torch.Tensor:
+    """Return ``tensor`` if its shape fits ``config``; otherwise raise a one-line error naming ``source``."""
+    want = expected_shape(config, name)
+    if tuple(tensor.shape) != want:
+        raise CheckpointError(
+            f"{source}: tensor {name} has shape {tuple(tensor.shape)} but the config implies {want}"
+        )
+    return tensor

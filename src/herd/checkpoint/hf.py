@@ -1,0 +1,293 @@
+"""herd's native format: the Hugging Face Llama layout (``config.json`` + safetensors).
+
+A directory written here loads in ``transformers.AutoModelForCausalLM``
+unchanged, and any Hugging Face Llama checkpoint loads in herd. Above
+``max_shard_bytes`` the weights are split into ``model-0000i-of-0000N.safetensors``
+with a ``model.safetensors.index.json`` weight map, as ``save_pretrained`` does.
+``config.json`` may describe RoPE with ``rope_theta``/``rope_scaling`` (transformers
+v4, the released checkpoints) or ``rope_parameters`` (v5); both are read.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save_file
+
+from herd.checkpoint.atomic import atomic_dir
+from herd.checkpoint.base import CheckpointInfo, CheckpointReader, check_shape
+from herd.errors import CheckpointError
+from herd.model.config import ModelConfig, RopeScaling
+
+DEFAULT_MAX_SHARD_BYTES = 5 * 10**9
+INDEX_NAME = "model.safetensors.index.json"
+SINGLE_NAME = "model.safetensors"
+
+_LAYER_MAP = {
+    "self_attn.q_proj": "attention.wq",
+    "self_attn.k_proj": "attention.wk",
+    "self_attn.v_proj": "attention.wv",
+    "self_attn.o_proj": "attention.wo",
+    "mlp.gate_proj": "feed_forward.w1",
+    "mlp.down_proj": "feed_forward.w2",
+    "mlp.up_proj": "feed_forward.w3",
+    "input_layernorm": "attention_norm",
+    "post_attention_layernorm": "ffn_norm",
+}
+_TOP_MAP = {
+    "model.embed_tokens.weight": "tok_embeddings.weight",
+    "model.norm.weight": "norm.weight",
+    "lm_head.weight": "output.weight",
+}
+_HERD_TOP = {v: k for k, v in _TOP_MAP.items()}
+_HERD_LAYER = {v: k for k, v in _LAYER_MAP.items()}
+_HF_LAYER_RE = re.compile(r"model\.layers\.(\d+)\.(.+)\.weight")
+_HERD_LAYER_RE = re.compile(r"layers\.(\d+)\.(.+)\.weight")
+
+
+def hf_name(name: str) -> str:
+    """The Hugging Face name of a canonical herd tensor name."""
+    if name in _HERD_TOP:
+        return _HERD_TOP[name]
+    m = _HERD_LAYER_RE.fullmatch(name)
+    if not m or m.group(2) not in _HERD_LAYER:
+        raise KeyError(name)
+    return f"model.layers.{m.group(1)}.{_HERD_LAYER[m.group(2)]}.weight"
+
+
+def herd_name(name: str) -> str | None:
+    """The canonical herd name of a Hugging Face tensor name (None for tensors herd does not use)."""
+    if name in _TOP_MAP:
+        return _TOP_MAP[name]
+    m = _HF_LAYER_RE.fullmatch(name)
+    if m and m.group(2) in _LAYER_MAP:
+        return f"layers.{m.group(1)}.{_LAYER_MAP[m.group(2)]}.weight"
+    return None
+
+
+# ---- config.json ---------------------------------------------------------------------------------
+
+
+def config_from_hf(hf: dict[str, Any], source: Path | str = "config.json") -> ModelConfig:
+    """A :class:`ModelConfig` from a Hugging Face Llama ``config.json`` dict (v4 or v5 RoPE keys)."""
+    model_type = hf.get("model_type", "llama")
+    if model_type not in ("llama", "mistral"):
+        raise CheckpointError(f"{source}: model_type {model_type!r} is not a Llama-architecture model")
+    try:
+        rope = hf.get("rope_parameters") or {}
+        theta = rope.get("rope_theta", hf.get("rope_theta", 10000.0))
+        scaling_dict = hf.get("rope_scaling") or (
+            rope if rope.get("rope_type", "default") != "default" else None
+        )
+        dim = int(hf["hidden_size"])
+        n_heads = int(hf["num_attention_heads"])
+        head_dim = hf.get("head_dim") or dim // n_heads
+        return ModelConfig(
+            dim=dim,
+            n_layers=int(hf["num_hidden_layers"]),
+            n_heads=n_heads,
+            n_kv_heads=int(hf.get("num_key_value_heads") or n_heads),
+            vocab_size=int(hf["vocab_size"]),
+            hidden_dim=int(hf["intermediate_size"]),
+            norm_eps=float(hf.get("rms_norm_eps", 1e-6)),
+            rope_theta=float(theta),
+            rope_scaling=_scaling_from_hf(scaling_dict, source),
+            max_seq_len=int(hf.get("max_position_embeddings", 4096)),
+            tie_embeddings=bool(hf.get("tie_word_embeddings", False)),
+            head_dim=int(head_dim),
+        )
+    except KeyError as exc:
+        raise CheckpointError(f"{source}: missing key {exc.args[0]!r}") from None
+
+
+def _scaling_from_hf(d: dict[str, Any] | None, source: Path | str) -> RopeScaling | None:
+    if not d:
+        return None
+    kind = d.get("rope_type", d.get("type", "default"))
+    if kind == "default":
+        return None
+    if kind == "linear":
+        return RopeScaling(kind="linear", factor=float(d["factor"]))
+    if kind == "llama3":
+        return RopeScaling(
+            kind="llama3",
+            factor=float(d["factor"]),
+            low_freq_factor=float(d["low_freq_factor"]),
+            high_freq_factor=float(d["high_freq_factor"]),
+            original_max_seq_len=int(d["original_max_position_embeddings"]),
+        )
+    raise CheckpointError(f"{source}: unsupported rope scaling type {kind!r} (herd knows llama3 and linear)")
+
+
+def config_to_hf(config: ModelConfig, dtype: torch.dtype | None = None) -> dict[str, Any]:
+    """A transformers ``LlamaConfig`` dict (v4 RoPE keys, which v5 still reads)."""
+    scaling: dict[str, Any] | None = None
+    if config.rope_scaling is not None:
+        s = config.rope_scaling
+        scaling = {"rope_type": s.kind, "factor": s.factor}
+        if s.kind == "llama3":
+            scaling |= {
+                "low_freq_factor": s.low_freq_factor,
+                "high_freq_factor": s.high_freq_factor,
+                "original_max_position_embeddings": s.original_max_seq_len,
+            }
+    out: dict[str, Any] = {
+        "architectures": ["LlamaForCausalLM"],
+        "model_type": "llama",
+        "hidden_size": config.dim,
+        "num_hidden_layers": config.n_layers,
+        "num_attention_heads": config.n_heads,
+        "num_key_value_heads": config.n_kv_heads,
+        "head_dim": config.head_dim,
+        "intermediate_size": config.hidden_dim,
+        "vocab_size": config.vocab_size,
+        "rms_norm_eps": config.norm_eps,
+        "rope_theta": config.rope_theta,
+        "rope_scaling": scaling,
+        "max_position_embeddings": config.max_seq_len,
+        "tie_word_embeddings": config.tie_embeddings,
+        "hidden_act": "silu",
+        "attention_bias": False,
+        "mlp_bias": False,
+        "initializer_range": 0.02,
+    }
+    if dtype is not None:
+        out["torch_dtype"] = str(dtype).removeprefix("torch.")
+    return out
+
+
+# ---- reading -------------------------------------------------------------------------------------
+
+
+def is_hf_dir(path: Path) -> bool:
+    """Whether ``path`` looks like a Hugging Face model directory."""
+    return path.is_dir() and (path / "config.json").is_file()
+
+
+class HFReader(CheckpointReader):
+    """Reads a Hugging Face Llama directory lazily (safetensors are memory-mapped)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        config_path = self.path / "config.json"
+        try:
+            hf = json.loads(config_path.read_text())
+        except FileNotFoundError:
+            raise CheckpointError(f"{config_path}: no config.json in the model directory") from None
+        except json.JSONDecodeError as exc:
+            raise CheckpointError(f"{config_path}: not valid JSON ({exc})") from None
+        self.info = CheckpointInfo(config_from_hf(hf, config_path))
+        self._files: dict[Path, Any] = {}
+        self._where = self._weight_map()
+
+    def _weight_map(self) -> dict[str, tuple[Path, str]]:
+        """canonical name → (file, name in file)."""
+        index = self.path / INDEX_NAME
+        if index.is_file():
+            try:
+                weight_map = json.loads(index.read_text())["weight_map"]
+            except (json.JSONDecodeError, KeyError) as exc:
+                raise CheckpointError(f"{index}: not a valid safetensors index ({exc})") from None
+            files = {name: self.path / f for name, f in weight_map.items()}
+        else:
+            single = self.path / SINGLE_NAME
+            if not single.is_file():
+                if any(self.path.glob("*.bin")):
+                    raise CheckpointError(
+                        f"{self.path}: only pickle (.bin) weights found; herd reads safetensors only "
+                        "(convert them with transformers' save_pretrained(safe_serialization=True))"
+                    )
+                raise CheckpointError(f"{self.path}: no {SINGLE_NAME} or {INDEX_NAME}")
+            files = {name: single for name in self._open(single).keys()}
+        out = {}
+        for name, file in files.items():
+            canonical = herd_name(name)
+            if canonical is not None:
+                out[canonical] = (file, name)
+        return out
+
+    def _open(self, file: Path) -> Any:
+        handle = self._files.get(file)
+        if handle is None:
+            if not file.is_file():
+                raise CheckpointError(f"{file}: shard listed in the index is missing")
+            try:
+                handle = safe_open(str(file), framework="pt")
+            except (SafetensorError, OSError) as exc:
+                raise CheckpointError(f"{file}: not a readable safetensors file ({exc})") from None
+            self._files[file] = handle
+        return handle
+
+    def get(self, name: str) -> torch.Tensor:
+        if name == "output.weight" and name not in self._where and self.config.tie_embeddings:
+            name = "tok_embeddings.weight"
+        try:
+            file, key = self._where[name]
+        except KeyError:
+            raise CheckpointError(f"{self.path}: tensor {hf_name(name)} is missing") from None
+        try:
+            tensor = self._open(file).get_tensor(key)
+        except (SafetensorError, OSError, RuntimeError) as exc:
+            raise CheckpointError(f"{file}: cannot read tensor {key} ({exc})") from None
+        return check_shape(self.config, name, tensor, file)
+
+    def close(self) -> None:
+        self._files.clear()
+
+
+# ---- writing -------------------------------------------------------------------------------------
+
+
+def write_hf(
+    dst: Path,
+    info: CheckpointInfo,
+    tensors: Iterable[tuple[str, torch.Tensor]],
+    *,
+    dtype: torch.dtype | None = None,
+    max_shard_bytes: int = DEFAULT_MAX_SHARD_BYTES,
+) -> Path:
+    """Write a Hugging Face Llama directory atomically, streaming tensors into shards."""
+    dst = Path(dst)
+    with atomic_dir(dst) as tmp:
+        shards: list[list[str]] = []
+        pending: dict[str, torch.Tensor] = {}
+        pending_bytes = 0
+        seen_dtype: torch.dtype | None = None
+        total = 0
+
+        def flush() -> None:
+            nonlocal pending, pending_bytes
+            if pending:
+                save_file(pending, str(tmp / f"part-{len(shards):05d}"), metadata={"format": "pt"})
+                shards.append(list(pending))
+                pending, pending_bytes = {}, 0
+
+        for name, tensor in tensors:
+            if dtype is not None:
+                tensor = tensor.to(dtype)
+            seen_dtype = seen_dtype or tensor.dtype
+            if pending and pending_bytes + tensor.nbytes > max_shard_bytes:
+                flush()
+            pending[hf_name(name)] = tensor.contiguous()
+            pending_bytes += tensor.nbytes
+            total += tensor.nbytes
+        flush()
+        if len(shards) == 1:
+            (tmp / "part-00000").rename(tmp / SINGLE_NAME)
+        else:
+            weight_map = {}
+            for i, names in enumerate(shards):
+                fname = f"model-{i + 1:05d}-of-{len(shards):05d}.safetensors"
+                (tmp / f"part-{i:05d}").rename(tmp / fname)
+                weight_map |= dict.fromkeys(names, fname)
+            index = {"metadata": {"total_size": total}, "weight_map": weight_map}
+            (tmp / INDEX_NAME).write_text(json.dumps(index, indent=2) + "\n")
+        config = config_to_hf(info.config, seen_dtype)
+        (tmp / "config.json").write_text(json.dumps(config, indent=2) + "\n")
+    return dst
