@@ -97,7 +97,7 @@ class CheckpointReader(ABC):
         for name in tensor_names(self.config):
             yield name, self.get(name)
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 (optional hook: most readers hold nothing to release)
         """Release open files (mmaps)."""
 
     def __enter__(self) -> CheckpointReader:

@@ -204,7 +204,7 @@ class HFReader(CheckpointReader):
                         "(convert them with transformers' save_pretrained(safe_serialization=True))"
                     )
                 raise CheckpointError(f"{self.path}: no {SINGLE_NAME} or {INDEX_NAME}")
-            files = {name: single for name in self._open(single).keys()}
+            files = {name: single for name in self._open(single).keys()}  # noqa: SIM118 (safe_open is not iterable)
         out = {}
         for name, file in files.items():
             canonical = herd_name(name)
