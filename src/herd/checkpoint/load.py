@@ -67,6 +67,8 @@ def _empty_model(config: ModelConfig, device: str | torch.device) -> Transformer
     with torch.device("meta"):
         model = Transformer(config)
     model = model.to_empty(device=device)
+    if config.tie_embeddings:
+        model.output.weight = model.tok_embeddings.weight  # to_empty allocates the two separately
     model.reset_rope()
     return model
 

@@ -1,0 +1,38 @@
+"""``herd convert``: checkpoints between the Hugging Face, Meta and GGUF layouts."""
+
+from __future__ import annotations
+
+import argparse
+
+from herd.checkpoint.convert import FORMATS, convert
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "convert",
+        help="convert a checkpoint between hf, meta and gguf",
+        description="Convert SRC (a Hugging Face dir, a Meta dir with params.json + consolidated.*.pth, "
+        "or a GGUF file) to DST in another layout, streaming tensor by tensor. Meta output can be "
+        "resharded with --shards. Nothing is left at DST if the conversion fails.",
+        epilog="examples:\n  herd convert Llama-2-13b/ llama2-13b-hf --to hf\n"
+        "  herd convert llama2-13b-hf llama2-13b-meta --to meta --shards 2\n"
+        "  herd convert llama2-13b-hf llama2-13b.q8_0.gguf --to gguf --dtype q8_0",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("src", metavar="SRC", help="source checkpoint (directory or .gguf file)")
+    p.add_argument("dst", metavar="DST", help="destination directory (hf, meta) or file (gguf)")
+    p.add_argument("--to", required=True, choices=FORMATS, help="target format")
+    p.add_argument(
+        "--dtype",
+        default=None,
+        help="hf/meta: fp32, fp16 or bf16 (default: keep the source's); gguf: f32, f16, bf16 or q8_0 (default f32)",
+    )
+    p.add_argument("--shards", type=int, default=1, help="model-parallel shards for --to meta (default 1)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_convert)
+
+
+def _convert(args: argparse.Namespace) -> int:
+    out = convert(args.src, args.dst, args.to, dtype=args.dtype, shards=args.shards, progress=not args.quiet)
+    print(f"wrote {out}")
+    return 0

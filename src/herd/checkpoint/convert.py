@@ -1,0 +1,70 @@
+"""``herd convert``: any checkpoint format to any other, one tensor at a time.
+
+The reader yields canonical tensors lazily (safetensors and GGUF are
+memory-mapped, Meta ``.pth`` shards are loaded with ``mmap=True``) and the
+writer streams them out, so a conversion holds at most one output shard in
+memory, never two copies of the weights. Output is written under a temporary
+name and renamed at the end: a failed conversion leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+
+from herd.checkpoint.base import CheckpointReader, tensor_names
+from herd.checkpoint.hf import write_hf
+from herd.checkpoint.load import open_checkpoint, parse_dtype
+from herd.errors import HerdError
+
+FORMATS = ("hf", "meta", "gguf")
+GGUF_DTYPES = ("f32", "f16", "bf16", "q8_0")
+
+
+def _progress(reader: CheckpointReader, desc: str, enabled: bool) -> Iterator[tuple[str, torch.Tensor]]:
+    total = len(tensor_names(reader.config))
+    yield from tqdm(reader.tensors(), total=total, desc=desc, unit="tensor", disable=not enabled)
+
+
+def convert(
+    src: Path | str,
+    dst: Path | str,
+    to: str,
+    *,
+    dtype: str | None = None,
+    shards: int = 1,
+    progress: bool = True,
+) -> Path:
+    """Convert the checkpoint at ``src`` into format ``to`` at ``dst``.
+
+    ``dtype``: for hf/meta a torch dtype name (fp32, fp16, bf16; default: the
+    source's); for gguf one of f32, f16, bf16, q8_0 (default f32).
+    ``shards``: model-parallel shards of a Meta checkpoint (resharding).
+    """
+    src, dst = Path(src), Path(dst)
+    if to not in FORMATS:
+        raise HerdError(f"unknown target format {to!r}; use one of {', '.join(FORMATS)}")
+    if src.resolve() == dst.resolve():
+        raise HerdError(f"{dst}: the destination is the source")
+    if shards < 1:
+        raise HerdError(f"--shards must be at least 1, got {shards}")
+    with open_checkpoint(src) as reader:
+        if to == "hf":
+            write_hf(
+                dst, reader.info, _progress(reader, f"{src.name} → hf", progress), dtype=parse_dtype(dtype)
+            )
+        elif to == "meta":
+            from herd.checkpoint.meta import write_meta
+
+            write_meta(dst, reader, shards=shards, dtype=parse_dtype(dtype), progress=progress)
+        else:
+            from herd.checkpoint.gguf import write_gguf
+
+            gguf_dtype = (dtype or "f32").lower()
+            if gguf_dtype not in GGUF_DTYPES:
+                raise HerdError(f"GGUF dtype must be one of {', '.join(GGUF_DTYPES)}, got {dtype!r}")
+            write_gguf(dst, reader.info, _progress(reader, f"{src.name} → gguf", progress), dtype=gguf_dtype)
+    return dst
