@@ -23,7 +23,9 @@ def _family_configs() -> dict[str, ModelConfig]:
         "codellama": get_preset("codellama-tiny").replace(vocab_size=32016),
         "llama3": get_preset("llama3-tiny"),
         "llama3.1-scaled": get_preset("llama3.1-tiny"),
-        "linear-scaling": get_preset("llama2-tiny").replace(rope_scaling=RopeScaling(kind="linear", factor=4.0)),
+        "linear-scaling": get_preset("llama2-tiny").replace(
+            rope_scaling=RopeScaling(kind="linear", factor=4.0)
+        ),
         "tied-embeddings": get_preset("llama3-tiny").replace(tie_embeddings=True, rope_theta=100000.0),
         "head-dim-not-dim-over-heads": get_preset("llama2-tiny-gqa").replace(head_dim=24),
     }

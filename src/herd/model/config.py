@@ -59,8 +59,9 @@ class ModelConfig:
     vocab_size: int
     n_kv_heads: int | None = None
     hidden_dim: int | None = None
-    multiple_of: int = 256
-    ffn_dim_multiplier: float | None = None
+    # How hidden_dim is derived when not given; not part of the shape once it is resolved.
+    multiple_of: int = field(default=256, compare=False)
+    ffn_dim_multiplier: float | None = field(default=None, compare=False)
     norm_eps: float = 1e-5
     rope_theta: float = 10000.0
     rope_scaling: RopeScaling | None = None

@@ -1,0 +1,158 @@
+"""herd's native Hugging Face layout: sharding, config variants, conversion CLI and bad input."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from transformers import LlamaForCausalLM
+
+from herd.checkpoint.base import CheckpointInfo
+from herd.checkpoint.hf import INDEX_NAME, HFReader, config_from_hf, config_to_hf, write_hf
+from herd.checkpoint.load import build_model, load_model, model_tensors
+from herd.cli import main
+from herd.errors import CheckpointError
+from herd.model.presets import get_preset
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory: pytest.TempPathFactory) -> tuple[torch.nn.Module, Path]:
+    model = build_model(get_preset("llama3.1-tiny"), seed=11)
+    path = tmp_path_factory.mktemp("hf") / "tiny"
+    write_hf(path, CheckpointInfo(model.config), model_tensors(model))
+    return model, path
+
+
+@torch.no_grad()
+def test_sharded_with_index_loads_everywhere(tiny: tuple, tmp_path: Path) -> None:
+    model, _ = tiny
+    dst = tmp_path / "sharded"
+    write_hf(dst, CheckpointInfo(model.config), model_tensors(model), max_shard_bytes=1_000_000)
+    index = json.loads((dst / INDEX_NAME).read_text())
+    files = sorted(set(index["weight_map"].values()))
+    assert len(files) > 2 and files[0].endswith(f"-of-{len(files):05d}.safetensors")
+    assert index["metadata"]["total_size"] == sum(t.nbytes for _, t in model_tensors(model))
+    tokens = torch.randint(0, model.config.vocab_size, (1, 30))
+    hf = LlamaForCausalLM.from_pretrained(dst).eval()
+    assert (hf(tokens).logits - model(tokens)).abs().max() <= 1e-4
+    assert torch.equal(load_model(dst)(tokens), model(tokens))
+
+
+def test_dtype_conversion(tiny: tuple, tmp_path: Path) -> None:
+    model, src = tiny
+    assert (
+        main(["convert", str(src), str(tmp_path / "bf16"), "--to", "hf", "--dtype", "bf16", "--quiet"]) == 0
+    )
+    loaded = load_model(tmp_path / "bf16")
+    assert loaded.tok_embeddings.weight.dtype == torch.bfloat16
+    assert json.loads((tmp_path / "bf16" / "config.json").read_text())["torch_dtype"] == "bfloat16"
+    assert torch.equal(loaded.norm.weight.float(), model.norm.weight.to(torch.bfloat16).float())
+    assert load_model(tmp_path / "bf16", dtype="fp32").tok_embeddings.weight.dtype == torch.float32
+
+
+def test_rope_parameters_v5_config() -> None:
+    """transformers v5 puts θ and scaling under ``rope_parameters``; released v4 files use rope_theta/rope_scaling."""
+    config = get_preset("llama3.1-tiny")
+    v4 = config_to_hf(config)
+    v5 = {k: v for k, v in v4.items() if k not in ("rope_theta", "rope_scaling")}
+    v5["rope_parameters"] = {"rope_theta": config.rope_theta} | v4["rope_scaling"]
+    assert config_from_hf(v4) == config_from_hf(v5) == config
+    plain = config_to_hf(get_preset("llama2-tiny"))
+    v5_plain = {k: v for k, v in plain.items() if k not in ("rope_theta", "rope_scaling")}
+    v5_plain["rope_parameters"] = {"rope_type": "default", "rope_theta": 10000.0}
+    assert config_from_hf(v5_plain) == config_from_hf(plain)
+
+
+def test_legacy_rope_scaling_type_key() -> None:
+    hf = config_to_hf(get_preset("llama2-tiny"))
+    hf["rope_scaling"] = {"type": "linear", "factor": 2.0}
+    assert config_from_hf(hf).rope_scaling.factor == 2.0
+
+
+def _cli_error(argv: list[str], capsys: pytest.CaptureFixture[str]) -> str:
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert "Traceback" not in err and len(err.splitlines()) == 1
+    return err
+
+
+def test_truncated_safetensors(tiny: tuple, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    _, src = tiny
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "config.json").write_bytes((src / "config.json").read_bytes())
+    data = (src / "model.safetensors").read_bytes()
+    (bad / "model.safetensors").write_bytes(data[: len(data) // 2])
+    err = _cli_error(["convert", str(bad), str(tmp_path / "out"), "--to", "hf", "--quiet"], capsys)
+    assert "model.safetensors" in err
+    assert not (tmp_path / "out").exists()
+    assert [p.name for p in tmp_path.iterdir()] == ["bad"]
+
+
+def test_garbage_safetensors(tiny: tuple, tmp_path: Path) -> None:
+    _, src = tiny
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "config.json").write_bytes((src / "config.json").read_bytes())
+    (bad / "model.safetensors").write_bytes(b"\x00" * 100)
+    with pytest.raises(CheckpointError, match="model.safetensors"):
+        load_model(bad)
+
+
+def test_shape_mismatch(tiny: tuple, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    _, src = tiny
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "model.safetensors").write_bytes((src / "model.safetensors").read_bytes())
+    config = json.loads((src / "config.json").read_text())
+    config["intermediate_size"] += 64
+    (bad / "config.json").write_text(json.dumps(config))
+    err = _cli_error(["convert", str(bad), str(tmp_path / "out"), "--to", "hf", "--quiet"], capsys)
+    assert "mlp.gate_proj" in err or "w1" in err
+    assert "shape" in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_missing_shard(tiny: tuple, tmp_path: Path) -> None:
+    model, _ = tiny
+    dst = tmp_path / "sharded"
+    write_hf(dst, CheckpointInfo(model.config), model_tensors(model), max_shard_bytes=1_000_000)
+    victim = sorted(dst.glob("model-*.safetensors"))[1]
+    victim.unlink()
+    with pytest.raises(CheckpointError, match=victim.name):
+        load_model(dst)
+
+
+def test_bad_config_json(tmp_path: Path) -> None:
+    (tmp_path / "config.json").write_text("{not json")
+    with pytest.raises(CheckpointError, match="config.json"):
+        HFReader(tmp_path)
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": "gpt2"}))
+    with pytest.raises(CheckpointError, match="gpt2"):
+        HFReader(tmp_path)
+
+
+def test_existing_destination_survives_failed_conversion(tiny: tuple, tmp_path: Path) -> None:
+    _, src = tiny
+    dst = tmp_path / "dst"
+    dst.mkdir()
+    (dst / "keep.txt").write_text("precious")
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "config.json").write_bytes((src / "config.json").read_bytes())
+    (bad / "model.safetensors").write_bytes(b"junk")
+    assert main(["convert", str(bad), str(dst), "--to", "hf", "--quiet"]) == 2
+    assert (dst / "keep.txt").read_text() == "precious"
+
+
+def test_unknown_path_and_dtype(tiny: tuple, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    _, src = tiny
+    assert "no such file" in _cli_error(
+        ["convert", str(tmp_path / "nope"), str(tmp_path / "o"), "--to", "hf"], capsys
+    )
+    assert "fp7" in _cli_error(
+        ["convert", str(src), str(tmp_path / "o"), "--to", "hf", "--dtype", "fp7"], capsys
+    )
+    assert not (tmp_path / "o").exists()
