@@ -13,6 +13,7 @@ import math
 import torch
 from torch import nn
 
+from herd.errors import HerdError
 from herd.model.attention import Attention
 from herd.model.config import ModelConfig
 from herd.model.feedforward import FeedForward
@@ -113,6 +114,8 @@ class Transformer(nn.Module):
         """The final-norm hidden states (batch, seq, dim), before the output projection."""
         bsz, seqlen = tokens.shape
         device = tokens.device
+        if document_ids is not None and (cache is not None or start_pos):
+            raise HerdError("document_ids (packed training sequences) cannot be combined with a KV cache")
         if positions is None:
             positions = (
                 document_positions(document_ids)
