@@ -19,9 +19,10 @@ one merged tensor at a time, not eight shards.
 vocab_size, multiple_of, ffn_dim_multiplier, norm_eps, rope_theta,
 use_scaled_rope). Meta's loaders pass it as keyword arguments to their
 ``ModelArgs``, so the writer adds a herd-specific key only when Meta's keys
-cannot describe the model: ``hidden_dim`` (no multiple_of/ffn_dim_multiplier
-reproduces it), ``head_dim`` (not dim // n_heads) and ``rope_scaling`` (any RoPE
-scaling but Llama 3.1's). The reader takes the FFN hidden size, the vocabulary
+cannot describe the model: ``head_dim`` (not dim // n_heads) and
+``rope_scaling`` (any RoPE scaling but Llama 3.1's). Any FFN hidden size (e.g.
+SmolLM2's) is expressed by choosing multiple_of/ffn_dim_multiplier so that the
+Llama rule reproduces it. The reader takes the FFN hidden size, the vocabulary
 (``-1`` in Llama 1/2 files) and the embedding split from the weights' shapes.
 The format has no tied embeddings and no context length: a tied model is written
 with an explicit ``output`` and reads back untied; the context length is
@@ -32,6 +33,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import pickle
 import re
 import warnings
@@ -124,12 +126,13 @@ def _scaling_from_params(params: dict[str, Any]) -> RopeScaling | None:
     return RopeScaling() if params.get("use_scaled_rope") else None
 
 
-def _ffn_params(config: ModelConfig) -> tuple[int, float | None] | None:
-    """``(multiple_of, ffn_dim_multiplier)`` for which the Llama rule gives ``config.hidden_dim``, if any.
+def ffn_params(config: ModelConfig) -> tuple[int, float | None]:
+    """``(multiple_of, ffn_dim_multiplier)`` for which the Llama rule gives ``config.hidden_dim``.
 
     The config's own pair comes first; then, for each power of two dividing the
     hidden size, no multiplier and the ratio to the rule's base size (rounded
-    as Meta writes them: 1.3, 1.5, ...).
+    as Meta writes them, 1.3, 1.5, ..., else exact: with multiple_of 1 the ratio
+    one float step up always lands on the hidden size).
     """
     dim, hidden = config.dim, config.hidden_dim
     base = int(2 * 4 * dim / 3)
@@ -139,11 +142,11 @@ def _ffn_params(config: ModelConfig) -> tuple[int, float | None] | None:
             ratio = hidden / base
             candidates.append((multiple_of, None))
             candidates += [(multiple_of, round(ratio, digits)) for digits in (1, 2, 3, 4, 6)]
-            candidates.append((multiple_of, ratio))
+            candidates += [(multiple_of, ratio), (multiple_of, math.nextafter(ratio, math.inf))]
     for multiple_of, multiplier in candidates:
         if llama_hidden_dim(dim, multiple_of, multiplier) == hidden:
             return multiple_of, multiplier
-    return None
+    raise CheckpointError(f"no multiple_of/ffn_dim_multiplier gives hidden size {hidden} at dim {dim}")
 
 
 def params_from_config(config: ModelConfig) -> dict[str, Any]:
@@ -157,13 +160,9 @@ def params_from_config(config: ModelConfig) -> dict[str, Any]:
         "norm_eps": config.norm_eps,
         "rope_theta": config.rope_theta,
     }
-    ffn = _ffn_params(config)
-    if ffn is None:
-        params |= {"multiple_of": config.multiple_of, "hidden_dim": config.hidden_dim}
-    else:
-        params["multiple_of"] = ffn[0]
-        if ffn[1] is not None:
-            params["ffn_dim_multiplier"] = ffn[1]
+    params["multiple_of"], multiplier = ffn_params(config)
+    if multiplier is not None:
+        params["ffn_dim_multiplier"] = multiplier
     if config.head_dim != config.dim // config.n_heads:
         params["head_dim"] = config.head_dim
     if config.rope_scaling == RopeScaling():
@@ -293,13 +292,7 @@ class MetaReader(CheckpointReader):
         hidden = self._merged_rows("layers.0.feed_forward.w1.weight")
         multiple_of = int(params.get("multiple_of", 256))
         multiplier = params.get("ffn_dim_multiplier")
-        if "hidden_dim" in params:
-            if int(params["hidden_dim"]) != hidden:
-                raise CheckpointError(
-                    f"{self._files[0]}: feed_forward.w1 has {hidden} rows in all but params.json says "
-                    f"hidden_dim {params['hidden_dim']}"
-                )
-        elif llama_hidden_dim(dim, multiple_of, multiplier) != hidden:
+        if llama_hidden_dim(dim, multiple_of, multiplier) != hidden:
             warnings.warn(
                 f"{self.path / PARAMS_NAME}: multiple_of {multiple_of} and ffn_dim_multiplier {multiplier} give "
                 f"hidden size {llama_hidden_dim(dim, multiple_of, multiplier)}, the weights have {hidden}; "
