@@ -321,8 +321,12 @@ def _add_metadata(writer: gguf.GGUFWriter, config: ModelConfig, wanted: GGMLQuan
 def _add_tokenizer(writer: gguf.GGUFWriter, info: CheckpointInfo, tokenizer: object | None) -> None:
     """Vocabulary metadata: from a herd tokenizer if given, else the source GGUF's raw fields."""
     if tokenizer is not None:
-        from herd.tokenizer import write_gguf_tokenizer
-
+        try:
+            from herd.tokenizer import write_gguf_tokenizer
+        except ImportError:
+            raise CheckpointError(
+                f"{writer.path}: cannot write the tokenizer (herd.tokenizer.write_gguf_tokenizer is unavailable)"
+            ) from None
         write_gguf_tokenizer(writer, tokenizer)
         return
     fields: dict[str, GGUFValue] = info.extras.get(TOKENIZER_EXTRA) or {}
