@@ -23,6 +23,7 @@ from hypothesis import strategies as st
 from transformers import LlamaForCausalLM
 
 from herd.checkpoint.base import CheckpointInfo
+from herd.checkpoint.gguf import GGUFReader, write_gguf
 from herd.checkpoint.hf import HFReader, write_hf
 from herd.checkpoint.load import build_model, load_model, model_tensors
 from herd.checkpoint.meta import MetaReader, params_from_config, shard_name, write_meta
@@ -227,12 +228,14 @@ def test_cli_reshards(meta2: Path, model: Transformer, tmp_path: Path) -> None:
         assert reader.shards == 4 and _same_tensors(reader, model)
 
 
-def test_hf_to_meta_to_hf_is_bit_exact(model: Transformer, tmp_path: Path) -> None:
-    """The issue's round trip, HF → Meta (2 shards) → HF, in fp32."""
+def test_hf_to_meta_to_gguf_to_hf_is_bit_exact(model: Transformer, tmp_path: Path) -> None:
+    """The issue's round trip, HF → Meta (2 shards) → GGUF F32 → HF, in fp32."""
     hf = write_hf(tmp_path / "hf", CheckpointInfo(CONFIG), model_tensors(model))
     with HFReader(hf) as reader:
         meta = write_meta(tmp_path / "meta", reader, shards=2)
     with MetaReader(meta) as reader:
+        gguf = write_gguf(tmp_path / "m.gguf", reader.info, reader.tensors(), dtype="f32")
+    with GGUFReader(gguf) as reader:
         back = write_hf(tmp_path / "back", reader.info, reader.tensors())
     with HFReader(hf) as a, HFReader(back) as b:
         assert all(torch.equal(x, y) for (_, x), (_, y) in zip(a.tensors(), b.tensors(), strict=True))

@@ -121,6 +121,7 @@ def context_length(rope_theta: float, scaling: RopeScaling | None) -> int:
 
 
 def _scaling_from_params(params: dict[str, Any]) -> RopeScaling | None:
+    """Llama 3.1's scaling for ``use_scaled_rope``; herd's ``rope_scaling`` key for any other."""
     if "rope_scaling" in params:
         return RopeScaling(**params["rope_scaling"])
     return RopeScaling() if params.get("use_scaled_rope") else None
