@@ -23,6 +23,7 @@ SUBCOMMAND_MODULES = (
     "herd.tokenizer.cli",
     "herd.infer.cli",
     "herd.data.cli",
+    "herd.train.cli",
 )
 
 

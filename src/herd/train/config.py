@@ -1,0 +1,258 @@
+"""The pretraining config: TOML sections as validated dataclasses, overridable from the command line.
+
+Defaults are the Llama recipe (SPEC §3; Llama 1 §2.2, Llama 2 §2.2): AdamW
+β 0.9/0.95, eps 1e-5, weight decay 0.1, clipping 1.0, 2,000 warmup steps,
+cosine decay to 10% of the peak. Unknown keys are rejected by name; any key
+can be overridden with ``--set section.key=value`` (the value is read as a
+TOML literal, or as a string when it is not one).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+import types
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
+
+from herd.errors import ConfigError
+from herd.model.config import ModelConfig
+from herd.model.presets import get_preset
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:
+    import tomli as tomllib
+
+
+@dataclass
+class DataConfig:
+    """Where the token shards are and how samples are cut (see ``herd.train.dataset``)."""
+
+    path: str = ""
+    seq_len: int = 2048
+    weights: dict[str, float] = field(default_factory=dict)  # empty: the manifest's weights
+    document_mask: bool = True  # attention stays inside each packed document (Llama 3 §3.4.1)
+
+
+@dataclass
+class OptimConfig:
+    """AdamW (Loshchilov & Hutter 2019) with the Llama hyperparameters (Llama 1 §2.2)."""
+
+    lr: float = 3e-4
+    beta1: float = 0.9
+    beta2: float = 0.95
+    eps: float = 1e-5
+    weight_decay: float = 0.1
+    grad_clip: float = 1.0
+
+
+@dataclass
+class ScheduleConfig:
+    """Linear warmup, cosine decay to ``min_lr_ratio``·peak, optional final linear anneal to 0 (Llama 3 §3.4.3)."""
+
+    warmup_steps: int = 2000
+    min_lr_ratio: float = 0.1
+    anneal_steps: int = 0
+
+
+@dataclass
+class TrainConfig:
+    """Length, batch and numerics of the run."""
+
+    steps: int = 1000
+    batch_tokens: int = 4_194_304  # 4M tokens per step (Llama 2 §2.2)
+    micro_batch_size: int = 1  # sequences per forward pass per process
+    seed: int = 0
+    device: str = "auto"  # auto: cuda when present, else cpu
+    dtype: str = "auto"  # auto: bf16 autocast on GPU, fp32 on CPU
+    activation_checkpointing: Literal["none", "selective", "full"] = "none"
+    compile: bool = False
+
+
+@dataclass
+class ParallelConfig:
+    """How processes started by torchrun share the work."""
+
+    strategy: Literal["auto", "ddp", "fsdp"] = "auto"  # auto: ddp for >1 process
+    tp: int = 1  # tensor-parallel degree (GPUs)
+
+
+@dataclass
+class CheckpointConfig:
+    """Periodic atomic checkpoints under ``<out_dir>/checkpoints``."""
+
+    every: int = 1000
+    keep: int = 2
+    export_hf: bool = True  # final weights as a Hugging Face directory at <out_dir>/hf
+
+
+@dataclass
+class FaultConfig:
+    """Reaction to bad steps (Llama 3 §3.3.4): NaN/Inf loss or gradients, or a loss spike."""
+
+    policy: Literal["skip", "rollback"] = "skip"
+    spike_factor: float = 0.0  # a step whose loss exceeds factor × the running mean is bad; 0: off
+    spike_warmup: int = 20  # steps before spike detection starts
+    max_restarts: int = 0  # restarts from the last checkpoint after a crash
+
+
+@dataclass
+class LogConfig:
+    """Progress bar, JSONL metrics, TensorBoard, validation and the loss plot."""
+
+    every: int = 1
+    val_every: int = 0  # 0: only at the end
+    val_batches: int = 4
+    progress: bool = True
+    tensorboard: bool = True
+
+
+@dataclass
+class PretrainConfig:
+    """A whole pretraining run; ``model`` is a preset name plus ModelConfig field overrides."""
+
+    out_dir: str = "runs/pretrain"
+    model: dict[str, Any] = field(default_factory=dict)
+    data: DataConfig = field(default_factory=DataConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    parallel: ParallelConfig = field(default_factory=ParallelConfig)
+    checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
+    fault: FaultConfig = field(default_factory=FaultConfig)
+    log: LogConfig = field(default_factory=LogConfig)
+
+    def model_config(self) -> ModelConfig:
+        """The ModelConfig: ``model.preset`` (if any) with the other keys replaced."""
+        fields = dict(self.model)
+        preset = fields.pop("preset", None)
+        if preset is None:
+            return ModelConfig.from_dict(fields)
+        known = {f.name for f in dataclasses.fields(ModelConfig)}
+        unknown = sorted(set(fields) - known)
+        if unknown:
+            raise ConfigError(f"model: unknown key(s) {', '.join(unknown)}")
+        return get_preset(preset).replace(**fields)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def validate(self) -> PretrainConfig:
+        """Cross-field checks; returns self."""
+        self.model_config()
+        checks = [
+            (self.train.steps > 0, "train.steps must be positive"),
+            (self.train.batch_tokens > 0, "train.batch_tokens must be positive"),
+            (self.train.micro_batch_size > 0, "train.micro_batch_size must be positive"),
+            (self.data.seq_len > 0, "data.seq_len must be positive"),
+            (self.optim.lr > 0, "optim.lr must be positive"),
+            (0 <= self.schedule.min_lr_ratio <= 1, "schedule.min_lr_ratio must be in [0, 1]"),
+            (self.schedule.warmup_steps >= 0, "schedule.warmup_steps must be >= 0"),
+            (self.schedule.anneal_steps >= 0, "schedule.anneal_steps must be >= 0"),
+            (self.checkpoint.every > 0, "checkpoint.every must be positive"),
+            (self.checkpoint.keep > 0, "checkpoint.keep must be positive"),
+            (self.parallel.tp > 0, "parallel.tp must be positive"),
+            (self.fault.max_restarts >= 0, "fault.max_restarts must be >= 0"),
+            (self.train.dtype in ("auto", "fp32", "bf16"), "train.dtype must be auto, fp32 or bf16"),
+            (all(w >= 0 for w in self.data.weights.values()), "data.weights must be >= 0"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ConfigError(message)
+        return self
+
+
+def _coerce(value: Any, hint: Any, key: str) -> Any:
+    """Check ``value`` against a type hint (ints are accepted for floats)."""
+    origin = get_origin(hint)
+    if origin is Literal:
+        if value not in get_args(hint):
+            choices = ", ".join(repr(a) for a in get_args(hint))
+            raise ConfigError(f"{key}: {value!r} is not one of {choices}")
+        return value
+    if origin in (Union, types.UnionType):
+        for arg in get_args(hint):
+            if arg is type(None) and value is None:
+                return None
+            if arg is not type(None):
+                try:
+                    return _coerce(value, arg, key)
+                except ConfigError:
+                    continue
+        raise ConfigError(f"{key}: {value!r} has the wrong type (expected {hint})")
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{key}: expected a table, got {value!r}")
+        _, vtype = get_args(hint)
+        return {k: value[k] if vtype is Any else _coerce(value[k], vtype, f"{key}.{k}") for k in value}
+    if hint is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if hint in (int, float, str, bool) and (
+        not isinstance(value, hint) or (hint is int and isinstance(value, bool))
+    ):
+        raise ConfigError(f"{key}: expected {hint.__name__}, got {value!r}")
+    return value
+
+
+def _build(cls: type, data: dict[str, Any], prefix: str = "") -> Any:
+    """A dataclass from a dict, rejecting unknown keys by name and checking types."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{prefix.rstrip('.') or 'config'}: expected a table, got {data!r}")
+    hints = get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        raise ConfigError(f"unknown config key(s): {', '.join(prefix + k for k in unknown)}")
+    values = {}
+    for name, value in data.items():
+        hint = hints[name]
+        if dataclasses.is_dataclass(hint):
+            values[name] = _build(hint, value, f"{prefix}{name}.")
+        else:
+            values[name] = _coerce(value, hint, prefix + name)
+    return cls(**values)
+
+
+def parse_value(text: str) -> Any:
+    """A command-line value: a TOML literal (``3e-4``, ``true``, ``[1, 2]``) or else a plain string."""
+    try:
+        return tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        return text
+
+
+def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Apply ``section.key=value`` overrides to the raw config dict (new keys are validated later)."""
+    for item in overrides:
+        key, sep, text = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"--set {item!r}: expected KEY=VALUE, e.g. optim.lr=3e-4")
+        *parents, leaf = key.strip().split(".")
+        node = data
+        for part in parents:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"--set {item!r}: {part} is not a table")
+        node[leaf] = parse_value(text.strip())
+    return data
+
+
+def config_from_dict(data: dict[str, Any]) -> PretrainConfig:
+    """A validated :class:`PretrainConfig` from a raw dict."""
+    return _build(PretrainConfig, data).validate()
+
+
+def load_config(path: Path | str | None, overrides: list[str] = ()) -> PretrainConfig:
+    """Read a TOML config (or start from the defaults when ``path`` is None) and apply overrides."""
+    data: dict[str, Any] = {}
+    if path is not None:
+        path = Path(path)
+        try:
+            data = tomllib.loads(path.read_text())
+        except FileNotFoundError:
+            raise ConfigError(f"{path}: no such config file") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{path}: invalid TOML ({exc})") from None
+    return config_from_dict(apply_overrides(data, list(overrides)))

@@ -1,0 +1,147 @@
+"""Processes, devices and model sharding with PyTorch's own engine (Llama 3 §3.3.2).
+
+One process per device, started by ``torchrun`` (which sets ``RANK``,
+``WORLD_SIZE``, ``LOCAL_RANK``); a plain ``herd pretrain`` is one process.
+The model is replicated with DDP, sharded with FSDP2 (``fully_shard`` per
+Transformer block, then the root: ZeRO-3, as Llama 3's FSDP), and on GPUs its
+attention/FFN matmuls can be split across ``tp`` devices with DTensor tensor
+parallelism (Megatron-style column/row splits, Shoeybi et al. 2019), data
+parallel across the rest. NCCL on GPUs, gloo on CPU.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+from torch import nn
+from torch.distributed.device_mesh import DeviceMesh, init_device_mesh
+
+from herd.errors import ConfigError
+from herd.model.transformer import Transformer
+from herd.train.config import ParallelConfig
+
+
+@dataclass
+class Runtime:
+    """Where this process runs and who its peers are."""
+
+    rank: int
+    world_size: int
+    device: torch.device
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def distributed(self) -> bool:
+        return self.world_size > 1
+
+    def barrier(self) -> None:
+        if self.distributed:
+            dist.barrier()
+
+    def sum(self, value: torch.Tensor) -> torch.Tensor:
+        """The sum of ``value`` over all processes (a float64 scalar on CPU)."""
+        if self.distributed:
+            value = value.detach().to(self.device, torch.float64).clone()
+            dist.all_reduce(value)
+        return value.detach().cpu().double()
+
+
+def init_runtime(device: str) -> Runtime:
+    """Join the torchrun process group if there is one, and pick this process's device."""
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cuda":
+        if not torch.cuda.is_available():
+            raise ConfigError("train.device is cuda but no GPU is visible")
+        torch.cuda.set_device(local_rank)
+        dev = torch.device("cuda", local_rank)
+    else:
+        dev = torch.device(device)
+    if world_size > 1 and not dist.is_initialized():
+        dist.init_process_group(
+            "nccl" if dev.type == "cuda" else "gloo", device_id=dev if dev.type == "cuda" else None
+        )
+    return Runtime(rank, world_size, dev)
+
+
+def shutdown(runtime: Runtime) -> None:
+    if runtime.distributed and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def strategy_of(config: ParallelConfig, runtime: Runtime) -> str:
+    """``none``, ``ddp`` or ``fsdp``: the data-parallel scheme over the non-TP processes."""
+    if config.tp > 1 and runtime.world_size % config.tp:
+        raise ConfigError(f"parallel.tp={config.tp} does not divide the {runtime.world_size} processes")
+    if runtime.world_size // config.tp == 1:
+        return "none"
+    return "ddp" if config.strategy == "auto" else config.strategy
+
+
+def apply_tensor_parallel(model: Transformer, mesh: DeviceMesh) -> None:
+    """Split each block's q/k/v and w1/w3 by output columns and wo/w2 by input rows.
+
+    Each device then holds ``n_heads / tp`` heads and a slice of the FFN; the
+    only communication is one all-reduce after wo and one after w2.
+    """
+    from torch.distributed.tensor.parallel import ColwiseParallel, RowwiseParallel, parallelize_module
+
+    tp = mesh.size()
+    cfg = model.config
+    if cfg.n_kv_heads % tp or cfg.hidden_dim % tp:
+        raise ConfigError(
+            f"parallel.tp={tp} must divide n_kv_heads ({cfg.n_kv_heads}) and hidden_dim ({cfg.hidden_dim})"
+        )
+    plan = {
+        "attention.wq": ColwiseParallel(),
+        "attention.wk": ColwiseParallel(),
+        "attention.wv": ColwiseParallel(),
+        "attention.wo": RowwiseParallel(),
+        "feed_forward.w1": ColwiseParallel(),
+        "feed_forward.w3": ColwiseParallel(),
+        "feed_forward.w2": RowwiseParallel(),
+    }
+    for block in model.layers:
+        parallelize_module(block, mesh, plan)
+        block.attention.n_heads //= tp
+        block.attention.n_kv_heads //= tp
+
+
+def parallelize(model: Transformer, config: ParallelConfig, runtime: Runtime) -> tuple[nn.Module, str]:
+    """Wrap ``model`` for the chosen scheme; returns the module to train and the scheme's name."""
+    strategy = strategy_of(config, runtime)
+    dp_mesh = None
+    if config.tp > 1:
+        mesh = init_device_mesh(
+            runtime.device.type, (runtime.world_size // config.tp, config.tp), mesh_dim_names=("dp", "tp")
+        )
+        apply_tensor_parallel(model, mesh["tp"])
+        dp_mesh = mesh["dp"]
+    if strategy == "fsdp":
+        from torch.distributed.fsdp import fully_shard
+
+        if dp_mesh is None:
+            dp_mesh = init_device_mesh(runtime.device.type, (runtime.world_size,))
+        for block in model.layers:
+            fully_shard(block, mesh=dp_mesh)
+        fully_shard(model, mesh=dp_mesh)
+        return model, strategy
+    if strategy == "ddp":
+        from torch.nn.parallel import DistributedDataParallel
+
+        if config.tp > 1:
+            raise ConfigError(
+                "parallel.tp > 1 needs parallel.strategy = 'fsdp' across the data-parallel ranks"
+            )
+        ids = [runtime.device.index] if runtime.device.type == "cuda" else None
+        return DistributedDataParallel(model, device_ids=ids), strategy
+    return model, strategy

@@ -1,0 +1,37 @@
+"""AdamW with decoupled weight decay on the weight matrices only (Llama 1 §2.2).
+
+The papers give weight decay 0.1 but not which tensors it applies to. herd
+decays every parameter with two or more dimensions (the linear layers, the
+token embedding and the output projection) and not the RMSNorm gains, whose
+pull towards 0 would shrink the residual stream rather than regularise; this
+is the GPT-2/nanoGPT convention most Llama reproductions follow.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from herd.train.config import OptimConfig
+
+
+def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
+    """Two AdamW groups: matrices (decayed) and vectors (not), each in a stable order."""
+    decay, no_decay = [], []
+    for _, param in model.named_parameters():
+        if param.requires_grad:
+            (decay if param.ndim >= 2 else no_decay).append(param)
+    return [
+        {"params": decay, "weight_decay": weight_decay},
+        {"params": no_decay, "weight_decay": 0.0},
+    ]
+
+
+def build_optimizer(model: nn.Module, config: OptimConfig) -> torch.optim.AdamW:
+    """AdamW with the configured β, eps and decay; the LR is set each step by the schedule."""
+    return torch.optim.AdamW(
+        param_groups(model, config.weight_decay),
+        lr=config.lr,
+        betas=(config.beta1, config.beta2),
+        eps=config.eps,
+    )
