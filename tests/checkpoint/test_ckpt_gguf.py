@@ -286,6 +286,18 @@ def test_written_dtypes_load_in_llama_cpp_and_herd(dtype: str, tmp_path: Path) -
     assert (read_back - herd_logits(model, ids)).abs().max().item() <= vs_original
 
 
+def test_q8_0_falls_back_to_f16_where_rows_do_not_fill_blocks(tmp_path: Path) -> None:
+    config = ModelConfig(dim=48, n_layers=1, n_heads=3, vocab_size=512, hidden_dim=64)
+    model = tiny_model(config)
+    path = write_tiny(tmp_path / "q8.gguf", model, "q8_0")
+    types = {e.name: e.ggml_type for e in GGUFFile(path).tensors.values()}
+    assert types["blk.0.ffn_down.weight"] == Q.Q8_0  # rows of 64
+    assert types["blk.0.ffn_up.weight"] == Q.F16  # rows of 48
+    ids = token_ids(config.vocab_size)
+    read_back = herd_logits(herd.load_model(path), ids)
+    assert (read_back - llama_cpp_logits(path, ids)).abs().max().item() <= 0.15
+
+
 def test_hf_gguf_hf_round_trip_is_bit_exact(tmp_path: Path) -> None:
     config = get_preset("llama3.1-tiny")
     model = tiny_model(config)

@@ -252,16 +252,11 @@ class GGUFReader(CheckpointReader):
         entry = self._entries.get(name)
         if entry is None:
             raise CheckpointError(f"{self.path}: tensor {gguf_name(name)} is missing")
-        if entry.shape != expected_shape(self.config, name):
-            raise CheckpointError(
-                f"{self.path}: tensor {entry.name} has shape {entry.shape} but the metadata implies "
-                f"{expected_shape(self.config, name)}"
-            )
-        tensor = self.file.decode(entry)
+        tensor = check_shape(self.config, name, self.file.decode(entry), self.path)
         heads = _qk_heads(self.config, name)
         if heads is not None:
             tensor = interleaved_to_halves(tensor, heads)
-        return check_shape(self.config, name, tensor.to(self.dtype), self.path)
+        return tensor.to(self.dtype)
 
     def close(self) -> None:
         self.file.close()
@@ -318,14 +313,16 @@ def _add_metadata(writer: gguf.GGUFWriter, config: ModelConfig, wanted: GGMLQuan
         writer.add_rope_scaling_orig_ctx_len(scaling.original_max_seq_len)
 
 
-def _add_tokenizer(writer: gguf.GGUFWriter, info: CheckpointInfo, tokenizer: object | None) -> None:
+def _add_tokenizer(
+    writer: gguf.GGUFWriter, info: CheckpointInfo, tokenizer: object | None, dst: Path
+) -> None:
     """Vocabulary metadata: from a herd tokenizer if given, else the source GGUF's raw fields."""
     if tokenizer is not None:
         try:
             from herd.tokenizer import write_gguf_tokenizer
         except ImportError:
             raise CheckpointError(
-                f"{writer.path}: cannot write the tokenizer (herd.tokenizer.write_gguf_tokenizer is unavailable)"
+                f"{dst}: cannot write the tokenizer (herd.tokenizer.write_gguf_tokenizer is unavailable)"
             ) from None
         write_gguf_tokenizer(writer, tokenizer)
         return
@@ -359,7 +356,7 @@ def write_gguf(
         writer = gguf.GGUFWriter(tmp, ARCH)
         try:
             _add_metadata(writer, config, wanted)
-            _add_tokenizer(writer, info, tokenizer)
+            _add_tokenizer(writer, info, tokenizer, dst)
             llama3 = config.rope_scaling is not None and config.rope_scaling.kind == "llama3"
             factors = rope_factors(config).numpy() if llama3 else None
             if factors is not None:
