@@ -427,6 +427,7 @@ def pretrain(config: PretrainConfig, *, resume: bool = False) -> PretrainResult:
     """Run (or with ``resume`` continue) pretraining; restart after crashes up to ``fault.max_restarts``."""
     restarts = 0
     lost = 0.0
+    crash = ""
     runtime: Runtime | None = None
     try:
         while True:
@@ -434,6 +435,8 @@ def pretrain(config: PretrainConfig, *, resume: bool = False) -> PretrainResult:
             try:
                 trainer = Trainer(config, resume=resume or restarts > 0, lost_wall_s=lost)
                 runtime = trainer.runtime
+                if crash:
+                    trainer.logger.event(trainer.step, f"restart {restarts} after a crash ({crash})")
                 result = trainer.run()
                 result.restarts = restarts
                 return result
@@ -443,9 +446,9 @@ def pretrain(config: PretrainConfig, *, resume: bool = False) -> PretrainResult:
                 if trainer is None or restarts >= config.fault.max_restarts:
                     raise
                 restarts += 1
+                crash = f"{type(exc).__name__}: {exc}"
                 # Time since the last checkpoint is lost work: it counts as wall time, not goodput.
                 lost += time.perf_counter() - trainer.last_checkpoint_time
-                trainer.logger.event(trainer.step, f"crash ({type(exc).__name__}: {exc}); restart {restarts}")
                 trainer.close()
     finally:
         if runtime is not None:

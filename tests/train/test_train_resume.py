@@ -1,0 +1,140 @@
+"""Checkpoint/resume: bit-exact after SIGKILL, incompatible configs, full disk, corrupt checkpoints."""
+
+from __future__ import annotations
+
+import errno
+import os
+import random
+import signal
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import losses, run_cli, tiny_config_dict, write_toml
+from herd.errors import CheckpointError
+from herd.train import checkpointing
+from herd.train.config import config_from_dict
+from herd.train.loop import Trainer, pretrain
+from herd.train.metrics import METRICS_FILE, read_metrics
+
+
+def _wait(proc, timeout: float = 120) -> None:
+    _out, err = proc.communicate(timeout=timeout)
+    assert proc.returncode == 0, err[-2000:]
+
+
+@pytest.mark.slow
+def test_sigkill_at_a_random_step_then_resume_is_bit_exact(dataset_dir: Path, tmp_path: Path) -> None:
+    steps = 40
+    sections = {
+        "train": {"steps": steps, "batch_tokens": 256, "micro_batch_size": 4},
+        "checkpoint": {"every": 3},
+    }
+    ref_cfg = write_toml(tmp_path / "ref.toml", tiny_config_dict(dataset_dir, tmp_path / "ref", **sections))
+    run_cfg = write_toml(tmp_path / "run.toml", tiny_config_dict(dataset_dir, tmp_path / "run", **sections))
+    reference = run_cli("pretrain", str(ref_cfg))
+    kill_after = random.randint(4, 25)
+    victim = run_cli("pretrain", str(run_cfg))
+    metrics = tmp_path / "run" / METRICS_FILE
+    deadline = time.monotonic() + 120
+    while not (metrics.exists() and len(metrics.read_text().splitlines()) >= kill_after):
+        assert victim.poll() is None, f"run finished before step {kill_after}: {victim.stderr.read()[-2000:]}"
+        assert time.monotonic() < deadline
+        time.sleep(0.001)
+    victim.send_signal(signal.SIGKILL)
+    victim.communicate()
+    assert victim.returncode == -signal.SIGKILL
+    assert checkpointing.latest_checkpoint(tmp_path / "run") is not None, f"killed at {kill_after}"
+    _wait(run_cli("pretrain", str(run_cfg), "--resume"))
+    _wait(reference)
+    expected, got = losses(tmp_path / "ref"), losses(tmp_path / "run")
+    assert sorted(got) == list(range(1, steps + 1))
+    assert got == expected, f"killed after {kill_after} steps"
+
+
+def _crash_once_at(monkeypatch: pytest.MonkeyPatch, step: int) -> list[int]:
+    """Make the trainer raise RuntimeError the first time it reaches ``step``; returns the crash log."""
+    crashes: list[int] = []
+    original = Trainer.train_step
+
+    def flaky(self: Trainer) -> tuple[float, float, float]:
+        if self.step == step and not crashes:
+            crashes.append(step)
+            raise RuntimeError("simulated node failure")
+        return original(self)
+
+    monkeypatch.setattr(Trainer, "train_step", flaky)
+    return crashes
+
+
+def test_crash_then_resume_continues_exactly(
+    dataset_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    full = pretrain(config_from_dict(tiny_config_dict(dataset_dir, tmp_path / "full")))
+    config = config_from_dict(tiny_config_dict(dataset_dir, tmp_path / "run"))
+    _crash_once_at(monkeypatch, 6)
+    with pytest.raises(RuntimeError, match="simulated"):
+        pretrain(config)
+    resumed = pretrain(config, resume=True)
+    assert resumed.final_loss == full.final_loss
+    assert losses(tmp_path / "run") == losses(tmp_path / "full")
+
+
+def test_max_restarts_recovers_from_a_crash(
+    dataset_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pretrain(config_from_dict(tiny_config_dict(dataset_dir, tmp_path / "full")))
+    crashes = _crash_once_at(monkeypatch, 7)
+    result = pretrain(
+        config_from_dict(tiny_config_dict(dataset_dir, tmp_path / "run", fault={"max_restarts": 1}))
+    )
+    assert crashes == [7] and result.restarts == 1
+    assert losses(tmp_path / "run") == losses(tmp_path / "full")
+    assert 0 < result.goodput < 1
+    events = [r["event"] for r in read_metrics(tmp_path / "run" / METRICS_FILE) if "event" in r]
+    assert any("restart 1" in e for e in events)
+
+
+def test_resume_with_incompatible_config_names_each_difference(dataset_dir: Path, tmp_path: Path) -> None:
+    raw = tiny_config_dict(dataset_dir, tmp_path / "run", train={"steps": 4})
+    pretrain(config_from_dict(raw))
+    changed = tiny_config_dict(
+        dataset_dir, tmp_path / "run", train={"steps": 8, "seed": 3}, model={"n_layers": 3}
+    )
+    with pytest.raises(CheckpointError) as info:
+        pretrain(config_from_dict(changed), resume=True)
+    message = str(info.value)
+    assert "model.n_layers: checkpoint 2, config 3" in message
+    assert "train.seed: checkpoint 0, config 3" in message
+    assert "steps" not in message  # a longer run is a compatible change
+
+
+def test_full_disk_while_checkpointing_keeps_the_previous_checkpoint(
+    dataset_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    out = tmp_path / "run"
+    pretrain(config_from_dict(tiny_config_dict(dataset_dir, out, train={"steps": 4})))
+    before = checkpointing.latest_checkpoint(out)
+    files_before = sorted(p.name for p in before.iterdir())
+
+    def no_space(*args: object, **kwargs: object) -> None:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(checkpointing, "_write_shards", no_space)
+    with pytest.raises(CheckpointError, match=r"No space left on device.*step_00000004 is intact"):
+        pretrain(config_from_dict(tiny_config_dict(dataset_dir, out, train={"steps": 8})), resume=True)
+    assert checkpointing.latest_checkpoint(out) == before
+    assert sorted(p.name for p in before.iterdir()) == files_before
+    assert [p.name for p in (out / "checkpoints").iterdir()] == [before.name]  # no temporary left
+    monkeypatch.undo()
+    result = pretrain(config_from_dict(tiny_config_dict(dataset_dir, out, train={"steps": 8})), resume=True)
+    assert result.steps == 8
+
+
+def test_incomplete_checkpoint_is_reported(dataset_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    pretrain(config_from_dict(tiny_config_dict(dataset_dir, out, train={"steps": 4})))
+    (checkpointing.latest_checkpoint(out) / ".metadata").unlink()
+    with pytest.raises(CheckpointError, match="incomplete checkpoint"):
+        pretrain(config_from_dict(tiny_config_dict(dataset_dir, out, train={"steps": 8})), resume=True)
