@@ -97,20 +97,12 @@ def smollm2_herd(smollm2_gguf: Path) -> Transformer:
 
 @pytest.fixture(scope="module")
 def smollm2_transformers(smollm2_gguf: Path) -> torch.nn.Module:
-    """transformers' own GGUF loading (its reader, dequantization and q/k un-permutation).
+    """transformers loading the same file with ``gguf_file=`` (its own reader, dequantization and q/k order)."""
+    from transformers import AutoModelForCausalLM
 
-    ``from_pretrained(gguf_file=...)`` also requires accelerate, which herd does
-    not depend on; this is the same path without the device-placement step.
-    """
-    from transformers import LlamaConfig, LlamaForCausalLM
-    from transformers.modeling_gguf_pytorch_utils import load_gguf_checkpoint
-
-    config = load_gguf_checkpoint(str(smollm2_gguf))["config"]
-    model = LlamaForCausalLM(LlamaConfig(**{k: v for k, v in config.items() if k != "model_type"}))
-    state = load_gguf_checkpoint(str(smollm2_gguf), return_tensors=True, model_to_load=model)["tensors"]
-    missing, unexpected = model.load_state_dict(state, strict=False)
-    assert missing == ["lm_head.weight"] and not unexpected  # tied: lm_head is the embedding
-    model.tie_weights()
+    model = AutoModelForCausalLM.from_pretrained(
+        smollm2_gguf.parent, gguf_file=smollm2_gguf.name, torch_dtype=torch.float32
+    )
     return model.eval()
 
 

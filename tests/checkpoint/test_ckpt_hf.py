@@ -157,3 +157,17 @@ def test_unknown_path_and_dtype(tiny: tuple, tmp_path: Path, capsys: pytest.Capt
         ["convert", str(src), str(tmp_path / "o"), "--to", "hf", "--dtype", "fp7"], capsys
     )
     assert not (tmp_path / "o").exists()
+
+
+def test_output_permissions_follow_umask(tiny: tuple, tmp_path: Path) -> None:
+    """Atomic output is not left private (mkdtemp's 0700) but as mkdir/open would make it."""
+    import os
+
+    _, src = tiny
+    mask = os.umask(0o022)
+    try:
+        assert main(["convert", str(src), str(tmp_path / "o"), "--to", "hf", "--quiet"]) == 0
+    finally:
+        os.umask(mask)
+    assert (tmp_path / "o").stat().st_mode & 0o777 == 0o755
+    assert (tmp_path / "o" / "config.json").stat().st_mode & 0o777 == 0o644

@@ -20,6 +20,7 @@ def atomic_dir(dst: Path) -> Iterator[Path]:
     dst = Path(dst)
     dst.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{dst.name}.", suffix=".tmp", dir=dst.parent))
+    tmp.chmod(0o777 & ~_umask())  # mkdtemp makes 0700; the result should be as if made by mkdir
     try:
         yield tmp
         if dst.exists():
@@ -42,8 +43,15 @@ def atomic_file(dst: Path) -> Iterator[Path]:
     fd, name = tempfile.mkstemp(prefix=f".{dst.name}.", suffix=".tmp", dir=dst.parent)
     os.close(fd)
     tmp = Path(name)
+    tmp.chmod(0o666 & ~_umask())  # mkstemp makes 0600; the result should be as if made by open
     try:
         yield tmp
         os.replace(tmp, dst)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
