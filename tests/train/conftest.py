@@ -106,3 +106,19 @@ def run_cli(*args: str, env: dict | None = None, **kwargs) -> subprocess.Popen:
 def losses(out_dir: Path) -> dict[int, float]:
     """step → training loss from a run's metrics.jsonl."""
     return {r["step"]: r["loss"] for r in read_metrics(out_dir / METRICS_FILE) if "loss" in r}
+
+
+def run_herd(*args: str, nproc: int = 1, timeout: float = 300) -> subprocess.CompletedProcess:
+    """Run ``herd`` to completion: directly, or under torchrun with ``nproc`` CPU processes (gloo)."""
+    launcher = (
+        ["-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}"] if nproc > 1 else []
+    )
+    proc = subprocess.run(
+        [PYTHON, *launcher, "-m", "herd.cli", *args],
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc

@@ -1,0 +1,70 @@
+"""Two CPU processes (torchrun, gloo): DDP and FSDP2 follow the single-process loss curve; DCP resharding.
+
+Tolerance: the data-parallel runs see exactly the same global batches and
+start from the same weights; only the order in which gradients are summed
+differs (per-process sums, then an all-reduce), so losses agree up to float32
+rounding compounded over the steps: 1e-4 relative.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from conftest import losses, run_herd, tiny_config_dict, write_toml
+from herd.train import checkpointing
+
+TOLERANCE = 1e-4
+STEPS = 8
+
+
+@pytest.fixture(scope="module")
+def single_run(dataset_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[int, float]:
+    """The reference: one process, 2 micro-batches of 4 per step."""
+    tmp = tmp_path_factory.mktemp("single")
+    raw = tiny_config_dict(dataset_dir, tmp / "run", train={"steps": STEPS})
+    run_herd("pretrain", str(write_toml(tmp / "c.toml", raw)))
+    return losses(tmp / "run")
+
+
+def _assert_close(got: dict[int, float], expected: dict[int, float]) -> None:
+    assert sorted(got) == sorted(expected)
+    for step, loss in expected.items():
+        assert got[step] == pytest.approx(loss, rel=TOLERANCE), step
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("strategy", ["ddp", "fsdp"])
+def test_two_processes_match_one(
+    dataset_dir: Path, tmp_path: Path, single_run: dict[int, float], strategy: str
+) -> None:
+    raw = tiny_config_dict(
+        dataset_dir, tmp_path / "run", train={"steps": STEPS}, parallel={"strategy": strategy}
+    )
+    out = run_herd("pretrain", str(write_toml(tmp_path / "c.toml", raw)), nproc=2)
+    assert f'"strategy": "{strategy}"' in out.stdout and '"world_size": 2' in out.stdout
+    _assert_close(losses(tmp_path / "run"), single_run)
+
+
+@pytest.mark.slow
+def test_fsdp_checkpoint_resumes_on_one_process(
+    dataset_dir: Path, tmp_path: Path, single_run: dict[int, float]
+) -> None:
+    """A sharded (DCP) checkpoint written by 2 FSDP processes, resumed by 1 process."""
+    out = tmp_path / "run"
+    raw = tiny_config_dict(
+        dataset_dir, out, train={"steps": STEPS}, parallel={"strategy": "fsdp"}, checkpoint={"keep": 3}
+    )
+    config = write_toml(tmp_path / "c.toml", raw)
+    run_herd("pretrain", str(config), nproc=2)
+    first, *later = [p for _, p in checkpointing.list_checkpoints(out)]
+    assert sorted(f.name for f in first.iterdir() if f.suffix == ".distcp") == [
+        "__0_0.distcp",
+        "__1_0.distcp",
+    ]
+    for path in later:
+        shutil.rmtree(path)
+    run_herd("pretrain", str(config), "--resume")
+    _assert_close(losses(out), single_run)
