@@ -26,7 +26,7 @@ from gguf import GGUFValue, GGUFValueType
 
 import herd
 from herd.checkpoint.base import CheckpointInfo, tensor_names
-from herd.checkpoint.gguf import GGUFReader, gguf_name, write_gguf
+from herd.checkpoint.gguf import NAMES, GGUFReader, write_gguf
 from herd.checkpoint.gguf_file import GGUFFile
 from herd.checkpoint.hf import HFReader, write_hf
 from herd.checkpoint.load import build_model, model_tensors
@@ -212,7 +212,7 @@ def test_dequantize_matches_gguf_reference(
     with GGUFReader(path) as reader:
         for name in tensor_names(QUANT_CONFIG):
             ours = reader.get(name).float()
-            ref = reference[gguf_name(name)]
+            ref = reference[NAMES.to_format(name)]
             expected = torch.from_numpy(gguf.quants.dequantize(ref.data, ref.tensor_type).copy())
             heads = {"wq": QUANT_CONFIG.n_heads, "wk": QUANT_CONFIG.n_kv_heads}.get(name.split(".")[-2])
             in_file_order = halves_to_interleaved(ours, heads) if heads else ours

@@ -23,7 +23,6 @@ weights F32, F16, BF16 or Q8_0 (rows that are not a multiple of Q8_0's
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -36,6 +35,7 @@ from gguf import GGML_QUANT_SIZES, GGMLQuantizationType, GGUFValue, LlamaFileTyp
 from herd.checkpoint.atomic import atomic_file
 from herd.checkpoint.base import CheckpointInfo, CheckpointReader, check_shape, expected_shape, tensor_names
 from herd.checkpoint.gguf_file import GGUFFile
+from herd.checkpoint.names import NameMap
 from herd.checkpoint.permute import halves_to_interleaved, interleaved_to_halves
 from herd.errors import CheckpointError, ConfigError
 from herd.model.config import ModelConfig, RopeScaling
@@ -45,26 +45,25 @@ ARCH = "llama"
 ROPE_FREQS = "rope_freqs.weight"
 TOKENIZER_EXTRA = "gguf_tokenizer"
 
-_LAYER_MAP = {
-    "attn_q": "attention.wq",
-    "attn_k": "attention.wk",
-    "attn_v": "attention.wv",
-    "attn_output": "attention.wo",
-    "ffn_gate": "feed_forward.w1",
-    "ffn_down": "feed_forward.w2",
-    "ffn_up": "feed_forward.w3",
-    "attn_norm": "attention_norm",
-    "ffn_norm": "ffn_norm",
-}
-_TOP_MAP = {
-    "token_embd.weight": "tok_embeddings.weight",
-    "output_norm.weight": "norm.weight",
-    "output.weight": "output.weight",
-}
-_HERD_TOP = {v: k for k, v in _TOP_MAP.items()}
-_HERD_LAYER = {v: k for k, v in _LAYER_MAP.items()}
-_GGUF_LAYER_RE = re.compile(r"blk\.(\d+)\.(\w+)\.weight")
-_HERD_LAYER_RE = re.compile(r"layers\.(\d+)\.(.+)\.weight")
+NAMES = NameMap(
+    top={
+        "token_embd.weight": "tok_embeddings.weight",
+        "output_norm.weight": "norm.weight",
+        "output.weight": "output.weight",
+    },
+    layer_prefix="blk.{}.",
+    layer={
+        "attn_q": "attention.wq",
+        "attn_k": "attention.wk",
+        "attn_v": "attention.wv",
+        "attn_output": "attention.wo",
+        "ffn_gate": "feed_forward.w1",
+        "ffn_down": "feed_forward.w2",
+        "ffn_up": "feed_forward.w3",
+        "attn_norm": "attention_norm",
+        "ffn_norm": "ffn_norm",
+    },
+)
 
 WRITE_TYPES: dict[str, GGMLQuantizationType] = {
     "f32": GGMLQuantizationType.F32,
@@ -79,26 +78,6 @@ _FILE_TYPES = {
     GGMLQuantizationType.Q8_0: LlamaFileType.MOSTLY_Q8_0,
 }
 _FLOAT_TYPES = {GGMLQuantizationType.F16: torch.float16, GGMLQuantizationType.BF16: torch.bfloat16}
-
-
-def gguf_name(name: str) -> str:
-    """The GGUF name of a canonical herd tensor name."""
-    if name in _HERD_TOP:
-        return _HERD_TOP[name]
-    m = _HERD_LAYER_RE.fullmatch(name)
-    if not m or m.group(2) not in _HERD_LAYER:
-        raise KeyError(name)
-    return f"blk.{m.group(1)}.{_HERD_LAYER[m.group(2)]}.weight"
-
-
-def herd_name(name: str) -> str | None:
-    """The canonical herd name of a GGUF tensor name (None for tensors herd does not use)."""
-    if name in _TOP_MAP:
-        return _TOP_MAP[name]
-    m = _GGUF_LAYER_RE.fullmatch(name)
-    if m and m.group(2) in _LAYER_MAP:
-        return f"layers.{m.group(1)}.{_LAYER_MAP[m.group(2)]}.weight"
-    return None
 
 
 def _qk_heads(config: ModelConfig, name: str) -> int | None:
@@ -234,7 +213,7 @@ class GGUFReader(CheckpointReader):
         self.info = CheckpointInfo(config_from_gguf(self.file), extras={TOKENIZER_EXTRA: tokenizer})
         self._entries = {}
         for name, entry in self.file.tensors.items():
-            canonical = herd_name(name)
+            canonical = NAMES.to_herd(name)
             if canonical is not None:
                 self._entries[canonical] = entry
         self.dtype = self._model_dtype()
@@ -251,7 +230,7 @@ class GGUFReader(CheckpointReader):
             name = "tok_embeddings.weight"
         entry = self._entries.get(name)
         if entry is None:
-            raise CheckpointError(f"{self.path}: tensor {gguf_name(name)} is missing")
+            raise CheckpointError(f"{self.path}: tensor {NAMES.to_format(name)} is missing")
         tensor = check_shape(self.config, name, self.file.decode(entry), self.path)
         heads = _qk_heads(self.config, name)
         if heads is not None:
@@ -364,7 +343,7 @@ def write_gguf(
             for name, ggml_type in plan.items():
                 shape = expected_shape(config, name)
                 writer.add_tensor_info(
-                    gguf_name(name), shape, np.float32, _nbytes(shape, ggml_type), ggml_type
+                    NAMES.to_format(name), shape, np.float32, _nbytes(shape, ggml_type), ggml_type
                 )
             writer.write_header_to_file()
             writer.write_kv_data_to_file()

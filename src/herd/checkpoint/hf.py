@@ -11,7 +11,6 @@ v4, the released checkpoints) or ``rope_parameters`` (v5); both are read.
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -22,6 +21,7 @@ from safetensors.torch import save_file
 
 from herd.checkpoint.atomic import atomic_dir
 from herd.checkpoint.base import CheckpointInfo, CheckpointReader, check_shape
+from herd.checkpoint.names import NameMap
 from herd.errors import CheckpointError
 from herd.model.config import ModelConfig, RopeScaling
 
@@ -29,46 +29,25 @@ DEFAULT_MAX_SHARD_BYTES = 5 * 10**9
 INDEX_NAME = "model.safetensors.index.json"
 SINGLE_NAME = "model.safetensors"
 
-_LAYER_MAP = {
-    "self_attn.q_proj": "attention.wq",
-    "self_attn.k_proj": "attention.wk",
-    "self_attn.v_proj": "attention.wv",
-    "self_attn.o_proj": "attention.wo",
-    "mlp.gate_proj": "feed_forward.w1",
-    "mlp.down_proj": "feed_forward.w2",
-    "mlp.up_proj": "feed_forward.w3",
-    "input_layernorm": "attention_norm",
-    "post_attention_layernorm": "ffn_norm",
-}
-_TOP_MAP = {
-    "model.embed_tokens.weight": "tok_embeddings.weight",
-    "model.norm.weight": "norm.weight",
-    "lm_head.weight": "output.weight",
-}
-_HERD_TOP = {v: k for k, v in _TOP_MAP.items()}
-_HERD_LAYER = {v: k for k, v in _LAYER_MAP.items()}
-_HF_LAYER_RE = re.compile(r"model\.layers\.(\d+)\.(.+)\.weight")
-_HERD_LAYER_RE = re.compile(r"layers\.(\d+)\.(.+)\.weight")
-
-
-def hf_name(name: str) -> str:
-    """The Hugging Face name of a canonical herd tensor name."""
-    if name in _HERD_TOP:
-        return _HERD_TOP[name]
-    m = _HERD_LAYER_RE.fullmatch(name)
-    if not m or m.group(2) not in _HERD_LAYER:
-        raise KeyError(name)
-    return f"model.layers.{m.group(1)}.{_HERD_LAYER[m.group(2)]}.weight"
-
-
-def herd_name(name: str) -> str | None:
-    """The canonical herd name of a Hugging Face tensor name (None for tensors herd does not use)."""
-    if name in _TOP_MAP:
-        return _TOP_MAP[name]
-    m = _HF_LAYER_RE.fullmatch(name)
-    if m and m.group(2) in _LAYER_MAP:
-        return f"layers.{m.group(1)}.{_LAYER_MAP[m.group(2)]}.weight"
-    return None
+NAMES = NameMap(
+    top={
+        "model.embed_tokens.weight": "tok_embeddings.weight",
+        "model.norm.weight": "norm.weight",
+        "lm_head.weight": "output.weight",
+    },
+    layer_prefix="model.layers.{}.",
+    layer={
+        "self_attn.q_proj": "attention.wq",
+        "self_attn.k_proj": "attention.wk",
+        "self_attn.v_proj": "attention.wv",
+        "self_attn.o_proj": "attention.wo",
+        "mlp.gate_proj": "feed_forward.w1",
+        "mlp.down_proj": "feed_forward.w2",
+        "mlp.up_proj": "feed_forward.w3",
+        "input_layernorm": "attention_norm",
+        "post_attention_layernorm": "ffn_norm",
+    },
+)
 
 
 # ---- config.json ---------------------------------------------------------------------------------
@@ -207,7 +186,7 @@ class HFReader(CheckpointReader):
             files = {name: single for name in self._open(single).keys()}  # noqa: SIM118 (safe_open is not iterable)
         out = {}
         for name, file in files.items():
-            canonical = herd_name(name)
+            canonical = NAMES.to_herd(name)
             if canonical is not None:
                 out[canonical] = (file, name)
         return out
@@ -230,7 +209,7 @@ class HFReader(CheckpointReader):
         try:
             file, key = self._where[name]
         except KeyError:
-            raise CheckpointError(f"{self.path}: tensor {hf_name(name)} is missing") from None
+            raise CheckpointError(f"{self.path}: tensor {NAMES.to_format(name)} is missing") from None
         try:
             tensor = self._open(file).get_tensor(key)
         except (SafetensorError, OSError, RuntimeError) as exc:
@@ -274,7 +253,7 @@ def write_hf(
             seen_dtype = seen_dtype or tensor.dtype
             if pending and pending_bytes + tensor.nbytes > max_shard_bytes:
                 flush()
-            pending[hf_name(name)] = tensor.contiguous()
+            pending[NAMES.to_format(name)] = tensor.contiguous()
             pending_bytes += tensor.nbytes
             total += tensor.nbytes
         flush()
