@@ -35,6 +35,7 @@ def test_pretrain_learns_and_reports(dataset_dir: Path, tmp_path: Path) -> None:
     assert 0 < result.mfu < 1 and 0 < result.goodput <= 1 and result.tokens == 30 * 256
     assert Path(result.loss_plot).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert (out / "summary.json").is_file()
+    assert "MFU" in result.report() and "loss.png" in result.report()
 
 
 def test_exported_weights_load_in_transformers(dataset_dir: Path, tmp_path: Path) -> None:

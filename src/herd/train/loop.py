@@ -96,6 +96,23 @@ class PretrainResult:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+    def report(self) -> str:
+        """A short Markdown section for the demo report (the loss plot is linked, not embedded)."""
+        val = f"{self.val_loss:.4f}" if self.val_loss is not None else "n/a"
+        bpb = f"{self.val_bpb:.4f}" if self.val_bpb is not None else "n/a"
+        lines = [
+            "## Pretraining",
+            f"- steps: {self.steps} ({self.tokens:,} tokens); final train loss {self.final_loss:.4f}",
+            f"- validation loss {val} nats/token, {bpb} bits/byte",
+            f"- throughput {self.tokens_per_s:,.0f} tokens/s, MFU {100 * self.mfu:.1f}%, goodput {100 * self.goodput:.1f}%",
+            f"- skipped steps {self.skipped_steps}, rollbacks {self.rollbacks}, restarts {self.restarts}",
+        ]
+        if self.loss_plot:
+            lines.append(f"- loss curve: ![loss]({self.loss_plot})")
+        if self.hf_dir:
+            lines.append(f"- weights (Hugging Face layout): {self.hf_dir}")
+        return "\n".join(lines) + "\n"
+
 
 def _mixture_weights(config: PretrainConfig, sources: tuple[Source, ...]) -> list[float]:
     names = [s.name for s in sources]
