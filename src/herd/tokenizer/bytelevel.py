@@ -4,8 +4,7 @@ Byte-level BPE vocabularies (GPT-2, Llama 3 §3.1 via tiktoken, SmolLM) are
 stored as text in ``tokenizer.json`` and GGUF by mapping each of the 256 bytes
 to a printable character (space becomes ``Ġ``). tiktoken files store raw bytes
 with ranks instead and carry no merge list; Hugging Face and llama.cpp need one,
-so :func:`merges_from_ranks` recovers it: the merge that creates a token is the
-pair BPE reaches when it is only allowed ranks below the token's own.
+so :func:`merges_from_ranks` derives one from tiktoken's merge rule.
 """
 
 from __future__ import annotations
@@ -49,33 +48,17 @@ def piece_to_bytes(piece: str) -> bytes:
     return bytes(table[c] for c in piece)
 
 
-def _split_by_ranks(token: bytes, ranks: Mapping[bytes, int], limit: int) -> list[bytes]:
-    """Parts of ``token`` after BPE merges that only use ranks below ``limit``."""
-    parts = [token[i : i + 1] for i in range(len(token))]
-    while len(parts) > 1:
-        best, best_rank = -1, limit
-        for i in range(len(parts) - 1):
-            rank = ranks.get(parts[i] + parts[i + 1])
-            if rank is not None and rank < best_rank:
-                best, best_rank = i, rank
-        if best < 0:
-            break
-        parts[best : best + 2] = [parts[best] + parts[best + 1]]
-    return parts
-
-
 def merges_from_ranks(ranks: Mapping[bytes, int]) -> list[tuple[bytes, bytes]]:
-    """The merge list, in rank order, that reproduces a tiktoken rank table with classic BPE.
+    """The merge list that makes classic BPE behave as tiktoken on a rank table.
 
-    Raises ``ValueError`` if some multi-byte token cannot be built from two
-    lower-ranked tokens (the table is not a BPE vocabulary).
+    tiktoken merges any two adjacent parts whose concatenation has a rank, lowest
+    rank first. So every split of a token into two ranked halves is a merge, at
+    the token's rank; splits of one token are ordered by the halves' ranks.
     """
     merges: list[tuple[bytes, bytes]] = []
-    for token, rank in sorted(ranks.items(), key=lambda item: item[1]):
-        if len(token) == 1:
-            continue
-        parts = _split_by_ranks(token, ranks, rank)
-        if len(parts) != 2:
-            raise ValueError(f"token {token!r} (rank {rank}) is not the merge of two lower-ranked tokens")
-        merges.append((parts[0], parts[1]))
+    for token, _ in sorted(ranks.items(), key=lambda item: item[1]):
+        splits = [
+            (token[:i], token[i:]) for i in range(1, len(token)) if token[:i] in ranks and token[i:] in ranks
+        ]
+        merges += sorted(splits, key=lambda pair: (ranks[pair[0]], ranks[pair[1]]))
     return merges

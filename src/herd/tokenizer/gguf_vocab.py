@@ -262,10 +262,7 @@ def _write_tiktoken(writer: gguf.GGUFWriter, tokenizer: TiktokenTokenizer) -> No
         raise TokenizerError(
             f"{tokenizer.source}: id {tokens.index(None)} is unused; GGUF needs contiguous ids"
         )
-    try:
-        merges = [f"{bytes_to_piece(a)} {bytes_to_piece(b)}" for a, b in merges_from_ranks(tokenizer.ranks)]
-    except ValueError as exc:
-        raise TokenizerError(f"{tokenizer.source}: {exc}") from None
+    merges = [f"{bytes_to_piece(a)} {bytes_to_piece(b)}" for a, b in merges_from_ranks(tokenizer.ranks)]
     _write_byte_level(writer, [t for t in tokens if t is not None], types, merges, "llama-bpe")
 
 
