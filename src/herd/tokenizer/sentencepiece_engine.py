@@ -114,7 +114,7 @@ class SentencePieceTokenizer(Tokenizer):
             return self._encode_with(self.processor, [text], True, 1)[0]
         try:
             return self.processor.encode(text, out_type=int)
-        except (UnicodeEncodeError, TypeError):
+        except (UnicodeEncodeError, TypeError, RuntimeError):
             raise unencodable([text]) from None
 
     def _encode_continuation(self, text: str, allow_special: bool) -> list[int]:
@@ -130,7 +130,7 @@ class SentencePieceTokenizer(Tokenizer):
         plain = [s for segs in segments for s in segs if isinstance(s, str)]
         try:
             encoded = iter(processor.encode(plain, out_type=int, num_threads=num_threads))
-        except (UnicodeEncodeError, TypeError):
+        except (UnicodeEncodeError, TypeError, RuntimeError):
             raise unencodable(plain) from None
         out: list[list[int]] = []
         for segs in segments:
