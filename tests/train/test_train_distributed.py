@@ -1,4 +1,4 @@
-"""Two CPU processes (torchrun, gloo): DDP and FSDP2 follow the single-process loss curve; DCP resharding.
+"""Two CPU processes (torchrun, gloo): DDP, FSDP2 and tensor parallelism follow the single-process loss curve; DCP resharding.
 
 Tolerance: the data-parallel runs see exactly the same global batches and
 start from the same weights; only the order in which gradients are summed
@@ -36,13 +36,15 @@ def _assert_close(got: dict[int, float], expected: dict[int, float]) -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("strategy", ["ddp", "fsdp"])
+@pytest.mark.parametrize(
+    ("parallel", "strategy"),
+    [({"strategy": "ddp"}, "ddp"), ({"strategy": "fsdp"}, "fsdp"), ({"tp": 2}, "none")],
+    ids=["ddp", "fsdp", "tensor-parallel"],
+)
 def test_two_processes_match_one(
-    dataset_dir: Path, tmp_path: Path, single_run: dict[int, float], strategy: str
+    dataset_dir: Path, tmp_path: Path, single_run: dict[int, float], parallel: dict, strategy: str
 ) -> None:
-    raw = tiny_config_dict(
-        dataset_dir, tmp_path / "run", train={"steps": STEPS}, parallel={"strategy": strategy}
-    )
+    raw = tiny_config_dict(dataset_dir, tmp_path / "run", train={"steps": STEPS}, parallel=parallel)
     out = run_herd("pretrain", str(write_toml(tmp_path / "c.toml", raw)), nproc=2)
     assert f'"strategy": "{strategy}"' in out.stdout and '"world_size": 2' in out.stdout
     _assert_close(losses(tmp_path / "run"), single_run)

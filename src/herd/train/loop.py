@@ -42,7 +42,6 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
 
 from herd.checkpoint.base import CheckpointInfo, tensor_names
@@ -64,7 +63,7 @@ from herd.train.dataset import (
 from herd.train.distributed import Runtime, init_runtime, parallelize, shutdown
 from herd.train.faults import BadStepDetector
 from herd.train.metrics import MetricsLogger, mfu, peak_flops, plot_losses, read_metrics
-from herd.train.optim import build_optimizer
+from herd.train.optim import build_optimizer, clip_grad_norm
 from herd.train.recompute import apply_activation_checkpointing
 from herd.train.schedule import LRSchedule
 
@@ -292,10 +291,7 @@ class Trainer:
             yield read_windows(self.sampler.sources, mine[i * mb : (i + 1) * mb], self.config.data.seq_len)
 
     def _grad_norm(self) -> float:
-        norm = nn.utils.clip_grad_norm_(self.model.parameters(), self.config.optim.grad_clip)
-        if hasattr(norm, "full_tensor"):
-            norm = norm.full_tensor()
-        return float(norm)
+        return clip_grad_norm(self.model, self.config.optim.grad_clip, mixed_dtensor=self.tp > 1)
 
     def train_step(self) -> tuple[float, float, float]:
         """Steps 6–8 for one global batch: (loss, grad norm, lr); the update may be skipped."""

@@ -50,7 +50,7 @@ def gpu_peak_flops(name: str) -> float | None:
 
 
 @functools.lru_cache(maxsize=1)
-def cpu_peak_flops(size: int = 1024, repeats: int = 5) -> float:
+def cpu_peak_flops(size: int = 1024, repeats: int = 20) -> float:
     """Best fp32 matmul throughput of this CPU at the current thread count (FLOP/s), measured once."""
     a, b = torch.randn(size, size), torch.randn(size, size)
     a @ b

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import torch
 from torch import nn
+from torch.distributed.tensor import DTensor
 
 from herd.train.config import OptimConfig
 
@@ -35,3 +36,27 @@ def build_optimizer(model: nn.Module, config: OptimConfig) -> torch.optim.AdamW:
         betas=(config.beta1, config.beta2),
         eps=config.eps,
     )
+
+
+def clip_grad_norm(model: nn.Module, max_norm: float, mixed_dtensor: bool) -> float:
+    """Clip the global L2 norm of the gradients to ``max_norm`` (Llama 1 §2.2: 1.0); returns the norm.
+
+    ``torch.nn.utils.clip_grad_norm_`` handles plain and FSDP-sharded gradients
+    with fused kernels but refuses a model where tensor parallelism made only
+    some gradients DTensors; then each gradient's norm is reduced over its own
+    mesh before the global sum.
+    """
+    if not mixed_dtensor:
+        norm = nn.utils.clip_grad_norm_(model.parameters(), max_norm)
+        return float(norm.full_tensor() if isinstance(norm, DTensor) else norm)
+    grads = [p.grad for p in model.parameters() if p.grad is not None]
+    squares = []
+    for grad in grads:
+        norm = torch.linalg.vector_norm(grad, dtype=torch.float32)
+        squares.append((norm.full_tensor() if isinstance(norm, DTensor) else norm).square())
+    total = float(torch.stack(squares).sum().sqrt())
+    coef = min(1.0, max_norm / (total + 1e-6))
+    if coef < 1.0:
+        for grad in grads:
+            grad.mul_(coef)
+    return total
