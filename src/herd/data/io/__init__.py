@@ -1,0 +1,1 @@
+"""Readers and writers for document files (JSONL, Parquet) and transparent (de)compression."""

@@ -1,0 +1,65 @@
+"""Atomic document writers: output appears under its final name only when complete.
+
+Each writer writes to a hidden temporary file beside the destination and
+renames it on :meth:`AtomicWriter.close`, so a killed run never leaves a
+half-written shard that a resumed run would mistake for a finished one.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from types import TracebackType
+
+from herd.data.document import Document
+
+
+class AtomicWriter:
+    """Base of the JSONL and Parquet writers: temporary name, rename on close, discard on error."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.tmp = self.path.with_name(f".{self.path.name}.tmp")
+        self.count = 0
+
+    def write(self, doc: Document) -> None:
+        raise NotImplementedError
+
+    def _finish(self) -> None:
+        """Flush and close the temporary file."""
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Finish the temporary file and move it to its final name."""
+        self._finish()
+        os.replace(self.tmp, self.path)
+
+    def discard(self) -> None:
+        """Abandon the output (the step failed): nothing appears at the destination."""
+        try:
+            self._finish()
+        finally:
+            self.tmp.unlink(missing_ok=True)
+
+    def __enter__(self) -> AtomicWriter:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.discard()
+
+
+def open_writer(path: str | Path) -> AtomicWriter:
+    """A JSONL (``.jsonl``, ``.jsonl.gz``, ``.jsonl.zst``) or Parquet (``.parquet``) writer by suffix."""
+    if str(path).endswith(".parquet"):
+        from herd.data.io.parquet import ParquetWriter
+
+        return ParquetWriter(path)
+    from herd.data.io.jsonl import JsonlWriter
+
+    return JsonlWriter(path)

@@ -1,0 +1,106 @@
+"""A pipeline: one reader, a list of steps, one output file per task.
+
+:meth:`Pipeline.run_task` is what every executor calls for one shard of the
+input: it reads the shard's files, streams the documents through the steps,
+writes the survivors (and, if asked, each step's exclusions) under temporary
+names, renames them into place, and only then writes the shard's completion
+marker holding its stats. A task whose marker exists is skipped, so a rerun or
+a resumed run redoes exactly the unfinished shards, and because a task's output
+depends only on its files, the final output is byte-identical to an
+uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import copy
+import glob
+import json
+import os
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from herd.data.errors import DataInputError
+from herd.data.io.reader import Reader
+from herd.data.io.writer import AtomicWriter, open_writer
+from herd.data.stats import StepStats
+from herd.data.step import Step
+
+DONE_DIR = ".done"
+EXCLUDED_DIR = "excluded"
+
+
+@dataclass
+class Pipeline:
+    """``reader`` → ``steps`` → ``output`` (a file-name pattern with ``{rank}``; suffix picks the format)."""
+
+    reader: Reader
+    steps: Sequence[Step] = ()
+    output: str = "{rank:05d}.jsonl.gz"
+    exclusions: bool = False
+    names: list[str] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.names = [self.reader.stats.name, *(s.name for s in self.steps)]
+        if len(set(self.names)) != len(self.names):
+            raise DataInputError(f"pipeline: step names must be unique, got {self.names}")
+
+    def run_task(self, files: Sequence[str | Path], rank: int, output_dir: str | Path) -> list[StepStats]:
+        """Run one shard (unless its marker says it is done) and return its stats."""
+        output_dir = Path(output_dir)
+        marker = output_dir / DONE_DIR / f"{rank:05d}.json"
+        if marker.exists():
+            return [StepStats.from_dict(d) for d in json.loads(marker.read_text())["stats"]]
+        task = copy.deepcopy(self)  # fresh stats and step state for every shard
+        writers: list[AtomicWriter] = []
+        try:
+            out = open_writer(output_dir / self.output.format(rank=rank))
+            writers.append(out)
+            if self.exclusions:
+                for step in task.steps:
+                    step.exclusion = open_writer(
+                        output_dir / EXCLUDED_DIR / step.name / f"{rank:05d}.jsonl.gz"
+                    )
+                    writers.append(step.exclusion)  # type: ignore[arg-type]
+            stream: Iterable = task.reader.read_files(files)
+            for step in task.steps:
+                stream = step.run(stream)
+            for doc in stream:
+                out.write(doc)
+        except BaseException:
+            for w in writers:
+                w.discard()
+            raise
+        for w in writers:
+            w.close()
+        stats = [task.reader.stats, *(s.stats for s in task.steps)]
+        marker.parent.mkdir(parents=True, exist_ok=True)
+        record = {"rank": rank, "files": [str(f) for f in files], "stats": [s.to_dict() for s in stats]}
+        tmp = marker.with_name(f".{marker.name}.tmp")
+        tmp.write_text(json.dumps(record, indent=1) + "\n")
+        os.replace(tmp, marker)
+        return stats
+
+
+def expand_inputs(patterns: Iterable[str | Path]) -> list[Path]:
+    """Files named by paths, directories (all files below, recursively) or glob patterns, sorted."""
+    files: set[Path] = set()
+    for pattern in patterns:
+        p = Path(pattern)
+        if p.is_dir():
+            files.update(f for f in p.rglob("*") if f.is_file() and not f.name.startswith("."))
+        elif p.is_file():
+            files.add(p)
+        else:
+            matches = [Path(m) for m in glob.glob(str(pattern), recursive=True)]
+            if not matches:
+                raise DataInputError(f"{pattern}: no such input file, directory or pattern")
+            files.update(m for m in matches if m.is_file())
+    return sorted(files)
+
+
+def shard(files: Sequence[Path], tasks: int) -> list[list[Path]]:
+    """Split ``files`` into ``tasks`` shards by rank (file i goes to task i mod tasks)."""
+    if tasks < 1:
+        raise DataInputError(f"tasks must be at least 1, got {tasks}")
+    return [list(files[rank::tasks]) for rank in range(tasks)]
