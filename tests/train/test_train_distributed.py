@@ -15,6 +15,8 @@ import pytest
 
 from conftest import losses, run_herd, tiny_config_dict, write_toml
 from herd.train import checkpointing
+from herd.train.config import config_from_dict
+from herd.train.loop import pretrain
 
 TOLERANCE = 1e-4
 STEPS = 8
@@ -22,11 +24,10 @@ STEPS = 8
 
 @pytest.fixture(scope="module")
 def single_run(dataset_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[int, float]:
-    """The reference: one process, 2 micro-batches of 4 per step."""
-    tmp = tmp_path_factory.mktemp("single")
-    raw = tiny_config_dict(dataset_dir, tmp / "run", train={"steps": STEPS})
-    run_herd("pretrain", str(write_toml(tmp / "c.toml", raw)))
-    return losses(tmp / "run")
+    """The reference: one process (this one), 2 micro-batches of 4 per step."""
+    out = tmp_path_factory.mktemp("single") / "run"
+    pretrain(config_from_dict(tiny_config_dict(dataset_dir, out, train={"steps": STEPS})))
+    return losses(out)
 
 
 def _assert_close(got: dict[int, float], expected: dict[int, float]) -> None:
@@ -68,5 +69,5 @@ def test_fsdp_checkpoint_resumes_on_one_process(
     ]
     for path in later:
         shutil.rmtree(path)
-    run_herd("pretrain", str(config), "--resume")
+    pretrain(config_from_dict(raw), resume=True)
     _assert_close(losses(out), single_run)

@@ -393,7 +393,10 @@ class Trainer:
     def _log_validation(self) -> tuple[float, float] | None:
         val = self.validate()
         if val is not None:
-            self.logger.log({"step": self.step, "val_loss": val[0], "val_bpb": val[1]})
+            record = {"step": self.step, "val_loss": val[0]}
+            if math.isfinite(val[1]):  # the manifest has byte counts
+                record["val_bpb"] = val[1]
+            self.logger.log(record)
         return val
 
     def _finish(self, last: dict[str, Any]) -> PretrainResult:

@@ -140,7 +140,8 @@ class MetricsLogger:
                 lr=f"{record['lr']:.2e}",
             )
         elif self.bar is not None and "val_loss" in record:
-            self.bar.write(f"step {step}: val_loss {record['val_loss']:.4f} val_bpb {record['val_bpb']:.4f}")
+            bpb = f" val_bpb {record['val_bpb']:.4f}" if "val_bpb" in record else ""
+            self.bar.write(f"step {step}: val_loss {record['val_loss']:.4f}{bpb}")
 
     def event(self, step: int, text: str) -> None:
         """A one-line note (skipped step, rollback, restart) in the log and above the bar."""
