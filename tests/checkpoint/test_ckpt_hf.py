@@ -171,3 +171,29 @@ def test_output_permissions_follow_umask(tiny: tuple, tmp_path: Path) -> None:
         os.umask(mask)
     assert (tmp_path / "o").stat().st_mode & 0o777 == 0o755
     assert (tmp_path / "o" / "config.json").stat().st_mode & 0o777 == 0o644
+
+
+@pytest.mark.slow
+def test_tokenizer_travels_with_conversions(llama3_tokenizer_dir: Path, tmp_path: Path) -> None:
+    """Tokenizer files are copied to hf/meta outputs and embedded in GGUF outputs (llama.cpp reads them)."""
+    import shutil
+
+    import llama_cpp
+
+    from herd.tokenizer import load_tokenizer
+
+    config = get_preset("llama3-tiny").replace(dim=32, n_layers=1, n_heads=2, n_kv_heads=1, vocab_size=128256)
+    src = write_hf(tmp_path / "src", CheckpointInfo(config), model_tensors(build_model(config)))
+    for name in ("tokenizer.model", "tokenizer.json"):
+        shutil.copyfile(llama3_tokenizer_dir / name, src / name)
+    text = "Hello, world! 12345 — ünïcödé <|eot_id|>"
+    expected = load_tokenizer(src).encode(text)
+    for to, dst in (("hf", tmp_path / "hf"), ("meta", tmp_path / "meta")):
+        assert main(["convert", str(src), str(dst), "--to", to, "--quiet"]) == 0
+        assert (dst / "tokenizer.model").read_bytes() == (src / "tokenizer.model").read_bytes()
+        assert load_tokenizer(dst).encode(text) == expected
+    gguf = tmp_path / "m.gguf"
+    assert main(["convert", str(tmp_path / "meta"), str(gguf), "--to", "gguf", "--quiet"]) == 0
+    assert load_tokenizer(gguf).encode(text) == expected
+    vocab = llama_cpp.Llama(model_path=str(gguf), vocab_only=True, verbose=False)
+    assert vocab.tokenize(text.encode(), add_bos=False, special=False) == expected

@@ -9,6 +9,7 @@ conversion never holds more than one tensor (or one output shard) in memory.
 
 from __future__ import annotations
 
+import shutil
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -28,6 +29,29 @@ class CheckpointInfo:
     config: ModelConfig
     # Format-specific extras carried across a conversion (e.g. GGUF tokenizer metadata).
     extras: dict[str, Any] = field(default_factory=dict)
+
+
+# Files beside the weights that travel with a model directory (tokenizer and generation settings).
+SIDE_FILES = (
+    "tokenizer.model",
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "special_tokens.json",  # herd-trained tiktoken tokenizers
+    "generation_config.json",
+)
+SIDE_FILES_EXTRA = "side_files"
+
+
+def find_side_files(folder: Path) -> list[Path]:
+    """The :data:`SIDE_FILES` present in a model directory."""
+    return [folder / name for name in SIDE_FILES if (folder / name).is_file()]
+
+
+def copy_side_files(info: CheckpointInfo, dst_dir: Path) -> None:
+    """Copy the source's tokenizer files (``info.extras["side_files"]``) into a directory being written."""
+    for file in info.extras.get(SIDE_FILES_EXTRA, []):
+        shutil.copyfile(file, dst_dir / Path(file).name)
 
 
 def layer_tensor_names(layer: int) -> list[str]:

@@ -19,6 +19,7 @@ from herd.checkpoint.base import CheckpointReader, tensor_names
 from herd.checkpoint.hf import write_hf
 from herd.checkpoint.load import open_checkpoint, parse_dtype
 from herd.errors import HerdError
+from herd.tokenizer import Tokenizer, load_tokenizer
 
 FORMATS = ("hf", "meta", "gguf")
 GGUF_DTYPES = ("f32", "f16", "bf16", "q8_0")
@@ -66,5 +67,14 @@ def convert(
             gguf_dtype = (dtype or "f32").lower()
             if gguf_dtype not in GGUF_DTYPES:
                 raise HerdError(f"GGUF dtype must be one of {', '.join(GGUF_DTYPES)}, got {dtype!r}")
-            write_gguf(dst, reader.info, _progress(reader, f"{src.name} → gguf", progress), dtype=gguf_dtype)
+            tokenizer = _dir_tokenizer(src)
+            tensors = _progress(reader, f"{src.name} → gguf", progress)
+            write_gguf(dst, reader.info, tensors, dtype=gguf_dtype, tokenizer=tokenizer)
     return dst
+
+
+def _dir_tokenizer(src: Path) -> Tokenizer | None:
+    """The tokenizer of a model directory, to embed in a GGUF (None for a GGUF source or no tokenizer)."""
+    if not src.is_dir() or not any((src / name).is_file() for name in ("tokenizer.model", "tokenizer.json")):
+        return None
+    return load_tokenizer(src)

@@ -20,7 +20,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
 from herd.checkpoint.atomic import atomic_dir
-from herd.checkpoint.base import CheckpointInfo, CheckpointReader, check_shape
+from herd.checkpoint.base import CheckpointInfo, CheckpointReader, check_shape, copy_side_files
 from herd.checkpoint.names import NameMap
 from herd.errors import CheckpointError
 from herd.model.config import ModelConfig, RopeScaling
@@ -267,6 +267,7 @@ def write_hf(
                 weight_map |= dict.fromkeys(names, fname)
             index = {"metadata": {"total_size": total}, "weight_map": weight_map}
             (tmp / INDEX_NAME).write_text(json.dumps(index, indent=2) + "\n")
+        copy_side_files(info, tmp)
         config = config_to_hf(info.config, seen_dtype)
         (tmp / "config.json").write_text(json.dumps(config, indent=2) + "\n")
     return dst

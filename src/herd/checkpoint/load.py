@@ -6,7 +6,7 @@ from pathlib import Path
 
 import torch
 
-from herd.checkpoint.base import CheckpointReader, tensor_names
+from herd.checkpoint.base import SIDE_FILES_EXTRA, CheckpointReader, find_side_files, tensor_names
 from herd.checkpoint.hf import HFReader, is_hf_dir
 from herd.errors import CheckpointError
 from herd.model.config import ModelConfig
@@ -39,15 +39,19 @@ def open_checkpoint(path: Path | str) -> CheckpointReader:
     """A lazy reader for the checkpoint at ``path``, whatever its format."""
     path = Path(path)
     fmt = detect_format(path)
+    reader: CheckpointReader
     if fmt == "hf":
-        return HFReader(path)
-    if fmt == "meta":
+        reader = HFReader(path)
+    elif fmt == "meta":
         from herd.checkpoint.meta import MetaReader
 
-        return MetaReader(path)
-    from herd.checkpoint.gguf import GGUFReader
+        reader = MetaReader(path)
+    else:
+        from herd.checkpoint.gguf import GGUFReader
 
-    return GGUFReader(path)
+        return GGUFReader(path)
+    reader.info.extras[SIDE_FILES_EXTRA] = find_side_files(path)
+    return reader
 
 
 def build_model(

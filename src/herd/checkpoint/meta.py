@@ -45,7 +45,14 @@ import torch
 from tqdm import tqdm
 
 from herd.checkpoint.atomic import atomic_dir
-from herd.checkpoint.base import CheckpointInfo, CheckpointReader, check_shape, expected_shape, tensor_names
+from herd.checkpoint.base import (
+    CheckpointInfo,
+    CheckpointReader,
+    check_shape,
+    copy_side_files,
+    expected_shape,
+    tensor_names,
+)
 from herd.checkpoint.permute import halves_to_interleaved, interleaved_to_halves
 from herd.errors import CheckpointError, ConfigError
 from herd.model.config import ModelConfig, RopeScaling, llama_hidden_dim
@@ -472,6 +479,7 @@ def write_meta(
                 raise CheckpointError(f"{dst}: the source has no tensor {missing[0]}")
             torch.save(state, tmp / shard_name(index))
             del state
+        copy_side_files(info, tmp)
         params = params_from_config(config)
         (tmp / PARAMS_NAME).write_text(json.dumps(params, indent=2, sort_keys=True) + "\n")
     return dst
