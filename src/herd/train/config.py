@@ -75,7 +75,7 @@ class TrainConfig:
 class ParallelConfig:
     """How processes started by torchrun share the work."""
 
-    strategy: Literal["auto", "ddp", "fsdp"] = "auto"  # auto: ddp for >1 process
+    strategy: Literal["auto", "ddp", "fsdp"] = "auto"  # auto: ddp for >1 process (fsdp with tp > 1)
     tp: int = 1  # tensor-parallel degree (GPUs)
 
 

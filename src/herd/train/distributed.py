@@ -84,7 +84,9 @@ def strategy_of(config: ParallelConfig, runtime: Runtime) -> str:
         raise ConfigError(f"parallel.tp={config.tp} does not divide the {runtime.world_size} processes")
     if runtime.world_size // config.tp == 1:
         return "none"
-    return "ddp" if config.strategy == "auto" else config.strategy
+    if config.strategy == "auto":
+        return "fsdp" if config.tp > 1 else "ddp"  # TP composes with FSDP2 over the dp mesh, not DDP
+    return config.strategy
 
 
 def apply_tensor_parallel(model: Transformer, mesh: DeviceMesh) -> None:

@@ -407,6 +407,10 @@ class Trainer:
         wall = self._wall_s()
         records = read_metrics(self.logger.path) if self.runtime.is_main else []
         steps = [r for r in records if "loss" in r]
+        # Throughput over the logged steps: their tokens over their time (not a mean of per-step rates).
+        step_tokens = self.seqs_per_step * c.data.seq_len
+        timed = sum(r["step_s"] for r in steps)
+        tokens_per_s = step_tokens * len(steps) / timed if timed else 0.0
         plot = plot_losses(records, self.out_dir / LOSS_PLOT) if self.runtime.is_main else None
         result = PretrainResult(
             out_dir=str(self.out_dir),
@@ -415,8 +419,8 @@ class Trainer:
             final_loss=last.get("loss", steps[-1]["loss"] if steps else math.nan),
             val_loss=val[0] if val else None,
             val_bpb=val[1] if val and math.isfinite(val[1]) else None,
-            tokens_per_s=sum(r["tokens_per_s"] for r in steps) / len(steps) if steps else 0.0,
-            mfu=sum(r["mfu"] for r in steps) / len(steps) if steps else 0.0,
+            tokens_per_s=tokens_per_s,
+            mfu=mfu(self.flops_per_token, tokens_per_s, self.peak, self.runtime.world_size),
             goodput=self.counted_s / wall if wall else 0.0,
             skipped_steps=self.skipped,
             rollbacks=self.rollbacks,
