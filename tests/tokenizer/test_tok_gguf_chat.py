@@ -163,14 +163,33 @@ def test_prompt_must_end_with_user(llama3: TiktokenTokenizer) -> None:
 @pytest.mark.slow
 def test_llama3_gguf_round_trip(llama3: TiktokenTokenizer, tmp_path: Path, corpus: list[str]) -> None:
     """Llama 3 written as a gpt2/llama-bpe GGUF (merges recovered from ranks) reads back to the same ids."""
-    path = tmp_path / "llama3-vocab.gguf"
+    back = read_gguf_tokenizer(_write_vocab_gguf(tmp_path / "llama3-vocab.gguf", llama3))
+    assert back.vocab_size == llama3.vocab_size and back.special_tokens == llama3.special_tokens
+    assert back.encode_batch(corpus) == llama3.encode_batch(corpus)
+    assert back.stop_ids == llama3.stop_ids
+
+
+def _write_vocab_gguf(path: Path, tokenizer: Tokenizer) -> Path:
     writer = gguf.GGUFWriter(path, "llama")
-    write_gguf_tokenizer(writer, llama3)
+    write_gguf_tokenizer(writer, tokenizer)
     writer.write_header_to_file()
     writer.write_kv_data_to_file()
     writer.write_tensors_to_file()
     writer.close()
-    back = read_gguf_tokenizer(path)
-    assert back.vocab_size == llama3.vocab_size and back.special_tokens == llama3.special_tokens
-    assert back.encode_batch(corpus) == llama3.encode_batch(corpus)
-    assert back.stop_ids == llama3.stop_ids
+    return path
+
+
+def test_tokenizer_json_to_gguf_round_trip(smollm: Tokenizer, tmp_path: Path, corpus: list[str]) -> None:
+    """A byte-level tokenizer.json (SmolLM2's, saved from the GGUF) is written with its pre-tokenizer
+    recognised as llama.cpp's `smollm` and its chat template, and reads back to the same ids."""
+    assert isinstance(smollm, HFTokenizer)
+    json_path = tmp_path / "tokenizer.json"
+    json_path.write_text(smollm.backend.to_str(), encoding="utf-8")
+    from_json = HFTokenizer.from_file(json_path, bos_token="<|im_start|>", eos_token="<|im_end|>")
+    from_json.chat_template = smollm.chat_template
+    path = _write_vocab_gguf(tmp_path / "smol-vocab.gguf", from_json)
+    reader = gguf.GGUFReader(path)
+    assert reader.fields["tokenizer.ggml.pre"].contents() == "smollm"
+    back = read_gguf_tokenizer(reader)
+    assert back.encode_batch(corpus) == smollm.encode_batch(corpus)
+    assert (back.bos_id, back.eos_id, back.chat_template) == (1, 2, smollm.chat_template)

@@ -258,10 +258,11 @@ class TiktokenTokenizer(Tokenizer):
 
     def _checked(self, text: str) -> str:
         # tiktoken silently replaces lone surrogates; herd reports them like the other engines.
-        try:
-            text.encode("utf-8")
-        except UnicodeEncodeError:
-            raise unencodable([text]) from None
+        if not text.isascii():
+            try:
+                text.encode("utf-8")
+            except UnicodeEncodeError:
+                raise unencodable([text]) from None
         return text
 
     def _encode_piece(self, text: str, allow_special: bool) -> list[int]:
