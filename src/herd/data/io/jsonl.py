@@ -18,12 +18,16 @@ CHUNK = 1 << 20
 class JsonlReader(Reader):
     """Reads ``{"text": ..., "id": ..., "source": ..., "metadata": {...}}`` lines.
 
-    Other top-level keys are folded into ``metadata``; a record without ``id``
+    ``text_key`` names the text field when it is not ``text``. Other top-level keys are folded into ``metadata``; a record without ``id``
     gets ``<file name>/<line number>``. Bad lines (invalid UTF-8 or JSON, no
     ``text``, oversized) are dropped under their reason and reading goes on.
     """
 
     name = "jsonl"
+
+    def __init__(self, source: str = "", text_key: str = "text", **kwargs: int) -> None:
+        super().__init__(source, **kwargs)
+        self.text_key = text_key
 
     def read(self, path: Path) -> Iterator[Document]:
         with open_read(path) as f:
@@ -33,6 +37,8 @@ class JsonlReader(Reader):
                 where = f"{path.name}/{number}"
                 try:
                     record = json.loads(line.decode("utf-8"))
+                    if self.text_key != "text" and isinstance(record, dict):
+                        record["text"] = record.pop(self.text_key, None)
                     doc = Document.from_dict(record, where)
                 except UnicodeDecodeError as exc:
                     self.bad(path, self.offset, "invalid_utf8", str(exc))
