@@ -1,0 +1,144 @@
+"""The model side of generation: a KV cache, the prefill, and the per-token decode step.
+
+Generation is two phases (Pope et al. 2022, "Efficiently Scaling Transformer
+Inference"): the *prefill* runs the whole prompt through the model at once and
+fills the key/value cache; each *decode* step then feeds only the newest token
+and attends over the cache. Only the last prompt position needs logits, so the
+prefill applies the output projection to that position alone (for SmolLM2 the
+projection is a fifth of the weights and 49152 logits per position).
+
+Prompts of different lengths share a batch by left padding: row ``i`` has
+``pad[i]`` padding columns, its RoPE positions start at 0 at its first real
+token, and a key mask hides the padding from every query. A batch without
+padding takes the plain causal path (no mask tensors at all).
+
+The cache is allocated once and reused across calls while it is large enough.
+For a single sequence the engine also remembers which tokens the cache holds,
+so a chat turn that extends the previous conversation only prefills the new
+tokens.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import torch
+
+from herd.errors import HerdError
+from herd.model.kv_cache import KVCache
+from herd.model.transformer import Transformer
+
+# Prompt tokens run per prefill forward: bounds the attention and activation memory of long prompts.
+PREFILL_CHUNK = 512
+# Cache lengths are rounded up to this so that growing conversations rarely reallocate.
+CACHE_ROUNDING = 256
+
+DecodeFn = Callable[[torch.Tensor, int, torch.Tensor | None, torch.Tensor | None], torch.Tensor]
+
+
+class PaddedBatch:
+    """Left-padded prompts: ids (batch, width), per-row padding, positions and key mask."""
+
+    def __init__(self, prompts: Sequence[Sequence[int]], pad_id: int, device: torch.device) -> None:
+        lengths = [len(p) for p in prompts]
+        self.width = max(lengths)
+        self.pad = [self.width - n for n in lengths]
+        rows = [[pad_id] * pad + list(p) for pad, p in zip(self.pad, prompts, strict=True)]
+        self.tokens = torch.tensor(rows, dtype=torch.long, device=device)
+        self.padded = any(self.pad)
+        self.pad_tensor = torch.tensor(self.pad, dtype=torch.long, device=device).unsqueeze(1)
+        self.key_mask: torch.Tensor | None = None
+
+    def positions(self, start: int, end: int) -> torch.Tensor | None:
+        """RoPE positions (batch, end - start) of columns ``start..end``; None when unpadded."""
+        if not self.padded:
+            return None
+        columns = torch.arange(start, end, device=self.tokens.device).unsqueeze(0)
+        return (columns - self.pad_tensor).clamp(min=0)
+
+    def make_key_mask(self, columns: int) -> None:
+        """Allocate the (batch, columns) key mask: False on each row's padding columns."""
+        if self.padded:
+            idx = torch.arange(columns, device=self.tokens.device).unsqueeze(0)
+            self.key_mask = idx >= self.pad_tensor
+
+
+class Engine:
+    """A model ready to generate: cache management, prefill and an optionally compiled decode step.
+
+    ``compile=True`` wraps the decode step in ``torch.compile`` (dynamic shapes,
+    so the growing cache length does not recompile); the first steps pay the
+    compilation.
+    """
+
+    def __init__(self, model: Transformer, *, compile: bool = False) -> None:
+        self.model = model.eval()
+        self.context = model.config.max_seq_len
+        self.vocab_size = model.config.vocab_size
+        self.device = model.tok_embeddings.weight.device
+        self.cache: KVCache | None = None
+        self.compiled = compile
+        self._decode: DecodeFn = torch.compile(self._forward, dynamic=True) if compile else self._forward
+        # The tokens whose keys/values sit in row 0 of the cache (single-sequence use only).
+        self._cached_ids: list[int] = []
+
+    def reset(self) -> None:
+        """Forget what the cache holds (the buffers are kept)."""
+        self._cached_ids = []
+
+    def _ensure_cache(self, batch: int, columns: int) -> KVCache:
+        cache = self.cache
+        if cache is None or cache.batch < batch or cache.max_seq_len < columns:
+            length = -(-columns // CACHE_ROUNDING) * CACHE_ROUNDING
+            if cache is not None:
+                batch, length = max(batch, cache.batch), max(length, cache.max_seq_len)
+            self.cache = None  # free the old buffers before allocating the new ones
+            self.cache = cache = self.model.make_cache(batch, length)
+            self._cached_ids = []
+        return cache
+
+    def _forward(
+        self, tokens: torch.Tensor, start: int, positions: torch.Tensor | None, key_mask: torch.Tensor | None
+    ) -> torch.Tensor:
+        hidden = self.model.hidden_states(
+            tokens, start_pos=start, cache=self.cache, positions=positions, key_mask=key_mask
+        )
+        return self.model.output(hidden[:, -1])
+
+    def prefill(self, batch: PaddedBatch, new_tokens: int) -> torch.Tensor:
+        """Fill the cache with ``batch`` (room for ``new_tokens`` more columns); the last position's logits."""
+        columns = batch.width + new_tokens
+        self._ensure_cache(len(batch.pad), columns)
+        start = 0
+        if len(batch.pad) == 1:
+            prompt = batch.tokens[0].tolist()
+            start = _common_prefix(self._cached_ids, prompt, limit=len(prompt) - 1)
+            self._cached_ids = prompt
+        else:
+            self._cached_ids = []
+        batch.make_key_mask(self.cache.max_seq_len)
+        logits = None
+        for begin in range(start, batch.width, PREFILL_CHUNK):
+            end = min(begin + PREFILL_CHUNK, batch.width)
+            logits = self._forward(
+                batch.tokens[:, begin:end], begin, batch.positions(begin, end), batch.key_mask
+            )
+        assert logits is not None
+        return logits
+
+    def decode(self, batch: PaddedBatch, tokens: torch.Tensor, column: int) -> torch.Tensor:
+        """Feed one new token per row (batch,) at cache column ``column``; the next logits (batch, vocab)."""
+        if self.cache is None or column >= self.cache.max_seq_len:
+            raise HerdError(f"decode at column {column} is past the KV cache; prefill first")
+        if len(batch.pad) == 1:
+            self._cached_ids.append(int(tokens[0]))
+        return self._decode(tokens.unsqueeze(1), column, batch.positions(column, column + 1), batch.key_mask)
+
+
+def _common_prefix(a: Sequence[int], b: Sequence[int], limit: int) -> int:
+    n = 0
+    for x, y in zip(a, b, strict=False):
+        if x != y or n == limit:
+            break
+        n += 1
+    return n
