@@ -1,0 +1,99 @@
+"""``herd data build``: run every source of a recipe, then tokenize and pack the kept documents.
+
+Layout of the output directory::
+
+    documents/<source>/NNNNN.jsonl.gz     kept documents per shard (+ .done markers, excluded/)
+    tokens/<source>/train-NNNNN.bin/.idx.npy
+    manifest.json                          herd-tokens-v1 + per-source counts + per-step stats
+
+Document stages resume shard by shard (see :mod:`herd.data.pipeline`);
+tokenization is redone from the kept documents, and the manifest is written
+last and atomically, so an interrupted build is finished by running it again.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from herd.data.errors import DataInputError
+from herd.data.executor.local import LocalExecutor
+from herd.data.executor.ray import RayExecutor
+from herd.data.io.jsonl import JsonlReader
+from herd.data.pipeline import Pipeline, expand_inputs
+from herd.data.recipe.config import RecipeConfig, SourceConfig
+from herd.data.recipe.registry import make_reader, make_step
+from herd.data.recipe.tokenize import TextTokenizer, token_dtype, tokenize_source
+from herd.data.stats import StepStats
+
+FORMAT = "herd-tokens-v1"
+EXECUTORS = ("local", "ray")
+
+
+def _inputs(recipe: RecipeConfig, source: SourceConfig) -> list[Path]:
+    patterns = [p if Path(p).is_absolute() else str(recipe.base_dir / p) for p in source.inputs]
+    return expand_inputs(patterns)
+
+
+def run_source(
+    recipe: RecipeConfig, source: SourceConfig, out: Path, executor: str = "local", address: str | None = None
+) -> list[StepStats]:
+    """Read, filter and dedup one source into ``out``; the merged stats of its steps."""
+    where = f"source {source.name!r}"
+    reader = make_reader(source.reader, dict(source.reader_args), where)
+    reader.source = reader.source or source.name
+    steps = [make_step(s.type, dict(s.args), where) for s in source.steps]
+    pipeline = Pipeline(reader, steps, exclusions=recipe.exclusions)
+    inputs = _inputs(recipe, source)
+    if executor == "ray":
+        return RayExecutor(pipeline, inputs, out, tasks=source.tasks, address=address).run()
+    if executor != "local":
+        raise DataInputError(f"executor {executor!r}: expected one of {', '.join(EXECUTORS)}")
+    return LocalExecutor(pipeline, inputs, out, tasks=source.tasks, workers=recipe.workers).run()
+
+
+def build(
+    recipe: RecipeConfig,
+    output: str | Path,
+    tokenizer: TextTokenizer | None = None,
+    executor: str = "local",
+    address: str | None = None,
+) -> dict[str, Any]:
+    """Run the recipe into ``output`` and return the manifest it writes."""
+    output = Path(output)
+    manifest: dict[str, Any] = {"format": FORMAT, "recipe": recipe.name, "sources": {}, "steps": {}}
+    if tokenizer is not None:
+        manifest.update(dtype=token_dtype(tokenizer.vocab_size), vocab_size=tokenizer.vocab_size)
+        manifest["splits"] = {"train": {}}
+    for source in recipe.sources:
+        docs_dir = output / "documents" / source.name
+        stats = run_source(recipe, source, docs_dir, executor, address)
+        manifest["steps"][source.name] = [s.to_dict() for s in stats]
+        kept = stats[-1].kept
+        entry: dict[str, Any] = {"documents": kept, "weight": source.weight, "epochs": source.epochs}
+        if tokenizer is not None:
+            files = sorted(docs_dir.glob("*.jsonl.gz"))
+            packed = tokenize_source(
+                JsonlReader().read_files(files),
+                tokenizer,
+                output,
+                f"tokens/{source.name}/train",
+                source.epochs,
+                recipe.seed,
+                recipe.tokens_per_shard,
+            )
+            entry.update(
+                sampled_documents=packed["documents"], tokens=packed["tokens"], bytes=packed["bytes"]
+            )
+            if packed["shards"]:
+                manifest["splits"]["train"][source.name] = {
+                    "weight": source.weight,
+                    "shards": packed["shards"],
+                }
+        manifest["sources"][source.name] = entry
+    tmp = output / ".manifest.json.tmp"
+    tmp.write_text(json.dumps(manifest, indent=2) + "\n")
+    os.replace(tmp, output / "manifest.json")
+    return manifest

@@ -1,0 +1,76 @@
+"""Recipes: TOML config validation, herd data build on the demo samples, token shards, stats (issue 5 §3)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import REPO, StandInTokenizer, doc
+from herd.cli import main
+from herd.data.errors import DataInputError
+from herd.data.recipe.build import build
+from herd.data.recipe.config import load_recipe
+from herd.data.recipe.tokenize import epoch_stream
+from herd.train.dataset import TokenDataset
+
+
+def test_unknown_keys_rejected_by_name(tmp_path: Path) -> None:
+    path = tmp_path / "r.toml"
+    path.write_text('[recipe]\nnme = "x"\n[[source]]\nname = "a"\nreader = "jsonl"\ninputs = ["x"]\n')
+    with pytest.raises(DataInputError, match=r"unknown key.*nme"):
+        load_recipe(path)
+    path.write_text('[[source]]\nname = "a"\nreader = "jsonl"\ninputs = ["x"]\nwieght = 1\n')
+    with pytest.raises(DataInputError, match="wieght"):
+        load_recipe(path)
+    path.write_text(
+        '[[source]]\nname = "a"\nreader = "jsonl"\ninputs = ["x"]\nsteps = [{type = "c4", min_sentence = 3}]\n'
+    )
+    with pytest.raises(DataInputError, match="min_sentence"):
+        build(load_recipe(path), tmp_path / "out")
+
+
+@pytest.mark.parametrize("name", ["demo", "llama1", "llama3"])
+def test_bundled_recipes_load(name: str) -> None:
+    recipe = load_recipe(REPO / "configs" / "data" / f"{name}.toml")
+    assert recipe.sources
+
+
+def test_epoch_sampling() -> None:
+    docs = [doc("x", str(i)) for i in range(1000)]
+    assert len(list(epoch_stream(docs, 2.0, 0))) == 2000
+    partial = len(list(epoch_stream(docs, 1.25, 0)))
+    assert 1200 < partial < 1300
+    assert [d.id for d in epoch_stream(docs, 0.5, 3)] == [d.id for d in epoch_stream(docs, 0.5, 3)]
+
+
+@pytest.mark.slow
+def test_demo_build_and_stats(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    tokenizer = StandInTokenizer()
+    manifest = build(load_recipe(REPO / "configs" / "data" / "demo.toml"), tmp_path, tokenizer)
+    books = manifest["sources"]["books"]
+    assert books["documents"] == 2  # the second edition was a duplicate
+    steps = {s["name"]: s for s in manifest["steps"]["books"]}
+    assert steps["book_dedup"]["dropped"] == {"duplicate_book": 1}
+    assert manifest["steps"]["commoncrawl"][1]["dropped"]["older_fetch"] == 7
+    dataset = TokenDataset.open(tmp_path)
+    web = next(s for s in dataset.splits["train"] if s.name == "commoncrawl")
+    shard = web.shards[0]
+    ends = shard.starts[1:] - 1
+    assert np.all(np.asarray(shard.tokens)[ends] == tokenizer.eos_id)  # every document ends with EOS
+    assert sum(s.num_tokens for s in web.shards) == manifest["sources"]["commoncrawl"]["tokens"]
+    excluded = tmp_path / "documents" / "books" / "excluded" / "book_dedup" / "00000.jsonl.gz"
+    assert excluded.is_file()
+
+    assert main(["data", "stats", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "book_dedup" in out and "duplicate_book 1" in out
+    assert (tmp_path / "stats.png").read_bytes()[:4] == b"\x89PNG"
+    assert json.loads((tmp_path / "manifest.json").read_text())["format"] == "herd-tokens-v1"
+
+
+def test_cli_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["data", "stats", str(tmp_path)]) == 2
+    assert "no manifest" in capsys.readouterr().err
