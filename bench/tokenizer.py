@@ -13,7 +13,7 @@ The tiktoken and tokenizers engines run Meta's Llama 3 tokenizer (from the
 trained here on a slice of the text. herd's overhead over the engine it wraps
 should stay under 10%.
 
-    python -m bench.tokenize --mb 50   # as a module: a script named tokenize.py would shadow the stdlib
+    python bench/tokenizer.py --mb 50
 """
 
 from __future__ import annotations
