@@ -155,3 +155,23 @@ def test_invalid_utf8_and_surrogates(llama3: TiktokenTokenizer, llama2: Tokenize
     bad = tmp_path / "bad.txt"
     bad.write_bytes(b"abc\xfe")
     assert main(["tokenizer", "encode", str(tmp_path / "x"), "--file", str(bad)]) == 2
+
+
+def test_compressed_inputs_as_the_data_pipeline_writes_them(tmp_path: Path) -> None:
+    """``herd data build`` writes .jsonl.gz/.zst; the trainer streams them like plain files."""
+    import gzip
+    import json
+
+    import zstandard
+
+    records = [{"text": "first document"}, {"text": "second one, ünïcödé"}]
+    body = "".join(json.dumps(r) + "\n" for r in records).encode()
+    (tmp_path / "a.jsonl.gz").write_bytes(gzip.compress(body))
+    (tmp_path / "b.jsonl.zst").write_bytes(zstandard.ZstdCompressor().compress(body))
+    (tmp_path / "c.txt.gz").write_bytes(gzip.compress(b"plain\ntext\n\nsecond block\n"))
+    paths = [tmp_path / "a.jsonl.gz", tmp_path / "b.jsonl.zst", tmp_path / "c.txt.gz"]
+    expected = [r["text"] for r in records] * 2 + ["plain\ntext", "second block"]
+    assert list(iter_documents(paths)) == expected
+    (tmp_path / "bad.jsonl.gz").write_bytes(gzip.compress(body)[:20])
+    with pytest.raises(HerdError, match=r"bad\.jsonl\.gz"):
+        list(iter_documents([tmp_path / "bad.jsonl.gz"]))

@@ -1,5 +1,8 @@
 """Streaming training text for the tokenizer trainer: plain text, JSONL and Parquet.
 
+Text and JSONL may be compressed (``.gz``, ``.bz2``, ``.zst``), as the data
+pipeline writes them (``herd data build``).
+
 Files are read lazily, one document at a time, so corpora larger than memory
 can be used. Plain text is split into documents at blank lines; JSONL and
 Parquet take one field (``text`` by default) per record. Parquet needs
@@ -12,12 +15,15 @@ import json
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
+from herd.data.io.compression import COMPRESSION_ERRORS, open_read
 from herd.tokenizer.base import TokenizerError
+
+COMPRESSED = (".gz", ".bz2", ".zst")
 
 
 def _text_documents(path: Path) -> Iterator[str]:
     block: list[str] = []
-    with open(path, "rb") as f:
+    with open_read(path) as f:
         for number, raw in enumerate(f, 1):
             try:
                 line = raw.decode("utf-8")
@@ -35,7 +41,7 @@ def _text_documents(path: Path) -> Iterator[str]:
 
 
 def _jsonl_documents(path: Path, field: str) -> Iterator[str]:
-    with open(path, "rb") as f:
+    with open_read(path) as f:
         for number, raw in enumerate(f, 1):
             if not raw.strip():
                 continue
@@ -74,13 +80,19 @@ def iter_documents(paths: Sequence[str | Path], field: str = "text") -> Iterator
         path = Path(name)
         if not path.is_file():
             raise TokenizerError(f"{path}: training file not found")
-        suffix = path.suffix.lower()
-        if suffix in (".jsonl", ".json"):
-            yield from _jsonl_documents(path, field)
-        elif suffix == ".parquet":
-            yield from _parquet_documents(path, field)
-        else:
-            yield from _text_documents(path)
+        suffixes = [x.lower() for x in path.suffixes]
+        if suffixes and suffixes[-1] in COMPRESSED:
+            suffixes.pop()
+        suffix = suffixes[-1] if suffixes else ""
+        try:
+            if suffix in (".jsonl", ".json"):
+                yield from _jsonl_documents(path, field)
+            elif suffix == ".parquet":
+                yield from _parquet_documents(path, field)
+            else:
+                yield from _text_documents(path)
+        except COMPRESSION_ERRORS as exc:
+            raise TokenizerError(f"{path}: cannot decompress ({exc})") from None
 
 
 def total_bytes(paths: Sequence[str | Path]) -> int:
