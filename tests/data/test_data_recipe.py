@@ -61,6 +61,14 @@ def test_demo_build_and_stats(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     ends = shard.starts[1:] - 1
     assert np.all(np.asarray(shard.tokens)[ends] == tokenizer.eos_id)  # every document ends with EOS
     assert sum(s.num_tokens for s in web.shards) == manifest["sources"]["commoncrawl"]["tokens"]
+    # The held-out split (recipe.val_fraction) is disjoint from train and read once, not per epoch.
+    val = {s.name: s for s in dataset.splits["val"]}
+    assert "commoncrawl" in val
+    cc = manifest["sources"]["commoncrawl"]
+    assert cc["val_tokens"] == sum(s.num_tokens for s in val["commoncrawl"].shards)
+    assert 0 < cc["val_documents"] < cc["documents"]
+    val_docs = {tuple(d) for d in _documents(val["commoncrawl"])}
+    assert val_docs.isdisjoint(tuple(d) for d in _documents(web))
     excluded = tmp_path / "documents" / "books" / "excluded" / "book_dedup" / "00000.jsonl.gz"
     assert excluded.is_file()
 
@@ -69,6 +77,15 @@ def test_demo_build_and_stats(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     assert "book_dedup" in out and "duplicate_book 1" in out
     assert (tmp_path / "stats.png").read_bytes()[:4] == b"\x89PNG"
     assert json.loads((tmp_path / "manifest.json").read_text())["format"] == "herd-tokens-v1"
+
+
+def _documents(source: object) -> list[list[int]]:
+    """The token ids of each document of a source's shards."""
+    out = []
+    for shard in source.shards:
+        tokens = np.asarray(shard.tokens)
+        out += [tokens[a:b].tolist() for a, b in zip(shard.starts[:-1], shard.starts[1:], strict=True)]
+    return out
 
 
 def test_cli_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -15,9 +15,11 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from herd.data.document import Document
 from herd.data.errors import DataInputError
 from herd.data.executor.local import LocalExecutor
 from herd.data.executor.ray import RayExecutor
@@ -25,7 +27,7 @@ from herd.data.io.jsonl import JsonlReader
 from herd.data.pipeline import Pipeline, expand_inputs
 from herd.data.recipe.config import RecipeConfig, SourceConfig
 from herd.data.recipe.registry import make_reader, make_step
-from herd.data.recipe.tokenize import TextTokenizer, token_dtype, tokenize_source
+from herd.data.recipe.tokenize import TextTokenizer, is_held_out, token_dtype, tokenize_source
 from herd.data.stats import StepStats
 
 FORMAT = "herd-tokens-v1"
@@ -54,6 +56,27 @@ def run_source(
     return LocalExecutor(pipeline, inputs, out, tasks=source.tasks, workers=recipe.workers).run()
 
 
+def _tokenize_splits(
+    recipe: RecipeConfig, source: SourceConfig, docs_dir: Path, output: Path, tokenizer: TextTokenizer
+) -> dict[str, dict[str, Any]]:
+    """Tokenize a source's kept documents: "train" over its epochs, "val" (held out) once."""
+    files = sorted(docs_dir.glob("*.jsonl.gz"))
+    seed, fraction = recipe.seed, recipe.val_fraction
+
+    def docs(held_out: bool) -> Iterator[Document]:
+        return (d for d in JsonlReader().read_files(files) if is_held_out(d.id, seed, fraction) == held_out)
+
+    splits = {"train": (docs(False), source.epochs)}
+    if fraction:
+        splits["val"] = (docs(True), 1.0)
+    return {
+        split: tokenize_source(
+            stream, tokenizer, output, f"tokens/{source.name}/{split}", epochs, seed, recipe.tokens_per_shard
+        )
+        for split, (stream, epochs) in splits.items()
+    }
+
+
 def build(
     recipe: RecipeConfig,
     output: str | Path,
@@ -66,7 +89,7 @@ def build(
     manifest: dict[str, Any] = {"format": FORMAT, "recipe": recipe.name, "sources": {}, "steps": {}}
     if tokenizer is not None:
         manifest.update(dtype=token_dtype(tokenizer.vocab_size), vocab_size=tokenizer.vocab_size)
-        manifest["splits"] = {"train": {}}
+        manifest["splits"] = {"train": {}, "val": {}} if recipe.val_fraction else {"train": {}}
     for source in recipe.sources:
         docs_dir = output / "documents" / source.name
         stats = run_source(recipe, source, docs_dir, executor, address)
@@ -74,24 +97,18 @@ def build(
         kept = stats[-1].kept
         entry: dict[str, Any] = {"documents": kept, "weight": source.weight, "epochs": source.epochs}
         if tokenizer is not None:
-            files = sorted(docs_dir.glob("*.jsonl.gz"))
-            packed = tokenize_source(
-                JsonlReader().read_files(files),
-                tokenizer,
-                output,
-                f"tokens/{source.name}/train",
-                source.epochs,
-                recipe.seed,
-                recipe.tokens_per_shard,
-            )
-            entry.update(
-                sampled_documents=packed["documents"], tokens=packed["tokens"], bytes=packed["bytes"]
-            )
-            if packed["shards"]:
-                manifest["splits"]["train"][source.name] = {
-                    "weight": source.weight,
-                    "shards": packed["shards"],
-                }
+            for split, packed in _tokenize_splits(recipe, source, docs_dir, output, tokenizer).items():
+                if split == "train":
+                    entry.update(
+                        sampled_documents=packed["documents"], tokens=packed["tokens"], bytes=packed["bytes"]
+                    )
+                else:
+                    entry.update(val_documents=packed["documents"], val_tokens=packed["tokens"])
+                if packed["shards"]:
+                    manifest["splits"][split][source.name] = {
+                        "weight": source.weight,
+                        "shards": packed["shards"],
+                    }
         manifest["sources"][source.name] = entry
     tmp = output / ".manifest.json.tmp"
     tmp.write_text(json.dumps(manifest, indent=2) + "\n")

@@ -65,7 +65,15 @@ class RecipeConfig:
     workers: int = 1
     seed: int = 0
     exclusions: bool = False
+    # Share of each source's documents (chosen by a hash of the id) held out as the "val" split.
+    val_fraction: float = 0.0
     base_dir: Path = Path(".")
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.val_fraction < 1.0:
+            raise DataInputError(
+                f"recipe {self.name!r}: val_fraction must be in [0, 1), got {self.val_fraction}"
+            )
 
 
 def _check_keys(table: dict[str, Any], cls: type, where: str, skip: tuple[str, ...] = ()) -> None:

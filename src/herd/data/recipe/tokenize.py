@@ -45,6 +45,11 @@ def _fraction(doc_id: str, seed: int) -> float:
     return int.from_bytes(digest, "little") / 2**64
 
 
+def is_held_out(doc_id: str, seed: int, val_fraction: float) -> bool:
+    """Whether a document belongs to the validation split (a fixed hash of its id, independent of epochs)."""
+    return _fraction(f"val:{doc_id}", seed) < val_fraction
+
+
 def epoch_stream(docs: Iterable[Document], epochs: float, seed: int) -> Iterator[Document]:
     """The documents of ``epochs`` passes: each whole pass in order, then the fractional sample."""
     docs = list(docs)
