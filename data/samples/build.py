@@ -259,6 +259,17 @@ def build_stackexchange(out: Path) -> None:
     (site / "Posts.xml").write_text(POSTS)
 
 
+def build_models(wikipedia: Path, out: Path) -> None:
+    """CCNet's perplexity model in miniature: a 5-gram Kneser-Ney ARPA estimated on the Wikipedia sample."""
+    from herd.data.quality.ngram_lm import estimate_kneser_ney, sentences
+    from herd.data.sources.wikipedia import WikipediaReader
+
+    docs = WikipediaReader().read_files(sorted(wikipedia.glob("*.xml.bz2")))
+    model = estimate_kneser_ney((s for doc in docs for s in sentences(doc.text)), order=5)
+    out.mkdir(parents=True, exist_ok=True)
+    model.write_arpa(out / "enwiki-sample.5gram.arpa")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rust-docs", type=Path, default=RUST_DOCS, help="the Rust book's HTML directory")
@@ -270,6 +281,7 @@ def main() -> None:
     build_books(args.out / "books")
     build_arxiv(args.out / "arxiv")
     build_stackexchange(args.out / "stackexchange")
+    build_models(args.out / "wikipedia", args.out / "models")
 
 
 if __name__ == "__main__":
