@@ -39,6 +39,14 @@ def _inputs(recipe: RecipeConfig, source: SourceConfig) -> list[Path]:
     return expand_inputs(patterns)
 
 
+def resolve_paths(args: dict[str, Any], base_dir: Path) -> dict[str, Any]:
+    """Step arguments naming files (keys ending in ``_path`` or ``_file``) made relative to the recipe."""
+    return {
+        k: str(base_dir / v) if k.endswith(("_path", "_file")) and isinstance(v, str) and v else v
+        for k, v in args.items()
+    }
+
+
 def run_source(
     recipe: RecipeConfig, source: SourceConfig, out: Path, executor: str = "local", address: str | None = None
 ) -> list[StepStats]:
@@ -46,7 +54,7 @@ def run_source(
     where = f"source {source.name!r}"
     reader = make_reader(source.reader, dict(source.reader_args), where)
     reader.source = reader.source or source.name
-    steps = [make_step(s.type, dict(s.args), where) for s in source.steps]
+    steps = [make_step(s.type, resolve_paths(s.args, recipe.base_dir), where) for s in source.steps]
     pipeline = Pipeline(reader, steps, exclusions=recipe.exclusions)
     inputs = _inputs(recipe, source)
     if executor == "ray":

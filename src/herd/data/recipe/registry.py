@@ -7,6 +7,7 @@ from typing import Any
 from herd.data.dedup.exact import ExactDedup
 from herd.data.dedup.lines import BucketLineDedup, CCNetLineDedup
 from herd.data.dedup.minhash import BookDedup, MinhashDedup
+from herd.data.dedup.semantic import SemanticDedup
 from herd.data.dedup.url import UrlDedup
 from herd.data.errors import DataInputError
 from herd.data.filters.c4 import C4Filter
@@ -20,6 +21,10 @@ from herd.data.filters.url import UrlBlocklistFilter
 from herd.data.io.jsonl import JsonlReader
 from herd.data.io.parquet import ParquetReader
 from herd.data.io.reader import Reader
+from herd.data.quality.embedding_classifier import EmbeddingQualityFilter
+from herd.data.quality.langid import LanguageIdFilter
+from herd.data.quality.perplexity import PerplexityFilter
+from herd.data.quality.wiki_classifier import WikiReferenceFilter
 from herd.data.sources.arxiv import ArxivReader
 from herd.data.sources.books import GutenbergReader
 from herd.data.sources.github import GitHubReader
@@ -59,6 +64,11 @@ STEPS: dict[str, type[Step]] = {
         ExactDedup,
         MinhashDedup,
         BookDedup,
+        SemanticDedup,
+        LanguageIdFilter,
+        PerplexityFilter,
+        WikiReferenceFilter,
+        EmbeddingQualityFilter,
     )
 }
 
