@@ -9,9 +9,12 @@ from pathlib import Path
 import pytest
 
 from conftest import REPO, doc
+from herd.cli import main
 from herd.data.errors import DataInputError
 from herd.data.quality.ngram_lm import EOS, SOS, UNK, NgramModel, estimate_kneser_ney, lm_tokens
 from herd.data.quality.perplexity import PerplexityFilter, bucket, perplexity
+from herd.data.recipe.build import build
+from herd.data.recipe.config import load_recipe
 
 CORPUS = [["a", "b"], ["a", "a"]]  # padded: <s> a b </s>, <s> a a </s>
 
@@ -101,3 +104,23 @@ def test_step_labels_buckets_and_keeps_configured_ones(tmp_path: Path) -> None:
 def test_bundled_wikipedia_model() -> None:
     model = NgramModel.read_arpa(REPO / "data" / "samples" / "models" / "enwiki-sample.5gram.arpa")
     assert model.order == 5
+
+
+def test_train_lm_cli_rebuilds_the_bundled_model(tmp_path: Path) -> None:
+    out = tmp_path / "wiki.arpa"
+    assert main(["data", "train-lm", str(REPO / "data" / "samples" / "wikipedia"), "--output", str(out)]) == 0
+    assert (
+        out.read_bytes() == (REPO / "data" / "samples" / "models" / "enwiki-sample.5gram.arpa").read_bytes()
+    )
+
+
+def test_recipe_model_paths_are_relative_to_the_recipe(tmp_path: Path, write_jsonl) -> None:
+    estimate_kneser_ney([["the", "cat"]] * 3, 2).write_arpa(tmp_path / "m.arpa")
+    write_jsonl("in/docs.jsonl", [{"text": "the cat"}, {"text": "zebra zebra zebra"}])
+    recipe = tmp_path / "r.toml"
+    recipe.write_text(
+        '[[source]]\nname = "web"\nreader = "jsonl"\ninputs = ["in/docs.jsonl"]\n'
+        'steps = [{type = "ccnet_perplexity", model_path = "m.arpa", head = 3, tail = 5, keep = ["head"]}]\n'
+    )
+    manifest = build(load_recipe(recipe), tmp_path / "out")
+    assert manifest["steps"]["web"][1]["dropped"] == {"perplexity_tail": 1}
