@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import json
 import math
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -221,6 +222,25 @@ def read_windows(sources: tuple[Source, ...], picks: list[tuple[int, int, int]],
         doc_ids[row] = np.searchsorted(shard.starts, np.arange(offset, offset + seq_len), side="right")
     t = torch.from_numpy(tokens)
     return Batch(t[:, :-1], t[:, 1:], torch.from_numpy(doc_ids))
+
+
+def usable_sources(sources: tuple[Source, ...], seq_len: int) -> tuple[Source, ...]:
+    """The sources that hold at least one training window; the others are dropped with a warning.
+
+    A source smaller than one sequence (a tiny sample, a filter that kept
+    almost nothing) cannot be drawn from; the mixture renormalises over the rest.
+    """
+    kept = tuple(s for s in sources if len(s.windows(seq_len)))
+    for source in sources:
+        if source not in kept:
+            warnings.warn(
+                f"source {source.name!r} has fewer than {seq_len + 1} tokens in any shard; "
+                "it is left out of the mixture",
+                stacklevel=2,
+            )
+    if not kept:
+        raise DataError(f"no source has a shard of at least {seq_len + 1} tokens (seq_len {seq_len})")
+    return kept
 
 
 class MixtureSampler:

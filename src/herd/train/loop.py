@@ -58,6 +58,7 @@ from herd.train.dataset import (
     TokenDataset,
     bytes_per_token,
     read_windows,
+    usable_sources,
     validation_windows,
 )
 from herd.train.distributed import Runtime, init_runtime, parallelize, shutdown
@@ -148,7 +149,7 @@ class Trainer:
                 f"vocab_size {self.model_config.vocab_size}"
             )
         seq_len = config.data.seq_len
-        train_sources = self.dataset.splits["train"]
+        train_sources = usable_sources(self.dataset.splits["train"], seq_len)
         self.sampler = MixtureSampler(
             train_sources, seq_len, _mixture_weights(config, train_sources), config.train.seed
         )
