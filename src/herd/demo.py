@@ -182,15 +182,17 @@ def _report(
         "| tokenizer | vocab | bytes/token | tokens/word |",
         "|---|---|---|---|",
         *[
-            f"| {s.name} | {s.vocab_size} | {s.bytes_per_token:.3f} | {s.tokens_per_word:.3f} |"
-            for s in stats
+            f"| {label} | {s.vocab_size} | {s.bytes_per_token:.3f} | {s.tokens_per_word:.3f} |"
+            for label, s in zip(("herd demo (llama3 style)", "Meta Llama 3 (official)"), stats, strict=False)
         ],
         "",
         result.report().replace(str(Path(result.out_dir)) + "/", "pretrain/"),  # type: ignore[attr-defined]
         "",
         "## Samples from the model just trained (temperature 0.8, top-p 0.95)",
         "",
-        *[f"- **{p}**{t}" for p, t in ours],
+        "```",
+        *[f"{p}▸{t}\n" for p, t in ours],
+        "```",
         "",
     ]
     if smol:
