@@ -12,9 +12,10 @@ from herd.data.pipeline import expand_inputs
 
 def read_examples(paths: Iterable[str | Path]) -> Iterator[str]:
     """Texts of ``paths``: documents of ``.jsonl[.gz/.zst/.bz2]`` files, else one example per line."""
+    paths = [str(p) for p in paths]
     files = expand_inputs(paths)
     if not files:
-        raise DataInputError(f"{list(paths)}: no example files")
+        raise DataInputError(f"{paths}: no example files")
     for path in files:
         if ".jsonl" in path.name:
             yield from (doc.text for doc in JsonlReader().read_files([path]))
