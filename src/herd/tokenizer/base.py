@@ -197,6 +197,34 @@ class Tokenizer(ABC):
         return f"{type(self).__name__}({self.source!r}, vocab_size={self.vocab_size})"
 
 
+class TableTokenizer(Tokenizer):
+    """A tokenizer whose vocabulary size, special-token table and BOS/EOS ids are fixed at load.
+
+    Engines fill ``_n_vocab``, ``_specials``, ``_bos`` and ``_eos`` in their constructor.
+    """
+
+    _n_vocab: int
+    _specials: dict[str, int]
+    _bos: int | None
+    _eos: int | None
+
+    @property
+    def vocab_size(self) -> int:
+        return self._n_vocab
+
+    @property
+    def special_tokens(self) -> dict[str, int]:
+        return dict(self._specials)
+
+    @property
+    def bos_id(self) -> int | None:
+        return self._bos
+
+    @property
+    def eos_id(self) -> int | None:
+        return self._eos
+
+
 def check_vocab_fits(tokenizer: Tokenizer, vocab_size: int) -> None:
     """Raise if ``tokenizer`` can produce ids the model's embedding (``vocab_size`` rows) cannot hold.
 

@@ -17,10 +17,10 @@ from typing import Any
 
 import tokenizers
 
-from herd.tokenizer.base import Tokenizer, TokenizerError, unencodable
+from herd.tokenizer.base import TableTokenizer, TokenizerError, unencodable
 
 
-class HFTokenizer(Tokenizer):
+class HFTokenizer(TableTokenizer):
     """A ``tokenizers.Tokenizer``; ``decode`` renders special tokens by name."""
 
     def __init__(
@@ -87,22 +87,6 @@ class HFTokenizer(Tokenizer):
     def model_json(self) -> dict[str, Any]:
         """The tokenizer's full JSON description (model, pre-tokenizer, added tokens)."""
         return json.loads(self.backend.to_str())
-
-    @property
-    def vocab_size(self) -> int:
-        return self._n_vocab
-
-    @property
-    def special_tokens(self) -> dict[str, int]:
-        return dict(self._specials)
-
-    @property
-    def bos_id(self) -> int | None:
-        return self._bos
-
-    @property
-    def eos_id(self) -> int | None:
-        return self._eos
 
     def id_to_piece(self, token_id: int) -> str:
         self._check_id(token_id)

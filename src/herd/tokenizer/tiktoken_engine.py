@@ -23,7 +23,7 @@ from pathlib import Path
 
 import tiktoken
 
-from herd.tokenizer.base import Tokenizer, TokenizerError, unencodable
+from herd.tokenizer.base import TableTokenizer, TokenizerError, unencodable
 from herd.tokenizer.bytelevel import bytes_to_piece
 
 LLAMA3_PATTERN = (
@@ -172,7 +172,7 @@ def split_for_tiktoken(text: str, chunk: int = CHUNK_CHARS) -> list[str]:
     return pieces
 
 
-class TiktokenTokenizer(Tokenizer):
+class TiktokenTokenizer(TableTokenizer):
     """A byte-level BPE tokenizer run by ``tiktoken`` (Llama 3, and herd's ``llama3``-style training).
 
     ``decode`` renders special tokens by name, as Meta's reference does.
@@ -232,22 +232,6 @@ class TiktokenTokenizer(Tokenizer):
         if name not in self._specials:
             raise TokenizerError(f"{self.source}: special token {name!r} is not in the special-token table")
         return self._specials[name]
-
-    @property
-    def vocab_size(self) -> int:
-        return self._n_vocab
-
-    @property
-    def special_tokens(self) -> dict[str, int]:
-        return dict(self._specials)
-
-    @property
-    def bos_id(self) -> int | None:
-        return self._bos
-
-    @property
-    def eos_id(self) -> int | None:
-        return self._eos
 
     def id_to_piece(self, token_id: int) -> str:
         """Byte-level spelling (``Ġthe``), as in Llama 3's ``tokenizer.json``; specials by name."""
