@@ -2,19 +2,29 @@
 
 Batch-1 decoding reads every weight once per token, so its speed is bounded by
 memory bandwidth (the "roofline"); storing weights in fewer bits moves fewer
-bytes. Activations stay in floating point (weight-only quantization, as in
-LLM.int8's weight path, Dettmers et al. 2022, and GPTQ/AWQ's deployment
-format), so no calibration data is needed:
+bytes. Activations stay in floating point (weight-only quantization, the
+deployment format of GPTQ, Frantar et al. 2023, and AWQ, Lin et al. 2024), so
+no calibration data is needed:
 
 * ``int8``: symmetric, one scale per output row: ``W ≈ q · s``, ``q ∈ [-127, 127]``
-  (8 bits per weight + one float per row). On CPU the product runs in
-  ATen's weight-only int8 kernel (``_weight_int8pack_mm``); elsewhere the int8
-  weight is converted in the matmul (fused by ``torch.compile``).
+  (8 bits per weight plus one float per row, like llama.cpp's Q8_0 but with
+  per-row instead of per-32 scales).
 * ``int4``: asymmetric, one scale and offset per group of ``group_size`` inputs
-  (the layout of llama.cpp's Q4_1): ``W ≈ (q - 8) · s + z``, ``q ∈ [0, 15]``.
-  On CPU the product runs in ATen's tiled int4 kernel
-  (``_weight_int4pack_mm_for_cpu``); elsewhere two codes share a byte and are
-  unpacked per call (correct, not fast).
+  (the layout of llama.cpp's Q4_1): ``W ≈ (q - 8) · s + z``, ``q ∈ [0, 15]``;
+  two codes share a byte: the low nibbles hold the first half of each group,
+  the high nibbles the second half, so each half lines up with a contiguous
+  slice of the input.
+
+Where the speed comes from: under ``torch.compile`` (``Engine(compile=True)``)
+a single-row product is written as a multiply-and-sum over the input
+dimension, which inductor turns into one vectorised loop that streams the
+packed weights once, converting them in registers. Outside compilation (and
+for prefill, many rows) the weight is dequantized and multiplied with
+``F.linear``: correct everywhere, but it writes a float copy per call, so
+uncompiled quantized decoding is slower than fp32. ATen's own weight-only CPU
+kernels (``_weight_int8pack_mm``, ``_weight_int4pack_mm_for_cpu``) were
+measured slower than the fp32 product on the reference CPU (see
+``docs/inference.md``) and are not used.
 
 The token embedding stays in floating point: decoding reads one row of it per
 token. A tied output projection gets its own quantized copy.
@@ -33,8 +43,6 @@ from herd.errors import HerdError
 QuantMode = Literal["int8", "int4"]
 QUANT_MODES: tuple[QuantMode, ...] = ("int8", "int4")
 INT4_GROUP_SIZES = (32, 64, 128, 256)
-# Tiles of the input dimension ATen's int4 CPU kernel packs together.
-_INT4_INNER_K_TILES = 2
 
 
 def quantize_int8(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -46,20 +54,25 @@ def quantize_int8(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def quantize_int4(weight: torch.Tensor, group_size: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Asymmetric int4 codes in [0, 15] (out, in) plus fp32 scales and offsets (out, in / group_size).
+    """Asymmetric int4 codes in [0, 15] (out, in / group_size, group_size) plus fp32 scales and offsets.
 
-    ``weight ≈ (codes - 8) · scale + offset`` within each group.
+    Scales and offsets are (out, in / group_size); ``weight ≈ (codes - 8) · scale + offset``.
     """
     out_features, in_features = weight.shape
     w = weight.detach().float().reshape(out_features, in_features // group_size, group_size)
     low, high = w.amin(dim=-1), w.amax(dim=-1)
     scales = ((high - low) / 15).clamp(min=1e-12)
     codes = torch.round((w - low[..., None]) / scales[..., None]).clamp(0, 15).to(torch.uint8)
-    return codes.reshape(out_features, in_features), scales, low + 8 * scales
+    return codes, scales, low + 8 * scales
 
 
 def _flat(x: torch.Tensor) -> torch.Tensor:
     return x.reshape(-1, x.shape[-1])
+
+
+def _fused_gemv(x: torch.Tensor) -> bool:
+    """Whether to write the product as a reduction that inductor fuses with the weight conversion."""
+    return torch.compiler.is_compiling() and x.shape[0] == 1
 
 
 class Int8Linear(nn.Module):
@@ -73,53 +86,45 @@ class Int8Linear(nn.Module):
         self.register_buffer("scales", scales.to(weight.dtype))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        scales = self.scales if self.scales.dtype == x.dtype else self.scales.to(x.dtype)
-        if x.device.type == "cpu":
-            y = torch.ops.aten._weight_int8pack_mm(_flat(x).contiguous(), self.weight, scales)
-        else:
-            y = F.linear(_flat(x), self.weight.to(x.dtype)) * scales
-        return y.reshape(*x.shape[:-1], self.out_features)
+        x2 = _flat(x)
+        w = self.weight.to(x.dtype)
+        y = (x2.unsqueeze(1) * w).sum(-1) if _fused_gemv(x2) else F.linear(x2, w)
+        return (y * self.scales.to(x.dtype)).reshape(*x.shape[:-1], self.out_features)
 
     def extra_repr(self) -> str:
         return f"in_features={self.in_features}, out_features={self.out_features}, int8 per channel"
 
 
 class Int4Linear(nn.Module):
-    """A bias-free linear layer with grouped asymmetric int4 weights."""
+    """A bias-free linear layer with grouped asymmetric int4 weights, two per byte."""
 
     def __init__(self, weight: torch.Tensor, group_size: int = 32) -> None:
         super().__init__()
         self.out_features, self.in_features = weight.shape
         self.group_size = group_size
         codes, scales, offsets = quantize_int4(weight, group_size)
-        self.packed_for_cpu = weight.device.type == "cpu"
-        if self.packed_for_cpu:
-            packed = torch.ops.aten._convert_weight_to_int4pack_for_cpu(codes.int(), _INT4_INNER_K_TILES)
-            # The kernel's layout: (in / group_size, out, 2) with the scale then the offset.
-            params = torch.stack([scales.t(), offsets.t()], dim=-1).contiguous()
-        else:
-            packed = codes[:, 0::2] | (codes[:, 1::2] << 4)
-            params = torch.stack([scales, offsets], dim=-1)
-        self.register_buffer("weight", packed)
-        self.register_buffer("scales_and_offsets", params.to(weight.dtype))
+        half = group_size // 2
+        self.register_buffer("weight", codes[..., :half] | (codes[..., half:] << 4))
+        self.register_buffer("scales", scales.to(weight.dtype))
+        self.register_buffer("offsets", offsets.to(weight.dtype))
 
     def dequantized(self, dtype: torch.dtype) -> torch.Tensor:
-        """The (out, in) weight these codes stand for (the portable path)."""
-        low, high = self.weight & 15, self.weight >> 4
-        codes = torch.stack([low, high], dim=-1).reshape(self.out_features, -1, self.group_size)
-        scales, offsets = self.scales_and_offsets.to(dtype).unbind(-1)
-        w = (codes.to(dtype) - 8) * scales[..., None] + offsets[..., None]
+        """The (out, in) weight these codes stand for."""
+        codes = torch.cat([self.weight & 15, self.weight >> 4], dim=-1).to(dtype)
+        w = (codes - 8) * self.scales.to(dtype)[..., None] + self.offsets.to(dtype)[..., None]
         return w.reshape(self.out_features, self.in_features)
 
+    def _gemv(self, x: torch.Tensor) -> torch.Tensor:
+        # Σ_k ((q_k - 8)·s + z)·x_k per group = s·Σ q_k x_k + (z - 8s)·Σ x_k.
+        groups = x.view(1, 1, -1, 2, self.group_size // 2)
+        low, high = (self.weight & 15).to(x.dtype), (self.weight >> 4).to(x.dtype)
+        dot = (low * groups[:, :, :, 0] + high * groups[:, :, :, 1]).sum(-1)
+        scales, offsets = self.scales.to(x.dtype), self.offsets.to(x.dtype)
+        return (dot * scales + groups.sum((-1, -2)) * (offsets - 8 * scales)).sum(-1)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        params = self.scales_and_offsets
-        params = params if params.dtype == x.dtype else params.to(x.dtype)
-        if self.packed_for_cpu:
-            y = torch.ops.aten._weight_int4pack_mm_for_cpu(
-                _flat(x).contiguous(), self.weight, self.group_size, params
-            )
-        else:
-            y = F.linear(_flat(x), self.dequantized(x.dtype))
+        x2 = _flat(x)
+        y = self._gemv(x2) if _fused_gemv(x2) else F.linear(x2, self.dequantized(x.dtype))
         return y.reshape(*x.shape[:-1], self.out_features)
 
     def extra_repr(self) -> str:
