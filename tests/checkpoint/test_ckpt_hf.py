@@ -197,3 +197,25 @@ def test_tokenizer_travels_with_conversions(llama3_tokenizer_dir: Path, tmp_path
     assert load_tokenizer(gguf).encode(text) == expected
     vocab = llama_cpp.Llama(model_path=str(gguf), vocab_only=True, verbose=False)
     assert vocab.tokenize(text.encode(), add_bos=False, special=False) == expected
+
+
+@pytest.mark.slow
+def test_smollm2_gguf_to_hf_is_a_complete_transformers_model(smollm2_gguf: Path, tmp_path: Path) -> None:
+    """GGUF -> HF writes the weights and the GGUF's vocabulary: transformers loads both and agrees with herd."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from herd.tokenizer import load_tokenizer
+
+    dst = tmp_path / "smollm2"
+    assert main(["convert", str(smollm2_gguf), str(dst), "--to", "hf", "--quiet"]) == 0
+    text = "The capital of France is Paris. 12345 ünïcödé!"
+    ours = load_tokenizer(dst)
+    assert ours.encode(text) == load_tokenizer(smollm2_gguf).encode(text)
+    theirs = AutoTokenizer.from_pretrained(dst)
+    assert theirs(text, add_special_tokens=False)["input_ids"] == ours.encode(text)
+    messages = [{"role": "user", "content": "Hi"}]
+    assert "<|im_start|>assistant" in theirs.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    ids = torch.tensor([ours.encode(text)])
+    with torch.no_grad():
+        reference = AutoModelForCausalLM.from_pretrained(dst).eval()(ids).logits
+        assert (load_model(dst)(ids) - reference).abs().max() <= 1e-4

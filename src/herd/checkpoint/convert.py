@@ -9,17 +9,20 @@ name and renamed at the end: a failed conversion leaves nothing behind.
 
 from __future__ import annotations
 
+import sys
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import torch
 from tqdm import tqdm
 
-from herd.checkpoint.base import CheckpointReader, tensor_names
+from herd.checkpoint.base import SIDE_FILES_EXTRA, CheckpointReader, tensor_names
 from herd.checkpoint.hf import write_hf
 from herd.checkpoint.load import open_checkpoint, parse_dtype
 from herd.errors import HerdError
 from herd.tokenizer import Tokenizer, load_tokenizer
+from herd.tokenizer.save import save_tokenizer
 
 FORMATS = ("hf", "meta", "gguf")
 GGUF_DTYPES = ("f32", "f16", "bf16", "q8_0")
@@ -52,7 +55,9 @@ def convert(
         raise HerdError(f"{dst}: the destination is the source")
     if shards < 1:
         raise HerdError(f"--shards must be at least 1, got {shards}")
-    with open_checkpoint(src) as reader:
+    with open_checkpoint(src) as reader, tempfile.TemporaryDirectory() as scratch:
+        if to != "gguf" and SIDE_FILES_EXTRA not in reader.info.extras:
+            reader.info.extras[SIDE_FILES_EXTRA] = _gguf_tokenizer_files(src, Path(scratch))
         if to == "hf":
             write_hf(
                 dst, reader.info, _progress(reader, f"{src.name} → hf", progress), dtype=parse_dtype(dtype)
@@ -78,3 +83,13 @@ def _dir_tokenizer(src: Path) -> Tokenizer | None:
     if not src.is_dir() or not any((src / name).is_file() for name in ("tokenizer.model", "tokenizer.json")):
         return None
     return load_tokenizer(src)
+
+
+def _gguf_tokenizer_files(src: Path, scratch: Path) -> list[Path]:
+    """The vocabulary of a GGUF source written as directory files (``tokenizer.json``/``.model`` + config)."""
+    try:
+        tokenizer = load_tokenizer(src)
+    except HerdError as exc:
+        print(f"herd: warning: {src}: no tokenizer written ({exc})", file=sys.stderr)
+        return []
+    return save_tokenizer(tokenizer, scratch)
