@@ -16,10 +16,10 @@ no calibration data is needed:
   slice of the input.
 
 Where the speed comes from: under ``torch.compile`` (``Engine(compile=True)``)
-a single-row product is written as a multiply-and-sum over the input
-dimension, which inductor turns into one vectorised loop that streams the
-packed weights once, converting them in registers. Outside compilation (and
-for prefill, many rows) the weight is dequantized and multiplied with
+a product with few rows (decoding up to ``FUSED_MAX_ROWS`` sequences) is
+written as a multiply-and-sum over the input dimension, which inductor turns
+into vectorised loops that read the packed weights and convert them in
+registers. Outside compilation (and for prefill, many rows) the weight is dequantized and multiplied with
 ``F.linear``: correct everywhere, but it writes a float copy per call, so
 uncompiled quantized decoding is slower than fp32. ATen's own weight-only CPU
 kernels (``_weight_int8pack_mm``, ``_weight_int4pack_mm_for_cpu``) were
@@ -43,6 +43,9 @@ from herd.errors import HerdError
 QuantMode = Literal["int8", "int4"]
 QUANT_MODES: tuple[QuantMode, ...] = ("int8", "int4")
 INT4_GROUP_SIZES = (32, 64, 128, 256)
+# Up to this many rows (decode batch size), the fused reduction beats converting the weight for a GEMM
+# (measured on the reference CPU: 37 ms against 69 ms per SmolLM2 step at 8 rows).
+FUSED_MAX_ROWS = 8
 
 
 def quantize_int8(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -70,9 +73,9 @@ def _flat(x: torch.Tensor) -> torch.Tensor:
     return x.reshape(-1, x.shape[-1])
 
 
-def _fused_gemv(x: torch.Tensor) -> bool:
+def _fused_product(x: torch.Tensor) -> bool:
     """Whether to write the product as a reduction that inductor fuses with the weight conversion."""
-    return torch.compiler.is_compiling() and x.shape[0] == 1
+    return torch.compiler.is_compiling() and x.shape[0] <= FUSED_MAX_ROWS
 
 
 class Int8Linear(nn.Module):
@@ -88,7 +91,7 @@ class Int8Linear(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x2 = _flat(x)
         w = self.weight.to(x.dtype)
-        y = (x2.unsqueeze(1) * w).sum(-1) if _fused_gemv(x2) else F.linear(x2, w)
+        y = (x2.unsqueeze(1) * w).sum(-1) if _fused_product(x2) else F.linear(x2, w)
         return (y * self.scales.to(x.dtype)).reshape(*x.shape[:-1], self.out_features)
 
     def extra_repr(self) -> str:
@@ -114,9 +117,9 @@ class Int4Linear(nn.Module):
         w = (codes - 8) * self.scales.to(dtype)[..., None] + self.offsets.to(dtype)[..., None]
         return w.reshape(self.out_features, self.in_features)
 
-    def _gemv(self, x: torch.Tensor) -> torch.Tensor:
+    def _fused(self, x: torch.Tensor) -> torch.Tensor:
         # Σ_k ((q_k - 8)·s + z)·x_k per group = s·Σ q_k x_k + (z - 8s)·Σ x_k.
-        groups = x.view(1, 1, -1, 2, self.group_size // 2)
+        groups = x.view(x.shape[0], 1, -1, 2, self.group_size // 2)
         low, high = (self.weight & 15).to(x.dtype), (self.weight >> 4).to(x.dtype)
         dot = (low * groups[:, :, :, 0] + high * groups[:, :, :, 1]).sum(-1)
         scales, offsets = self.scales.to(x.dtype), self.offsets.to(x.dtype)
@@ -124,7 +127,7 @@ class Int4Linear(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x2 = _flat(x)
-        y = self._gemv(x2) if _fused_gemv(x2) else F.linear(x2, self.dequantized(x.dtype))
+        y = self._fused(x2) if _fused_product(x2) else F.linear(x2, self.dequantized(x.dtype))
         return y.reshape(*x.shape[:-1], self.out_features)
 
     def extra_repr(self) -> str:

