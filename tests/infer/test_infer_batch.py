@@ -46,6 +46,7 @@ def test_batched_equals_one_by_one_every_family(family_config: ModelConfig, samp
     assert batched == one_by_one(engine, prompts, 10, sampling)
 
 
+@pytest.mark.slow
 def test_smollm2_batched_equals_one_by_one_with_stops(smollm2: tuple[Transformer, Tokenizer]) -> None:
     model, tokenizer = smollm2
     engine = Engine(model)

@@ -46,6 +46,7 @@ def test_generate_random_preset_json(capsys: pytest.CaptureFixture[str]) -> None
     assert result["prompt_tokens"] == 6 and isinstance(result["text"], str) and len(result["logprobs"]) == 7
 
 
+@pytest.mark.slow
 def test_generate_smollm2_streams_what_the_api_returns(
     capsys: pytest.CaptureFixture[str], smollm2_gguf: Path, smollm2: tuple[Transformer, Tokenizer]
 ) -> None:
@@ -136,6 +137,7 @@ def chat(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, st
     return run(capsys, "chat", *argv)
 
 
+@pytest.mark.slow
 def test_chat_smollm2_piped(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, smollm2_gguf: Path
 ) -> None:

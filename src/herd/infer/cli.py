@@ -16,7 +16,7 @@ from herd.errors import HerdError
 from herd.infer.chat_session import ChatSession
 from herd.infer.completion import Completion, generate
 from herd.infer.engine import Engine
-from herd.infer.generate import check_max_new_tokens
+from herd.infer.generate import check_max_new_tokens, generate_ids
 from herd.infer.loading import check_model_spec, load_for_inference
 from herd.infer.quantize import INT4_GROUP_SIZES, QUANT_MODES
 from herd.infer.sampling import SamplingParams
@@ -157,7 +157,12 @@ def _load(args: argparse.Namespace) -> tuple[Engine, Tokenizer]:
         group_size=args.group_size,
         device=args.device,
     )
-    return Engine(model, compile=args.compile), tokenizer
+    engine = Engine(model, compile=args.compile)
+    if args.compile:
+        print("compiling the decode step (torch.compile)...", file=sys.stderr, flush=True)
+        generate_ids(engine, [[0, 0]], max_new_tokens=3)  # compile now, so the timings below are real
+        engine.reset()
+    return engine, tokenizer
 
 
 def _summary(c: Completion) -> str:
