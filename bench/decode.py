@@ -35,14 +35,17 @@ import platform
 import subprocess
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 
 import herd
 from herd.checkpoint.convert import convert
 from herd.infer import Engine, generate_ids, quantize_model
+from herd.infer.quantize import Int4Linear, Int8Linear, quantize_int4, quantize_int8
 from herd.model.transformer import Transformer
 
 SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -86,6 +89,9 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--no-llama-cpp", action="store_true", help="skip the llama_cpp bindings")
     p.add_argument("--llama-bench", type=Path, help="also run this llama-bench binary on each GGUF")
     p.add_argument("--json", type=Path, help="write every result to this JSON file")
+    p.add_argument(
+        "--kernels", action="store_true", help="also time single weight-only products (why herd uses its own)"
+    )
     return p.parse_args()
 
 
@@ -240,6 +246,50 @@ def run_llama_bench(binary: Path, path: Path, name: str, args: argparse.Namespac
     return Result("llama-bench", name, 1, prefill, decode, path.stat().st_size)
 
 
+def time_call(fn: Callable[[], object], repeats: int = 50) -> float:
+    """Best mean seconds per call over five rounds of ``repeats`` calls."""
+    for _ in range(3):
+        fn()
+    best = float("inf")
+    for _ in range(5):
+        start = time.perf_counter()
+        for _ in range(repeats):
+            fn()
+        best = min(best, (time.perf_counter() - start) / repeats)
+    return best
+
+
+def kernel_times(out_features: int, in_features: int) -> list[float]:
+    """Seconds of one single-row product: fp32, ATen int8, ATen int4, herd's fused int8 and int4."""
+    weight = torch.randn(out_features, in_features)
+    x = torch.randn(1, in_features)
+    fused8 = torch.compile(Int8Linear(weight), dynamic=False)
+    fused4 = torch.compile(Int4Linear(weight, 32), dynamic=False)
+    codes, scales = quantize_int8(weight)
+    q4, s4, z4 = quantize_int4(weight, 32)
+    packed = torch.ops.aten._convert_weight_to_int4pack_for_cpu(q4.reshape(out_features, -1).int(), 2)
+    scales_zeros = torch.stack([s4.t(), z4.t()], dim=-1).contiguous()
+    with torch.inference_mode():
+        return [
+            time_call(lambda: F.linear(x, weight)),
+            time_call(lambda: torch.ops.aten._weight_int8pack_mm(x, codes, scales)),
+            time_call(lambda: torch.ops.aten._weight_int4pack_mm_for_cpu(x, packed, 32, scales_zeros), 5),
+            time_call(lambda: fused8(x)),
+            time_call(lambda: fused4(x)),
+        ]
+
+
+def kernel_table() -> None:
+    """One decode-step product per SmolLM2 shape: fp32, ATen's weight-only kernels, herd's fused ones."""
+    print("single-row products, microseconds (SmolLM2 shapes):")
+    print(f"{'out × in':<13}{'fp32':>8}{'aten int8':>11}{'aten int4':>11}{'herd int8':>11}{'herd int4':>11}")
+    for out_features, in_features in ((49152, 576), (1536, 576), (576, 1536)):
+        times = kernel_times(out_features, in_features)
+        cells = "".join(f"{1e6 * t:>11.0f}" for t in times[1:])
+        print(f"{out_features:>6} × {in_features:<5}{1e6 * times[0]:>8.0f}{cells}")
+    print()
+
+
 def gguf_copies(src: Path, work: Path) -> dict[str, Path]:
     """The source GGUF plus F32 and Q8_0 copies written by ``herd convert``."""
     files = {"Q4_1": src}
@@ -284,6 +334,8 @@ def main() -> None:
     )
     bandwidth = copy_bandwidth()
     print(f"copy bandwidth: {bandwidth / 1e9:.1f} GB/s (read + write, 1 GiB tensor)\n", flush=True)
+    if args.kernels:
+        kernel_table()
     results: list[Result] = []
     base = herd.load_model(path)
     for batch in batches:
