@@ -77,7 +77,6 @@ class Engine:
         self.vocab_size = model.config.vocab_size
         self.device = model.tok_embeddings.weight.device
         self.cache: KVCache | None = None
-        self.compiled = compile
         self._decode: DecodeFn = torch.compile(self._forward, dynamic=True) if compile else self._forward
         # The tokens whose keys/values sit in row 0 of the cache (single-sequence use only).
         self._cached_ids: list[int] = []
