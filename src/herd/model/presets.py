@@ -53,6 +53,18 @@ def _llama3(dim: int, n_layers: int, n_heads: int, mult: float, multiple_of: int
     )
 
 
+_LLAMA3_TINY = dict(
+    dim=128,
+    n_layers=4,
+    n_heads=4,
+    n_kv_heads=2,
+    vocab_size=4096,
+    ffn_dim_multiplier=1.3,
+    multiple_of=64,
+    rope_theta=500000.0,
+    max_seq_len=512,
+)
+
 _PRESETS: dict[str, dict] = {
     "llama1-7b": _llama1(4096, 32, 32),
     "llama1-13b": _llama1(5120, 40, 40),
@@ -89,29 +101,13 @@ _PRESETS: dict[str, dict] = {
         dim=64, n_layers=2, n_heads=8, n_kv_heads=2, vocab_size=512, max_seq_len=256, ffn_dim_multiplier=1.3
     ),
     "codellama-tiny": dict(dim=64, n_layers=2, n_heads=4, vocab_size=528, rope_theta=1e6, max_seq_len=512),
-    "llama3-tiny": dict(
-        dim=128,
-        n_layers=4,
-        n_heads=4,
-        n_kv_heads=2,
-        vocab_size=4096,
-        ffn_dim_multiplier=1.3,
-        multiple_of=64,
-        rope_theta=500000.0,
-        max_seq_len=512,
-    ),
-    "llama3.1-tiny": dict(
-        dim=128,
-        n_layers=4,
-        n_heads=4,
-        n_kv_heads=2,
-        vocab_size=4096,
-        ffn_dim_multiplier=1.3,
-        multiple_of=64,
-        rope_theta=500000.0,
-        rope_scaling=RopeScaling(original_max_seq_len=64),
-        max_seq_len=1024,
-    ),
+    "llama3-tiny": _LLAMA3_TINY,
+    "llama3.1-tiny": {
+        **_LLAMA3_TINY,
+        # Scaled RoPE with a short "original" context, so the scaling matters at tiny lengths.
+        "rope_scaling": RopeScaling(original_max_seq_len=64),
+        "max_seq_len": 1024,
+    },
 }
 
 
