@@ -12,6 +12,7 @@ parallel across the rest. NCCL on GPUs, gloo on CPU.
 from __future__ import annotations
 
 import os
+import time
 from dataclasses import dataclass
 
 import torch
@@ -74,7 +75,17 @@ def init_runtime(device: str) -> Runtime:
 
 
 def shutdown(runtime: Runtime) -> None:
+    """Leave the process group without the teardown deadlock of gloo.
+
+    A gloo worker thread frees each finished collective's work object, which
+    needs the GIL; if the last reference to the process group is dropped (by
+    DDP's reducer, under the GIL) while a worker still holds one, the group's
+    destructor joins that thread and both wait forever. A final barrier, then
+    a pause with the GIL released, lets the workers drain before teardown.
+    """
     if runtime.distributed and dist.is_initialized():
+        dist.barrier()
+        time.sleep(0.2)
         dist.destroy_process_group()
 
 
