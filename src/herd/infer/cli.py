@@ -8,6 +8,7 @@ reason, token counts, speeds) goes to stderr, so stdout pipes cleanly. With
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 from typing import TextIO
@@ -193,12 +194,7 @@ def _generate(args: argparse.Namespace) -> int:
         tokenizer,
         [prompt],
         max_new_tokens=args.max_new_tokens,
-        temperature=sampling.temperature,
-        top_k=sampling.top_k,
-        top_p=sampling.top_p,
-        min_p=sampling.min_p,
-        repetition_penalty=sampling.repetition_penalty,
-        seed=sampling.seed,
+        **dataclasses.asdict(sampling),
         stop=args.stop,
         ignore_eos=args.ignore_eos,
         add_bos=args.bos,
