@@ -19,6 +19,7 @@ import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from herd.data.errors import DataInputError
 from herd.data.io.reader import Reader
@@ -32,12 +33,19 @@ EXCLUDED_DIR = "excluded"
 
 @dataclass
 class Pipeline:
-    """``reader`` → ``steps`` → ``output`` (a file-name pattern with ``{rank}``; suffix picks the format)."""
+    """``reader`` → ``steps`` → ``output`` (a file-name pattern with ``{rank}``; suffix picks the format).
+
+    With ``exclusions``, each step's dropped documents go to
+    ``exclusion_dir/<step>/NNNNN.jsonl.gz``, relative to the output directory
+    unless absolute (global MinHash's first stage writes its shards elsewhere
+    but its exclusions beside the final output's).
+    """
 
     reader: Reader
     steps: Sequence[Step] = ()
     output: str = "{rank:05d}.jsonl.gz"
     exclusions: bool = False
+    exclusion_dir: str | Path = EXCLUDED_DIR
     names: list[str] = field(init=False)
 
     def __post_init__(self) -> None:
@@ -59,7 +67,7 @@ class Pipeline:
             if self.exclusions:
                 for step in task.steps:
                     step.exclusion = open_writer(
-                        output_dir / EXCLUDED_DIR / step.name / f"{rank:05d}.jsonl.gz"
+                        output_dir / self.exclusion_dir / step.name / f"{rank:05d}.jsonl.gz"
                     )
                     writers.append(step.exclusion)  # type: ignore[arg-type]
             stream: Iterable = task.reader.read_files(files)
@@ -74,12 +82,17 @@ class Pipeline:
         for w in writers:
             w.close()
         stats = [task.reader.stats, *(s.stats for s in task.steps)]
-        marker.parent.mkdir(parents=True, exist_ok=True)
         record = {"rank": rank, "files": [str(f) for f in files], "stats": [s.to_dict() for s in stats]}
-        tmp = marker.with_name(f".{marker.name}.tmp")
-        tmp.write_text(json.dumps(record, indent=1) + "\n")
-        os.replace(tmp, marker)
+        write_marker(marker, record)
         return stats
+
+
+def write_marker(marker: Path, record: dict[str, Any]) -> None:
+    """Write a completion marker atomically (temporary name, then rename): it exists only when whole."""
+    marker.parent.mkdir(parents=True, exist_ok=True)
+    tmp = marker.with_name(f".{marker.name}.tmp")
+    tmp.write_text(json.dumps(record, indent=1) + "\n")
+    os.replace(tmp, marker)
 
 
 def expand_inputs(patterns: Iterable[str | Path]) -> list[Path]:

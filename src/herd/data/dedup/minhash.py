@@ -9,6 +9,13 @@ with ``exact=True``, when the exact Jaccard of the shingle sets does (what
 book dedup uses at 0.9). Confirmation keeps pairs below 0.5 from ever being
 removed, which bands alone would do ~5% of the time. The first document of a
 duplicate group is kept.
+
+:class:`MinhashDedup` filters the stream one task sees. Its ``scope`` says
+what a recipe means by it: ``"global"`` (the default) dedups across every task
+of the source — with ``tasks > 1`` the recipe builder splits the pipeline at
+the step and runs the stages of :mod:`herd.data.dedup.global_minhash` instead
+of the in-stream filter — while ``"task"`` keeps it per task (CCNet-style
+groups). Book dedup is always in-stream.
 """
 
 from __future__ import annotations
@@ -18,6 +25,7 @@ import zlib
 import numpy as np
 
 from herd.data.document import Document
+from herd.data.errors import DataInputError
 from herd.data.step import Filter
 from herd.data.text import strip_punctuation
 
@@ -65,6 +73,9 @@ def jaccard(a: np.ndarray, b: np.ndarray) -> float:
     return len(np.intersect1d(a, b, assume_unique=True)) / union if union else 1.0
 
 
+SCOPES = ("global", "task")
+
+
 class MinhashDedup(Filter):
     """Drops documents that near-duplicate an earlier one in this task's stream (see module docstring)."""
 
@@ -78,8 +89,12 @@ class MinhashDedup(Filter):
         threshold: float = 0.7,
         exact: bool = False,
         seed: int = 1,
+        scope: str = "global",
     ) -> None:
         super().__init__()
+        if scope not in SCOPES:
+            raise DataInputError(f"{self.name}: scope must be one of {', '.join(SCOPES)}, got {scope!r}")
+        self.scope = scope
         self.n = n
         self.threshold = threshold
         self.exact = exact
@@ -112,8 +127,10 @@ class BookDedup(MinhashDedup):
 
     name = "book_dedup"
 
-    def __init__(self, threshold: float = 0.9, **kwargs: int) -> None:
-        super().__init__(threshold=threshold, exact=True, **kwargs)
+    def __init__(
+        self, threshold: float = 0.9, n: int = 5, bands: int = 14, rows: int = 8, seed: int = 1
+    ) -> None:
+        super().__init__(n, bands, rows, threshold, exact=True, seed=seed, scope="task")
 
     def check(self, doc: Document) -> str | None:
         return "duplicate_book" if self.is_duplicate(shingles(doc.text, self.n)) else None

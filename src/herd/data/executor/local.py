@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import multiprocessing
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
+from typing import Any
 
+from herd.data.executor import T
 from herd.data.pipeline import Pipeline, shard
 from herd.data.stats import StepStats, merge_stats
 
@@ -34,14 +36,14 @@ class LocalExecutor:
 
     def run(self) -> list[StepStats]:
         """Run every unfinished shard; the merged stats of all shards."""
-        jobs = list(enumerate(self.shards))
+        jobs = [(files, rank, self.output_dir) for rank, files in enumerate(self.shards)]
+        return merge_stats(self.map(self.pipeline.run_task, jobs))
+
+    def map(self, fn: Callable[..., T], jobs: Sequence[tuple[Any, ...]]) -> list[T]:
+        """``fn(*job)`` for every job on up to ``workers`` spawned processes; results in job order."""
         if self.workers <= 1 or len(jobs) <= 1:
-            results = [self.pipeline.run_task(files, rank, self.output_dir) for rank, files in jobs]
-        else:
-            context = multiprocessing.get_context("spawn")
-            with ProcessPoolExecutor(min(self.workers, len(jobs)), mp_context=context) as pool:
-                futures = [
-                    pool.submit(self.pipeline.run_task, files, rank, self.output_dir) for rank, files in jobs
-                ]
-                results = [f.result() for f in futures]
-        return merge_stats(results)
+            return [fn(*job) for job in jobs]
+        context = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(min(self.workers, len(jobs)), mp_context=context) as pool:
+            futures = [pool.submit(fn, *job) for job in jobs]
+            return [f.result() for f in futures]

@@ -7,16 +7,18 @@ directory must be visible to every node (shared or network file system).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 from herd.data.errors import DataInputError
+from herd.data.executor import T
 from herd.data.pipeline import Pipeline, shard
 from herd.data.stats import StepStats, merge_stats
 
 
 class RayExecutor:
-    """Runs each shard as one Ray task with ``cpus_per_task`` CPUs."""
+    """Runs each shard (or job of :meth:`map`) as one Ray task with ``cpus_per_task`` CPUs."""
 
     def __init__(
         self,
@@ -35,20 +37,23 @@ class RayExecutor:
 
     def run(self) -> list[StepStats]:
         """Run every unfinished shard on Ray; the merged stats of all shards."""
+        jobs = [
+            ([str(f) for f in files], rank, str(self.output_dir)) for rank, files in enumerate(self.shards)
+        ]
+        return merge_stats(self.map(self.pipeline.run_task, jobs))
+
+    def map(self, fn: Callable[..., T], jobs: Sequence[tuple[Any, ...]]) -> list[T]:
+        """``fn(*job)`` for every job as Ray tasks (``fn`` is put in the object store once); results in order."""
         try:
             import ray
         except ImportError:
             raise DataInputError("the Ray executor needs ray: pip install 'ray[default]'") from None
         if not ray.is_initialized():
             ray.init(address=self.address, include_dashboard=False, log_to_driver=False)
-        run = ray.remote(num_cpus=self.cpus_per_task)(_run_task)
-        pipeline = ray.put(self.pipeline)
-        refs = [
-            run.remote(pipeline, [str(f) for f in files], rank, str(self.output_dir))
-            for rank, files in enumerate(self.shards)
-        ]
-        return merge_stats(ray.get(refs))
+        call = ray.remote(num_cpus=self.cpus_per_task)(_call)
+        shared = ray.put(fn)
+        return ray.get([call.remote(shared, *job) for job in jobs])
 
 
-def _run_task(pipeline: Pipeline, files: list[str], rank: int, output_dir: str) -> list[StepStats]:
-    return pipeline.run_task(files, rank, output_dir)
+def _call(fn: Callable[..., T], *args: Any) -> T:
+    return fn(*args)

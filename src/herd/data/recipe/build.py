@@ -3,6 +3,7 @@
 Layout of the output directory::
 
     documents/<source>/NNNNN.jsonl.gz     kept documents per shard (+ .done markers, excluded/)
+    documents/<source>/.minhash/          global MinHash stages (sources with tasks > 1)
     tokens/<source>/train-NNNNN.bin/.idx.npy
     manifest.json                          herd-tokens-v1 + per-source counts + per-step stats
 
@@ -19,8 +20,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from herd.data.dedup.global_minhash import GlobalMinhash, global_minhash_index
 from herd.data.document import Document
 from herd.data.errors import DataInputError
+from herd.data.executor import Executor
 from herd.data.executor.local import LocalExecutor
 from herd.data.executor.ray import RayExecutor
 from herd.data.io.jsonl import JsonlReader
@@ -50,18 +53,29 @@ def resolve_paths(args: dict[str, Any], base_dir: Path) -> dict[str, Any]:
 def run_source(
     recipe: RecipeConfig, source: SourceConfig, out: Path, executor: str = "local", address: str | None = None
 ) -> list[StepStats]:
-    """Read, filter and dedup one source into ``out``; the merged stats of its steps."""
+    """Read, filter and dedup one source into ``out``; the merged stats of its steps.
+
+    A ``minhash_dedup`` step with ``scope = "global"`` in a source with
+    ``tasks > 1`` runs as the stages of :mod:`herd.data.dedup.global_minhash`.
+    """
     where = f"source {source.name!r}"
+    if executor not in EXECUTORS:
+        raise DataInputError(f"executor {executor!r}: expected one of {', '.join(EXECUTORS)}")
     reader = make_reader(source.reader, dict(source.reader_args), where)
     reader.source = reader.source or source.name
     steps = [make_step(s.type, resolve_paths(s.args, recipe.base_dir), where) for s in source.steps]
     pipeline = Pipeline(reader, steps, exclusions=recipe.exclusions)
     inputs = _inputs(recipe, source)
-    if executor == "ray":
-        return RayExecutor(pipeline, inputs, out, tasks=source.tasks, address=address).run()
-    if executor != "local":
-        raise DataInputError(f"executor {executor!r}: expected one of {', '.join(EXECUTORS)}")
-    return LocalExecutor(pipeline, inputs, out, tasks=source.tasks, workers=recipe.workers).run()
+
+    def executor_for(part: Pipeline, output_dir: Path) -> Executor:
+        if executor == "ray":
+            return RayExecutor(part, inputs, output_dir, tasks=source.tasks, address=address)
+        return LocalExecutor(part, inputs, output_dir, tasks=source.tasks, workers=recipe.workers)
+
+    index = global_minhash_index(steps, source.tasks, where)
+    if index is None:
+        return executor_for(pipeline, out).run()
+    return GlobalMinhash(pipeline, index, out, source.tasks).run(executor_for)
 
 
 def _tokenize_splits(
