@@ -1,16 +1,19 @@
 """CommonCrawl-path throughput, herd against datatrove, on the bundled WARC sample (issue 5 §7).
 
-Both run the same sequence on one core (one task, one worker), in one run:
+Both run the same sequence on one core (one worker) over ``--tasks`` tasks, in one run:
 
 - herd: ``WarcReader`` (FastWARC + resiliparse main-content extraction) →
-  ``gopher_quality`` → ``c4`` → ``minhash_dedup`` (5-grams, 14×8) → JSONL.gz;
+  ``gopher_quality`` → ``c4`` → JSONL.gz, then its global MinHash stages
+  (:mod:`herd.data.dedup.global_minhash`: signatures → 14 band jobs → clusters
+  → filter, 5-grams, 14×8) → JSONL.gz;
 - datatrove: ``WarcReader`` → an extractor (resiliparse main content, the same
   as herd's, by default; ``--extractor trafilatura`` when installed) →
   ``GopherQualityFilter`` → ``C4QualityFilter`` → JSONL.gz, then its MinHash
-  stages (signatures → buckets → clusters → filter, 5-grams, 14×8) → JSONL.gz.
+  stages (signatures → 14 bucket tasks → clusters → filter, 5-grams, 14×8) → JSONL.gz.
 
-The input is the sample WARC copied ``--copies`` times (so MinHash has
-duplicates to find and timings are long enough to be stable). Each side runs
+So both dedup globally across the tasks, with the same stage structure. The
+input is the sample WARC copied ``--copies`` times (so MinHash has duplicates
+to find and timings are long enough to be stable). Each side runs
 ``--repeats`` times, alternating; the best wall time is reported as documents
 (WARC records read) per second per core, with herd/datatrove. datatrove is a
 benchmark-only dependency (not in herd's extras).
@@ -40,16 +43,20 @@ def make_input(workdir: Path, copies: int) -> Path:
     return folder
 
 
-def run_herd(inputs: Path, out: Path) -> int:
-    """herd's pipeline in this process; the number of WARC records read."""
+def run_herd(inputs: Path, out: Path, tasks: int) -> int:
+    """herd's pipeline in this process, MinHash as global stages; the number of WARC records read."""
+    from herd.data.dedup.global_minhash import GlobalMinhash
     from herd.data.dedup.minhash import MinhashDedup
+    from herd.data.executor.local import LocalExecutor
     from herd.data.filters.c4 import C4Filter
     from herd.data.filters.gopher import GopherQualityFilter
     from herd.data.pipeline import Pipeline
     from herd.data.sources.warc import WarcReader
 
-    pipeline = Pipeline(WarcReader(), [GopherQualityFilter(), C4Filter(), MinhashDedup()])
-    stats = pipeline.run_task(sorted(inputs.glob("*.warc.gz")), 0, out)
+    files = sorted(inputs.glob("*.warc.gz"))
+    steps = [GopherQualityFilter(), C4Filter(), MinhashDedup()]
+    stages = GlobalMinhash(Pipeline(WarcReader(), steps), len(steps) - 1, out, tasks)
+    stats = stages.run(lambda part, folder: LocalExecutor(part, files, folder, tasks=tasks))
     return stats[0].docs_in
 
 
@@ -71,7 +78,7 @@ def _resiliparse_extractor() -> object:
     return ResiliparseExtractor()
 
 
-def run_datatrove(inputs: Path, out: Path, extractor: str) -> int:
+def run_datatrove(inputs: Path, out: Path, extractor: str, tasks: int) -> int:
     """datatrove's equivalent pipeline (five local stages); the number of WARC records read."""
     from datatrove.executor import LocalPipelineExecutor
     from datatrove.pipeline.dedup import (
@@ -106,11 +113,15 @@ def run_datatrove(inputs: Path, out: Path, extractor: str) -> int:
         [MinhashDedupCluster(str(buckets), str(clusters), config=config)],
         [JsonlReader(str(filtered)), MinhashDedupFilter(str(clusters)), JsonlWriter(str(out / "output"))],
     ]
+    stage_tasks = (tasks, tasks, config.num_buckets, 1, tasks)
     stats = []
     for i, stage in enumerate(stages):
-        tasks = config.num_buckets if i == 2 else 1
         executor = LocalPipelineExecutor(
-            stage, tasks=tasks, workers=1, logging_dir=str(out / f"logs{i}"), skip_completed=False
+            stage,
+            tasks=stage_tasks[i],
+            workers=1,
+            logging_dir=str(out / f"logs{i}"),
+            skip_completed=False,
         )
         stats.append(executor.run())
     return stats[0].stats[0].stats["documents"].total
@@ -120,6 +131,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--copies", type=int, default=8, help="copies of the sample WARC (131 records each)")
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument(
+        "--tasks", type=int, default=2, help="tasks of the per-task stages (MinHash across them)"
+    )
     parser.add_argument("--extractor", choices=("resiliparse", "trafilatura"), default="resiliparse")
     args = parser.parse_args()
     logging.getLogger().setLevel(logging.ERROR)
@@ -135,12 +149,15 @@ def main() -> None:
                 out = Path(tmp) / f"{name}-{repeat}"
                 start = time.perf_counter()
                 if name == "herd":
-                    documents[name] = run_herd(inputs, out)
+                    documents[name] = run_herd(inputs, out, args.tasks)
                 else:
-                    documents[name] = run_datatrove(inputs, out, args.extractor)
+                    documents[name] = run_datatrove(inputs, out, args.extractor, args.tasks)
                 best[name] = min(best[name], time.perf_counter() - start)
     rates = {name: documents[name] / seconds for name, seconds in best.items()}
-    print(f"input: {args.copies} × {SAMPLE.name}; extractor for datatrove: {args.extractor}; 1 core each")
+    print(
+        f"input: {args.copies} × {SAMPLE.name}; {args.tasks} tasks; extractor for datatrove: {args.extractor};"
+        " 1 core each"
+    )
     for name in best:
         print(f"{name:10s} {documents[name]:6d} docs  {best[name]:7.2f} s  {rates[name]:8.1f} docs/s/core")
     print(f"herd / datatrove: {rates['herd'] / rates['datatrove']:.2f}x")
