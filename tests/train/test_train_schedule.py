@@ -40,3 +40,28 @@ def test_weight_decay_only_on_matrices() -> None:
     assert all(p.ndim == 2 for p in decay["params"]) and all(p.ndim == 1 for p in no_decay["params"])
     assert len(decay["params"]) + len(no_decay["params"]) == len(list(model.parameters()))
     assert opt.defaults["betas"] == (0.9, 0.95) and opt.defaults["eps"] == 1e-5
+
+
+def test_fused_adamw_matches_the_reference_update() -> None:
+    """On CPU the optimizer is PyTorch's fused AdamW; three steps equal the for-loop implementation's."""
+    import torch
+
+    fused_model = build_model(get_preset("llama3-tiny"), seed=0)
+    loop_model = build_model(get_preset("llama3-tiny"), seed=0)
+    fused = build_optimizer(fused_model, OptimConfig(lr=1e-2))
+    assert fused.defaults["fused"]
+    groups = [
+        {"params": group["params"], "weight_decay": group["weight_decay"]}
+        for group in build_optimizer(loop_model, OptimConfig(lr=1e-2)).param_groups
+    ]
+    reference = torch.optim.AdamW(groups, lr=1e-2, betas=(0.9, 0.95), eps=1e-5, foreach=False)
+    assert not reference.param_groups[0]["fused"]
+    g = torch.Generator().manual_seed(0)
+    for _ in range(3):
+        for a, b in zip(fused_model.parameters(), loop_model.parameters(), strict=True):
+            a.grad = torch.randn(a.shape, generator=g)
+            b.grad = a.grad.clone()
+        fused.step()
+        reference.step()
+    for (name, a), b in zip(fused_model.named_parameters(), loop_model.parameters(), strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-7, msg=name)

@@ -16,6 +16,7 @@ from torch import nn
 from herd.errors import HerdError
 from herd.model.attention import Attention
 from herd.model.config import ModelConfig
+from herd.model.cross_entropy import linear_cross_entropy
 from herd.model.feedforward import FeedForward
 from herd.model.kv_cache import KVCache
 from herd.model.norm import RMSNorm
@@ -80,8 +81,14 @@ class Transformer(nn.Module):
         positions: torch.Tensor | None = None,
         document_ids: torch.Tensor | None = None,
         key_mask: torch.Tensor | None = None,
+        targets: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Logits of shape (batch, seq, vocab) for ``tokens`` of shape (batch, seq).
+
+        With ``targets`` (batch, seq) it returns instead the summed fp32 cross-entropy
+        of the logits against them (``IGNORE_INDEX`` targets skipped), computed by
+        :func:`herd.model.cross_entropy.linear_cross_entropy` without ever holding
+        all the logits; a call through the module, so DDP and FSDP see it.
 
         - ``cache``/``start_pos``: incremental decoding; the tokens sit at columns
           ``start_pos..start_pos+seq`` of the cache.
@@ -90,16 +97,17 @@ class Transformer(nn.Module):
         - ``positions`` (batch, seq): explicit RoPE positions (e.g. left-padded batches).
         - ``key_mask`` (batch, keys): False marks keys nobody may attend to (padding).
         """
-        return self.output(
-            self.hidden_states(
-                tokens,
-                start_pos=start_pos,
-                cache=cache,
-                positions=positions,
-                document_ids=document_ids,
-                key_mask=key_mask,
-            )
+        hidden = self.hidden_states(
+            tokens,
+            start_pos=start_pos,
+            cache=cache,
+            positions=positions,
+            document_ids=document_ids,
+            key_mask=key_mask,
         )
+        if targets is None:
+            return self.output(hidden)
+        return linear_cross_entropy(hidden, self.output.weight, targets)
 
     def hidden_states(
         self,

@@ -41,7 +41,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
 
 from herd.checkpoint.base import CheckpointInfo, tensor_names
@@ -272,8 +271,7 @@ class Trainer:
         dev = self.runtime.device
         doc_ids = batch.document_ids.to(dev) if self.config.data.document_mask else None
         with self._autocast():
-            logits = self.model(batch.inputs.to(dev), document_ids=doc_ids)
-        return F.cross_entropy(logits.float().flatten(0, 1), batch.targets.to(dev).flatten(), reduction="sum")
+            return self.model(batch.inputs.to(dev), document_ids=doc_ids, targets=batch.targets.to(dev))
 
     def _sync(self, last: bool) -> contextlib.AbstractContextManager:
         """Skip the gradient all-reduce on all but the last micro-batch of a step."""
