@@ -28,7 +28,15 @@ if TYPE_CHECKING:
     from herd.model.transformer import Transformer
     from herd.tokenizer.load import load_tokenizer
 
-__all__ = ["ModelConfig", "Transformer", "__version__", "generate", "get_preset", "load_model", "load_tokenizer"]
+__all__ = [
+    "ModelConfig",
+    "Transformer",
+    "__version__",
+    "generate",
+    "get_preset",
+    "load_model",
+    "load_tokenizer",
+]
 
 
 def __getattr__(name: str) -> Any:

@@ -214,7 +214,9 @@ def test_smollm2_gguf_to_hf_is_a_complete_transformers_model(smollm2_gguf: Path,
     theirs = AutoTokenizer.from_pretrained(dst)
     assert theirs(text, add_special_tokens=False)["input_ids"] == ours.encode(text)
     messages = [{"role": "user", "content": "Hi"}]
-    assert "<|im_start|>assistant" in theirs.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    assert "<|im_start|>assistant" in theirs.apply_chat_template(
+        messages, tokenize=False, add_generation_prompt=True
+    )
     ids = torch.tensor([ours.encode(text)])
     with torch.no_grad():
         reference = AutoModelForCausalLM.from_pretrained(dst).eval()(ids).logits
