@@ -19,6 +19,17 @@ def doc(text: str, id: str = "d", **metadata: object) -> Document:
     return Document(text=text, id=id, source="test", metadata=dict(metadata))
 
 
+def warc_record(url: str, html: bytes, declared: int | None = None) -> bytes:
+    """One WARC ``response`` record serving ``html`` at ``url`` (``declared``: a wrong Content-Length)."""
+    http = b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\n\r\n" + html
+    length = declared if declared is not None else len(http)
+    head = (
+        f"WARC/1.0\r\nWARC-Type: response\r\nWARC-Target-URI: {url}\r\nWARC-Date: 2024-01-01T00:00:00Z\r\n"
+        f"WARC-Record-ID: <urn:uuid:{abs(hash(url)):032x}>\r\nContent-Length: {length}\r\n\r\n"
+    )
+    return head.encode() + http + b"\r\n\r\n"
+
+
 @pytest.fixture
 def write_jsonl(tmp_path: Path) -> Callable[[str, list[dict]], Path]:
     """Write records as a JSONL file under tmp_path and return its path."""

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import SAMPLES
+from conftest import SAMPLES, warc_record
 from herd.data.pipeline import expand_inputs
 from herd.data.sources.arxiv import ArxivReader
 from herd.data.sources.books import GutenbergReader, strip_gutenberg
@@ -20,16 +20,6 @@ from herd.data.sources.warc import WarcReader, WetReader
 from herd.data.sources.wikipedia import WikipediaReader, clean_wikitext
 
 WARC = SAMPLES / "commoncrawl" / "rust-book.warc.gz"
-
-
-def _record(url: str, html: bytes, declared: int | None = None) -> bytes:
-    http = b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\n\r\n" + html
-    length = declared if declared is not None else len(http)
-    head = (
-        f"WARC/1.0\r\nWARC-Type: response\r\nWARC-Target-URI: {url}\r\nWARC-Date: 2024-01-01T00:00:00Z\r\n"
-        f"WARC-Record-ID: <urn:uuid:{abs(hash(url)):032x}>\r\nContent-Length: {length}\r\n\r\n"
-    )
-    return head.encode() + http + b"\r\n\r\n"
 
 
 def test_warc_sample() -> None:
@@ -44,8 +34,8 @@ def test_warc_sample() -> None:
 
 
 def test_truncated_warc_record(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
-    good = _record("http://a/", b"<p>first page is fine.</p>")
-    cut = _record("http://b/", b"<p>" + b"x" * 200 + b"</p>", declared=5000)
+    good = warc_record("http://a/", b"<p>first page is fine.</p>")
+    cut = warc_record("http://b/", b"<p>" + b"x" * 200 + b"</p>", declared=5000)
     path = tmp_path / "t.warc"
     path.write_bytes(good + cut)
     reader = WarcReader()
@@ -57,7 +47,7 @@ def test_truncated_warc_record(tmp_path: Path, caplog: pytest.LogCaptureFixture)
 
 def test_corrupt_warc_gzip_goes_on(tmp_path: Path) -> None:
     (tmp_path / "a.warc.gz").write_bytes(b"\x1f\x8b\x08\x00garbage" * 10)
-    (tmp_path / "b.warc.gz").write_bytes(gzip.compress(_record("http://b/", b"<p>still read.</p>")))
+    (tmp_path / "b.warc.gz").write_bytes(gzip.compress(warc_record("http://b/", b"<p>still read.</p>")))
     reader = WarcReader()
     docs = list(reader.read_files(sorted(tmp_path.iterdir())))
     assert [d.text for d in docs] == ["still read."]
@@ -97,7 +87,17 @@ def test_wikipedia_sample_and_languages() -> None:
     assert "fibre & wool" in docs[1].text and docs[0].metadata["language"] == "en"
     only_de = WikipediaReader(languages=frozenset({"de"}))
     assert list(only_de.read_files([SAMPLES / "wikipedia" / "enwiki-sample-pages-articles.xml.bz2"])) == []
-    assert only_de.stats.dropped == {"language": 2}
+    assert only_de.stats.dropped == {"language": 1}  # the whole dump, once
+
+
+def test_wikipedia_other_language_dump_skipped_at_its_root(tmp_path: Path) -> None:
+    """A dump in an unwanted language is left after its root element, unparsed: no per-page work or logs."""
+    (tmp_path / "jawiki-1-pages-articles.xml").write_text(
+        '<mediawiki xml:lang="ja"><page><title>A &bogus; entity</title></page></mediawiki>'
+    )
+    reader = WikipediaReader()
+    assert list(reader.read_files([tmp_path / "jawiki-1-pages-articles.xml"])) == []
+    assert reader.stats.dropped == {"language": 1}  # not invalid_xml: the page was never parsed
 
 
 def test_wikipedia_corrupt_bz2_and_bad_xml(tmp_path: Path) -> None:

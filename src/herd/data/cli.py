@@ -8,6 +8,7 @@ from pathlib import Path
 
 from herd.data.recipe.build import EXECUTORS, build
 from herd.data.recipe.config import load_recipe
+from herd.data.recipe.remap import parse_remap, remap_paths
 from herd.data.recipe.report import draw_png, format_tables, load_manifest
 
 
@@ -22,6 +23,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     b.add_argument("--workers", type=int, help="processes for the local executor (overrides the recipe's)")
     b.add_argument("--executor", choices=EXECUTORS, default="local")
     b.add_argument("--ray-address", help="Ray cluster address (default: a local Ray instance)")
+    b.add_argument(
+        "--remap",
+        action="append",
+        default=[],
+        type=_remap_rule,
+        metavar="OLD=NEW",
+        help="run the recipe on other inputs/models: its inputs, step files and tokenizer under OLD are read "
+        "from the same place under NEW (longest OLD first; an empty NEW removes the path, so the step's "
+        "default applies); repeatable, e.g. --remap data=/scratch/data --remap data/models/lid.176.bin=",
+    )
     b.set_defaults(func=_build)
     s = sub.add_parser("stats", help="print a build's manifest as tables and draw stats.png")
     s.add_argument("directory", type=Path)
@@ -43,11 +54,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     c.set_defaults(func=_train_classifier)
 
 
+def _remap_rule(text: str) -> tuple[Path, Path | None]:
+    try:
+        return parse_remap(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def _build(args: argparse.Namespace) -> int:
     import dataclasses
 
     logging.basicConfig(level=logging.WARNING, format="%(name)s: %(message)s")
     recipe = load_recipe(args.config)
+    if args.remap:
+        recipe = remap_paths(recipe, args.remap)
     if args.workers:
         recipe = dataclasses.replace(recipe, workers=args.workers)
     tokenizer = None
