@@ -85,6 +85,9 @@ def _responses(path: Path) -> list[tuple[str, bytes]]:
         return [(r.headers["WARC-Target-URI"], r.reader.read()) for r in records]
 
 
+GERMAN_PAGE = "https://lamas.example/"
+
+
 def _write_extras(raw: Path) -> None:
     """The added web pages and German Wikipedia dump (module docstring)."""
     page = dict(_responses(WARC))[BOOK + MIRRORED]
@@ -96,9 +99,7 @@ def _write_extras(raw: Path) -> None:
         warc_record(
             f"https://rust-mirror.example/book/{MIRRORED}", page.replace(b"<body>", b"<body>" + banner)
         ),
-        warc_record(
-            "https://lamas.example/", f"<html><body><h1>Das Lama</h1>{german}</body></html>".encode()
-        ),
+        warc_record(GERMAN_PAGE, f"<html><body><h1>Das Lama</h1>{german}</body></html>".encode()),
     ]
     (raw / "commoncrawl" / "mirrors.warc.gz").write_bytes(
         b"".join(gzip.compress(r, mtime=0) for r in records)
@@ -190,9 +191,7 @@ def test_llama1_recipe_on_samples(paper_data: Path, tmp_path: Path) -> None:
     assert all(line_dedup[url] >= 1 and after[url] <= 1 for url in refetched)
     # Language ID keeps English at score ≥ 0.5: the German page goes
     lid = _dropped(tmp_path, "commoncrawl", "ccnet_lid")
-    assert [d["metadata"]["url"] for d in lid if d["metadata"]["language"] == "de"] == [
-        "https://lamas.example/"
-    ]
+    assert [d["metadata"]["url"] for d in lid if d["metadata"]["language"] == "de"] == [GERMAN_PAGE]
     for d in _passed(tmp_path, "commoncrawl", steps, "ccnet_lid"):
         assert d["metadata"]["language"] == "en" and d["metadata"]["language_score"] >= 0.5
     # Perplexity labels, bucketed at CCNet's English thresholds; the tail is dropped
@@ -233,11 +232,12 @@ def test_llama3_recipe_on_samples(paper_data: Path, tmp_path: Path) -> None:
     assert web["url_dedup"]["dropped"] == {"older_fetch": len(urls) - len(set(urls))}
     near = {d["metadata"]["url"] for d in _dropped(tmp_path, "web", "minhash_dedup")}
     assert len(near & {BOOK + MIRRORED, f"https://rust-mirror.example/book/{MIRRORED}"}) == 1
-    # Language ID only labels here (languages = [], threshold 0)
-    assert web["ccnet_lid"]["dropped"] == {}
+    # Language ID runs before the English heuristics and keeps English at score ≥ 0.5: the German page goes
+    lid = _dropped(tmp_path, "web", "ccnet_lid")
+    assert [d["metadata"]["url"] for d in lid if d["metadata"]["language"] == "de"] == [GERMAN_PAGE]
     labelled = _passed(tmp_path, "web", steps, "ccnet_lid")
     assert labelled and all(
-        "language" in d["metadata"] and "language_score" in d["metadata"] for d in labelled
+        d["metadata"]["language"] == "en" and d["metadata"]["language_score"] >= 0.5 for d in labelled
     )
     _scores_split(tmp_path, "web", steps, "wiki_reference", "wiki_ref_score", 0.25)
     _scores_split(tmp_path, "web", steps, "embedding_quality", "quality_score", 0.5)
@@ -256,7 +256,7 @@ def test_remap_moves_inputs_and_files_and_removes_with_empty(tmp_path: Path) -> 
     assert web.inputs == (str(tmp_path / "raw/commoncrawl/*.warc.gz"),)
     args = {s.type: s.args for s in web.steps}
     assert args["url_blocklist"] == {"domains_file": str(tmp_path / "raw/blocklists/domains.txt")}
-    assert args["ccnet_lid"] == {"languages": [], "threshold": 0.0}  # model_path removed: lingua
+    assert args["ccnet_lid"] == {"languages": ["en"], "threshold": 0.5}  # model_path removed: lingua
     assert args["wiki_reference"]["model_path"] == str(tmp_path / "models/wiki_reference.bin")
     assert args["minhash_dedup"] == {"n": 5, "bands": 14, "rows": 8}  # not a file argument
     assert remapped.sources[3].reader_args == recipe.sources[3].reader_args  # languages, not paths
