@@ -11,8 +11,16 @@ import pytest
 from conftest import REPO, doc
 from herd.cli import main
 from herd.data.errors import DataInputError
-from herd.data.quality.ngram_lm import EOS, SOS, UNK, NgramModel, estimate_kneser_ney, lm_tokens
-from herd.data.quality.perplexity import PerplexityFilter, bucket, perplexity
+from herd.data.quality.ngram_lm import (
+    EOS,
+    SOS,
+    UNK,
+    NgramModel,
+    estimate_kneser_ney,
+    lm_tokens,
+    sentences,
+)
+from herd.data.quality.perplexity import KenlmScorer, PerplexityFilter, bucket, load_scorer, perplexity
 from herd.data.recipe.build import build
 from herd.data.recipe.config import load_recipe
 
@@ -104,6 +112,31 @@ def test_step_labels_buckets_and_keeps_configured_ones(tmp_path: Path) -> None:
 def test_bundled_wikipedia_model() -> None:
     model = NgramModel.read_arpa(REPO / "data" / "samples" / "models" / "enwiki-sample.5gram.arpa")
     assert model.order == 5
+
+
+def test_herd_arpa_scorer_agrees_with_kenlm() -> None:
+    """KenLM reads herd's ARPA file and scores every sentence as herd's own scorer does (backoffs, <unk>).
+
+    This caught herd's scorer keeping too short a history past the second word for orders above 3.
+    """
+    kenlm = pytest.importorskip("kenlm")
+    path = REPO / "data" / "samples" / "models" / "enwiki-sample.5gram.arpa"
+    ours = NgramModel.read_arpa(path)
+    theirs = kenlm.Model(str(path))
+    scorer = load_scorer(path)
+    assert isinstance(scorer, KenlmScorer)  # what the step uses when kenlm is importable
+    lines = [
+        "The llama is a domesticated South American camelid.",
+        "Llamas are social animals and live with others as a herd.",
+        "zyzzyva quux the the the of of in",  # unseen words and odd n-grams: back-off all the way
+        "",
+    ]
+    for text in lines:
+        for tokens in sentences(text) or [[]]:
+            want = theirs.score(" ".join(tokens), bos=True, eos=True)
+            assert ours.sentence_log10(tokens) == pytest.approx(want, abs=1e-4), tokens
+    for text in ("The llama is a domesticated camelid.\nIt lives in herds.", "qwv zxq pfft"):
+        assert perplexity(scorer, text) == pytest.approx(perplexity(ours, text), rel=1e-4)
 
 
 def test_train_lm_cli_rebuilds_the_bundled_model(tmp_path: Path) -> None:

@@ -96,7 +96,7 @@ class NgramModel:
         total = 0.0
         for word in [*words, EOS]:
             total += self.logprob(history, word)
-            history = (*history, word)[len(history) + 1 - keep :] if keep else ()
+            history = (*history, word)[-keep:] if keep else ()
         return total
 
     def write_arpa(self, path: str | Path) -> None:
