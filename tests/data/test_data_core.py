@@ -73,6 +73,25 @@ def test_jsonl_bad_records_are_counted_and_skipped(tmp_path: Path, caplog: pytes
     assert "bad.jsonl@" in caplog.text and "record_too_long" in caplog.text
 
 
+def test_a_100_mb_single_line_is_skipped_with_bounded_memory(tmp_path: Path) -> None:
+    """Issue 5 §7's case at full size: a 100 MB line (gzipped) between two documents, default limit."""
+    import resource
+
+    path = tmp_path / "huge.jsonl.gz"
+    with gzip.open(path, "wb", compresslevel=1) as f:
+        f.write(b'{"text": "before"}\n{"text": "')
+        block = b"y" * (1 << 20)
+        for _ in range(100):
+            f.write(block)
+        f.write(b'"}\n{"text": "after"}\n')
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    reader = JsonlReader()
+    assert [d.text for d in reader.read_files([path])] == ["before", "after"]
+    assert reader.stats.dropped == {"record_too_long": 1}
+    grown_mib = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
+    assert grown_mib < 60  # the line is never held whole (the limit is 16 MiB)
+
+
 def test_corrupt_gzip_is_counted_and_next_file_read(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     good = gzip.compress(b"".join(json.dumps({"text": f"doc {i}"}).encode() + b"\n" for i in range(200)))
     (tmp_path / "a.jsonl.gz").write_bytes(good[: len(good) // 2])  # truncated stream
