@@ -49,7 +49,7 @@ from herd.infer.quantize import Int4Linear, Int8Linear, quantize_int4, quantize_
 from herd.model.transformer import Transformer
 
 SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
-DEFAULT_CONFIGS = "fp32,fp32+compile,bf16,int8,int8+compile,int4+compile"
+DEFAULT_CONFIGS = "fp32,fp32+compile,bf16,int8,int8+compile,int4+compile,int4g64+compile"
 # llama.cpp file per herd weight format, for the "same bits per weight" comparison.
 LLAMA_CPP_FOR = {"fp32": "F32", "int8": "Q8_0", "int4": "Q4_1"}
 
@@ -149,13 +149,16 @@ def prompts(batch: int, length: int, vocab: int, seed: int = 0) -> list[list[int
 
 
 def herd_model(base: Transformer, config: str) -> tuple[Transformer, bool]:
-    """A copy of ``base`` in the configuration ``config`` (``fp32``, ``bf16``, ``int8``, ``int4``, ``+compile``)."""
+    """A copy of ``base`` in the configuration ``config``: ``fp32``, ``bf16``, ``int8``, ``int4`` (groups of
+    32: 6 bits per weight with its fp32 scale and offset) or ``int4g64`` (5 bits per weight, as llama.cpp's
+    Q4_1), each optionally ``+compile``."""
     fmt, _, flag = config.partition("+")
+    quant, _, group = fmt.partition("g")
     model = copy.deepcopy(base)
     if fmt == "bf16":
         model = model.to(torch.bfloat16)
-    elif fmt in ("int8", "int4"):
-        quantize_model(model, fmt)
+    elif quant in ("int8", "int4"):
+        quantize_model(model, quant, group_size=int(group or 32))
     elif fmt != "fp32":
         raise SystemExit(f"unknown configuration {config!r}")
     return model, flag == "compile"
@@ -316,7 +319,7 @@ def report(results: list[Result], bandwidth: float, args: argparse.Namespace) ->
     llama = {r.config: r.decode_tps for r in results if r.engine == "llama.cpp"}
     print("\nherd batch-1 decode ÷ llama.cpp decode at the same bits per weight:")
     for r in results:
-        gguf = LLAMA_CPP_FOR.get(r.config.partition("+")[0])
+        gguf = LLAMA_CPP_FOR.get(r.config.partition("+")[0].partition("g")[0])
         if r.engine == "herd" and r.batch == 1 and gguf in llama:
             print(
                 f"  {r.config:<14} {r.decode_tps:7.1f} / {gguf:<5} {llama[gguf]:7.1f} = {r.decode_tps / llama[gguf]:.2f}"
