@@ -71,3 +71,13 @@ def test_fsdp_checkpoint_resumes_on_one_process(
         shutil.rmtree(path)
     pretrain(config_from_dict(raw), resume=True)
     _assert_close(losses(out), single_run)
+
+
+@pytest.mark.slow
+def test_fsdp_with_tied_embeddings_matches_one_process(dataset_dir: Path, tmp_path: Path) -> None:
+    """FSDP builds on the meta device and allocates its shards; tied embeddings stay one parameter."""
+    sections = {"train": {"steps": 4}, "model": {"tie_embeddings": True}}
+    pretrain(config_from_dict(tiny_config_dict(dataset_dir, tmp_path / "single", **sections)))
+    raw = tiny_config_dict(dataset_dir, tmp_path / "fsdp", parallel={"strategy": "fsdp"}, **sections)
+    run_herd("pretrain", str(write_toml(tmp_path / "c.toml", raw)), nproc=2)
+    _assert_close(losses(tmp_path / "fsdp"), losses(tmp_path / "single"))

@@ -12,6 +12,7 @@ import math
 
 import torch
 from torch import nn
+from torch.distributed.tensor import DTensor, distribute_tensor
 
 from herd.errors import HerdError
 from herd.model.attention import Attention
@@ -152,6 +153,9 @@ class Transformer(nn.Module):
 
         Meta did not publish its initialiser; this is the GPT-2/torchtitan
         scheme commonly used to reproduce Llama pretraining. Norms start at 1.
+        Each weight is drawn whole from one CPU generator in a fixed order, so
+        a sharded model (FSDP2 or tensor-parallel DTensors, each process keeping
+        its own slice) starts from exactly the weights of the unsharded one.
         """
         generator = torch.Generator(device="cpu")
         if seed is not None:
@@ -159,10 +163,15 @@ class Transformer(nn.Module):
         out_std = std / math.sqrt(2 * self.config.n_layers)
         for name, param in self.named_parameters():
             if param.ndim == 1:
-                param.fill_(1.0)
-                continue
-            sigma = out_std if name.endswith(("wo.weight", "w2.weight")) else std
-            param.copy_(torch.randn(param.shape, generator=generator, dtype=torch.float32) * sigma)
+                value = torch.ones(param.shape)
+            else:
+                sigma = out_std if name.endswith(("wo.weight", "w2.weight")) else std
+                value = torch.randn(param.shape, generator=generator, dtype=torch.float32) * sigma
+            if isinstance(param, DTensor):  # keep this process's slice; every process drew the same tensor
+                value = distribute_tensor(
+                    value.to(param.device), param.device_mesh, param.placements, src_data_rank=None
+                )
+            param.copy_(value)
 
 
 def document_positions(document_ids: torch.Tensor) -> torch.Tensor:

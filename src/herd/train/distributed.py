@@ -89,6 +89,23 @@ def shutdown(runtime: Runtime) -> None:
         dist.destroy_process_group()
 
 
+def materialize(model: Transformer, device: torch.device, seed: int) -> None:
+    """Allocate and initialise a model that was built and sharded on the meta device.
+
+    FSDP2's recipe for models larger than one device: build on ``meta`` (no
+    memory), shard (``fully_shard``, tensor parallelism), then allocate only
+    this process's shards and initialise them (:meth:`Transformer.init_weights`
+    gives the same weights as an unsharded build with the same seed).
+    """
+    tied = model.config.tie_embeddings
+    model.to_empty(device=device)
+    if tied and model.output.weight is not model.tok_embeddings.weight:
+        raise ConfigError("tied embeddings were untied while the model was sharded")
+    model.reset_rope(device)
+    with torch.no_grad():
+        model.init_weights(seed=seed)
+
+
 def strategy_of(config: ParallelConfig, runtime: Runtime) -> str:
     """``none``, ``ddp`` or ``fsdp``: the data-parallel scheme over the non-TP processes."""
     if config.tp > 1 and runtime.world_size % config.tp:

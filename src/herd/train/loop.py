@@ -48,6 +48,7 @@ from herd.checkpoint.hf import write_hf
 from herd.checkpoint.load import build_model
 from herd.errors import ConfigError, HerdError
 from herd.model.info import model_info
+from herd.model.transformer import Transformer
 from herd.train import checkpointing
 from herd.train.config import PretrainConfig
 from herd.train.dataset import (
@@ -60,7 +61,7 @@ from herd.train.dataset import (
     usable_sources,
     validation_windows,
 )
-from herd.train.distributed import Runtime, init_runtime, parallelize, shutdown
+from herd.train.distributed import Runtime, init_runtime, materialize, parallelize, shutdown, strategy_of
 from herd.train.faults import BadStepDetector
 from herd.train.metrics import MetricsLogger, mfu, peak_flops, plot_losses, read_metrics
 from herd.train.optim import build_optimizer, clip_grad_norm
@@ -162,9 +163,17 @@ class Trainer:
             val_sources, seq_len, config.log.val_batches * config.train.micro_batch_size
         )
         # 3. model
-        model = build_model(self.model_config, device=dev, seed=config.train.seed)
+        # Sharded runs build on the meta device and allocate only their shards (see materialize).
+        sharded = config.parallel.tp > 1 or strategy_of(config.parallel, self.runtime) == "fsdp"
+        if sharded:
+            with torch.device("meta"):
+                model = Transformer(self.model_config)
+        else:
+            model = build_model(self.model_config, device=dev, seed=config.train.seed)
         apply_activation_checkpointing(model, config.train.activation_checkpointing)
         self.model, self.strategy = parallelize(model, config.parallel, self.runtime)
+        if sharded:
+            materialize(model, dev, config.train.seed)
         if config.train.compile:
             for block in model.layers:
                 block.compile()
