@@ -105,3 +105,12 @@ def test_mismatched_targets_are_refused() -> None:
     hidden, weight, targets = _inputs()
     with pytest.raises(ValueError, match="50 hidden rows but 49 targets"):
         linear_cross_entropy(hidden, weight, targets[:-1])
+
+
+def test_second_backward_through_the_same_call_is_refused() -> None:
+    """The gradients are scaled in place in their own buffers, so a retained second backward must not reuse them."""
+    hidden, weight, targets = _inputs()
+    loss = linear_cross_entropy(hidden.requires_grad_(), weight, targets)
+    loss.backward(retain_graph=True)
+    with pytest.raises(RuntimeError, match="modified by an inplace operation"):
+        loss.backward()

@@ -77,6 +77,8 @@ class _LinearCrossEntropy(torch.autograd.Function):
             grad_hidden = torch.empty_like(hidden) if needs_grad else None
             grad_weight = None
             total = torch.zeros((), dtype=torch.float32, device=hidden.device)
+            # One check per call (a device sync on GPUs) spares a pass over every chunk when nothing is ignored.
+            masked = bool((targets == ignore_index).any())
             for start in range(0, hidden.shape[0], chunk_rows):
                 h = hidden[start : start + chunk_rows].to(compute_dtype)
                 t = targets[start : start + chunk_rows]
@@ -89,7 +91,8 @@ class _LinearCrossEntropy(torch.autograd.Function):
                     continue
                 grad = log_probs.exp_()  # softmax, in place
                 grad.scatter_add_(1, safe, torch.full_like(safe, -1, dtype=grad.dtype))
-                grad.mul_(valid.unsqueeze(1))
+                if masked:
+                    grad.mul_(valid.unsqueeze(1))
                 grad = grad.to(compute_dtype)
                 grad_hidden[start : start + chunk_rows] = grad @ w
                 if grad_weight is None:
@@ -103,8 +106,11 @@ class _LinearCrossEntropy(torch.autograd.Function):
         return total
 
     @staticmethod
+    @torch.autograd.function.once_differentiable
     def backward(  # type: ignore[override]
         ctx: torch.autograd.function.FunctionCtx, grad_output: torch.Tensor
     ) -> tuple[torch.Tensor | None, ...]:
         grad_hidden, grad_weight = ctx.saved_tensors
-        return grad_hidden * grad_output, grad_weight * grad_output, None, None, None, None, None
+        # Scaled in place: these are this call's own buffers. A second backward through the same graph
+        # (retain_graph) is refused by autograd's version check on saved tensors, not scaled twice.
+        return grad_hidden.mul_(grad_output), grad_weight.mul_(grad_output), None, None, None, None, None
