@@ -101,6 +101,12 @@ def test_model_targets_match_logits_loss(tied: bool) -> None:
         torch.testing.assert_close(fused_grads[name], p.grad, rtol=1e-4, atol=1e-5, msg=name)
 
 
+def test_no_rows_give_zero_loss_and_gradients() -> None:
+    hidden, weight, targets = _inputs()
+    loss, grad_hidden, grad_weight = _loss_and_grads(linear_cross_entropy, hidden[:0], weight, targets[:0])
+    assert loss == 0 and grad_hidden.shape == (0, 16) and torch.all(grad_weight == 0)
+
+
 def test_mismatched_targets_are_refused() -> None:
     hidden, weight, targets = _inputs()
     with pytest.raises(ValueError, match="50 hidden rows but 49 targets"):

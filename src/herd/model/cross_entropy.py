@@ -5,8 +5,8 @@ vocab, 262 MB in fp32 for 2,048 tokens of a 32,000 vocabulary; 4 GB at
 Llama 3's 128,256 and 8k tokens), then log-softmax, its gradient and the
 gradient of the logits are each another pass over a tensor of that size.
 Here the rows are processed in chunks small enough to stay in cache: for each
-chunk the logits are computed, reduced to the loss by ``logsumexp``, turned in
-place into the gradient ``softmax - one_hot`` and multiplied straight into the
+chunk the logits are computed, turned into log-probabilities (the loss is the
+target's), in place into the gradient ``softmax - one_hot``, and multiplied straight into the
 gradients of the hidden states and of the output weight. The backward pass then
 only scales those by the incoming gradient. The matmul FLOPs are the same as
 the plain loss; the elementwise passes and the peak memory are not
@@ -102,6 +102,8 @@ class _LinearCrossEntropy(torch.autograd.Function):
                 else:  # low-precision products, summed over the chunks in fp32
                     grad_weight.add_(grad.T @ h)
         if needs_grad:
+            if grad_weight is None:  # no rows at all
+                grad_weight = torch.zeros_like(weight)
             ctx.save_for_backward(grad_hidden, grad_weight.to(weight.dtype))
         return total
 
