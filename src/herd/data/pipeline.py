@@ -15,7 +15,6 @@ from __future__ import annotations
 import copy
 import glob
 import json
-import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,7 +22,7 @@ from typing import Any
 
 from herd.data.errors import DataInputError
 from herd.data.io.reader import Reader
-from herd.data.io.writer import AtomicWriter, open_writer
+from herd.data.io.writer import AtomicWriter, open_writer, write_atomically
 from herd.data.stats import StepStats
 from herd.data.step import Step
 
@@ -89,10 +88,8 @@ class Pipeline:
 
 def write_marker(marker: Path, record: dict[str, Any]) -> None:
     """Write a completion marker atomically (temporary name, then rename): it exists only when whole."""
-    marker.parent.mkdir(parents=True, exist_ok=True)
-    tmp = marker.with_name(f".{marker.name}.tmp")
-    tmp.write_text(json.dumps(record, indent=1) + "\n")
-    os.replace(tmp, marker)
+    text = json.dumps(record, indent=1) + "\n"
+    write_atomically(marker, lambda f: f.write(text.encode()))
 
 
 def expand_inputs(patterns: Iterable[str | Path]) -> list[Path]:

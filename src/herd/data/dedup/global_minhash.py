@@ -52,7 +52,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -65,6 +64,7 @@ from herd.data.document import Document
 from herd.data.errors import DataInputError
 from herd.data.executor import Executor
 from herd.data.io.jsonl import JsonlReader
+from herd.data.io.writer import write_atomically
 from herd.data.pipeline import DONE_DIR, EXCLUDED_DIR, Pipeline, write_marker
 from herd.data.stats import StepStats, merge_stats
 from herd.data.step import Filter, Step
@@ -233,11 +233,7 @@ class GlobalMinhash:
 
 def _save(path: Path, array: np.ndarray) -> None:
     """``np.save`` under a temporary name, then rename: the file exists only when complete."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "wb") as f:
-        np.save(f, array)
-    os.replace(tmp, path)
+    write_atomically(path, lambda f: np.save(f, array))
 
 
 def _finish(marker: Path, start: float, **record: Any) -> dict[str, Any]:

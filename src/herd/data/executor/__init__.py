@@ -8,18 +8,36 @@ same workers.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any, Protocol, TypeVar
+from pathlib import Path
+from typing import Any, TypeVar
 
-from herd.data.stats import StepStats
+from herd.data.pipeline import Pipeline, shard
+from herd.data.stats import StepStats, merge_stats
 
 T = TypeVar("T")
 
 
-class Executor(Protocol):
-    """What :class:`~herd.data.executor.local.LocalExecutor` and the Ray executor have in common."""
+class Executor:
+    """Runs ``tasks`` shards of ``inputs`` (shard ``rank`` holds ``inputs[rank::tasks]``) through :meth:`map`.
+
+    Finished shards (marker present) are skipped, so rerunning after a crash or
+    a kill finishes the job with the same bytes as an uninterrupted run.
+    Subclasses say where the jobs run by implementing :meth:`map`.
+    """
+
+    def __init__(
+        self, pipeline: Pipeline, inputs: Sequence[Path], output_dir: str | Path, tasks: int | None = None
+    ) -> None:
+        self.pipeline = pipeline
+        self.shards = shard(list(inputs), tasks or max(1, len(inputs)))
+        # Absolute, so that workers started elsewhere (other processes, Ray nodes) write to the same place.
+        self.output_dir = Path(output_dir).resolve()
 
     def run(self) -> list[StepStats]:
-        """Run every unfinished shard of the pipeline; the merged stats of all shards."""
+        """Run every unfinished shard; the merged stats of all shards."""
+        jobs = [(files, rank, self.output_dir) for rank, files in enumerate(self.shards)]
+        return merge_stats(self.map(self.pipeline.run_task, jobs))
 
     def map(self, fn: Callable[..., T], jobs: Sequence[tuple[Any, ...]]) -> list[T]:
         """``fn(*job)`` for every job, results in job order (``fn`` must pickle: top level or bound)."""
+        raise NotImplementedError

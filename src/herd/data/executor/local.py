@@ -8,18 +8,12 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from herd.data.executor import T
-from herd.data.pipeline import Pipeline, shard
-from herd.data.stats import StepStats, merge_stats
+from herd.data.executor import Executor, T
+from herd.data.pipeline import Pipeline
 
 
-class LocalExecutor:
-    """Runs ``tasks`` shards of ``inputs`` on ``workers`` processes (1: in this process).
-
-    Shard ``rank`` holds ``inputs[rank::tasks]``. Finished shards (marker
-    present) are skipped, so rerunning after a crash or a kill finishes the job
-    with the same bytes as an uninterrupted run.
-    """
+class LocalExecutor(Executor):
+    """Runs the shards (or the jobs of :meth:`map`) on ``workers`` spawned processes (1: in this process)."""
 
     def __init__(
         self,
@@ -29,15 +23,8 @@ class LocalExecutor:
         tasks: int | None = None,
         workers: int = 1,
     ) -> None:
-        self.pipeline = pipeline
-        self.shards = shard(list(inputs), tasks or max(1, len(inputs)))
-        self.output_dir = Path(output_dir)
+        super().__init__(pipeline, inputs, output_dir, tasks)
         self.workers = workers
-
-    def run(self) -> list[StepStats]:
-        """Run every unfinished shard; the merged stats of all shards."""
-        jobs = [(files, rank, self.output_dir) for rank, files in enumerate(self.shards)]
-        return merge_stats(self.map(self.pipeline.run_task, jobs))
 
     def map(self, fn: Callable[..., T], jobs: Sequence[tuple[Any, ...]]) -> list[T]:
         """``fn(*job)`` for every job on up to ``workers`` spawned processes; results in job order."""

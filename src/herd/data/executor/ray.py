@@ -12,12 +12,11 @@ from pathlib import Path
 from typing import Any
 
 from herd.data.errors import DataInputError
-from herd.data.executor import T
-from herd.data.pipeline import Pipeline, shard
-from herd.data.stats import StepStats, merge_stats
+from herd.data.executor import Executor, T
+from herd.data.pipeline import Pipeline
 
 
-class RayExecutor:
+class RayExecutor(Executor):
     """Runs each shard (or job of :meth:`map`) as one Ray task with ``cpus_per_task`` CPUs."""
 
     def __init__(
@@ -29,18 +28,9 @@ class RayExecutor:
         address: str | None = None,
         cpus_per_task: float = 1.0,
     ) -> None:
-        self.pipeline = pipeline
-        self.shards = shard(list(inputs), tasks or max(1, len(inputs)))
-        self.output_dir = Path(output_dir).resolve()
+        super().__init__(pipeline, inputs, output_dir, tasks)
         self.address = address
         self.cpus_per_task = cpus_per_task
-
-    def run(self) -> list[StepStats]:
-        """Run every unfinished shard on Ray; the merged stats of all shards."""
-        jobs = [
-            ([str(f) for f in files], rank, str(self.output_dir)) for rank, files in enumerate(self.shards)
-        ]
-        return merge_stats(self.map(self.pipeline.run_task, jobs))
 
     def map(self, fn: Callable[..., T], jobs: Sequence[tuple[Any, ...]]) -> list[T]:
         """``fn(*job)`` for every job as Ray tasks (``fn`` is put in the object store once); results in order."""

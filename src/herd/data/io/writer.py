@@ -8,10 +8,26 @@ half-written shard that a resumed run would mistake for a finished one.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
+from typing import BinaryIO
 
 from herd.data.document import Document
+
+
+def temporary_name(path: Path) -> Path:
+    """The hidden name ``path`` is written under until complete (fixed, so a rerun after a kill reuses it)."""
+    return path.with_name(f".{path.name}.tmp")
+
+
+def write_atomically(path: Path, write: Callable[[BinaryIO], None]) -> None:
+    """Create ``path`` with ``write(file)`` under its temporary name, then rename: it exists only when whole."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = temporary_name(path)
+    with open(tmp, "wb") as f:
+        write(f)
+    os.replace(tmp, path)
 
 
 class AtomicWriter:
@@ -20,7 +36,7 @@ class AtomicWriter:
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.tmp = self.path.with_name(f".{self.path.name}.tmp")
+        self.tmp = temporary_name(self.path)
         self.count = 0
 
     def write(self, doc: Document) -> None:

@@ -15,7 +15,6 @@ last and atomically, so an interrupted build is finished by running it again.
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -27,6 +26,7 @@ from herd.data.executor import Executor
 from herd.data.executor.local import LocalExecutor
 from herd.data.executor.ray import RayExecutor
 from herd.data.io.jsonl import JsonlReader
+from herd.data.io.writer import write_atomically
 from herd.data.pipeline import Pipeline, expand_inputs
 from herd.data.recipe.config import RecipeConfig, SourceConfig
 from herd.data.recipe.registry import make_reader, make_step
@@ -132,7 +132,6 @@ def build(
                         "shards": packed["shards"],
                     }
         manifest["sources"][source.name] = entry
-    tmp = output / ".manifest.json.tmp"
-    tmp.write_text(json.dumps(manifest, indent=2) + "\n")
-    os.replace(tmp, output / "manifest.json")
+    text = json.dumps(manifest, indent=2) + "\n"
+    write_atomically(output / "manifest.json", lambda f: f.write(text.encode()))
     return manifest

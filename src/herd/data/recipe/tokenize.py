@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import hashlib
 import math
-import os
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any, Protocol
@@ -21,6 +20,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from herd.data.document import Document
+from herd.data.io.writer import write_atomically
 
 
 class TextTokenizer(Protocol):
@@ -88,10 +88,7 @@ class ShardWriter:
             (tokens, lambda f: np.concatenate(self._chunks).tofile(f)),
             (index, lambda f: np.save(f, np.asarray(self._starts, dtype=np.int64))),
         ):
-            tmp = path.with_name(f".{path.name}.tmp")
-            with open(tmp, "wb") as f:
-                write(f)
-            os.replace(tmp, path)
+            write_atomically(path, write)
         self.entries.append(
             {
                 "tokens": tokens.relative_to(self.root).as_posix(),
