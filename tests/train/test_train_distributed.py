@@ -74,10 +74,11 @@ def test_fsdp_checkpoint_resumes_on_one_process(
 
 
 @pytest.mark.slow
-def test_fsdp_with_tied_embeddings_matches_one_process(dataset_dir: Path, tmp_path: Path) -> None:
-    """FSDP builds on the meta device and allocates its shards; tied embeddings stay one parameter."""
+@pytest.mark.parametrize("parallel", [{"strategy": "fsdp"}, {"tp": 2}], ids=["fsdp", "tensor-parallel"])
+def test_sharded_tied_embeddings_match_one_process(dataset_dir: Path, tmp_path: Path, parallel: dict) -> None:
+    """Sharded runs build on the meta device and allocate their shards; tied embeddings stay one parameter."""
     sections = {"train": {"steps": 4}, "model": {"tie_embeddings": True}}
     pretrain(config_from_dict(tiny_config_dict(dataset_dir, tmp_path / "single", **sections)))
-    raw = tiny_config_dict(dataset_dir, tmp_path / "fsdp", parallel={"strategy": "fsdp"}, **sections)
+    raw = tiny_config_dict(dataset_dir, tmp_path / "sharded", parallel=parallel, **sections)
     run_herd("pretrain", str(write_toml(tmp_path / "c.toml", raw)), nproc=2)
-    _assert_close(losses(tmp_path / "fsdp"), losses(tmp_path / "single"))
+    _assert_close(losses(tmp_path / "sharded"), losses(tmp_path / "single"))

@@ -70,10 +70,7 @@ def _empty_model(config: ModelConfig, device: str | torch.device) -> Transformer
     """A model whose weights are allocated but not initialised (built on the meta device first)."""
     with torch.device("meta"):
         model = Transformer(config)
-    model = model.to_empty(device=device)
-    if config.tie_embeddings:
-        model.output.weight = model.tok_embeddings.weight  # to_empty allocates the two separately
-    model.reset_rope()
+    model.allocate(device)
     return model
 
 

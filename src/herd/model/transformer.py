@@ -67,6 +67,17 @@ class Transformer(nn.Module):
             persistent=False,
         )
 
+    def allocate(self, device: str | torch.device) -> None:
+        """Give a model built on the meta device uninitialised storage on ``device`` (its shards, if sharded).
+
+        ``to_empty`` allocates a tied output projection apart from the embedding,
+        so the tie is restored; the RoPE buffer, not a parameter, is recomputed.
+        """
+        self.to_empty(device=device)
+        if self.config.tie_embeddings and self.output.weight is not self.tok_embeddings.weight:
+            self.output.weight = self.tok_embeddings.weight
+        self.reset_rope(device)
+
     def reset_rope(self, device: str | torch.device | None = None) -> None:
         """(Re)compute the RoPE frequency buffer, e.g. after building on the meta device."""
         c = self.config

@@ -97,11 +97,7 @@ def materialize(model: Transformer, device: torch.device, seed: int) -> None:
     this process's shards and initialise them (:meth:`Transformer.init_weights`
     gives the same weights as an unsharded build with the same seed).
     """
-    tied = model.config.tie_embeddings
-    model.to_empty(device=device)
-    if tied and model.output.weight is not model.tok_embeddings.weight:
-        raise ConfigError("tied embeddings were untied while the model was sharded")
-    model.reset_rope(device)
+    model.allocate(device)
     with torch.no_grad():
         model.init_weights(seed=seed)
 
