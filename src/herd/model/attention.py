@@ -37,7 +37,7 @@ class Attention(nn.Module):
         sin: torch.Tensor,
         mask: torch.Tensor | None,
         cache: LayerKVCache | None = None,
-        start_pos: int = 0,
+        start_pos: int | torch.Tensor = 0,
     ) -> torch.Tensor:
         """``mask`` is a boolean (batch, 1, seq, keys) "may attend" tensor, or None for plain causal."""
         bsz, seqlen, _ = x.shape

@@ -5,6 +5,11 @@ a forward pass at ``start_pos`` writes its keys and values into columns
 ``[start_pos, start_pos + seq)`` and attends over ``[0, start_pos + seq)``.
 Nothing is reallocated while decoding, which keeps the decode step cheap and
 ``torch.compile``-friendly.
+
+``start_pos`` may also be a 0-d integer tensor ("static" decoding): the new
+columns are written with ``index_copy_`` and the whole buffers are returned, so
+every step has the same shapes and one compiled graph, captured once as a CUDA
+graph, serves all of them; the caller masks the columns not written yet.
 """
 
 from __future__ import annotations
@@ -22,12 +27,20 @@ class LayerKVCache:
         self.k = k
         self.v = v
 
-    def update(self, start_pos: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Store new (batch, heads, seq, head_dim) keys/values; return all keys/values so far."""
+    def update(
+        self, start_pos: int | torch.Tensor, k: torch.Tensor, v: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Store new (batch, heads, seq, head_dim) keys/values; return all keys/values so far
+        (with a tensor ``start_pos``: the whole buffers)."""
+        batch = k.shape[0]
+        if isinstance(start_pos, torch.Tensor):
+            columns = start_pos + torch.arange(k.shape[2], device=k.device)
+            self.k[:batch].index_copy_(2, columns, k)
+            self.v[:batch].index_copy_(2, columns, v)
+            return self.k[:batch], self.v[:batch]
         end = start_pos + k.shape[2]
         if end > self.k.shape[2]:
             raise HerdError(f"KV cache overflow: position {end} exceeds the cache length {self.k.shape[2]}")
-        batch = k.shape[0]
         self.k[:batch, :, start_pos:end] = k
         self.v[:batch, :, start_pos:end] = v
         return self.k[:batch, :, :end], self.v[:batch, :, :end]

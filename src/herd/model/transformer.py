@@ -42,7 +42,7 @@ class TransformerBlock(nn.Module):
         mask: torch.Tensor | None,
         cache: KVCache | None,
         layer: int,
-        start_pos: int,
+        start_pos: int | torch.Tensor,
     ) -> torch.Tensor:
         layer_cache = cache.layers[layer] if cache is not None else None
         h = x + self.attention(self.attention_norm(x), cos, sin, mask, layer_cache, start_pos)
@@ -88,7 +88,7 @@ class Transformer(nn.Module):
         self,
         tokens: torch.Tensor,
         *,
-        start_pos: int = 0,
+        start_pos: int | torch.Tensor = 0,
         cache: KVCache | None = None,
         positions: torch.Tensor | None = None,
         document_ids: torch.Tensor | None = None,
@@ -103,7 +103,9 @@ class Transformer(nn.Module):
         all the logits; a call through the module, so DDP and FSDP see it.
 
         - ``cache``/``start_pos``: incremental decoding; the tokens sit at columns
-          ``start_pos..start_pos+seq`` of the cache.
+          ``start_pos..start_pos+seq`` of the cache. A 0-d tensor ``start_pos``
+          attends over the whole cache at fixed shapes (static decoding, for
+          CUDA graphs; see :mod:`herd.model.kv_cache`).
         - ``document_ids`` (batch, seq): packed sequences; attention stays inside
           each document and positions restart at each document (Llama 3 §3.4.1).
         - ``positions`` (batch, seq): explicit RoPE positions (e.g. left-padded batches).
@@ -125,7 +127,7 @@ class Transformer(nn.Module):
         self,
         tokens: torch.Tensor,
         *,
-        start_pos: int = 0,
+        start_pos: int | torch.Tensor = 0,
         cache: KVCache | None = None,
         positions: torch.Tensor | None = None,
         document_ids: torch.Tensor | None = None,
@@ -134,17 +136,23 @@ class Transformer(nn.Module):
         """The final-norm hidden states (batch, seq, dim), before the output projection."""
         bsz, seqlen = tokens.shape
         device = tokens.device
-        if document_ids is not None and (cache is not None or start_pos):
+        static = isinstance(start_pos, torch.Tensor)
+        if document_ids is not None and (cache is not None or static or start_pos):
             raise HerdError("document_ids (packed training sequences) cannot be combined with a KV cache")
+        if static and cache is None:
+            raise HerdError("a tensor start_pos (static decoding) needs a KV cache")
         if positions is None:
             positions = (
                 document_positions(document_ids)
                 if document_ids is not None
-                else torch.arange(start_pos, start_pos + seqlen, device=device).expand(bsz, seqlen)
+                else (start_pos + torch.arange(seqlen, device=device)).expand(bsz, seqlen)
             )
         h = self.tok_embeddings(tokens)
         cos, sin = rope_cos_sin(positions, self.inv_freq, h.dtype)
-        mask = attention_mask(seqlen, start_pos, document_ids, key_mask, device)
+        if static:
+            mask = static_cache_mask(start_pos, seqlen, cache.max_seq_len, key_mask)
+        else:
+            mask = attention_mask(seqlen, start_pos, document_ids, key_mask, device)
         for i, layer in enumerate(self.layers):
             h = layer(h, cos, sin, mask, cache, i, start_pos)
         return self.norm(h)
@@ -193,6 +201,19 @@ def document_positions(document_ids: torch.Tensor) -> torch.Tensor:
     starts[..., 1:] = document_ids[..., 1:] != document_ids[..., :-1]
     start_idx = torch.where(starts, idx, torch.zeros_like(idx)).cummax(dim=-1).values
     return idx - start_idx
+
+
+def static_cache_mask(
+    start_pos: torch.Tensor, seqlen: int, keys: int, key_mask: torch.Tensor | None
+) -> torch.Tensor:
+    """Boolean (batch or 1, 1, seq, keys) mask over a whole cache of ``keys`` columns: each query sees
+    the columns up to its own, minus those ``key_mask`` hides."""
+    device = start_pos.device
+    q_idx = (start_pos + torch.arange(seqlen, device=device)).unsqueeze(1)
+    mask = (torch.arange(keys, device=device).unsqueeze(0) <= q_idx)[None, None]
+    if key_mask is not None:
+        mask = mask & key_mask[:, None, None, :keys].bool()
+    return mask
 
 
 def attention_mask(
