@@ -53,7 +53,9 @@ def _add_model_args(parser: argparse.ArgumentParser) -> None:
         "--group-size", type=int, default=32, choices=INT4_GROUP_SIZES, help="int4 group size (default 32)"
     )
     parser.add_argument(
-        "--compile", action="store_true", help="torch.compile the decode step (slow first tokens)"
+        "--compile",
+        action="store_true",
+        help="torch.compile the decode step (slow first tokens; on a GPU also captured as a CUDA graph)",
     )
     parser.add_argument("--device", default="cpu", help="torch device (default cpu)")
 
