@@ -137,10 +137,10 @@ class Transformer(nn.Module):
         bsz, seqlen = tokens.shape
         device = tokens.device
         static = isinstance(start_pos, torch.Tensor)
-        if document_ids is not None and (cache is not None or static or start_pos):
-            raise HerdError("document_ids (packed training sequences) cannot be combined with a KV cache")
         if static and cache is None:
             raise HerdError("a tensor start_pos (static decoding) needs a KV cache")
+        if document_ids is not None and (cache is not None or start_pos):
+            raise HerdError("document_ids (packed training sequences) cannot be combined with a KV cache")
         if positions is None:
             positions = (
                 document_positions(document_ids)
@@ -150,7 +150,7 @@ class Transformer(nn.Module):
         h = self.tok_embeddings(tokens)
         cos, sin = rope_cos_sin(positions, self.inv_freq, h.dtype)
         if static:
-            mask = static_cache_mask(start_pos, seqlen, cache.max_seq_len, key_mask)
+            mask = causal_mask(start_pos, seqlen, cache.max_seq_len, key_mask, device)
         else:
             mask = attention_mask(seqlen, start_pos, document_ids, key_mask, device)
         for i, layer in enumerate(self.layers):
@@ -203,12 +203,16 @@ def document_positions(document_ids: torch.Tensor) -> torch.Tensor:
     return idx - start_idx
 
 
-def static_cache_mask(
-    start_pos: torch.Tensor, seqlen: int, keys: int, key_mask: torch.Tensor | None
+def causal_mask(
+    start_pos: int | torch.Tensor,
+    seqlen: int,
+    keys: int,
+    key_mask: torch.Tensor | None,
+    device: torch.device,
 ) -> torch.Tensor:
-    """Boolean (batch or 1, 1, seq, keys) mask over a whole cache of ``keys`` columns: each query sees
-    the columns up to its own, minus those ``key_mask`` hides."""
-    device = start_pos.device
+    """Boolean (batch or 1, 1, seq, keys) mask: the query at column ``start_pos + i`` sees the columns up
+    to its own, minus those ``key_mask`` hides. ``keys`` is ``start_pos + seq`` for the columns written so
+    far, or the whole cache's length for static decoding (a tensor ``start_pos``)."""
     q_idx = (start_pos + torch.arange(seqlen, device=device)).unsqueeze(1)
     mask = (torch.arange(keys, device=device).unsqueeze(0) <= q_idx)[None, None]
     if key_mask is not None:
@@ -226,12 +230,8 @@ def attention_mask(
     """Boolean (batch, 1, seq, keys) mask, or None when plain causal attention suffices."""
     if document_ids is None and key_mask is None and (start_pos == 0 or seqlen == 1):
         return None
-    keys = start_pos + seqlen
-    q_idx = torch.arange(start_pos, keys, device=device).unsqueeze(1)
-    mask = (torch.arange(keys, device=device).unsqueeze(0) <= q_idx)[None, None]
+    mask = causal_mask(start_pos, seqlen, start_pos + seqlen, key_mask, device)
     if document_ids is not None:
         same = document_ids.unsqueeze(-1) == document_ids.unsqueeze(-2)
         mask = mask & same[:, None]
-    if key_mask is not None:
-        mask = mask & key_mask[:, None, None, :keys].bool()
     return mask
