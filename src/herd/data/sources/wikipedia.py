@@ -85,15 +85,18 @@ class WikipediaReader(Reader):
         language = path.name.split("wiki", 1)[0] if "wiki" in path.name else ""
         with open_read(path) as stream:
             pages = 0
+            root = True
             try:
                 for event, elem in ET.iterparse(stream, events=("start", "end")):
                     tag = _local(elem.tag)
                     if event == "start":
-                        if tag == "mediawiki":
-                            language = elem.get("{http://www.w3.org/XML/1998/namespace}lang", language)
-                        if self.languages is not None and language not in self.languages:  # at the root
-                            self.bad(path, 0, "language", f"{language or 'unknown'} dump skipped")
-                            return
+                        if root:  # the language is known once the root element starts
+                            root = False
+                            if tag == "mediawiki":
+                                language = elem.get("{http://www.w3.org/XML/1998/namespace}lang", language)
+                            if self.languages is not None and language not in self.languages:
+                                self.bad(path, 0, "language", f"{language or 'unknown'} dump skipped")
+                                return
                         continue
                     if tag != "page":
                         continue
