@@ -173,8 +173,8 @@ def prompts(batch: int, length: int, vocab: int, seed: int = 0) -> list[list[int
 
 def herd_model(base: Transformer, config: str) -> tuple[Transformer, bool]:
     """A copy of ``base`` in the configuration ``config``: ``fp32``, ``bf16``, ``int8``, ``int4`` (groups of
-    32: 6 bits per weight with its fp32 scale and offset) or ``int4g64`` (5 bits per weight, as llama.cpp's
-    Q4_1), each optionally ``+compile``."""
+    32 with a float16 scale and minimum: 5 bits per weight, llama.cpp's Q4_1) or ``int4g64`` (4.5 bits),
+    each optionally ``+compile``."""
     fmt, _, flag = config.partition("+")
     quant, _, group = fmt.partition("g")
     model = copy.deepcopy(base)
@@ -295,15 +295,15 @@ def time_call(fn: Callable[[], object], repeats: int = 50) -> float:
 
 
 def kernel_times(out_features: int, in_features: int) -> list[float]:
-    """Seconds of one single-row product: fp32, ATen int8, ATen int4, herd's fused int8 and int4."""
+    """Seconds of one single-row product: fp32, ATen int8, ATen int4, herd's compiled int8 and int4 layers."""
     weight = torch.randn(out_features, in_features)
     x = torch.randn(1, in_features)
     fused8 = torch.compile(Int8Linear(weight), dynamic=False)
     fused4 = torch.compile(Int4Linear(weight, 32), dynamic=False)
     codes, scales = quantize_int8(weight)
-    q4, s4, z4 = quantize_int4(weight, 32)
+    q4, s4, m4 = quantize_int4(weight, 32)
     packed = torch.ops.aten._convert_weight_to_int4pack_for_cpu(q4.reshape(out_features, -1).int(), 2)
-    scales_zeros = torch.stack([s4.t(), z4.t()], dim=-1).contiguous()
+    scales_zeros = torch.stack([s4.t(), (m4 + 8 * s4).t()], dim=-1).contiguous()  # ATen: (q - 8)·s + z
     with torch.inference_mode():
         return [
             time_call(lambda: F.linear(x, weight)),
@@ -315,7 +315,7 @@ def kernel_times(out_features: int, in_features: int) -> list[float]:
 
 
 def kernel_table() -> None:
-    """One decode-step product per SmolLM2 shape: fp32, ATen's weight-only kernels, herd's fused ones."""
+    """One decode-step product per SmolLM2 shape: fp32, ATen's weight-only kernels, herd's (compiled)."""
     print("single-row products, microseconds (SmolLM2 shapes):")
     print(f"{'out × in':<13}{'fp32':>8}{'aten int8':>11}{'aten int4':>11}{'herd int8':>11}{'herd int4':>11}")
     for out_features, in_features in ((49152, 576), (1536, 576), (576, 1536)):

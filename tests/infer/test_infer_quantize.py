@@ -9,7 +9,7 @@ import torch
 from infer_helpers import SMOLLM2_PROMPTS, tiny_model
 
 from herd.errors import HerdError
-from herd.infer import Engine, generate, generate_ids, quantize_model
+from herd.infer import Engine, generate, generate_ids, int4_cpu, quantize_model
 from herd.infer.quantize import Int4Linear, Int8Linear, quantize_int4, quantize_int8
 from herd.model.transformer import Transformer
 from herd.tokenizer import Tokenizer
@@ -24,10 +24,10 @@ def test_int8_codes_and_scales_by_hand() -> None:
 
 def test_int4_codes_by_hand() -> None:
     w = torch.arange(32, dtype=torch.float32).reshape(1, 32) * 0.5  # one group spanning [0, 15.5]
-    codes, scales, offsets = quantize_int4(w, 32)
-    assert torch.allclose(scales, torch.tensor([[15.5 / 15]]))
+    codes, scales, mins = quantize_int4(w, 32)
+    assert torch.allclose(scales, torch.tensor([[15.5 / 15]])) and mins.tolist() == [[0.0]]
     assert codes[0, 0, 0] == 0 and codes[0, 0, -1] == 15
-    dequantized = (codes.float() - 8) * scales[..., None] + offsets[..., None]
+    dequantized = codes.float() * scales[..., None] + mins[..., None]
     assert (dequantized.reshape(1, 32) - w).abs().max() <= scales.max() / 2 + 1e-6
 
 
@@ -46,7 +46,14 @@ def test_quantized_linear_error_bounds(dtype: torch.dtype) -> None:
 
 
 @pytest.mark.slow
-def test_fused_decode_path_equals_dequantized_path() -> None:
+@pytest.mark.parametrize("int4_kernel", [True, False])
+def test_compiled_decode_path_equals_eager(int4_kernel: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Compiled small-row products equal eager ones: inductor's fused int8/int4 reductions against the
+    dequantized product, and the int4 CPU kernel (where it runs) inside a compiled graph against itself."""
+    if int4_kernel and not int4_cpu.available():
+        pytest.skip("no int4 CPU kernel here")
+    monkeypatch.setattr(int4_cpu, "_built", [int4_kernel and int4_cpu.available()])
+    torch._dynamo.reset()  # compiled graphs take the kernel's availability as a constant
     torch.manual_seed(0)
     w = torch.randn(64, 256)
     for layer in (Int8Linear(w), Int4Linear(w, 64)):
@@ -72,15 +79,29 @@ def test_quantize_bad_requests() -> None:
         quantize_model(tiny_model(), "int4", group_size=48)
     with pytest.raises(HerdError, match="not a multiple of the int4 group size 128"):
         quantize_model(tiny_model(), "int4", group_size=128)  # dim 64
+    huge = tiny_model()
+    with torch.no_grad():
+        huge.layers[0].attention.wq.weight[0, 0] = 1e5
+    with pytest.raises(HerdError, match=r"layers.0.attention.wq: weights beyond ±65504 do not fit"):
+        quantize_model(huge, "int4")
+
+
+def decoded_logits(model: Transformer, ids: list[int], start: int) -> torch.Tensor:
+    """Logits of ``ids`` as decoding computes them: the first ``start`` tokens in one prefill, then
+    one token per step through the KV cache (the products of few rows, where the int4 CPU kernel runs)."""
+    cache = model.make_cache(1, len(ids))
+    logits = [model(torch.tensor([ids[:start]]), cache=cache)[0]]
+    for position in range(start, len(ids)):
+        logits.append(model(torch.tensor([ids[position : position + 1]]), start_pos=position, cache=cache)[0])
+    return torch.cat(logits)
 
 
 def teacher_forced(model: Transformer, reference: Transformer, sequences: list[list[int]], starts: list[int]):
-    """(relative logit error, max |Δlogit|, greedy agreement) of ``model`` against ``reference``."""
+    """(relative logit error, max |Δlogit|, greedy agreement) of ``model``, decoding, against ``reference``."""
     errors, max_abs, agree, total = [], 0.0, 0, 0
     with torch.inference_mode():
         for ids, start in zip(sequences, starts, strict=True):
-            x = torch.tensor([ids])
-            ref, got = reference(x)[0], model(x)[0]
+            ref, got = reference(torch.tensor([ids]))[0], decoded_logits(model, ids, start)
             errors.append(((got - ref).norm() / ref.norm()).item())
             max_abs = max(max_abs, (got - ref).abs().max().item())
             agree += (got[start - 1 : -1].argmax(-1) == ref[start - 1 : -1].argmax(-1)).sum().item()

@@ -4,26 +4,35 @@ Batch-1 decoding reads every weight once per token, so its speed is bounded by
 memory bandwidth (the "roofline"); storing weights in fewer bits moves fewer
 bytes. Activations stay in floating point (weight-only quantization, the
 deployment format of GPTQ, Frantar et al. 2023, and AWQ, Lin et al. 2024), so
-no calibration data is needed:
+no calibration data is needed; only the int4 CPU kernel below rounds them to
+int8 per group inside each product, as llama.cpp does:
 
 * ``int8``: symmetric, one scale per output row: ``W ≈ q · s``, ``q ∈ [-127, 127]``
   (8 bits per weight plus one float per row, like llama.cpp's Q8_0 but with
   per-row instead of per-32 scales).
-* ``int4``: asymmetric, one scale and offset per group of ``group_size`` inputs
-  (the layout of llama.cpp's Q4_1): ``W ≈ (q - 8) · s + z``, ``q ∈ [0, 15]``;
-  two codes share a byte: the low nibbles hold the first half of each group,
-  the high nibbles the second half, so each half lines up with a contiguous
-  slice of the input.
+* ``int4``: asymmetric, one float16 scale and minimum per group of ``group_size``
+  inputs: ``W ≈ q · s + m``, ``q ∈ [0, 15]``, 4 + 32 / ``group_size`` bits per
+  weight; groups of 32 (the default) are llama.cpp's Q4_1 format. Two codes
+  share a byte: the low nibbles hold the first half of each group, the high
+  nibbles the second half, so each half lines up with a contiguous slice of the
+  input.
 
-Where the speed comes from: under ``torch.compile`` (``Engine(compile=True)``)
-a product with few rows (decoding up to ``FUSED_MAX_ROWS`` sequences) is
-written as a multiply-and-sum over the input dimension, which inductor turns
-into vectorised loops that read the packed weights and convert them in
-registers. Outside compilation (and for prefill, many rows) the weight is dequantized and multiplied with
-``F.linear``: correct everywhere, but it writes a float copy per call, so
-uncompiled quantized decoding is slower than fp32. ATen's own weight-only CPU
-kernels (``_weight_int8pack_mm``, ``_weight_int4pack_mm_for_cpu``) were
-measured slower than the fp32 product on the reference CPU (see
+Where the speed comes from, for products with few rows (decoding up to
+``FUSED_MAX_ROWS`` sequences):
+
+* int4 on an x86 CPU with AVX512-VNNI: a C++ kernel (``int4_cpu.cpp``) with
+  llama.cpp's method, int8 activations and integer dot products, eagerly and
+  under ``torch.compile`` alike.
+* Otherwise, under ``torch.compile`` (``Engine(compile=True)``), the product is
+  written as a multiply-and-sum over the input dimension, which inductor turns
+  into vectorised loops that read the packed weights and convert them in
+  registers.
+
+Outside these (and for prefill, many rows) the weight is dequantized and
+multiplied with ``F.linear``: correct everywhere, but it writes a float copy
+per call, so uncompiled int8 decoding is slower than fp32. ATen's own
+weight-only CPU kernels (``_weight_int8pack_mm``, ``_weight_int4pack_mm_for_cpu``)
+were measured slower than the fp32 product on the reference CPU (see
 ``docs/inference.md``) and are not used.
 
 The token embedding stays in floating point: decoding reads one row of it per
@@ -39,6 +48,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from herd.errors import HerdError
+from herd.infer import int4_cpu
 
 QuantMode = Literal["int8", "int4"]
 QUANT_MODES: tuple[QuantMode, ...] = ("int8", "int4")
@@ -46,6 +56,8 @@ INT4_GROUP_SIZES = (32, 64, 128, 256)
 # Up to this many rows (decode batch size), the fused reduction beats converting the weight for a GEMM
 # (measured on the reference CPU: 37 ms against 69 ms per SmolLM2 step at 8 rows).
 FUSED_MAX_ROWS = 8
+TILE = 16  # int4 output rows stored side by side (one per 32-bit lane of an AVX512 register)
+FLOAT16_MAX = torch.finfo(torch.float16).max
 
 
 def quantize_int8(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -57,16 +69,16 @@ def quantize_int8(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def quantize_int4(weight: torch.Tensor, group_size: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Asymmetric int4 codes in [0, 15] (out, in / group_size, group_size) plus fp32 scales and offsets.
+    """Asymmetric int4 codes in [0, 15] (out, in / group_size, group_size) plus fp32 scales and minimums.
 
-    Scales and offsets are (out, in / group_size); ``weight ≈ (codes - 8) · scale + offset``.
+    Scales and minimums are (out, in / group_size); ``weight ≈ codes · scale + minimum``.
     """
     out_features, in_features = weight.shape
     w = weight.detach().float().reshape(out_features, in_features // group_size, group_size)
     low, high = w.amin(dim=-1), w.amax(dim=-1)
     scales = ((high - low) / 15).clamp(min=1e-12)
     codes = torch.round((w - low[..., None]) / scales[..., None]).clamp(0, 15).to(torch.uint8)
-    return codes, scales, low + 8 * scales
+    return codes, scales, low
 
 
 def _flat(x: torch.Tensor) -> torch.Tensor:
@@ -99,37 +111,85 @@ class Int8Linear(nn.Module):
 
 
 class Int4Linear(nn.Module):
-    """A bias-free linear layer with grouped asymmetric int4 weights, two per byte."""
+    """A bias-free linear layer with grouped asymmetric int4 weights, two per byte.
+
+    The codes are stored in tiles of ``TILE`` output rows (the int4 CPU kernel's
+    layout, see ``int4_cpu.cpp``): ``weight`` is (tiles, groups, group_size / 8, 16, 4)
+    bytes, the four bytes of each of a tile's rows side by side; ``out_features``
+    is padded to whole tiles with zero rows. Scales and minimums are float16,
+    (groups, padded rows).
+    """
 
     def __init__(self, weight: torch.Tensor, group_size: int = 32) -> None:
         super().__init__()
         self.out_features, self.in_features = weight.shape
         self.group_size = group_size
-        codes, scales, offsets = quantize_int4(weight, group_size)
-        half = group_size // 2
-        self.register_buffer("weight", codes[..., :half] | (codes[..., half:] << 4))
-        self.register_buffer("scales", scales.to(weight.dtype))
-        self.register_buffer("offsets", offsets.to(weight.dtype))
+        codes, scales, mins = quantize_int4(weight, group_size)
+        half, pad = group_size // 2, -self.out_features % TILE
+        packed = F.pad(codes[..., :half] | (codes[..., half:] << 4), (0, 0, 0, 0, 0, pad))
+        tiles = packed.reshape(-1, TILE, packed.shape[1], group_size // 8, 4).permute(0, 2, 3, 1, 4)
+        self.register_buffer("weight", tiles.contiguous())
+        # float16 values kept as their bits (int16), which ``model.to(dtype)`` leaves alone
+        self.register_buffer(
+            "scale_bits", F.pad(scales, (0, 0, 0, pad)).T.half().contiguous().view(torch.int16)
+        )
+        self.register_buffer("min_bits", F.pad(mins, (0, 0, 0, pad)).T.half().contiguous().view(torch.int16))
+
+    @property
+    def scales(self) -> torch.Tensor:
+        """The groups' float16 scales, (groups, padded rows)."""
+        return self.scale_bits.view(torch.float16)
+
+    @property
+    def mins(self) -> torch.Tensor:
+        """The groups' float16 minimums, (groups, padded rows)."""
+        return self.min_bits.view(torch.float16)
+
+    def _row_major(self) -> torch.Tensor:
+        """The packed codes as (padded rows, groups, group_size / 2) bytes."""
+        tiles, groups = self.weight.shape[:2]
+        return self.weight.permute(0, 3, 1, 2, 4).reshape(tiles * TILE, groups, self.group_size // 2)
 
     def dequantized(self, dtype: torch.dtype) -> torch.Tensor:
         """The (out, in) weight these codes stand for."""
-        codes = torch.cat([self.weight & 15, self.weight >> 4], dim=-1).to(dtype)
-        w = (codes - 8) * self.scales.to(dtype)[..., None] + self.offsets.to(dtype)[..., None]
-        return w.reshape(self.out_features, self.in_features)
+        packed = self._row_major()
+        codes = torch.cat([packed & 15, packed >> 4], dim=-1).to(dtype)
+        w = codes * self.scales.T.to(dtype)[..., None] + self.mins.T.to(dtype)[..., None]
+        return w.reshape(-1, self.in_features)[: self.out_features]
+
+    def _kernel(self, x: torch.Tensor) -> torch.Tensor:
+        y = int4_cpu.int4_linear(
+            x.float().contiguous(),
+            self.weight,
+            self.scale_bits,
+            self.min_bits,
+            self.out_features,
+            self.group_size,
+        )
+        return y.to(x.dtype)
 
     def _fused(self, x: torch.Tensor) -> torch.Tensor:
-        # Σ_k ((q_k - 8)·s + z)·x_k per group = s·Σ q_k x_k + (z - 8s)·Σ x_k. The scale multiplies inside
-        # one reduction over all of a row's inputs, so inductor sums each row in vector lanes once
+        # Σ_k (q_k·s + m)·x_k per group = s·Σ q_k x_k + m·Σ x_k. The scale multiplies inside one
+        # reduction over all of a row's inputs, so inductor sums each row in vector lanes once
         # instead of once per group (+20-30% decode speed on the reference CPU).
-        groups = x.view(x.shape[0], 1, -1, 2, self.group_size // 2)
-        low, high = (self.weight & 15).to(x.dtype), (self.weight >> 4).to(x.dtype)
-        scales, offsets = self.scales.to(x.dtype), self.offsets.to(x.dtype)
-        dot = ((low * groups[:, :, :, 0] + high * groups[:, :, :, 1]) * scales[..., None]).sum((-1, -2))
-        return dot + (groups.sum((-1, -2)) * (offsets - 8 * scales)).sum(-1)
+        tiles, groups, steps = self.weight.shape[:3]
+        w = self.weight.permute(0, 3, 1, 2, 4)  # (tiles, 16, groups, steps, 4)
+        low, high = (w & 15).to(x.dtype), (w >> 4).to(x.dtype)
+        xs = x.view(x.shape[0], 1, 1, groups, 2, steps, 4)
+        scales = self.scales.T.to(x.dtype).reshape(tiles, TILE, groups)
+        mins = self.mins.T.to(x.dtype).reshape(tiles, TILE, groups)
+        products = (low * xs[:, :, :, :, 0] + high * xs[:, :, :, :, 1]) * scales[..., None, None]
+        y = products.sum((-1, -2, -3)) + (xs.sum((-1, -2, -3)) * mins).sum(-1)
+        return y.reshape(x.shape[0], -1)[:, : self.out_features]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x2 = _flat(x)
-        y = self._fused(x2) if _fused_product(x2) else F.linear(x2, self.dequantized(x.dtype))
+        if x2.shape[0] <= FUSED_MAX_ROWS and x2.device.type == "cpu" and int4_cpu.available():
+            y = self._kernel(x2)
+        elif _fused_product(x2):
+            y = self._fused(x2)
+        else:
+            y = F.linear(x2, self.dequantized(x.dtype))
         return y.reshape(*x.shape[:-1], self.out_features)
 
     def extra_repr(self) -> str:
@@ -159,6 +219,8 @@ def quantize_model(model: nn.Module, mode: QuantMode, group_size: int = 32) -> n
             raise HerdError(
                 f"{name}: input size {linear.in_features} is not a multiple of the int4 group size {group_size}"
             )
+        if mode == "int4" and linear.weight.abs().max() > FLOAT16_MAX:
+            raise HerdError(f"{name}: weights beyond ±{FLOAT16_MAX:g} do not fit int4's float16 scales")
     with torch.no_grad():
         for name, linear in targets:
             parent_name, _, child = name.rpartition(".")
