@@ -66,12 +66,13 @@ def test_cuda_graph_decode_equals_eager() -> None:
 @pytest.mark.parametrize("mode", ["int8", "int4"])
 def test_cuda_quantized_products_match_their_cpu_values(mode: str) -> None:
     """The fused (compiled) and dequantized products on the GPU equal the CPU's float product of the
-    same dequantized weight, within fp32 (the CPU's own int4 kernel rounds activations; not compared)."""
+    same dequantized weight, within fp32 (the CPU's own kernels round activations; not compared)."""
     module = quantize_model(torch.nn.Sequential(torch.nn.Linear(256, 384, bias=False)), mode)
+    layer = module[0]
     weight = (
-        module[0].dequantized(torch.float32)
+        layer.dequantized(torch.float32)
         if mode == "int4"
-        else module[0].weight * module[0].scales[:, None]
+        else layer.codes(torch.float32) * layer.scales[:384, None]
     )
     gpu = copy.deepcopy(module).to(CUDA)
     fused = torch.compile(gpu, dynamic=False, fullgraph=True)

@@ -9,7 +9,7 @@ import torch
 from infer_helpers import SMOLLM2_PROMPTS, tiny_model
 
 from herd.errors import HerdError
-from herd.infer import Engine, generate, generate_ids, int4_cpu, quantize_model
+from herd.infer import Engine, cpu_kernels, generate, generate_ids, quantize_model
 from herd.infer.quantize import Int4Linear, Int8Linear, quantize_int4, quantize_int8
 from herd.model.transformer import Transformer
 from herd.tokenizer import Tokenizer
@@ -50,9 +50,9 @@ def test_quantized_linear_error_bounds(dtype: torch.dtype) -> None:
 def test_compiled_decode_path_equals_eager(int4_kernel: bool, monkeypatch: pytest.MonkeyPatch) -> None:
     """Compiled small-row products equal eager ones: inductor's fused int8/int4 reductions against the
     dequantized product, and the int4 CPU kernel (where it runs) inside a compiled graph against itself."""
-    if int4_kernel and not int4_cpu.available():
+    if int4_kernel and not cpu_kernels.available():
         pytest.skip("no int4 CPU kernel here")
-    monkeypatch.setattr(int4_cpu, "_built", [int4_kernel and int4_cpu.available()])
+    monkeypatch.setattr(cpu_kernels, "_built", [int4_kernel and cpu_kernels.available()])
     torch._dynamo.reset()  # compiled graphs take the kernel's availability as a constant
     torch.manual_seed(0)
     w = torch.randn(64, 256)
@@ -79,6 +79,8 @@ def test_quantize_bad_requests() -> None:
         quantize_model(tiny_model(), "int4", group_size=48)
     with pytest.raises(HerdError, match="not a multiple of the int4 group size 128"):
         quantize_model(tiny_model(), "int4", group_size=128)  # dim 64
+    with pytest.raises(HerdError, match="0: int8 needs an input size that is a multiple of 4, got 30"):
+        quantize_model(torch.nn.Sequential(torch.nn.Linear(30, 8, bias=False)), "int8")
     huge = tiny_model()
     with torch.no_grad():
         huge.layers[0].attention.wq.weight[0, 0] = 1e5

@@ -4,8 +4,8 @@ Batch-1 decoding reads every weight once per token, so its speed is bounded by
 memory bandwidth (the "roofline"); storing weights in fewer bits moves fewer
 bytes. Activations stay in floating point (weight-only quantization, the
 deployment format of GPTQ, Frantar et al. 2023, and AWQ, Lin et al. 2024), so
-no calibration data is needed; only the int4 CPU kernel below rounds them to
-int8 per group inside each product, as llama.cpp does:
+no calibration data is needed; only the CPU kernels below round them to int8
+per group inside each product, as llama.cpp does:
 
 * ``int8``: symmetric, one scale per output row: ``W ≈ q · s``, ``q ∈ [-127, 127]``
   (8 bits per weight plus one float per row, like llama.cpp's Q8_0 but with
@@ -20,20 +20,20 @@ int8 per group inside each product, as llama.cpp does:
 Where the speed comes from, for products with few rows (decoding up to
 ``FUSED_MAX_ROWS`` sequences):
 
-* int4 on an x86 CPU with AVX512-VNNI: a C++ kernel (``int4_cpu.cpp``) with
-  llama.cpp's method, int8 activations and integer dot products, eagerly and
-  under ``torch.compile`` alike.
-* Otherwise, under ``torch.compile`` (``Engine(compile=True)``), the product is
-  written as a multiply-and-sum over the input dimension, which inductor turns
-  into vectorised loops that read the packed weights and convert them in
+* On an x86 CPU with AVX512-VNNI: C++ kernels (``cpu_kernels.cpp``) with
+  llama.cpp's method, activations rounded to int8 per group and integer dot
+  products, eagerly and under ``torch.compile`` alike. Both layers store their
+  codes in the kernels' layout, 16 output rows side by side.
+* Otherwise, under ``torch.compile`` (``Engine(compile=True)``; on a GPU), the
+  product is written as a multiply-and-sum over the input dimension, which
+  inductor turns into loops that read the packed weights and convert them in
   registers.
 
 Outside these (and for prefill, many rows) the weight is dequantized and
 multiplied with ``F.linear``: correct everywhere, but it writes a float copy
-per call, so uncompiled int8 decoding is slower than fp32. ATen's own
-weight-only CPU kernels (``_weight_int8pack_mm``, ``_weight_int4pack_mm_for_cpu``)
-were measured slower than the fp32 product on the reference CPU (see
-``docs/inference.md``) and are not used.
+per call. ATen's own weight-only CPU kernels (``_weight_int8pack_mm``,
+``_weight_int4pack_mm_for_cpu``) were measured 9-25× slower than the fp32
+product on the reference CPU (see ``docs/inference.md``) and are not used.
 
 The token embedding stays in floating point: decoding reads one row of it per
 token. A tied output projection gets its own quantized copy.
@@ -48,7 +48,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from herd.errors import HerdError
-from herd.infer import int4_cpu
+from herd.infer import cpu_kernels
 
 QuantMode = Literal["int8", "int4"]
 QUANT_MODES: tuple[QuantMode, ...] = ("int8", "int4")
@@ -56,7 +56,7 @@ INT4_GROUP_SIZES = (32, 64, 128, 256)
 # Up to this many rows (decode batch size), the fused reduction beats converting the weight for a GEMM
 # (measured on the reference CPU: 37 ms against 69 ms per SmolLM2 step at 8 rows).
 FUSED_MAX_ROWS = 8
-TILE = 16  # int4 output rows stored side by side (one per 32-bit lane of an AVX512 register)
+TILE = 16  # output rows stored side by side (one per 32-bit lane of an AVX512 register)
 FLOAT16_MAX = torch.finfo(torch.float16).max
 
 
@@ -90,21 +90,50 @@ def _fused_product(x: torch.Tensor) -> bool:
     return torch.compiler.is_compiling() and x.shape[0] <= FUSED_MAX_ROWS
 
 
+def _cpu_kernel(x: torch.Tensor) -> bool:
+    """Whether herd's CPU kernels take this product (few rows, on a CPU that has them)."""
+    return x.shape[0] <= FUSED_MAX_ROWS and x.device.type == "cpu" and cpu_kernels.available()
+
+
+def tile_rows(rows: torch.Tensor) -> torch.Tensor:
+    """(out, bytes) → (tiles, bytes / 4, TILE, 4): each 4-byte step of ``TILE`` rows side by side, the
+    CPU kernels' layout (see ``cpu_kernels.cpp``); ``out`` is padded to whole tiles with zero rows."""
+    padded = F.pad(rows, (0, 0, 0, -rows.shape[0] % TILE))
+    return padded.reshape(-1, TILE, rows.shape[1] // 4, 4).permute(0, 2, 1, 3).contiguous()
+
+
+def untile_rows(tiles: torch.Tensor) -> torch.Tensor:
+    """The inverse of ``tile_rows``: (padded out, bytes)."""
+    return tiles.permute(0, 2, 1, 3).reshape(-1, tiles.shape[1] * 4)
+
+
 class Int8Linear(nn.Module):
-    """A bias-free linear layer with int8 weights and one scale per output channel."""
+    """A bias-free linear layer with int8 weights and one scale per output channel.
+
+    ``weight`` holds the codes + 128 as uint8 in the CPU kernels' tiles (``tile_rows``).
+    """
 
     def __init__(self, weight: torch.Tensor) -> None:
         super().__init__()
         self.out_features, self.in_features = weight.shape
         codes, scales = quantize_int8(weight)
-        self.register_buffer("weight", codes)
-        self.register_buffer("scales", scales.to(weight.dtype))
+        self.register_buffer("weight", tile_rows((codes.to(torch.int16) + 128).to(torch.uint8)))
+        self.register_buffer("scales", F.pad(scales, (0, -self.out_features % TILE)).to(weight.dtype))
+
+    def codes(self, dtype: torch.dtype) -> torch.Tensor:
+        """The (out, in) int8 codes, as ``dtype``."""
+        return untile_rows(self.weight)[: self.out_features].to(dtype) - 128
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x2 = _flat(x)
-        w = self.weight.to(x.dtype)
+        if _cpu_kernel(x2) and self.in_features % cpu_kernels.INT8_GROUP == 0:
+            y = cpu_kernels.int8_linear(
+                x2.float().contiguous(), self.weight, self.scales.float(), self.out_features
+            )
+            return y.to(x.dtype).reshape(*x.shape[:-1], self.out_features)
+        w = self.codes(x.dtype)
         y = (x2.unsqueeze(1) * w).sum(-1) if _fused_product(x2) else F.linear(x2, w)
-        return (y * self.scales.to(x.dtype)).reshape(*x.shape[:-1], self.out_features)
+        return (y * self.scales[: self.out_features].to(x.dtype)).reshape(*x.shape[:-1], self.out_features)
 
     def extra_repr(self) -> str:
         return f"in_features={self.in_features}, out_features={self.out_features}, int8 per channel"
@@ -113,11 +142,9 @@ class Int8Linear(nn.Module):
 class Int4Linear(nn.Module):
     """A bias-free linear layer with grouped asymmetric int4 weights, two per byte.
 
-    The codes are stored in tiles of ``TILE`` output rows (the int4 CPU kernel's
-    layout, see ``int4_cpu.cpp``): ``weight`` is (tiles, groups, group_size / 8, 16, 4)
-    bytes, the four bytes of each of a tile's rows side by side; ``out_features``
-    is padded to whole tiles with zero rows. Scales and minimums are float16,
-    (groups, padded rows).
+    ``weight`` holds the packed codes in the CPU kernels' tiles (``tile_rows``; viewed
+    as (tiles, groups, group_size / 8, 16, 4) bytes). Scales and minimums are float16,
+    (groups, out padded to whole tiles).
     """
 
     def __init__(self, weight: torch.Tensor, group_size: int = 32) -> None:
@@ -126,9 +153,8 @@ class Int4Linear(nn.Module):
         self.group_size = group_size
         codes, scales, mins = quantize_int4(weight, group_size)
         half, pad = group_size // 2, -self.out_features % TILE
-        packed = F.pad(codes[..., :half] | (codes[..., half:] << 4), (0, 0, 0, 0, 0, pad))
-        tiles = packed.reshape(-1, TILE, packed.shape[1], group_size // 8, 4).permute(0, 2, 3, 1, 4)
-        self.register_buffer("weight", tiles.contiguous())
+        packed = codes[..., :half] | (codes[..., half:] << 4)
+        self.register_buffer("weight", tile_rows(packed.reshape(self.out_features, -1)))
         # float16 values kept as their bits (int16), which ``model.to(dtype)`` leaves alone
         self.register_buffer(
             "scale_bits", F.pad(scales, (0, 0, 0, pad)).T.half().contiguous().view(torch.int16)
@@ -145,20 +171,15 @@ class Int4Linear(nn.Module):
         """The groups' float16 minimums, (groups, padded rows)."""
         return self.min_bits.view(torch.float16)
 
-    def _row_major(self) -> torch.Tensor:
-        """The packed codes as (padded rows, groups, group_size / 2) bytes."""
-        tiles, groups = self.weight.shape[:2]
-        return self.weight.permute(0, 3, 1, 2, 4).reshape(tiles * TILE, groups, self.group_size // 2)
-
     def dequantized(self, dtype: torch.dtype) -> torch.Tensor:
         """The (out, in) weight these codes stand for."""
-        packed = self._row_major()
+        packed = untile_rows(self.weight).view(-1, self.in_features // self.group_size, self.group_size // 2)
         codes = torch.cat([packed & 15, packed >> 4], dim=-1).to(dtype)
         w = codes * self.scales.T.to(dtype)[..., None] + self.mins.T.to(dtype)[..., None]
         return w.reshape(-1, self.in_features)[: self.out_features]
 
     def _kernel(self, x: torch.Tensor) -> torch.Tensor:
-        y = int4_cpu.int4_linear(
+        y = cpu_kernels.int4_linear(
             x.float().contiguous(),
             self.weight,
             self.scale_bits,
@@ -172,19 +193,21 @@ class Int4Linear(nn.Module):
         # Σ_k (q_k·s + m)·x_k per group = s·Σ q_k x_k + m·Σ x_k. The scale multiplies inside one
         # reduction over all of a row's inputs, so inductor sums each row in vector lanes once
         # instead of once per group (+20-30% decode speed on the reference CPU).
-        tiles, groups, steps = self.weight.shape[:3]
-        w = self.weight.permute(0, 3, 1, 2, 4)  # (tiles, 16, groups, steps, 4)
-        low, high = (w & 15).to(x.dtype), (w >> 4).to(x.dtype)
+        groups, steps = self.in_features // self.group_size, self.group_size // 8
+        tiles = self.weight.view(-1, groups, steps, TILE, 4).permute(
+            0, 3, 1, 2, 4
+        )  # (tiles, 16, groups, steps, 4)
+        low, high = (tiles & 15).to(x.dtype), (tiles >> 4).to(x.dtype)
         xs = x.view(x.shape[0], 1, 1, groups, 2, steps, 4)
-        scales = self.scales.T.to(x.dtype).reshape(tiles, TILE, groups)
-        mins = self.mins.T.to(x.dtype).reshape(tiles, TILE, groups)
+        scales = self.scales.T.to(x.dtype).reshape(-1, TILE, groups)
+        mins = self.mins.T.to(x.dtype).reshape(-1, TILE, groups)
         products = (low * xs[:, :, :, :, 0] + high * xs[:, :, :, :, 1]) * scales[..., None, None]
         y = products.sum((-1, -2, -3)) + (xs.sum((-1, -2, -3)) * mins).sum(-1)
         return y.reshape(x.shape[0], -1)[:, : self.out_features]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x2 = _flat(x)
-        if x2.shape[0] <= FUSED_MAX_ROWS and x2.device.type == "cpu" and int4_cpu.available():
+        if _cpu_kernel(x2):
             y = self._kernel(x2)
         elif _fused_product(x2):
             y = self._fused(x2)
@@ -215,6 +238,10 @@ def quantize_model(model: nn.Module, mode: QuantMode, group_size: int = 32) -> n
     for name, linear in targets:
         if linear.bias is not None:
             raise HerdError(f"{name}: weight-only quantization here supports bias-free layers only")
+        if mode == "int8" and linear.in_features % 4:
+            raise HerdError(
+                f"{name}: int8 needs an input size that is a multiple of 4, got {linear.in_features}"
+            )
         if mode == "int4" and linear.in_features % group_size:
             raise HerdError(
                 f"{name}: input size {linear.in_features} is not a multiple of the int4 group size {group_size}"

@@ -1,0 +1,118 @@
+"""herd's int4 and int8 decode kernels for x86 CPUs (``cpu_kernels.cpp``), built on first use.
+
+Decoding a few rows with quantized weights is bound by converting and
+multiplying codes, not by memory: the float reductions inductor writes for
+``Int4Linear`` and ``Int8Linear`` spend one or two instructions per weight.
+The C++ kernels use llama.cpp's method (activations rounded to int8 per group,
+``VPDPBUSD`` integer dot products on 16 output rows at a time), a small
+fraction of that, and serve up to ``FUSED_MAX_ROWS`` rows eagerly and under
+``torch.compile`` alike (they are registered operators,
+``torch.ops.herd.int4_linear`` and ``torch.ops.herd.int8_linear``).
+
+No installable library provides these for PyTorch on x86: ATen's
+``_weight_int8pack_mm`` and ``_weight_int4pack_mm_for_cpu`` are 9–25× slower than
+fp32 here (see ``docs/inference.md``), and torchao's CPU kernels are absent from
+its PyPI wheels. The source is compiled with the C++ compiler that
+``torch.compile`` already needs, once per machine (about 10 s; cached under
+``~/.cache/torch_extensions``). Without AVX512-VNNI, without a compiler, or with
+``HERD_CPU_KERNELS=0``, the layers keep their portable PyTorch paths.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+import torch
+
+log = logging.getLogger(__name__)
+
+SOURCE = Path(__file__).with_name("cpu_kernels.cpp")
+FLAGS = ["-O3", "-fopenmp", "-mavx512f", "-mavx512bw", "-mavx512vl", "-mavx512vnni", "-mfma", "-mf16c"]
+INT8_GROUP = 32  # inputs per activation scale in the int8 kernel (the input size must be a multiple)
+
+
+def _cpu_has_vnni() -> bool:
+    try:
+        flags = Path("/proc/cpuinfo").read_text().split()
+    except OSError:
+        return False
+    return "avx512_vnni" in flags and "avx512bw" in flags
+
+
+_built: list[bool] = []  # the answer of ``available``, once known
+
+
+@torch.compiler.assume_constant_result  # compiled code takes the answer as given, without tracing the build
+def available() -> bool:
+    """Whether the ``torch.ops.herd`` kernels can run here; builds and loads them on the first call."""
+    if not _built:
+        _built.append(_build())
+    return _built[0]
+
+
+def _build() -> bool:
+    if os.environ.get("HERD_CPU_KERNELS", "1") == "0" or not _cpu_has_vnni():
+        return False
+    try:
+        from torch.utils.cpp_extension import load
+
+        load(
+            name="herd_cpu_kernels",
+            sources=[str(SOURCE)],
+            extra_cflags=FLAGS,
+            extra_ldflags=["-fopenmp"],
+            is_python_module=False,
+        )
+    except Exception as error:  # no compiler, or one that rejects the flags: the PyTorch paths still work
+        log.warning("herd's CPU kernels are unavailable (%s); using the PyTorch products", error)
+        return False
+    torch.library.register_fake("herd::int4_linear")(_int4_shape)
+    torch.library.register_fake("herd::int8_linear")(_int8_shape)
+    return True
+
+
+def _int4_shape(
+    x: torch.Tensor,
+    codes: torch.Tensor,
+    scales: torch.Tensor,
+    mins: torch.Tensor,
+    out_features: int,
+    group_size: int,
+) -> torch.Tensor:
+    return x.new_empty(x.shape[0], out_features)
+
+
+def _int8_shape(
+    x: torch.Tensor, codes: torch.Tensor, scales: torch.Tensor, out_features: int
+) -> torch.Tensor:
+    return x.new_empty(x.shape[0], out_features)
+
+
+def int4_linear(
+    x: torch.Tensor,
+    codes: torch.Tensor,
+    scales: torch.Tensor,
+    mins: torch.Tensor,
+    out_features: int,
+    group_size: int,
+) -> torch.Tensor:
+    """``x @ W.T`` for (rows, in) float32 ``x`` and the int4 weight of ``Int4Linear``'s tiled layout.
+
+    ``codes``: uint8 (tiles, groups, group_size / 8, 16, 4); ``scales``, ``mins``: float16, or
+    their bits as int16, (groups, out_features rounded up to 16). The layout is described in
+    ``cpu_kernels.cpp``.
+    """
+    return torch.ops.herd.int4_linear(x, codes, scales, mins, out_features, group_size)
+
+
+def int8_linear(
+    x: torch.Tensor, codes: torch.Tensor, scales: torch.Tensor, out_features: int
+) -> torch.Tensor:
+    """``x @ W.T`` for (rows, in) float32 ``x`` and the int8 weight of ``Int8Linear``'s tiled layout.
+
+    ``codes``: uint8 codes + 128, (tiles, in / 4, 16, 4); ``scales``: float32 (out_features
+    rounded up to 16). ``in`` must be a multiple of ``INT8_GROUP``.
+    """
+    return torch.ops.herd.int8_linear(x, codes, scales, out_features)
