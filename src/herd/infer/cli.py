@@ -50,7 +50,11 @@ def _add_model_args(parser: argparse.ArgumentParser) -> None:
         help="weight-only quantization: int8 per output channel, or int4 in groups (see --group-size)",
     )
     parser.add_argument(
-        "--group-size", type=int, default=32, choices=INT4_GROUP_SIZES, help="int4 group size (default 32)"
+        "--group-size",
+        type=int,
+        default=32,
+        choices=INT4_GROUP_SIZES,
+        help="int4 group size (default 32: llama.cpp's Q4_1, 5 bits per weight)",
     )
     parser.add_argument(
         "--compile",
