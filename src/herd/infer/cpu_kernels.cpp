@@ -108,72 +108,81 @@ void row_blocks(int64_t rows, const F& f) {
   }
 }
 
+// The loop both formats share, over tiles [begin, end): for each group, its 64-byte steps of
+// codes go through step(dot, codes, g, p) into integer dot products per activation row, which
+// finish(acc, dot, t, g) folds into float accumulators; store(acc, t) writes the tile.
+template <int Rows, typename Step, typename Finish, typename Store>
+void tile_loop(int64_t begin, int64_t end, int64_t groups, int64_t steps, const uint8_t* codes, const Step& step,
+               const Finish& finish, const Store& store) {
+  for (int64_t t = begin; t < end; ++t) {
+    __m512 acc[Rows];
+    for (int r = 0; r < Rows; ++r) acc[r] = _mm512_setzero_ps();
+    for (int64_t g = 0; g < groups; ++g) {
+      const uint8_t* w = codes + (t * groups + g) * steps * 64;
+      __m512i dot[Rows];
+      for (int r = 0; r < Rows; ++r) dot[r] = _mm512_setzero_si512();
+      for (int64_t p = 0; p < steps; ++p) step(dot, _mm512_loadu_si512(w + p * 64), g, p);
+      finish(acc, dot, t, g);
+    }
+    store(acc, t);
+  }
+}
+
 template <int Rows>
 void int4_tiles(const Activations& act, int64_t m0, const uint8_t* codes, const at::Half* scales,
                 const at::Half* mins, float* y, int64_t in_features, int64_t out_features, int64_t group_size,
                 int64_t begin, int64_t end) {
   const __m512i nibble = _mm512_set1_epi8(0x0F);
-  const int64_t groups = in_features / group_size, steps = group_size / 8, half = group_size / 2;
+  const int64_t groups = in_features / group_size, half = group_size / 2;
   const int64_t padded_rows = (out_features + kTile - 1) / kTile * kTile;
-  for (int64_t t = begin; t < end; ++t) {
-    __m512 acc[Rows];
-    for (int r = 0; r < Rows; ++r) acc[r] = _mm512_setzero_ps();
-    for (int64_t g = 0; g < groups; ++g) {
-      const uint8_t* w = codes + (t * groups + g) * steps * 64;
-      __m512i dot[Rows];
-      for (int r = 0; r < Rows; ++r) dot[r] = _mm512_setzero_si512();
-      for (int64_t p = 0; p < steps; ++p) {
-        const __m512i packed = _mm512_loadu_si512(w + p * 64);
-        const __m512i lo = _mm512_and_si512(packed, nibble);
-        const __m512i hi = _mm512_and_si512(_mm512_srli_epi16(packed, 4), nibble);
-        for (int r = 0; r < Rows; ++r) {
-          const int8_t* q = act.rounded.data() + (m0 + r) * in_features + g * group_size + 4 * p;
-          dot[r] = _mm512_dpbusd_epi32(dot[r], lo, broadcast_word(q));
-          dot[r] = _mm512_dpbusd_epi32(dot[r], hi, broadcast_word(q + half));
-        }
-      }
-      const __m512 s = load_halves(scales + g * padded_rows + t * kTile);
-      const __m512 mn = load_halves(mins + g * padded_rows + t * kTile);
-      for (int r = 0; r < Rows; ++r) {
-        const int64_t i = (m0 + r) * groups + g;
-        const float d = act.scale[i], centring = 8.f * (act.sum[i] - d * act.rounded_sum[i]);
-        const __m512 scaled =
-            _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot[r]), _mm512_set1_ps(d), _mm512_set1_ps(centring));
-        acc[r] = _mm512_fmadd_ps(s, scaled, acc[r]);
-        acc[r] = _mm512_fmadd_ps(mn, _mm512_set1_ps(act.sum[i]), acc[r]);
-      }
+  const auto step = [&](__m512i(&dot)[Rows], __m512i packed, int64_t g, int64_t p) {
+    const __m512i lo = _mm512_and_si512(packed, nibble);
+    const __m512i hi = _mm512_and_si512(_mm512_srli_epi16(packed, 4), nibble);
+    for (int r = 0; r < Rows; ++r) {
+      const int8_t* q = act.rounded.data() + (m0 + r) * in_features + g * group_size + 4 * p;
+      dot[r] = _mm512_dpbusd_epi32(dot[r], lo, broadcast_word(q));
+      dot[r] = _mm512_dpbusd_epi32(dot[r], hi, broadcast_word(q + half));
     }
+  };
+  const auto finish = [&](__m512(&acc)[Rows], const __m512i(&dot)[Rows], int64_t t, int64_t g) {
+    const __m512 s = load_halves(scales + g * padded_rows + t * kTile);
+    const __m512 mn = load_halves(mins + g * padded_rows + t * kTile);
+    for (int r = 0; r < Rows; ++r) {
+      const int64_t i = (m0 + r) * groups + g;
+      const float d = act.scale[i], centring = 8.f * (act.sum[i] - d * act.rounded_sum[i]);
+      const __m512 scaled = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot[r]), _mm512_set1_ps(d), _mm512_set1_ps(centring));
+      acc[r] = _mm512_fmadd_ps(s, scaled, acc[r]);
+      acc[r] = _mm512_fmadd_ps(mn, _mm512_set1_ps(act.sum[i]), acc[r]);
+    }
+  };
+  const auto store = [&](const __m512(&acc)[Rows], int64_t t) {
     for (int r = 0; r < Rows; ++r) store_tile(y + (m0 + r) * out_features, out_features, t, acc[r]);
-  }
+  };
+  tile_loop<Rows>(begin, end, groups, group_size / 8, codes, step, finish, store);
 }
 
 template <int Rows>
 void int8_tiles(const Activations& act, int64_t m0, const uint8_t* codes, const float* scales, float* y,
                 int64_t in_features, int64_t out_features, int64_t begin, int64_t end) {
-  const int64_t groups = in_features / kInt8Group, steps = kInt8Group / 4;
-  for (int64_t t = begin; t < end; ++t) {
-    __m512 acc[Rows];
-    for (int r = 0; r < Rows; ++r) acc[r] = _mm512_setzero_ps();
-    for (int64_t g = 0; g < groups; ++g) {
-      const uint8_t* w = codes + (t * groups + g) * steps * 64;
-      __m512i dot[Rows];
-      for (int r = 0; r < Rows; ++r) dot[r] = _mm512_setzero_si512();
-      for (int64_t p = 0; p < steps; ++p) {
-        const __m512i packed = _mm512_loadu_si512(w + p * 64);
-        for (int r = 0; r < Rows; ++r) {
-          const int8_t* q = act.rounded.data() + (m0 + r) * in_features + g * kInt8Group + 4 * p;
-          dot[r] = _mm512_dpbusd_epi32(dot[r], packed, broadcast_word(q));
-        }
-      }
-      for (int r = 0; r < Rows; ++r) {
-        const int64_t i = (m0 + r) * groups + g;
-        const __m512 unbiased = _mm512_sub_ps(_mm512_cvtepi32_ps(dot[r]), _mm512_set1_ps(128.f * act.rounded_sum[i]));
-        acc[r] = _mm512_fmadd_ps(unbiased, _mm512_set1_ps(act.scale[i]), acc[r]);
-      }
+  const int64_t groups = in_features / kInt8Group;
+  const auto step = [&](__m512i(&dot)[Rows], __m512i packed, int64_t g, int64_t p) {
+    for (int r = 0; r < Rows; ++r) {
+      const int8_t* q = act.rounded.data() + (m0 + r) * in_features + g * kInt8Group + 4 * p;
+      dot[r] = _mm512_dpbusd_epi32(dot[r], packed, broadcast_word(q));
     }
+  };
+  const auto finish = [&](__m512(&acc)[Rows], const __m512i(&dot)[Rows], int64_t, int64_t g) {
+    for (int r = 0; r < Rows; ++r) {
+      const int64_t i = (m0 + r) * groups + g;
+      const __m512 unbiased = _mm512_sub_ps(_mm512_cvtepi32_ps(dot[r]), _mm512_set1_ps(128.f * act.rounded_sum[i]));
+      acc[r] = _mm512_fmadd_ps(unbiased, _mm512_set1_ps(act.scale[i]), acc[r]);
+    }
+  };
+  const auto store = [&](const __m512(&acc)[Rows], int64_t t) {
     const __m512 s = _mm512_loadu_ps(scales + t * kTile);
     for (int r = 0; r < Rows; ++r) store_tile(y + (m0 + r) * out_features, out_features, t, _mm512_mul_ps(acc[r], s));
-  }
+  };
+  tile_loop<Rows>(begin, end, groups, kInt8Group / 4, codes, step, finish, store);
 }
 
 void check_input(const char* op, const at::Tensor& x, int64_t group_size) {

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -68,26 +69,15 @@ def _build() -> bool:
     except Exception as error:  # no compiler, or one that rejects the flags: the PyTorch paths still work
         log.warning("herd's CPU kernels are unavailable (%s); using the PyTorch products", error)
         return False
-    torch.library.register_fake("herd::int4_linear")(_int4_shape)
-    torch.library.register_fake("herd::int8_linear")(_int8_shape)
+    torch.library.register_fake("herd::int4_linear")(_fake(3))  # (x, codes, scales, mins, out_features, ...)
+    torch.library.register_fake("herd::int8_linear")(_fake(2))  # (x, codes, scales, out_features)
     return True
 
 
-def _int4_shape(
-    x: torch.Tensor,
-    codes: torch.Tensor,
-    scales: torch.Tensor,
-    mins: torch.Tensor,
-    out_features: int,
-    group_size: int,
-) -> torch.Tensor:
-    return x.new_empty(x.shape[0], out_features)
-
-
-def _int8_shape(
-    x: torch.Tensor, codes: torch.Tensor, scales: torch.Tensor, out_features: int
-) -> torch.Tensor:
-    return x.new_empty(x.shape[0], out_features)
+def _fake(out_position: int) -> Callable[..., torch.Tensor]:
+    """The kernels' output for tracing: (rows, out_features), ``out_features`` the argument at
+    ``out_position`` after ``x``."""
+    return lambda x, *rest: x.new_empty(x.shape[0], rest[out_position])
 
 
 def int4_linear(
