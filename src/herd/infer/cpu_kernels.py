@@ -10,7 +10,7 @@ fraction of that, and serve up to ``FUSED_MAX_ROWS`` rows eagerly and under
 ``torch.ops.herd.int4_linear`` and ``torch.ops.herd.int8_linear``).
 
 No installable library provides these for PyTorch on x86: ATen's
-``_weight_int8pack_mm`` and ``_weight_int4pack_mm_for_cpu`` are 9–25× slower than
+``_weight_int8pack_mm`` and ``_weight_int4pack_mm_for_cpu`` are 5–25× slower than
 fp32 here (see ``docs/inference.md``), and torchao's CPU kernels are absent from
 its PyPI wheels. The source is compiled with the C++ compiler that
 ``torch.compile`` already needs, once per machine (about 10 s; cached under

@@ -32,7 +32,7 @@ Where the speed comes from, for products with few rows (decoding up to
 Outside these (and for prefill, many rows) the weight is dequantized and
 multiplied with ``F.linear``: correct everywhere, but it writes a float copy
 per call. ATen's own weight-only CPU kernels (``_weight_int8pack_mm``,
-``_weight_int4pack_mm_for_cpu``) were measured 9-25× slower than the fp32
+``_weight_int4pack_mm_for_cpu``) were measured 5-25× slower than the fp32
 product on the reference CPU (see ``docs/inference.md``) and are not used.
 
 The token embedding stays in floating point: decoding reads one row of it per
