@@ -4,6 +4,7 @@ product, and bad shapes."""
 from __future__ import annotations
 
 import copy
+from pathlib import Path
 
 import pytest
 import torch
@@ -149,3 +150,14 @@ def test_int8_kernel_error_and_routing(monkeypatch: pytest.MonkeyPatch) -> None:
         cpu_kernels.int8_linear(x, layer.weight, layer.scales[:8], 40)
     monkeypatch.setattr(cpu_kernels, "_built", [False])
     assert torch.allclose(layer(x[:2]), x[:2] @ exact_weight.T, atol=1e-4)
+
+
+def test_failed_build_warns_and_leaves_nothing(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A compiler that fails (here ``false``) means the PyTorch paths, a warning, and no partial library."""
+    monkeypatch.setenv("CXX", "false")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    assert cpu_kernels._build() is False
+    assert "herd's CPU kernels are unavailable" in caplog.text
+    assert list((tmp_path / "herd").iterdir()) == []
