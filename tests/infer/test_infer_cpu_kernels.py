@@ -90,20 +90,21 @@ def test_int4_kernel_rejects_inconsistent_shapes() -> None:
         cpu_kernels.int4_linear(torch.randn(1, 128).double(), codes, scales, mins, 16, 32)
 
 
-def test_int4_layer_takes_the_kernel_for_few_rows_and_else_the_float_product(
+def test_int4_layer_takes_the_kernel_for_any_rows_and_else_the_float_product(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     torch.manual_seed(0)
     layer = Int4Linear(torch.randn(40, 256), group_size=64)  # 40 rows: two tiles and a half
     float_weight = layer.dequantized(torch.float32)
-    few, many = torch.randn(2, 1, 256), torch.randn(2, 8, 256)  # 2 rows: a decode step; 16: a prefill
-    expected = int4_kernel(layer, few.reshape(2, 256)).reshape(2, 1, 40)
-    assert torch.equal(layer(few), expected)
-    assert torch.allclose(layer(many), many @ float_weight.T, atol=1e-5)
-    bf16 = copy.deepcopy(layer).bfloat16()(few.bfloat16())  # bf16 activations, fp32 inside the kernel
+    step, prefill = torch.randn(2, 1, 256), torch.randn(2, 40, 256)  # 2 rows: a decode step; 80: a prefill
+    for x in (step, prefill):
+        assert torch.equal(layer(x), int4_kernel(layer, x.reshape(-1, 256)).reshape(*x.shape[:2], 40))
+    expected = layer(step)
+    bf16 = copy.deepcopy(layer).bfloat16()(step.bfloat16())  # bf16 activations, fp32 inside the kernel
     assert bf16.dtype == torch.bfloat16 and ((bf16.float() - expected).norm() / expected.norm()) < 0.01
     monkeypatch.setattr(cpu_kernels, "_built", [False])  # as without the kernel (or with HERD_CPU_KERNELS=0)
-    assert torch.allclose(layer(few), few @ float_weight.T, atol=1e-5)
+    for x in (step, prefill):
+        assert torch.allclose(layer(x), x @ float_weight.T, atol=1e-5)
 
 
 def int8_definition(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
@@ -135,7 +136,7 @@ def test_int8_kernel_equals_its_definition(out_features: int, in_features: int, 
 
 def test_int8_kernel_error_and_routing(monkeypatch: pytest.MonkeyPatch) -> None:
     """Rounding activations to int8 per 32 inputs costs under 1% of the product; the layer takes the kernel
-    for few rows, the float product of its codes for many, and without the kernel."""
+    for any number of rows, and the float product of its codes without the kernel."""
     layer = Int8Linear(random_weight(40, 256))
     exact_weight = layer.codes(torch.float32) * layer.scales[:40, None]
     x = torch.randn(4, 256, generator=torch.Generator().manual_seed(2))
@@ -144,12 +145,13 @@ def test_int8_kernel_error_and_routing(monkeypatch: pytest.MonkeyPatch) -> None:
     assert ((got[:3] - x[:3] @ exact_weight.T).norm() / (x[:3] @ exact_weight.T).norm()).item() < 0.01
     assert torch.equal(got[3], torch.zeros(40))
     assert torch.equal(layer(x[:2, None]), got[:2, None])
-    many = torch.randn(16, 256)
-    assert torch.allclose(layer(many), many @ exact_weight.T, atol=1e-4)
+    prefill = torch.randn(40, 256)
+    assert torch.equal(layer(prefill), int8_kernel(layer, prefill))
     with pytest.raises(RuntimeError, match="scales must be contiguous float32"):
         cpu_kernels.int8_linear(x, layer.weight, layer.scales[:8], 40)
     monkeypatch.setattr(cpu_kernels, "_built", [False])
-    assert torch.allclose(layer(x[:2]), x[:2] @ exact_weight.T, atol=1e-4)
+    for rows in (x[:2], prefill):
+        assert torch.allclose(layer(rows), rows @ exact_weight.T, atol=1e-4)
 
 
 def test_failed_build_warns_and_leaves_nothing(

@@ -2,12 +2,13 @@
 
 Decoding a few rows with quantized weights is bound by converting and
 multiplying codes, not by memory: the float reductions inductor writes for
-``Int4Linear`` and ``Int8Linear`` spend one or two instructions per weight.
+``Int4Linear`` and ``Int8Linear`` spend one or two instructions per weight,
+and dequantizing for ``F.linear`` writes a float copy of the weight per call.
 The C++ kernels use llama.cpp's method (activations rounded to int8 per group,
 ``VPDPBUSD`` integer dot products on 16 output rows at a time), a small
-fraction of that, and serve up to ``FUSED_MAX_ROWS`` rows eagerly and under
-``torch.compile`` alike (they are registered operators,
-``torch.ops.herd.int4_linear`` and ``torch.ops.herd.int8_linear``).
+fraction of that, and serve every product on the CPU, from one decoded row
+to a prefill, eagerly and under ``torch.compile`` alike (they are registered
+operators, ``torch.ops.herd.int4_linear`` and ``torch.ops.herd.int8_linear``).
 
 No installable library provides these for PyTorch on x86: ATen's
 ``_weight_int8pack_mm`` and ``_weight_int4pack_mm_for_cpu`` are 5–25× slower than
