@@ -46,13 +46,13 @@ def test_quantized_linear_error_bounds(dtype: torch.dtype) -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("int4_kernel", [True, False])
-def test_compiled_decode_path_equals_eager(int4_kernel: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("cpu_kernel", [True, False])
+def test_compiled_decode_path_equals_eager(cpu_kernel: bool, monkeypatch: pytest.MonkeyPatch) -> None:
     """Compiled small-row products equal eager ones: inductor's fused int8/int4 reductions against the
-    dequantized product, and the int4 CPU kernel (where it runs) inside a compiled graph against itself."""
-    if int4_kernel and not cpu_kernels.available():
-        pytest.skip("no int4 CPU kernel here")
-    monkeypatch.setattr(cpu_kernels, "_built", [int4_kernel and cpu_kernels.available()])
+    dequantized product, and herd's CPU kernels (where they run) inside a compiled graph against themselves."""
+    if cpu_kernel and not cpu_kernels.available():
+        pytest.skip("no herd CPU kernels here")
+    monkeypatch.setattr(cpu_kernels, "_built", [cpu_kernel and cpu_kernels.available()])
     torch._dynamo.reset()  # compiled graphs take the kernel's availability as a constant
     torch.manual_seed(0)
     w = torch.randn(64, 256)
@@ -89,8 +89,8 @@ def test_quantize_bad_requests() -> None:
 
 
 def decoded_logits(model: Transformer, ids: list[int], start: int) -> torch.Tensor:
-    """Logits of ``ids`` as decoding computes them: the first ``start`` tokens in one prefill, then
-    one token per step through the KV cache (the products of few rows, where the int4 CPU kernel runs)."""
+    """Logits of ``ids`` as generation computes them: the first ``start`` tokens in one prefill, then
+    one token per step through the KV cache."""
     cache = model.make_cache(1, len(ids))
     logits = [model(torch.tensor([ids[:start]]), cache=cache)[0]]
     for position in range(start, len(ids)):
