@@ -161,5 +161,5 @@ def test_failed_build_warns_and_leaves_nothing(
     monkeypatch.setenv("CXX", "false")
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     assert cpu_kernels._build() is False
-    assert "herd's CPU kernels are unavailable" in caplog.text
+    assert "herd's CPU kernels (cpu_kernels.cpp) are unavailable" in caplog.text
     assert list((tmp_path / "herd").iterdir()) == []

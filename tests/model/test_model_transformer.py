@@ -13,7 +13,7 @@ from herd.checkpoint.hf import write_hf
 from herd.checkpoint.load import build_model, load_model, model_tensors
 from herd.model.config import ModelConfig
 from herd.model.presets import get_preset
-from herd.model.transformer import document_positions
+from herd.model.transformer import document_starts
 
 TOL = 1e-4
 
@@ -100,9 +100,10 @@ def test_document_mask_equals_separate_documents() -> None:
     assert (model(packed) - separate).abs().max().item() > 1e-3
 
 
-def test_document_positions_restart() -> None:
-    ids = torch.tensor([[0, 0, 0, 1, 1, 2, 2, 2, 2]])
-    assert document_positions(ids).tolist() == [[0, 1, 2, 0, 1, 0, 1, 2, 3]]
+def test_document_starts() -> None:
+    """Each token's document begins where its run of equal ids does (a reused id starts a new one)."""
+    ids = torch.tensor([[0, 0, 0, 1, 1, 2, 2, 2, 2], [5, 5, 6, 5, 5, 5, 7, 7, 7]])
+    assert document_starts(ids).tolist() == [[0, 0, 0, 3, 3, 5, 5, 5, 5], [0, 0, 2, 3, 3, 3, 6, 6, 6]]
 
 
 @torch.no_grad()

@@ -247,7 +247,7 @@ at::Tensor int8_linear(const at::Tensor& x, const at::Tensor& codes, const at::T
 
 }  // namespace
 
-TORCH_LIBRARY(herd, m) {
+TORCH_LIBRARY_FRAGMENT(herd, m) {
   m.def("int4_linear(Tensor x, Tensor codes, Tensor scales, Tensor mins, int out_features, int group_size) -> Tensor");
   m.def("int8_linear(Tensor x, Tensor codes, Tensor scales, int out_features) -> Tensor");
 }

@@ -13,39 +13,24 @@ operators, ``torch.ops.herd.int4_linear`` and ``torch.ops.herd.int8_linear``).
 No installable library provides these for PyTorch on x86: ATen's
 ``_weight_int8pack_mm`` and ``_weight_int4pack_mm_for_cpu`` are 5–25× slower than
 fp32 here (see ``docs/inference.md``), and torchao's CPU kernels are absent from
-its PyPI wheels. The source is compiled with the C++ compiler that
-``torch.compile`` already needs (``$CXX``, default ``g++``), once per machine and
-torch version (about 10 s; cached under ``~/.cache/herd``). Without AVX512-VNNI,
+its PyPI wheels. The source is compiled on first use by
+:mod:`herd.native` (once per machine and torch version). Without AVX512-VNNI,
 without a compiler, or with ``HERD_CPU_KERNELS=0``, the layers keep their
 portable PyTorch paths.
 """
 
 from __future__ import annotations
 
-import hashlib
-import logging
-import os
-import subprocess
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
 import torch
 
-log = logging.getLogger(__name__)
+from herd import native
 
 SOURCE = Path(__file__).with_name("cpu_kernels.cpp")
 FLAGS = ["-O3", "-fopenmp", "-mavx512f", "-mavx512bw", "-mavx512vl", "-mavx512vnni", "-mfma", "-mf16c"]
 INT8_GROUP = 32  # inputs per activation scale in the int8 kernel (the input size must be a multiple)
-
-
-def _cpu_has_vnni() -> bool:
-    try:
-        flags = Path("/proc/cpuinfo").read_text().split()
-    except OSError:
-        return False
-    return "avx512_vnni" in flags and "avx512bw" in flags
-
 
 _built: list[bool] = []  # the answer of ``available``, once known
 
@@ -59,59 +44,11 @@ def available() -> bool:
 
 
 def _build() -> bool:
-    if os.environ.get("HERD_CPU_KERNELS", "1") == "0" or not _cpu_has_vnni():
-        return False
-    try:
-        torch.ops.load_library(str(_compiled_library()))
-    except (OSError, RuntimeError, subprocess.CalledProcessError) as error:
-        # no compiler, one that rejects the flags, or a library that does not load: the PyTorch paths still work
-        detail = error
-        if isinstance(error, subprocess.CalledProcessError) and error.stderr.strip():
-            detail = error.stderr.strip().splitlines()[-1]  # the compiler's last word
-        log.warning("herd's CPU kernels are unavailable (%s); using the PyTorch products", detail)
+    if not native.load(SOURCE, FLAGS, cpu_flags=("avx512_vnni", "avx512bw")):
         return False
     torch.library.register_fake("herd::int4_linear")(_fake(3))  # (x, codes, scales, mins, out_features, ...)
     torch.library.register_fake("herd::int8_linear")(_fake(2))  # (x, codes, scales, out_features)
     return True
-
-
-def _compiled_library() -> Path:
-    """The kernels' shared library for this source, these flags and this torch, compiled if not cached.
-
-    The compiler writes a temporary file that is renamed into place, so processes that build at
-    the same time (test workers) each get a whole library and an interrupted build leaves nothing
-    behind. Cached under ``$XDG_CACHE_HOME/herd`` (default ``~/.cache/herd``).
-    """
-    from torch.utils import cpp_extension
-
-    lib_dirs = cpp_extension.library_paths()
-    command = [
-        os.environ.get("CXX", "g++"),
-        *FLAGS,
-        "-shared",
-        "-fPIC",
-        "-std=c++17",
-        f"-D_GLIBCXX_USE_CXX11_ABI={int(torch._C._GLIBCXX_USE_CXX11_ABI)}",
-        *(f"-I{path}" for path in cpp_extension.include_paths()),
-        str(SOURCE),
-        *(f"-L{path}" for path in lib_dirs),
-        *(f"-Wl,-rpath,{path}" for path in lib_dirs),
-        "-lc10",
-        "-ltorch_cpu",
-    ]
-    digest = hashlib.sha256("\0".join([SOURCE.read_text(), torch.__version__, *command]).encode()).hexdigest()
-    cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "herd"
-    library = cache / f"cpu_kernels-{digest[:16]}.so"
-    if not library.exists():
-        cache.mkdir(parents=True, exist_ok=True)
-        log.info("compiling herd's CPU kernels (once; about 10 s)")
-        with tempfile.NamedTemporaryFile(dir=cache, suffix=".so", delete=False) as partial:
-            try:
-                subprocess.run([*command, "-o", partial.name], check=True, capture_output=True, text=True)
-                os.replace(partial.name, library)
-            finally:
-                Path(partial.name).unlink(missing_ok=True)
-    return library
 
 
 def _fake(out_position: int) -> Callable[..., torch.Tensor]:

@@ -15,6 +15,7 @@ from torch import nn
 from torch.distributed.tensor import DTensor, distribute_tensor
 
 from herd.errors import HerdError
+from herd.model import cpu_attention
 from herd.model.attention import Attention
 from herd.model.config import ModelConfig
 from herd.model.cross_entropy import linear_cross_entropy
@@ -43,9 +44,10 @@ class TransformerBlock(nn.Module):
         cache: KVCache | None,
         layer: int,
         start_pos: int | torch.Tensor,
+        first_key: torch.Tensor | None = None,
     ) -> torch.Tensor:
         layer_cache = cache.layers[layer] if cache is not None else None
-        h = x + self.attention(self.attention_norm(x), cos, sin, mask, layer_cache, start_pos)
+        h = x + self.attention(self.attention_norm(x), cos, sin, mask, layer_cache, start_pos, first_key)
         return h + self.feed_forward(self.ffn_norm(h))
 
 
@@ -141,20 +143,23 @@ class Transformer(nn.Module):
             raise HerdError("a tensor start_pos (static decoding) needs a KV cache")
         if document_ids is not None and (cache is not None or start_pos):
             raise HerdError("document_ids (packed training sequences) cannot be combined with a KV cache")
+        first_key = document_starts(document_ids) if document_ids is not None else None
         if positions is None:
             positions = (
-                document_positions(document_ids)
-                if document_ids is not None
+                torch.arange(seqlen, device=device) - first_key
+                if first_key is not None
                 else (start_pos + torch.arange(seqlen, device=device)).expand(bsz, seqlen)
             )
         h = self.tok_embeddings(tokens)
         cos, sin = rope_cos_sin(positions, self.inv_freq, h.dtype)
         if static:
             mask = causal_mask(start_pos, seqlen, cache.max_seq_len, key_mask, device)
+        elif cache is None and key_mask is None and cpu_attention.applies(h):
+            mask = None  # herd's CPU kernel takes the documents as first_key, without a dense mask
         else:
-            mask = attention_mask(seqlen, start_pos, document_ids, key_mask, device)
+            mask = attention_mask(seqlen, start_pos, first_key, key_mask, device)
         for i, layer in enumerate(self.layers):
-            h = layer(h, cos, sin, mask, cache, i, start_pos)
+            h = layer(h, cos, sin, mask, cache, i, start_pos, first_key)
         return self.norm(h)
 
     def make_cache(
@@ -193,14 +198,14 @@ class Transformer(nn.Module):
             param.copy_(value)
 
 
-def document_positions(document_ids: torch.Tensor) -> torch.Tensor:
-    """Positions that restart at 0 wherever the document id changes along the sequence."""
+def document_starts(document_ids: torch.Tensor) -> torch.Tensor:
+    """For each token, the index of its document's first token; a document is a run of equal ids
+    along the sequence. Positions restart there (``index - start``), and attention looks no earlier."""
     seqlen = document_ids.shape[-1]
     idx = torch.arange(seqlen, device=document_ids.device).expand_as(document_ids)
     starts = torch.ones_like(document_ids, dtype=torch.bool)
     starts[..., 1:] = document_ids[..., 1:] != document_ids[..., :-1]
-    start_idx = torch.where(starts, idx, torch.zeros_like(idx)).cummax(dim=-1).values
-    return idx - start_idx
+    return torch.where(starts, idx, torch.zeros_like(idx)).cummax(dim=-1).values
 
 
 def causal_mask(
@@ -223,15 +228,18 @@ def causal_mask(
 def attention_mask(
     seqlen: int,
     start_pos: int,
-    document_ids: torch.Tensor | None,
+    first_key: torch.Tensor | None,
     key_mask: torch.Tensor | None,
     device: torch.device,
 ) -> torch.Tensor | None:
-    """Boolean (batch, 1, seq, keys) mask, or None when plain causal attention suffices."""
-    if document_ids is None and key_mask is None and (start_pos == 0 or seqlen == 1):
+    """Boolean (batch, 1, seq, keys) mask, or None when plain causal attention suffices.
+
+    ``first_key`` (batch, seq): the first key each query may see (its document's start, from
+    ``document_starts``)."""
+    if first_key is None and key_mask is None and (start_pos == 0 or seqlen == 1):
         return None
     mask = causal_mask(start_pos, seqlen, start_pos + seqlen, key_mask, device)
-    if document_ids is not None:
-        same = document_ids.unsqueeze(-1) == document_ids.unsqueeze(-2)
-        mask = mask & same[:, None]
+    if first_key is not None:
+        keys = torch.arange(seqlen, device=device)
+        mask = mask & (keys >= first_key.unsqueeze(-1))[:, None]
     return mask

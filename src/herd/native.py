@@ -1,0 +1,93 @@
+"""Building and loading herd's C++ CPU kernels (``*.cpp`` beside the modules that use them).
+
+Each kernel source defines ``torch.ops.herd`` operators. It is compiled on
+first use with the C++ compiler that ``torch.compile`` already needs on a CPU
+(``$CXX``, default ``g++``), against the installed torch's headers and
+libraries, with ``-fopenmp`` so that ``at::parallel_for`` uses every core. The
+library is cached per source, flags and torch version under
+``$XDG_CACHE_HOME/herd`` (default ``~/.cache/herd``), so the ~10 s build
+happens once per machine. ``HERD_CPU_KERNELS=0`` turns every kernel off; a
+CPU without the instructions a kernel needs, a missing compiler, or one that
+fails, leaves the portable PyTorch paths in place (the last two with a
+warning).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import subprocess
+import tempfile
+from pathlib import Path
+
+import torch
+
+log = logging.getLogger(__name__)
+
+SWITCH = "HERD_CPU_KERNELS"
+
+
+def cpu_has(*flags: str) -> bool:
+    """Whether this CPU advertises every one of ``flags`` in ``/proc/cpuinfo`` (Linux x86; else False)."""
+    try:
+        present = set(Path("/proc/cpuinfo").read_text().split())
+    except OSError:
+        return False
+    return all(flag in present for flag in flags)
+
+
+def load(source: Path, flags: list[str], cpu_flags: tuple[str, ...]) -> bool:
+    """Compile ``source`` with ``flags`` (cached) and load its operators; False when it cannot run here."""
+    if os.environ.get(SWITCH, "1") == "0" or not cpu_has(*cpu_flags):
+        return False
+    try:
+        torch.ops.load_library(str(compiled_library(source, flags)))
+    except (OSError, RuntimeError, subprocess.CalledProcessError) as error:
+        # no compiler, one that rejects the flags, or a library that does not load: the PyTorch paths still work
+        detail = error
+        if isinstance(error, subprocess.CalledProcessError) and error.stderr.strip():
+            detail = error.stderr.strip().splitlines()[-1]  # the compiler's last word
+        log.warning("herd's CPU kernels (%s) are unavailable (%s); using PyTorch's", source.name, detail)
+        return False
+    return True
+
+
+def compiled_library(source: Path, flags: list[str]) -> Path:
+    """The shared library for this source, these flags and this torch, compiled if not cached.
+
+    The compiler writes a temporary file that is renamed into place, so processes that build at
+    the same time (test workers) each get a whole library and an interrupted build leaves nothing
+    behind (``torch.utils.cpp_extension.load``'s lock file, left by an interrupted build, would
+    make every later run wait forever).
+    """
+    from torch.utils import cpp_extension
+
+    lib_dirs = cpp_extension.library_paths()
+    command = [
+        os.environ.get("CXX", "g++"),
+        *flags,
+        "-shared",
+        "-fPIC",
+        "-std=c++17",
+        f"-D_GLIBCXX_USE_CXX11_ABI={int(torch._C._GLIBCXX_USE_CXX11_ABI)}",
+        *(f"-I{path}" for path in cpp_extension.include_paths()),
+        str(source),
+        *(f"-L{path}" for path in lib_dirs),
+        *(f"-Wl,-rpath,{path}" for path in lib_dirs),
+        "-lc10",
+        "-ltorch_cpu",
+    ]
+    digest = hashlib.sha256("\0".join([source.read_text(), torch.__version__, *command]).encode()).hexdigest()
+    cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "herd"
+    library = cache / f"{source.stem}-{digest[:16]}.so"
+    if not library.exists():
+        cache.mkdir(parents=True, exist_ok=True)
+        log.info("compiling herd's %s (once; about 10 s)", source.name)
+        with tempfile.NamedTemporaryFile(dir=cache, suffix=".so", delete=False) as partial:
+            try:
+                subprocess.run([*command, "-o", partial.name], check=True, capture_output=True, text=True)
+                os.replace(partial.name, library)
+            finally:
+                Path(partial.name).unlink(missing_ok=True)
+    return library
