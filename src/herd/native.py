@@ -4,7 +4,7 @@ Each kernel source defines ``torch.ops.herd`` operators. It is compiled on
 first use with the C++ compiler that ``torch.compile`` already needs on a CPU
 (``$CXX``, default ``g++``), against the installed torch's headers and
 libraries, with ``-fopenmp`` so that ``at::parallel_for`` uses every core. The
-library is cached per source, flags and torch version under
+library is cached per source (with the headers beside it), flags and torch version under
 ``$XDG_CACHE_HOME/herd`` (default ``~/.cache/herd``), so the ~10 s build
 happens once per machine. ``HERD_CPU_KERNELS=0`` turns every kernel off; a
 CPU without the instructions a kernel needs, a missing compiler, or one that
@@ -78,9 +78,10 @@ def compiled_library(source: Path, flags: list[str]) -> Path:
         "-lc10",
         "-ltorch_cpu",
     ]
-    digest = hashlib.sha256("\0".join([source.read_text(), torch.__version__, *command]).encode()).hexdigest()
+    headers = [path.read_text() for path in sorted(source.parent.glob("*.h"))]  # what the source may include
+    digest = hashlib.sha256("\0".join([source.read_text(), *headers, torch.__version__, *command]).encode())
     cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "herd"
-    library = cache / f"{source.stem}-{digest[:16]}.so"
+    library = cache / f"{source.stem}-{digest.hexdigest()[:16]}.so"
     if not library.exists():
         cache.mkdir(parents=True, exist_ok=True)
         log.info("compiling herd's %s (once; about 10 s)", source.name)

@@ -11,11 +11,15 @@ gradients of the hidden states and of the output weight. The backward pass then
 only scales those by the incoming gradient. The matmul FLOPs are the same as
 the plain loss; the elementwise passes and the peak memory are not
 (the idea of Liger-Kernel's fused linear cross-entropy, written for PyTorch ops).
+In float32 on a CPU the softmax and gradient of each chunk run in herd's kernel
+(:mod:`herd.model.cpu_cross_entropy`), a row at a time in cache.
 """
 
 from __future__ import annotations
 
 import torch
+
+from herd.model import cpu_cross_entropy
 
 IGNORE_INDEX = -100
 
@@ -77,22 +81,21 @@ class _LinearCrossEntropy(torch.autograd.Function):
             grad_hidden = torch.empty_like(hidden) if needs_grad else None
             grad_weight = None
             total = torch.zeros((), dtype=torch.float32, device=hidden.device)
+            fused = cpu_cross_entropy.applies(compute_dtype, hidden.device)
             # One check per call (a device sync on GPUs) spares a pass over every chunk when nothing is ignored.
-            masked = bool((targets == ignore_index).any())
+            masked = not fused and bool((targets == ignore_index).any())
             for start in range(0, hidden.shape[0], chunk_rows):
                 h = hidden[start : start + chunk_rows].to(compute_dtype)
                 t = targets[start : start + chunk_rows]
-                valid = t != ignore_index
-                safe = torch.where(valid, t, 0).unsqueeze(1)
-                # One row of logits is in cache while log_softmax reads it: cheaper than logsumexp + sub.
-                log_probs = torch.log_softmax((h @ w.T).float(), dim=-1)
-                total -= torch.where(valid, log_probs.gather(1, safe).squeeze(1), 0.0).sum()
+                logits = h @ w.T
+                if fused:  # herd's kernel: the loss, and the gradient in place of the logits, row by row
+                    total += cpu_cross_entropy.softmax_cross_entropy_(logits, t, ignore_index, needs_grad)
+                    grad = logits
+                else:
+                    loss, grad = _softmax_cross_entropy(logits, t, ignore_index, masked, needs_grad)
+                    total += loss
                 if not needs_grad:
                     continue
-                grad = log_probs.exp_()  # softmax, in place
-                grad.scatter_add_(1, safe, torch.full_like(safe, -1, dtype=grad.dtype))
-                if masked:
-                    grad.mul_(valid.unsqueeze(1))
                 grad = grad.to(compute_dtype)
                 grad_hidden[start : start + chunk_rows] = grad @ w
                 if grad_weight is None:
@@ -116,3 +119,22 @@ class _LinearCrossEntropy(torch.autograd.Function):
         # Scaled in place: these are this call's own buffers. A second backward through the same graph
         # (retain_graph) is refused by autograd's version check on saved tensors, not scaled twice.
         return grad_hidden.mul_(grad_output), grad_weight.mul_(grad_output), None, None, None, None, None
+
+
+def _softmax_cross_entropy(
+    logits: torch.Tensor, targets: torch.Tensor, ignore_index: int, masked: bool, needs_grad: bool
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """With PyTorch ops: the chunk's summed loss and its fp32 gradient ``softmax - onehot`` (zero rows
+    where ignored; the log-probabilities, unused, without ``needs_grad``)."""
+    valid = targets != ignore_index
+    safe = torch.where(valid, targets, 0).unsqueeze(1)
+    # One row of logits is in cache while log_softmax reads it: cheaper than logsumexp + sub.
+    log_probs = torch.log_softmax(logits.float(), dim=-1)
+    loss = -torch.where(valid, log_probs.gather(1, safe).squeeze(1), 0.0).sum()
+    if not needs_grad:
+        return loss, log_probs
+    grad = log_probs.exp_()  # softmax, in place
+    grad.scatter_add_(1, safe, torch.full_like(safe, -1, dtype=grad.dtype))
+    if masked:
+        grad.mul_(valid.unsqueeze(1))
+    return loss, grad
