@@ -79,6 +79,23 @@ def test_activation_checkpointing_does_not_change_the_losses(
     assert losses(tmp_path / mode) == pytest.approx(losses(tmp_path / "none"), rel=1e-6)
 
 
+def test_selective_checkpointing_saves_products_and_attention() -> None:
+    """The selective policy keeps matmul and attention outputs, herd's CPU kernel included, and
+    recomputes element-wise ops."""
+    from torch.utils.checkpoint import CheckpointPolicy
+
+    from herd.model import cpu_attention
+    from herd.train.recompute import _policy
+
+    saved = [torch.ops.aten.mm.default, torch.ops.aten._scaled_dot_product_flash_attention_for_cpu.default]
+    if cpu_attention.available():
+        saved.append(torch.ops.herd.causal_attention.default)
+    for op in saved:
+        assert _policy(None, op) == CheckpointPolicy.MUST_SAVE, op
+    for op in (torch.ops.aten.mul.Tensor, torch.ops.aten.silu.default, torch.ops.aten.rsqrt.default):
+        assert _policy(None, op) == CheckpointPolicy.PREFER_RECOMPUTE, op
+
+
 def _poison(monkeypatch: pytest.MonkeyPatch, at_step: int) -> None:
     """Make the loss of step ``at_step`` NaN once (its batch is still drawn)."""
     original = Trainer.train_step
