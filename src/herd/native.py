@@ -19,6 +19,7 @@ import logging
 import os
 import subprocess
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -26,6 +27,7 @@ import torch
 log = logging.getLogger(__name__)
 
 SWITCH = "HERD_CPU_KERNELS"
+AVX512F_FLAGS = ["-O3", "-fopenmp", "-mavx512f", "-mfma"]  # the float kernels' instructions
 
 
 def cpu_has(*flags: str) -> bool:
@@ -35,6 +37,23 @@ def cpu_has(*flags: str) -> bool:
     except OSError:
         return False
     return all(flag in present for flag in flags)
+
+
+def load_once(
+    answer: list[bool],
+    source: Path,
+    flags: list[str],
+    cpu_flags: tuple[str, ...],
+    register: Callable[[], None],
+) -> bool:
+    """``load`` on the first call, then ``register`` (the operators' fake shapes, autograd) if it
+    succeeded; the answer is kept in ``answer`` (a module's list, which tests may preset)."""
+    if not answer:
+        loaded = load(source, flags, cpu_flags)
+        if loaded:
+            register()
+        answer.append(loaded)
+    return answer[0]
 
 
 def load(source: Path, flags: list[str], cpu_flags: tuple[str, ...]) -> bool:
@@ -61,10 +80,26 @@ def compiled_library(source: Path, flags: list[str]) -> Path:
     behind (``torch.utils.cpp_extension.load``'s lock file, left by an interrupted build, would
     make every later run wait forever).
     """
+    command = compile_command(source, flags)
+    library = cached_library(source, command)
+    if not library.exists():
+        library.parent.mkdir(parents=True, exist_ok=True)
+        log.info("compiling herd's %s (once; about 10 s)", source.name)
+        with tempfile.NamedTemporaryFile(dir=library.parent, suffix=".so", delete=False) as partial:
+            try:
+                subprocess.run([*command, "-o", partial.name], check=True, capture_output=True, text=True)
+                os.replace(partial.name, library)
+            finally:
+                Path(partial.name).unlink(missing_ok=True)
+    return library
+
+
+def compile_command(source: Path, flags: list[str]) -> list[str]:
+    """The compiler's command line, without the output file: torch's headers and libraries, ``flags``."""
     from torch.utils import cpp_extension
 
     lib_dirs = cpp_extension.library_paths()
-    command = [
+    return [
         os.environ.get("CXX", "g++"),
         *flags,
         "-shared",
@@ -78,17 +113,12 @@ def compiled_library(source: Path, flags: list[str]) -> Path:
         "-lc10",
         "-ltorch_cpu",
     ]
-    headers = [path.read_text() for path in sorted(source.parent.glob("*.h"))]  # what the source may include
+
+
+def cached_library(source: Path, command: list[str]) -> Path:
+    """Where the library built by ``command`` is cached: named by a hash of the source, the headers
+    beside it (what it may include), torch's version and the command."""
+    headers = [path.read_text() for path in sorted(source.parent.glob("*.h"))]
     digest = hashlib.sha256("\0".join([source.read_text(), *headers, torch.__version__, *command]).encode())
     cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "herd"
-    library = cache / f"{source.stem}-{digest.hexdigest()[:16]}.so"
-    if not library.exists():
-        cache.mkdir(parents=True, exist_ok=True)
-        log.info("compiling herd's %s (once; about 10 s)", source.name)
-        with tempfile.NamedTemporaryFile(dir=cache, suffix=".so", delete=False) as partial:
-            try:
-                subprocess.run([*command, "-o", partial.name], check=True, capture_output=True, text=True)
-                os.replace(partial.name, library)
-            finally:
-                Path(partial.name).unlink(missing_ok=True)
-    return library
+    return cache / f"{source.stem}-{digest.hexdigest()[:16]}.so"

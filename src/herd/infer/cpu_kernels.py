@@ -38,17 +38,12 @@ _built: list[bool] = []  # the answer of ``available``, once known
 @torch.compiler.assume_constant_result  # compiled code takes the answer as given, without tracing the build
 def available() -> bool:
     """Whether the ``torch.ops.herd`` kernels can run here; builds and loads them on the first call."""
-    if not _built:
-        _built.append(_build())
-    return _built[0]
+    return native.load_once(_built, SOURCE, FLAGS, ("avx512_vnni", "avx512bw"), _register)
 
 
-def _build() -> bool:
-    if not native.load(SOURCE, FLAGS, cpu_flags=("avx512_vnni", "avx512bw")):
-        return False
+def _register() -> None:
     torch.library.register_fake("herd::int4_linear")(_fake(3))  # (x, codes, scales, mins, out_features, ...)
     torch.library.register_fake("herd::int8_linear")(_fake(2))  # (x, codes, scales, out_features)
-    return True
 
 
 def _fake(out_position: int) -> Callable[..., torch.Tensor]:

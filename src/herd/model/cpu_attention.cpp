@@ -10,7 +10,7 @@
 // twice the work the mask leaves. Here each block of 64 queries multiplies exactly the keys its
 // rows may see, from the block's first visible key to its last row; a block's scores fit in
 // cache, so they are materialised whole (no online rescaling) and the products are large
-// enough for MKL's sgemm (the BLAS symbol libtorch_cpu exports), called one block at a time
+// enough for MKL's sgemm (blas.h), called one block at a time
 // inside at::parallel_for.
 //
 // Forward, per (batch, head, query block): S = q k^T / sqrt(D); P = exp(S - rowmax);
@@ -32,8 +32,6 @@
 #include <immintrin.h>
 #include <torch/library.h>
 
-#include "avx512_exp.h"
-
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
@@ -41,24 +39,15 @@
 #include <tuple>
 #include <vector>
 
-extern "C" void sgemm_(const char* transa, const char* transb, const int* m, const int* n, const int* k,
-                       const float* alpha, const float* a, const int* lda, const float* b, const int* ldb,
-                       const float* beta, float* c, const int* ldc);
+#include "avx512_exp.h"
+#include "blas.h"
 
 namespace {
 
 constexpr int64_t kBlock = 64;  // queries per block (measured fastest of 32, 64 and 128)
 
-// Row-major C (m x n) = alpha * op(A) op(B) + beta * C, op(A) m x k: column-major BLAS computing C^T.
-void gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha, const float* a,
-          int64_t lda, const float* b, int64_t ldb, float beta, float* c, int64_t ldc) {
-  const char op_b = trans_b ? 'T' : 'N', op_a = trans_a ? 'T' : 'N';
-  const int M = static_cast<int>(n), N = static_cast<int>(m), K = static_cast<int>(k);
-  const int LA = static_cast<int>(ldb), LB = static_cast<int>(lda), LC = static_cast<int>(ldc);
-  sgemm_(&op_b, &op_a, &M, &N, &K, &alpha, b, &LA, a, &LB, &beta, c, &LC);
-}
-
 using herd::exp16;
+using herd::gemm;
 using herd::lanes;
 
 float row_max(const float* row, int64_t begin, int64_t end) {

@@ -26,7 +26,7 @@ import torch
 from herd import native
 
 SOURCE = Path(__file__).with_name("cpu_attention.cpp")
-FLAGS = ["-O3", "-fopenmp", "-mavx512f", "-mfma"]
+FLAGS = native.AVX512F_FLAGS
 
 _built: list[bool] = []  # the answer of ``available``, once known
 
@@ -34,9 +34,7 @@ _built: list[bool] = []  # the answer of ``available``, once known
 @torch.compiler.assume_constant_result  # compiled code takes the answer as given, without tracing the build
 def available() -> bool:
     """Whether ``torch.ops.herd.causal_attention`` can run here; builds and loads it on the first call."""
-    if not _built:
-        _built.append(_build())
-    return _built[0]
+    return native.load_once(_built, SOURCE, FLAGS, ("avx512f",), _register)
 
 
 def applies(x: torch.Tensor) -> bool:
@@ -58,13 +56,10 @@ def causal_attention(
     return out
 
 
-def _build() -> bool:
-    if not native.load(SOURCE, FLAGS, cpu_flags=("avx512f",)):
-        return False
+def _register() -> None:
     torch.library.register_fake("herd::causal_attention")(_fake_forward)
     torch.library.register_fake("herd::causal_attention_backward")(_fake_backward)
     torch.library.register_autograd("herd::causal_attention", _backward, setup_context=_setup_context)
-    return True
 
 
 def _fake_forward(

@@ -11,8 +11,9 @@ gradients of the hidden states and of the output weight. The backward pass then
 only scales those by the incoming gradient. The matmul FLOPs are the same as
 the plain loss; the elementwise passes and the peak memory are not
 (the idea of Liger-Kernel's fused linear cross-entropy, written for PyTorch ops).
-In float32 on a CPU the softmax and gradient of each chunk run in herd's kernel
-(:mod:`herd.model.cpu_cross_entropy`), a row at a time in cache.
+In float32 on a CPU the whole loop runs in herd's kernel
+(:mod:`herd.model.cpu_cross_entropy`): the weight packed once for the logits
+products, each row's softmax and gradient computed in cache.
 """
 
 from __future__ import annotations
@@ -77,37 +78,21 @@ class _LinearCrossEntropy(torch.autograd.Function):
         needs_grad: bool,
     ) -> torch.Tensor:
         with torch.autocast(hidden.device.type, enabled=False):
-            w = weight.to(compute_dtype)
-            grad_hidden = torch.empty_like(hidden) if needs_grad else None
-            grad_weight = None
-            total = torch.zeros((), dtype=torch.float32, device=hidden.device)
-            fused = cpu_cross_entropy.applies(compute_dtype, hidden.device)
-            # One check per call (a device sync on GPUs) spares a pass over every chunk when nothing is ignored.
-            masked = not fused and bool((targets == ignore_index).any())
-            for start in range(0, hidden.shape[0], chunk_rows):
-                h = hidden[start : start + chunk_rows].to(compute_dtype)
-                t = targets[start : start + chunk_rows]
-                logits = h @ w.T
-                if fused:  # herd's kernel: the loss, and the gradient in place of the logits, row by row
-                    total += cpu_cross_entropy.softmax_cross_entropy_(logits, t, ignore_index, needs_grad)
-                    grad = logits
-                else:
-                    loss, grad = _softmax_cross_entropy(logits, t, ignore_index, masked, needs_grad)
-                    total += loss
-                if not needs_grad:
-                    continue
-                grad = grad.to(compute_dtype)
-                grad_hidden[start : start + chunk_rows] = grad @ w
-                if grad_weight is None:
-                    grad_weight = (grad.T @ h).float()
-                elif grad.dtype == torch.float32:
-                    grad_weight.addmm_(grad.T, h)
-                else:  # low-precision products, summed over the chunks in fp32
-                    grad_weight.add_(grad.T @ h)
+            if cpu_cross_entropy.applies(compute_dtype, hidden.device):
+                total, grad_hidden, grad_weight = cpu_cross_entropy.linear_cross_entropy(
+                    hidden.to(compute_dtype),
+                    weight.to(compute_dtype),
+                    targets,
+                    ignore_index,
+                    chunk_rows,
+                    needs_grad,
+                )
+            else:
+                total, grad_hidden, grad_weight = _chunked(
+                    hidden, weight, targets, ignore_index, chunk_rows, compute_dtype, needs_grad
+                )
         if needs_grad:
-            if grad_weight is None:  # no rows at all
-                grad_weight = torch.zeros_like(weight)
-            ctx.save_for_backward(grad_hidden, grad_weight.to(weight.dtype))
+            ctx.save_for_backward(grad_hidden.to(hidden.dtype), grad_weight.to(weight.dtype))
         return total
 
     @staticmethod
@@ -119,6 +104,44 @@ class _LinearCrossEntropy(torch.autograd.Function):
         # Scaled in place: these are this call's own buffers. A second backward through the same graph
         # (retain_graph) is refused by autograd's version check on saved tensors, not scaled twice.
         return grad_hidden.mul_(grad_output), grad_weight.mul_(grad_output), None, None, None, None, None
+
+
+def _chunked(
+    hidden: torch.Tensor,
+    weight: torch.Tensor,
+    targets: torch.Tensor,
+    ignore_index: int,
+    chunk_rows: int,
+    compute_dtype: torch.dtype,
+    needs_grad: bool,
+) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+    """The chunk loop in PyTorch ops: summed loss, and with ``needs_grad`` the gradients of
+    ``hidden`` and (fp32) ``weight``."""
+    w = weight.to(compute_dtype)
+    grad_hidden = torch.empty_like(hidden) if needs_grad else None
+    grad_weight = None
+    total = torch.zeros((), dtype=torch.float32, device=hidden.device)
+    # One check per call (a device sync on GPUs) spares a pass over every chunk when nothing is ignored.
+    masked = bool((targets == ignore_index).any())
+    for start in range(0, hidden.shape[0], chunk_rows):
+        h = hidden[start : start + chunk_rows].to(compute_dtype)
+        loss, grad = _softmax_cross_entropy(
+            h @ w.T, targets[start : start + chunk_rows], ignore_index, masked, needs_grad
+        )
+        total += loss
+        if grad_hidden is None:
+            continue
+        grad = grad.to(compute_dtype)
+        grad_hidden[start : start + chunk_rows] = grad @ w
+        if grad_weight is None:
+            grad_weight = (grad.T @ h).float()
+        elif grad.dtype == torch.float32:
+            grad_weight.addmm_(grad.T, h)
+        else:  # low-precision products, summed over the chunks in fp32
+            grad_weight.add_(grad.T @ h)
+    if needs_grad and grad_weight is None:  # no rows at all
+        grad_weight = torch.zeros_like(weight, dtype=torch.float32)
+    return total, grad_hidden, grad_weight
 
 
 def _softmax_cross_entropy(
