@@ -165,3 +165,18 @@ def test_model_takes_the_kernel_and_matches_sdpa(monkeypatch: pytest.MonkeyPatch
     # fp32 sums in another order: errors relative to each gradient's largest value
     for got, want in zip(grads, ref_grads, strict=True):
         assert (got - want).abs().max() <= 1e-5 * want.abs().max()
+
+
+@torch.no_grad()
+def test_autocast_keeps_the_document_mask(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Under CPU autocast the projections are bf16, so the kernel does not apply and the model builds
+    the dense document mask: the logits equal those of a run with the kernel switched off."""
+    model = Transformer(get_preset("llama3-tiny"))
+    model.init_weights(seed=0)
+    tokens = torch.randint(0, model.config.vocab_size, (1, 40), generator=torch.Generator().manual_seed(0))
+    doc_ids = torch.tensor([[0] * 15 + [1] * 25])
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert not cpu_attention.applies(torch.zeros(1))
+        logits = model(tokens, document_ids=doc_ids)
+        monkeypatch.setattr(cpu_attention, "_built", [False])
+        assert torch.equal(model(tokens, document_ids=doc_ids), logits)

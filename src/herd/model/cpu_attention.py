@@ -38,8 +38,14 @@ def available() -> bool:
 
 
 def applies(x: torch.Tensor) -> bool:
-    """Whether the kernel serves attention over activations like ``x`` (float32, on a CPU, kernel built)."""
-    return x.device.type == "cpu" and x.dtype == torch.float32 and available()
+    """Whether the kernel serves attention over activations like ``x``: float32 on a CPU, outside
+    autocast (whose products would hand the attention another dtype), with the kernel built."""
+    return (
+        x.device.type == "cpu"
+        and x.dtype == torch.float32
+        and not torch.is_autocast_enabled("cpu")
+        and available()
+    )
 
 
 def causal_attention(
