@@ -34,20 +34,14 @@ def _register() -> None:
     torch.library.register_fake("herd::linear_cross_entropy")(_fake)
 
 
-def _fake(
-    hidden: torch.Tensor,
-    weight: torch.Tensor,
-    targets: torch.Tensor,
-    ignore_index: int,
-    chunk_rows: int,
-    needs_grad: bool,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    rows = hidden.shape[0] if needs_grad else 0
-    vocab = weight.shape[0] if needs_grad else 0
+def _fake(hidden: torch.Tensor, weight: torch.Tensor, *args: object) -> tuple[torch.Tensor, ...]:
+    """The operator's outputs for tracing; ``args`` end with ``needs_grad`` (no gradients: empty)."""
+    needs_grad = bool(args[-1])
+    dim = hidden.shape[1]
     return (
         hidden.new_empty(()),
-        hidden.new_empty(rows, hidden.shape[1]),
-        hidden.new_empty(vocab, hidden.shape[1]),
+        hidden.new_empty(hidden.shape[0] if needs_grad else 0, dim),
+        hidden.new_empty(weight.shape[0] if needs_grad else 0, dim),
     )
 
 

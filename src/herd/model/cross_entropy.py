@@ -89,7 +89,7 @@ class _LinearCrossEntropy(torch.autograd.Function):
                 )
             else:
                 total, grad_hidden, grad_weight = _chunked(
-                    hidden, weight, targets, ignore_index, chunk_rows, compute_dtype, needs_grad
+                    hidden, weight.to(compute_dtype), targets, ignore_index, chunk_rows, needs_grad
                 )
         if needs_grad:
             ctx.save_for_backward(grad_hidden.to(hidden.dtype), grad_weight.to(weight.dtype))
@@ -108,16 +108,15 @@ class _LinearCrossEntropy(torch.autograd.Function):
 
 def _chunked(
     hidden: torch.Tensor,
-    weight: torch.Tensor,
+    w: torch.Tensor,
     targets: torch.Tensor,
     ignore_index: int,
     chunk_rows: int,
-    compute_dtype: torch.dtype,
     needs_grad: bool,
 ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
-    """The chunk loop in PyTorch ops: summed loss, and with ``needs_grad`` the gradients of
-    ``hidden`` and (fp32) ``weight``."""
-    w = weight.to(compute_dtype)
+    """The chunk loop in PyTorch ops, the products in ``w``'s dtype: summed loss, and with ``needs_grad``
+    the gradients of ``hidden`` and (fp32) of the weight."""
+    compute_dtype = w.dtype
     grad_hidden = torch.empty_like(hidden) if needs_grad else None
     grad_weight = None
     total = torch.zeros((), dtype=torch.float32, device=hidden.device)
@@ -140,7 +139,7 @@ def _chunked(
         else:  # low-precision products, summed over the chunks in fp32
             grad_weight.add_(grad.T @ h)
     if needs_grad and grad_weight is None:  # no rows at all
-        grad_weight = torch.zeros_like(weight, dtype=torch.float32)
+        grad_weight = torch.zeros_like(w, dtype=torch.float32)
     return total, grad_hidden, grad_weight
 
 
