@@ -39,39 +39,23 @@
 #include <tuple>
 #include <vector>
 
-#include "avx512_exp.h"
+#include "avx512_math.h"
 #include "blas.h"
 
 namespace {
 
 constexpr int64_t kBlock = 64;  // queries per block (measured fastest of 32, 64 and 128)
 
-using herd::exp16;
+using herd::exp_sum;
 using herd::gemm;
 using herd::lanes;
-
-float row_max(const float* row, int64_t begin, int64_t end) {
-  __m512 acc = _mm512_set1_ps(-INFINITY);
-  for (int64_t j = begin; j < end; j += 16) {
-    const __mmask16 m = lanes(end - j);
-    acc = _mm512_mask_max_ps(acc, m, acc, _mm512_maskz_loadu_ps(m, row + j));
-  }
-  return _mm512_reduce_max_ps(acc);
-}
+using herd::row_max;
 
 // row[j] <- exp(row[j] - shift) for j in [begin, end), 0 for the other j in [0, n); returns the sum.
 float exp_row(float* row, int64_t n, int64_t begin, int64_t end, float shift) {
   std::fill(row, row + begin, 0.f);
   std::fill(row + end, row + n, 0.f);
-  const __m512 s = _mm512_set1_ps(shift);
-  __m512 acc = _mm512_setzero_ps();
-  for (int64_t j = begin; j < end; j += 16) {
-    const __mmask16 m = lanes(end - j);
-    const __m512 e = exp16(_mm512_sub_ps(_mm512_maskz_loadu_ps(m, row + j), s));
-    _mm512_mask_storeu_ps(row + j, m, e);
-    acc = _mm512_add_ps(acc, _mm512_maskz_mov_ps(m, e));
-  }
-  return _mm512_reduce_add_ps(acc);
+  return exp_sum(row, begin, end, shift, true);
 }
 
 // One head's rows: element (i, d) at data[i * stride + d].

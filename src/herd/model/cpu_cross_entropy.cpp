@@ -27,33 +27,21 @@
 #include <tuple>
 #include <vector>
 
-#include "avx512_exp.h"
+#include "avx512_math.h"
 #include "blas.h"
 
 namespace {
 
-using herd::exp16;
+using herd::exp_sum;
 using herd::gemm;
 using herd::lanes;
+using herd::row_max;
 
 // The row's loss; with write_grad the row becomes softmax(row) - onehot(target).
 double row_loss(float* row, int64_t n, int64_t target, bool write_grad) {
   const float picked = row[target];
-  __m512 mx16 = _mm512_set1_ps(-INFINITY);
-  for (int64_t j = 0; j < n; j += 16) {
-    const __mmask16 m = lanes(n - j);
-    mx16 = _mm512_mask_max_ps(mx16, m, mx16, _mm512_maskz_loadu_ps(m, row + j));
-  }
-  const float mx = _mm512_reduce_max_ps(mx16);
-  const __m512 shift = _mm512_set1_ps(mx);
-  __m512 sum16 = _mm512_setzero_ps();
-  for (int64_t j = 0; j < n; j += 16) {
-    const __mmask16 m = lanes(n - j);
-    const __m512 e = exp16(_mm512_sub_ps(_mm512_maskz_loadu_ps(m, row + j), shift));
-    if (write_grad) _mm512_mask_storeu_ps(row + j, m, e);
-    sum16 = _mm512_add_ps(sum16, _mm512_maskz_mov_ps(m, e));
-  }
-  const float sum = _mm512_reduce_add_ps(sum16);
+  const float mx = row_max(row, 0, n);
+  const float sum = exp_sum(row, 0, n, mx, write_grad);
   if (write_grad) {
     const __m512 inv = _mm512_set1_ps(1.f / sum);
     for (int64_t j = 0; j < n; j += 16) {
