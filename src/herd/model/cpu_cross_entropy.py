@@ -26,7 +26,7 @@ _built: list[bool] = []  # the answer of ``available``, once known
 
 @torch.compiler.assume_constant_result  # compiled code takes the answer as given, without tracing the build
 def available() -> bool:
-    """Whether ``torch.ops.herd.softmax_cross_entropy_`` can run here; builds and loads it on the first call."""
+    """Whether ``torch.ops.herd.linear_cross_entropy`` can run here; builds and loads it on the first call."""
     return native.load_once(_built, SOURCE, FLAGS, ("avx512f",), _register)
 
 

@@ -63,12 +63,24 @@ def clip_grad_norm(model: nn.Module, max_norm: float, mixed_dtensor: bool) -> fl
     by 1 (``clip_grad_norm_`` would: a pass over every gradient, 1% of a CPU step).
     """
     grads = [p.grad for p in model.parameters() if p.grad is not None]
-    if not mixed_dtensor:
+    norm = None
+    if mixed_dtensor:
+        squares = []
+        for grad in grads:
+            part = torch.linalg.vector_norm(grad, dtype=torch.float32)
+            squares.append((part.full_tensor() if isinstance(part, DTensor) else part).square())
+        total = float(torch.stack(squares).sum().sqrt())
+    else:
         norm = nn.utils.get_total_norm(grads)
         total = float(norm.full_tensor() if isinstance(norm, DTensor) else norm)
-        if max_norm / (total + 1e-6) < 1.0:
+    coef = max_norm / (total + 1e-6)
+    if coef < 1.0:
+        if norm is not None:  # fused over the whole list, plain or FSDP-sharded
             nn.utils.clip_grads_with_norm_(model.parameters(), max_norm, norm)
-        return total
+        else:
+            for grad in grads:
+                grad.mul_(coef)
+    return total
     squares = []
     for grad in grads:
         norm = torch.linalg.vector_norm(grad, dtype=torch.float32)
