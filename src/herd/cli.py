@@ -3,14 +3,18 @@
 A subcommand module exposes ``register(subparsers)`` which adds its parser(s)
 and sets ``func`` to a callable taking the parsed ``argparse.Namespace`` and
 returning an exit code. Errors caused by input are :class:`herd.errors.HerdError`
-and are printed as one line (``herd: error: ...``) with exit code 2.
+(or ``OSError``) and are printed as one line (``herd: error: ...``) with exit
+code 2; see :func:`main` for the others.
 """
 
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
+import os
 import sys
+import traceback
 from collections.abc import Sequence
 
 from herd import __version__
@@ -47,20 +51,84 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``herd`` console script."""
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    if not getattr(args, "func", None):
-        parser.print_help()
-        return 2
+    """Entry point of the ``herd`` console script: every failure is one line on stderr.
+
+    Exit codes: 0 success, 2 bad input (a :class:`HerdError`, an ``OSError``
+    such as a read-only or full destination, invalid UTF-8, a bad flag), 130
+    interrupted (Ctrl-C at any moment, start-up included), 1 an internal error
+    (a bug: one line, the traceback only with ``HERD_TRACEBACK=1``).
+    """
     try:
+        parser = build_parser()
+        args = parser.parse_args(argv)
+        if not getattr(args, "func", None):
+            parser.print_help()
+            return 2
         return int(args.func(args) or 0)
-    except HerdError as exc:
-        print(f"herd: error: {exc}", file=sys.stderr)
-        return 2
     except KeyboardInterrupt:
-        print("herd: interrupted", file=sys.stderr)
+        _error("interrupted")
         return 130
+    except SystemExit as exc:
+        return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 2)
+    except BrokenPipeError:
+        _quiet_stdout()
+        return 0
+    except BaseException as exc:  # library errors that are not Exception subclasses too (DCP's)
+        code, message = describe(exc)
+        if code == 1 and os.environ.get("HERD_TRACEBACK"):
+            traceback.print_exc()
+        _error(message)
+        return code
+
+
+def describe(exc: BaseException) -> tuple[int, str]:
+    """The exit code and one-line message for an exception that ends a command."""
+    if isinstance(exc, HerdError):
+        return 2, _one_line(str(exc))
+    if isinstance(exc, UnicodeDecodeError):
+        return 2, f"input is not valid UTF-8 (byte 0x{exc.object[exc.start]:02x} at offset {exc.start})"
+    if isinstance(exc, OSError):
+        return 2, _one_line(describe_os_error(exc))
+    if isinstance(exc, MemoryError):
+        return 2, "out of memory (try a smaller model, batch or --dtype bf16)"
+    hint = "rerun with HERD_TRACEBACK=1 for the traceback"
+    return 1, f"internal error: {type(exc).__name__}: {_one_line(str(exc))} ({hint})"
+
+
+def describe_os_error(exc: OSError) -> str:
+    """``PATH: problem`` for a failed file operation (read-only, full disk, missing, wrong kind)."""
+    reasons = {
+        errno.ENOSPC: "no space left on the device",
+        errno.EDQUOT: "disk quota exceeded",
+        errno.EROFS: "the file system is read-only",
+        errno.EACCES: "permission denied",
+        errno.EPERM: "operation not permitted",
+        errno.ENOENT: "no such file or directory",
+        errno.ENOTDIR: "a file is in the way where a directory is expected",
+        errno.EISDIR: "is a directory, expected a file",
+        errno.EEXIST: "already exists",
+        errno.ENOTEMPTY: "directory is not empty",
+    }
+    reason = reasons.get(exc.errno or -1, exc.strerror or str(exc) or type(exc).__name__)
+    paths = [str(p) for p in (exc.filename, exc.filename2) if p is not None]
+    return f"{' -> '.join(paths)}: {reason}" if paths else reason
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split()) or "(no message)"
+
+
+def _error(message: str) -> None:
+    try:
+        print(f"herd: error: {message}", file=sys.stderr)
+    except (OSError, ValueError):
+        pass
+
+
+def _quiet_stdout() -> None:
+    """After a closed pipe (``herd ... | head``), send the rest of stdout nowhere so exit is quiet."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
 
 
 if __name__ == "__main__":
