@@ -16,6 +16,7 @@ import os
 import sys
 import traceback
 from collections.abc import Sequence
+from typing import NoReturn
 
 from herd import __version__
 from herd.errors import HerdError
@@ -31,9 +32,20 @@ SUBCOMMAND_MODULES = (
 )
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse with one-line errors: ``herd generate: error: argument --top-p: ... (see --help)``.
+
+    Subcommand parsers are made with the parent's class, so every command in
+    the tree reports a bad flag the same way, without the multi-line usage.
+    """
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The top-level parser with every available subcommand."""
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="herd",
         description="The Llama family recipe: data, tokenizers, models, checkpoints, training, inference.",
     )
@@ -68,8 +80,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         _error("interrupted")
         return 130
-    except SystemExit as exc:
-        return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 2)
+    except SystemExit:  # argparse's --help and one-line flag errors carry their own exit code
+        raise
     except BrokenPipeError:
         _quiet_stdout()
         return 0
@@ -119,10 +131,7 @@ def _one_line(text: str) -> str:
 
 
 def _error(message: str) -> None:
-    try:
-        print(f"herd: error: {message}", file=sys.stderr)
-    except (OSError, ValueError):
-        pass
+    print(f"herd: error: {message}", file=sys.stderr)
 
 
 def _quiet_stdout() -> None:

@@ -13,6 +13,7 @@ import json
 import sys
 from typing import TextIO
 
+from herd.argtypes import device
 from herd.errors import HerdError
 from herd.infer.chat_session import ChatSession
 from herd.infer.completion import Completion, generate
@@ -21,6 +22,7 @@ from herd.infer.generate import check_max_new_tokens, generate_ids
 from herd.infer.loading import check_model_spec, load_for_inference
 from herd.infer.quantize import INT4_GROUP_SIZES, QUANT_MODES
 from herd.infer.sampling import SamplingParams
+from herd.stdin import read_stdin, read_stdin_line
 from herd.tokenizer.base import Tokenizer
 
 MODEL_HELP = (
@@ -61,7 +63,7 @@ def _add_model_args(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="torch.compile the decode step (slow first tokens; on a GPU also captured as a CUDA graph)",
     )
-    parser.add_argument("--device", default="cpu", help="torch device (default cpu)")
+    parser.add_argument("--device", type=device, default="cpu", help="cpu, cuda, cuda:N or mps (default cpu)")
 
 
 def _add_sampling_args(parser: argparse.ArgumentParser, max_new_tokens: int, default_mode: str) -> None:
@@ -188,7 +190,7 @@ def _write(stream: TextIO, text: str) -> None:
 
 
 def _generate(args: argparse.Namespace) -> int:
-    prompt = sys.stdin.read() if args.prompt == "-" else args.prompt
+    prompt = read_stdin() if args.prompt == "-" else args.prompt
     if not prompt:
         raise HerdError("the prompt is empty")
     check_max_new_tokens(args.max_new_tokens)
@@ -235,7 +237,7 @@ def _chat(args: argparse.Namespace) -> int:
         while True:
             if interactive:
                 _write(sys.stderr, "> ")
-            line = sys.stdin.readline()
+            line = read_stdin_line()
             if not line:
                 break
             message = line.rstrip("\n")

@@ -6,6 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
+from herd.argtypes import positive_int
 from herd.errors import HerdError
 from herd.model.config import ModelConfig
 from herd.model.info import model_info
@@ -23,7 +24,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "in bf16 and weight memory at fp32/bf16/int8/int4.",
     )
     info.add_argument("model", metavar="PRESET_OR_PATH", help="a preset name or a checkpoint path")
-    info.add_argument("--seq-len", type=int, default=None, help="context for the attention FLOPs")
+    info.add_argument("--seq-len", type=positive_int, default=None, help="context for the attention FLOPs")
     info.add_argument("--json", action="store_true", help="print one JSON object")
     info.set_defaults(func=_info)
     presets = model_sub.add_parser("presets", help="list the preset names")

@@ -5,16 +5,17 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
-import sys
 from pathlib import Path
 
 from tqdm import tqdm
 
+from herd.argtypes import non_negative_float, non_negative_int, positive_int
+from herd.stdin import read_stdin
 from herd.tokenizer.base import Tokenizer, TokenizerError, as_text
 from herd.tokenizer.corpus import iter_documents, total_bytes
 from herd.tokenizer.load import load_tokenizer
 from herd.tokenizer.tiktoken_engine import NUM_LLAMA3_SPECIALS
-from herd.tokenizer.train import STYLES, train_tokenizer
+from herd.tokenizer.train import STYLES, check_output_dir, train_tokenizer
 
 TOKENIZER_HELP = "a tokenizer file (tokenizer.model, tokenizer.json, .gguf) or a model directory"
 
@@ -60,16 +61,24 @@ def register(sub: argparse._SubParsersAction) -> None:
     train.add_argument(
         "--style", required=True, choices=STYLES, help="llama2 (SentencePiece) or llama3 (tiktoken)"
     )
-    train.add_argument("--vocab-size", type=int, required=True, help="pieces (llama2) or BPE ranks (llama3)")
+    train.add_argument(
+        "--vocab-size", type=positive_int, required=True, help="pieces (llama2) or BPE ranks (llama3)"
+    )
     train.add_argument(
         "--special", action="append", default=[], metavar="TOKEN", help="an extra special token (repeatable)"
     )
     train.add_argument(
-        "--num-special", type=int, default=NUM_LLAMA3_SPECIALS, help="llama3: size of the special-token table"
+        "--num-special",
+        type=non_negative_int,
+        default=NUM_LLAMA3_SPECIALS,
+        help="llama3: size of the special-token table",
     )
     train.add_argument("--field", default="text", help="JSONL/Parquet field holding the text (default: text)")
     train.add_argument(
-        "--heldout", type=float, default=0.01, help="fraction of documents held out (default 0.01)"
+        "--heldout",
+        type=non_negative_float,
+        default=0.01,
+        help="fraction of documents held out (default 0.01)",
     )
     train.add_argument(
         "--reference", default=None, help="tokenizer to compare with (default: official Llama 3)"
@@ -96,7 +105,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     decode = tok_sub.add_parser("decode", help="print the text of ids", description="Decode IDS to text.")
     decode.add_argument("tokenizer", metavar="TOKENIZER", help=TOKENIZER_HELP)
-    decode.add_argument("ids", nargs="+", type=int, metavar="ID")
+    decode.add_argument("ids", nargs="+", type=non_negative_int, metavar="ID")
     decode.set_defaults(func=_decode)
 
     info = tok_sub.add_parser(
@@ -111,6 +120,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _train(args: argparse.Namespace) -> int:
+    check_output_dir(args.out)
     reference = args.reference or official_llama3()
     references = [load_tokenizer(reference)] if reference else []
     with tqdm(
@@ -141,7 +151,7 @@ def _read_input(args: argparse.Namespace) -> str:
         except OSError as exc:
             raise TokenizerError(f"{args.file}: cannot read ({exc.strerror})") from None
         return as_text(data, args.file)
-    return as_text(sys.stdin.buffer.read(), "stdin")
+    return read_stdin()
 
 
 def _encode(args: argparse.Namespace) -> int:

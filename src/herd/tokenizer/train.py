@@ -193,6 +193,14 @@ def _train_llama3(
     return TiktokenTokenizer.from_file(out / "tokenizer.model", table)
 
 
+def check_output_dir(out_dir: str | Path) -> Path:
+    """``out_dir`` as a path, refused before any work when a file stands in its place."""
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise TokenizerError(f"{out}: exists and is not a directory")
+    return out
+
+
 def train_tokenizer(
     inputs: Iterable[str],
     out_dir: str | Path,
@@ -213,9 +221,7 @@ def train_tokenizer(
     """
     if style not in STYLES:
         raise TokenizerError(f"unknown tokenizer style {style!r} (expected {' or '.join(STYLES)})")
-    out = Path(out_dir)
-    if out.exists() and not out.is_dir():
-        raise TokenizerError(f"{out}: exists and is not a directory")
+    out = check_output_dir(out_dir)
     split = _Split(heldout, on_bytes)
     training = split.training(inputs)
     first = next(training, None)

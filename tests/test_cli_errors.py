@@ -1,0 +1,219 @@
+"""Bad invocations across every command: exit 2 (130 for Ctrl-C), one or two stderr lines, no traceback.
+
+Each case is a command line plus the files it needs; the test runs it through
+``herd.cli.main`` and also checks that nothing in the working directory changed
+(a refused command never writes or deletes). Interrupts and standard input run
+the real console entry point in a subprocess.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from herd.cli import main
+
+Setup = Callable[[Path], None]
+
+
+def _bad_config(root: Path) -> None:
+    model = root / "model"
+    model.mkdir()
+    (model / "config.json").write_text(json.dumps({"model_type": "llama", "hidden_size": "big"}))
+
+
+def _not_json(root: Path) -> None:
+    (root / "model").mkdir()
+    (root / "model" / "config.json").write_text("{ not json")
+
+
+def _gguf_in_dir(root: Path) -> None:
+    (root / "m").mkdir()
+    (root / "m" / "model.gguf").write_bytes(b"GGUF" + b"\0" * 60)
+
+
+def _user_dir(root: Path) -> None:
+    (root / "notes").mkdir()
+    (root / "notes" / "thesis.txt").write_text("two years of work\n")
+
+
+def _pretrain_toml(root: Path) -> None:
+    (root / "run.toml").write_text('[optim]\nlr = "fast"\n')
+
+
+def _recipe(root: Path) -> None:
+    (root / "recipe.toml").write_text("workers = [1, 2]\n")
+
+
+def _text(root: Path) -> None:
+    (root / "a.txt").write_text("hello world\n\nsecond document\n")
+
+
+def _nothing(root: Path) -> None:
+    return None
+
+
+TINY = ["llama2-tiny", "--random", "--prompt", "hi"]
+
+CASES: list[tuple[str, Setup, list[str]]] = [
+    ("unknown command", _nothing, ["frobnicate"]),
+    ("unknown flag", _nothing, ["model", "info", "llama3-tiny", "--frob"]),
+    ("model info: no such preset or path", _nothing, ["model", "info", "llama9-huge"]),
+    ("model info: negative --seq-len", _nothing, ["model", "info", "llama3-tiny", "--seq-len", "-5"]),
+    ("model info: config of the wrong type", _bad_config, ["model", "info", "model"]),
+    ("model info: config not JSON", _not_json, ["model", "info", "model"]),
+    ("generate: device that does not exist", _nothing, ["generate", *TINY, "--device", "banana"]),
+    ("generate: CUDA on a CPU machine", _nothing, ["generate", *TINY, "--device", "cuda:7"]),
+    ("generate: negative length", _nothing, ["generate", *TINY, "--max-new-tokens", "-1"]),
+    ("generate: top-p above 1", _nothing, ["generate", *TINY, "--top-p", "2"]),
+    ("generate: negative temperature", _nothing, ["generate", *TINY, "--temperature", "-1"]),
+    ("generate: top-k 0", _nothing, ["generate", *TINY, "--top-k", "0"]),
+    ("generate: not a number", _nothing, ["generate", *TINY, "--temperature", "warm"]),
+    ("generate: missing model", _nothing, ["generate", "nowhere/model.gguf", "--prompt", "hi"]),
+    ("generate: empty prompt", _nothing, ["generate", "llama2-tiny", "--random", "--prompt", ""]),
+    ("chat: unknown preset", _nothing, ["chat", "llama9-tiny", "--random"]),
+    ("tokenizer encode: no such tokenizer", _nothing, ["tokenizer", "encode", "--bos", "TEXT"]),
+    ("tokenizer decode: negative id", _nothing, ["tokenizer", "decode", "tok.model", "--", "-5"]),
+    ("tokenizer train: vocab 0", _text, ["tokenizer", "train", "--style", "llama2", "--vocab-size", "0"]),
+    (
+        "tokenizer train: output is a file",
+        _text,
+        ["tokenizer", "train", "a.txt", "-o", "a.txt", "--style", "llama3", "--vocab-size", "300"],
+    ),
+    ("tokenizer info: a directory with nothing", _user_dir, ["tokenizer", "info", "notes"]),
+    ("convert: no --to", _gguf_in_dir, ["convert", "m/model.gguf", "out"]),
+    ("convert: into the source's directory", _gguf_in_dir, ["convert", "m/model.gguf", "m", "--to", "hf"]),
+    ("convert: into a user's directory", _gguf_in_dir, ["convert", "m/model.gguf", "notes", "--to", "hf"]),
+    ("convert: zero shards", _gguf_in_dir, ["convert", "m/model.gguf", "o", "--to", "meta", "--shards", "0"]),
+    ("convert: missing source", _nothing, ["convert", "none", "out", "--to", "hf"]),
+    ("convert: truncated GGUF", _gguf_in_dir, ["convert", "m/model.gguf", "out", "--to", "hf"]),
+    ("pretrain: missing config", _nothing, ["pretrain", "nope.toml"]),
+    ("pretrain: value of the wrong type", _pretrain_toml, ["pretrain", "run.toml"]),
+    ("pretrain: negative restarts", _pretrain_toml, ["pretrain", "run.toml", "--max-restarts", "-1"]),
+    ("pretrain: bad --set", _pretrain_toml, ["pretrain", "run.toml", "--set", "optim.lr"]),
+    (
+        "data build: zero workers",
+        _recipe,
+        ["data", "build", "recipe.toml", "--output", "o", "--workers", "0"],
+    ),
+    ("data build: recipe of the wrong type", _recipe, ["data", "build", "recipe.toml", "--output", "o"]),
+    ("data build: missing recipe", _nothing, ["data", "build", "none.toml", "--output", "o"]),
+    ("data stats: not a build", _user_dir, ["data", "stats", "notes"]),
+    ("data train-lm: order 0", _text, ["data", "train-lm", "a.txt", "--order", "0", "--output", "lm.arpa"]),
+]
+
+
+def _snapshot(root: Path) -> dict[str, str]:
+    """Every file under ``root`` (hidden ones too) with a hash of its bytes."""
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
+
+
+@pytest.mark.parametrize(("setup", "argv"), [c[1:] for c in CASES], ids=[c[0] for c in CASES])
+def test_bad_invocation_is_one_line_and_changes_nothing(
+    setup: Setup,
+    argv: list[str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    setup(tmp_path)
+    if not (tmp_path / "notes").exists():
+        _user_dir(tmp_path)  # every case runs beside a user's files, which must stay as they are
+    before = _snapshot(tmp_path)
+    try:
+        code = main(argv)
+    except (
+        SystemExit
+    ) as exc:  # argparse's flag errors exit from inside main, as they do for the console script
+        code = exc.code
+    err = capsys.readouterr().err
+    assert code == 2, err
+    lines = err.strip().split("\n")  # a progress bar redrawn with carriage returns is one line
+    assert 1 <= len(lines) <= 2 and "error" in lines[-1], err
+    assert "Traceback" not in err and "internal error" not in err
+    assert _snapshot(tmp_path) == before
+
+
+HERD = [str(Path(sys.executable).parent / "herd")]  # the console script a user runs
+
+
+def _herd(*argv: str, stdin: bytes = b"", env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [*HERD, *argv],
+        input=stdin,
+        capture_output=True,
+        env={**os.environ, **(env or {})},
+        timeout=120,
+    )
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["generate", "llama2-tiny", "--random", "--prompt", "-"],
+        ["tokenizer", "encode", "{tokenizer}"],
+    ],
+    ids=["generate --prompt -", "tokenizer encode"],
+)
+def test_invalid_utf8_on_stdin_is_named(argv: list[str], llama3_tokenizer_dir: Path) -> None:
+    argv = [a.format(tokenizer=llama3_tokenizer_dir / "tokenizer.model") for a in argv]
+    result = _herd(*argv, stdin=b"caf\xc3 au lait", env={"LANG": "C", "LC_ALL": "C"})
+    err = result.stderr.decode()
+    assert result.returncode == 2, err
+    assert err.strip() == "herd: error: standard input is not valid UTF-8 (byte 0xc3 at offset 3)"
+
+
+@pytest.mark.parametrize("delay", [0.05, 0.3, 1.5], ids=["importing", "building the parser", "generating"])
+def test_ctrl_c_exits_130_without_a_traceback(delay: float) -> None:
+    """SIGINT while herd imports its command tree (PyTorch), or while it works, is exit 130 and one line."""
+    process = subprocess.Popen(
+        [*HERD, "generate", "llama2-tiny", "--random", "--prompt", "hi", "--max-new-tokens", "100000000"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    time.sleep(delay)
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=60)
+    assert process.returncode == 130, err.decode()
+    assert b"Traceback" not in err and err.decode().strip().endswith("herd: error: interrupted")
+
+
+def test_internal_error_is_one_line_exit_1(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A bug (not bad input) is still one line, exit 1, with the way to see the traceback."""
+    import herd.model.cli
+
+    def broken(spec: str) -> None:
+        raise ZeroDivisionError("division by zero")
+
+    monkeypatch.setattr(herd.model.cli, "resolve_config", broken)
+    assert main(["model", "info", "llama3-tiny"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err == (
+        "herd: error: internal error: ZeroDivisionError: division by zero "
+        "(rerun with HERD_TRACEBACK=1 for the traceback)"
+    )
+
+
+def test_closed_pipe_is_quiet() -> None:
+    """``herd model presets | head -1``: the reader leaving early is not an error."""
+    process = subprocess.Popen([*HERD, "model", "presets"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert process.stdout is not None
+    process.stdout.close()
+    err = process.stderr.read() if process.stderr else b""
+    assert process.wait(timeout=60) == 0 and b"Traceback" not in err
