@@ -110,7 +110,7 @@ def test_wikipedia_corrupt_bz2_and_bad_xml(tmp_path: Path) -> None:
     )
     reader = WikipediaReader()
     assert list(reader.read_files(sorted(tmp_path.iterdir()))) == []
-    assert reader.stats.dropped == {"corrupt_file": 1, "invalid_xml": 1}
+    assert reader.stats.dropped == {"truncated_file": 1, "invalid_xml": 1}
 
 
 def test_gutenberg_header_and_footer() -> None:

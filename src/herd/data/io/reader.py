@@ -1,9 +1,13 @@
 """The base of every reader: bad records are counted, logged with file and offset, and skipped.
 
-A reader never lets one bad record end a run (issue 5 §7): a corrupt gzip or
-bz2 stream, a truncated record, invalid UTF-8, an oversized record or an empty
-document is counted under a drop reason in the reader's stats, logged as
-``file@offset: reason``, and reading goes on with the next record or file.
+A reader never lets one bad record end a run (issue 5 §7): a truncated or
+corrupt compressed file (``truncated_file``, ``corrupt_file``; the same for
+gzip, bz2, xz and zstd, see :mod:`herd.data.io.compression`), a truncated
+record, invalid UTF-8, an oversized record or an empty document is counted
+under a drop reason in the reader's stats, logged as ``file@offset: reason``,
+and reading goes on with the next record or file. For a damaged file the
+offset is the number of decompressed bytes read before the damage; the
+documents completed before it are kept.
 """
 
 from __future__ import annotations
@@ -11,10 +15,11 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import Any
 
 from herd.data.document import Document
 from herd.data.errors import DataInputError
-from herd.data.io.compression import COMPRESSION_ERRORS
+from herd.data.io.compression import COMPRESSION_ERRORS, CORRUPT, DamagedFileError
 from herd.data.stats import StepStats
 
 log = logging.getLogger("herd.data")
@@ -27,6 +32,8 @@ class Reader:
     """Turns files into documents; subclasses implement :meth:`read` and call :meth:`bad` / :meth:`emit`."""
 
     name: str = "reader"
+    # The reader's recipe name and arguments, set by herd.data.recipe.registry (see Step.identity).
+    identity: dict[str, Any] | None = None
 
     def __init__(self, source: str = "", max_record_bytes: int = MAX_RECORD_BYTES) -> None:
         self.source = source
@@ -44,8 +51,10 @@ class Reader:
             self.offset = 0
             try:
                 yield from self.read(Path(path))
+            except DamagedFileError as exc:
+                self.bad(path, exc.offset, exc.reason, exc.detail)
             except (*COMPRESSION_ERRORS, DataInputError) as exc:
-                self.bad(path, self.offset, "corrupt_file", str(exc))
+                self.bad(path, self.offset, CORRUPT, str(exc))
 
     def emit(self, doc: Document, path: str | Path) -> Document | None:
         """Count ``doc``; ``None`` (and a drop) when its text is empty."""

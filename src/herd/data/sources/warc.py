@@ -1,6 +1,8 @@
 """CommonCrawl WARC (HTML responses → text) and WET (already extracted text) readers (Llama 1 §2.1).
 
-Records are read with FastWARC. Each document carries ``url``, ``date``
+Records are read with FastWARC from herd's decompressed stream
+(:func:`herd.data.io.compression.open_read`), so a truncated or corrupt
+compressed file is reported as for every other reader. Each document carries ``url``, ``date``
 (WARC-Date) and ``warc_record_id`` metadata. A record whose payload is shorter
 than its Content-Length (a truncated file) is dropped as ``truncated_record``;
 pages that are not HTML, cannot be decoded or extract to nothing are dropped
@@ -41,20 +43,23 @@ class WarcReader(Reader):
         from fastwarc.warc import ArchiveIterator, WarcRecordType
 
         kind = getattr(WarcRecordType, self.record_type)
-        # FastWARC decompresses gzip and zstd natively; other compressions go through Python.
-        source = open_read(path) if path.name.endswith(".bz2") else str(path)
-        for record in ArchiveIterator(source, record_types=kind, parse_http=False, fsspec_args=False):
-            self.offset = record.stream_pos
-            block = record.reader.read()
-            if len(block) < record.content_length:
-                self.bad(
-                    path, self.offset, "truncated_record", f"{len(block)} of {record.content_length} bytes"
-                )
-                continue
-            if (doc := self.to_document(record, block, path)) is not None and (
-                kept := self.emit(doc, path)
-            ) is not None:
-                yield kept
+        # Decompressed by herd rather than FastWARC, which ends a truncated or corrupt stream silently.
+        with open_read(path) as source:
+            for record in ArchiveIterator(source, record_types=kind, parse_http=False, fsspec_args=False):
+                self.offset = record.stream_pos
+                block = record.reader.read()
+                if len(block) < record.content_length:
+                    self.bad(
+                        path,
+                        self.offset,
+                        "truncated_record",
+                        f"{len(block)} of {record.content_length} bytes",
+                    )
+                    continue
+                if (doc := self.to_document(record, block, path)) is not None and (
+                    kept := self.emit(doc, path)
+                ) is not None:
+                    yield kept
 
     def to_document(self, record, block: bytes, path: Path) -> Document | None:  # type: ignore[no-untyped-def]
         """The document of one response record (HTTP head and HTML body), or ``None`` after counting why not."""
