@@ -33,6 +33,28 @@ def test_shipped_configs_load() -> None:
         ("[optim]\nlr = 'fast'\n", "optim.lr: expected float"),
         ("[train]\nactivation_checkpointing = 'some'\n", "not one of 'none', 'selective', 'full'"),
         ("[train]\nsteps = 0\n", "train.steps must be positive"),
+        ("[optim]\nlr = 'abc'\n", "optim.lr: expected float, got 'abc'"),
+        ("[optim]\nlr = inf\n", "optim.lr: expected a finite number, got inf"),
+        ("[train]\nsteps = -3\n", "train.steps must be positive"),
+        ("[train]\nsteps = 2.5\n", "train.steps: expected int, got 2.5"),
+        ("[train]\ndevice = 'tpu'\n", "train.device: 'tpu' is not one of 'auto', 'cpu', 'cuda'"),
+        ("[log]\nevery = 0\n", "log.every must be positive"),
+        ("[model]\npreset = 'llama3-tiny'\ndim = 1.5\n", r"model\.dim: expected int, got 1\.5"),
+        (
+            "[model]\npreset = 'llama3-tiny'\nn_kv_heads = 'two'\n",
+            "model.n_kv_heads: expected int, got 'two'",
+        ),
+        (
+            "[model]\npreset = 'llama3-tiny'\ntie_embeddings = 1\n",
+            "model.tie_embeddings: expected bool, got 1",
+        ),
+        (
+            "[model]\npreset = 'llama3-tiny'\nrope_scaling = {factor = 'x'}\n",
+            "model.rope_scaling.factor: expected float",
+        ),
+        ("[model]\npreset = ['llama3-tiny']\n", "model.preset: expected str"),
+        ("[model]\ndim = 64\n", "model: missing key.*n_layers, n_heads, vocab_size.*model.preset"),
+        ("[data]\nweights = {web = 'many'}\n", "data.weights.web: expected float, got 'many'"),
         ("[train]\nsteps = \n", "invalid TOML"),
     ],
 )

@@ -10,6 +10,7 @@ TOML literal, or as a string when it is not one).
 from __future__ import annotations
 
 import dataclasses
+import math
 import sys
 import types
 from dataclasses import dataclass, field
@@ -65,8 +66,8 @@ class TrainConfig:
     batch_tokens: int = 4_194_304  # 4M tokens per step (Llama 2 §2.2)
     micro_batch_size: int = 1  # sequences per forward pass per process
     seed: int = 0
-    device: str = "auto"  # auto: cuda when present, else cpu
-    dtype: str = "auto"  # auto: bf16 autocast on GPU, fp32 on CPU
+    device: Literal["auto", "cpu", "cuda"] = "auto"  # auto: cuda when present, else cpu
+    dtype: Literal["auto", "fp32", "bf16"] = "auto"  # auto: bf16 autocast on GPU, fp32 on CPU
     activation_checkpointing: Literal["none", "selective", "full"] = "none"
     compile: bool = False
 
@@ -125,16 +126,21 @@ class PretrainConfig:
     log: LogConfig = field(default_factory=LogConfig)
 
     def model_config(self) -> ModelConfig:
-        """The ModelConfig: ``model.preset`` (if any) with the other keys replaced."""
+        """The ModelConfig: ``model.preset`` (if any) with the other keys replaced (each type-checked)."""
         fields = dict(self.model)
-        preset = fields.pop("preset", None)
-        if preset is None:
-            return ModelConfig.from_dict(fields)
-        known = {f.name for f in dataclasses.fields(ModelConfig)}
-        unknown = sorted(set(fields) - known)
+        preset = _coerce(fields.pop("preset", None), str | None, "model.preset")
+        hints = get_type_hints(ModelConfig)
+        unknown = sorted(set(fields) - set(hints))
         if unknown:
             raise ConfigError(f"model: unknown key(s) {', '.join(unknown)}")
-        return get_preset(preset).replace(**fields)
+        fields = {key: _coerce(value, hints[key], f"model.{key}") for key, value in fields.items()}
+        if preset is not None:
+            return get_preset(preset).replace(**fields)
+        required = [f.name for f in dataclasses.fields(ModelConfig) if f.default is dataclasses.MISSING]
+        missing = [name for name in required if name not in fields]
+        if missing:
+            raise ConfigError(f"model: missing key(s) {', '.join(missing)} (or set model.preset)")
+        return ModelConfig.from_dict(fields)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -143,11 +149,18 @@ class PretrainConfig:
         """Cross-field checks; returns self."""
         self.model_config()
         checks = [
+            (bool(self.out_dir), "out_dir must not be empty"),
             (self.train.steps > 0, "train.steps must be positive"),
             (self.train.batch_tokens > 0, "train.batch_tokens must be positive"),
             (self.train.micro_batch_size > 0, "train.micro_batch_size must be positive"),
             (self.data.seq_len > 0, "data.seq_len must be positive"),
+            (self.train.seed >= 0, "train.seed must be >= 0"),
             (self.optim.lr > 0, "optim.lr must be positive"),
+            (0 <= self.optim.beta1 < 1, "optim.beta1 must be in [0, 1)"),
+            (0 <= self.optim.beta2 < 1, "optim.beta2 must be in [0, 1)"),
+            (self.optim.eps > 0, "optim.eps must be positive"),
+            (self.optim.weight_decay >= 0, "optim.weight_decay must be >= 0"),
+            (self.optim.grad_clip > 0, "optim.grad_clip must be positive"),
             (0 <= self.schedule.min_lr_ratio <= 1, "schedule.min_lr_ratio must be in [0, 1]"),
             (self.schedule.warmup_steps >= 0, "schedule.warmup_steps must be >= 0"),
             (self.schedule.anneal_steps >= 0, "schedule.anneal_steps must be >= 0"),
@@ -155,7 +168,11 @@ class PretrainConfig:
             (self.checkpoint.keep > 0, "checkpoint.keep must be positive"),
             (self.parallel.tp > 0, "parallel.tp must be positive"),
             (self.fault.max_restarts >= 0, "fault.max_restarts must be >= 0"),
-            (self.train.dtype in ("auto", "fp32", "bf16"), "train.dtype must be auto, fp32 or bf16"),
+            (self.fault.spike_factor >= 0, "fault.spike_factor must be >= 0 (0: off)"),
+            (self.fault.spike_warmup >= 0, "fault.spike_warmup must be >= 0"),
+            (self.log.every > 0, "log.every must be positive"),
+            (self.log.val_every >= 0, "log.val_every must be >= 0 (0: only at the end)"),
+            (self.log.val_batches >= 0, "log.val_batches must be >= 0"),
             (all(w >= 0 for w in self.data.weights.values()), "data.weights must be >= 0"),
         ]
         for ok, message in checks:
@@ -173,26 +190,33 @@ def _coerce(value: Any, hint: Any, key: str) -> Any:
             raise ConfigError(f"{key}: {value!r} is not one of {choices}")
         return value
     if origin in (Union, types.UnionType):
-        for arg in get_args(hint):
-            if arg is type(None) and value is None:
-                return None
-            if arg is not type(None):
-                try:
-                    return _coerce(value, arg, key)
-                except ConfigError:
-                    continue
+        args = get_args(hint)
+        if value is None and type(None) in args:
+            return None
+        options = [arg for arg in args if arg is not type(None)]
+        if len(options) == 1:
+            return _coerce(value, options[0], key)
+        for arg in options:
+            try:
+                return _coerce(value, arg, key)
+            except ConfigError:
+                continue
         raise ConfigError(f"{key}: {value!r} has the wrong type (expected {hint})")
     if origin is dict:
         if not isinstance(value, dict):
             raise ConfigError(f"{key}: expected a table, got {value!r}")
         _, vtype = get_args(hint)
         return {k: value[k] if vtype is Any else _coerce(value[k], vtype, f"{key}.{k}") for k in value}
+    if dataclasses.is_dataclass(hint):
+        return _build(hint, value, f"{key}.")
     if hint is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
     if hint in (int, float, str, bool) and (
-        not isinstance(value, hint) or (hint is int and isinstance(value, bool))
+        not isinstance(value, hint) or (hint is not bool and isinstance(value, bool))
     ):
         raise ConfigError(f"{key}: expected {hint.__name__}, got {value!r}")
+    if hint is float and not math.isfinite(value):
+        raise ConfigError(f"{key}: expected a finite number, got {value!r}")
     return value
 
 
