@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -90,3 +91,93 @@ def test_corrupt_index_and_manifest(dataset_dir: Path, tmp_path: Path) -> None:
     (path / "manifest.json").unlink()
     with pytest.raises(DataError, match="no token dataset here"):
         TokenDataset.open(path)
+
+
+def test_token_ids_outside_the_models_vocabulary(tmp_path: Path) -> None:
+    """An id ≥ vocab_size would index past the embedding table (a device-side assert on a GPU)."""
+    write_dataset(tmp_path, {"train": {"a": [[0, 5, 6, 1]]}, "val": {"a": [[0, 15, 1]]}}, vocab_size=16)
+    assert TokenDataset.open(tmp_path, model_vocab_size=16).vocab_size == 16
+    with pytest.raises(
+        DataError, match=r"val-00000\.bin: token id 15 is outside the model's vocabulary \(vocab_size 12"
+    ):
+        TokenDataset.open(tmp_path, model_vocab_size=12)
+
+
+def _edit_manifest(path: Path, change: Callable[[dict], object]) -> None:
+    manifest = json.loads((path / "manifest.json").read_text())
+    change(manifest)
+    (path / "manifest.json").write_text(json.dumps(manifest))
+
+
+def _shard(manifest: dict) -> dict:
+    return manifest["splits"]["train"]["web"]["shards"][0]
+
+
+@pytest.mark.parametrize(
+    ("change", "match"),
+    [
+        (
+            lambda m: _shard(m).pop("num_tokens"),
+            r"train/web shard 0: 'num_tokens' must be an integer >= 0, got None",
+        ),
+        (lambda m: _shard(m).update(num_tokens="1000"), r"'num_tokens' must be an integer >= 0, got '1000'"),
+        (lambda m: _shard(m).update(num_documents=-1), r"'num_documents' must be an integer >= 0, got -1"),
+        (lambda m: _shard(m).update(tokens=7), r"'tokens' must be a file name inside the dataset, got 7"),
+        (
+            lambda m: m["splits"]["train"]["web"].update(weight="x"),
+            r"splits\.train\.web: weight must be a finite",
+        ),
+        (
+            lambda m: m["splits"]["train"]["web"].update(shards={}),
+            r"splits\.train\.web: shards must be a list",
+        ),
+        (lambda m: m["splits"].update(train=[]), r"manifest\.json: splits\.train: expected a table"),
+        (lambda m: m.update(vocab_size="96"), r"vocab_size must be an integer >= 0, got '96'"),
+        (
+            lambda m: m["splits"]["train"]["web"]["shards"].__setitem__(0, "web.bin"),
+            r"shard 0: expected a table",
+        ),
+    ],
+    ids=[
+        "missing-key",
+        "string-count",
+        "negative",
+        "name-type",
+        "weight",
+        "shards",
+        "split",
+        "vocab",
+        "entry",
+    ],
+)
+def test_malformed_manifest_is_named(
+    dataset_dir: Path, tmp_path: Path, change: Callable[[dict], object], match: str
+) -> None:
+    path = _broken(dataset_dir, tmp_path)
+    _edit_manifest(path, change)
+    with pytest.raises(DataError, match=match):
+        TokenDataset.open(path)
+
+
+@pytest.mark.parametrize("name", ["../outside.bin", "/etc/passwd", "web/../../outside.bin"])
+def test_shard_paths_stay_inside_the_dataset(dataset_dir: Path, tmp_path: Path, name: str) -> None:
+    path = _broken(dataset_dir, tmp_path)
+    shutil.copyfile(path / "web" / "train-00000.bin", tmp_path / "outside.bin")
+    _edit_manifest(path, lambda m: _shard(m).update(tokens=name))
+    with pytest.raises(
+        DataError, match=r"manifest\.json: train/web shard 0 'tokens': path .* (leaves|is absolute)"
+    ):
+        TokenDataset.open(path)
+
+
+def test_the_fingerprint_follows_the_manifest_and_the_shard_sizes(dataset_dir: Path, tmp_path: Path) -> None:
+    path = _broken(dataset_dir, tmp_path)
+    fingerprint = TokenDataset.open(path).fingerprint
+    assert TokenDataset.open(dataset_dir).fingerprint == fingerprint  # a copy elsewhere is the same data
+    (path / "manifest.json").write_text((path / "manifest.json").read_text() + " ")
+    assert TokenDataset.open(path).fingerprint != fingerprint
+    index = path / "web" / "train-00000.idx.npy"
+    before = TokenDataset.open(path).fingerprint
+    np.save(index, np.load(index).astype(np.int32))  # same offsets, a different file
+    assert TokenDataset.open(path).fingerprint != before
+

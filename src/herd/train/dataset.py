@@ -29,6 +29,7 @@ independent of the world size, and resumes exactly from a checkpoint.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import warnings
@@ -40,6 +41,7 @@ import numpy as np
 import torch
 
 from herd.errors import HerdError
+from herd.paths import contained
 
 FORMAT = "herd-tokens-v1"
 MANIFEST = "manifest.json"
@@ -57,6 +59,7 @@ class Shard:
     tokens: np.ndarray
     starts: np.ndarray
     num_bytes: int
+    files: tuple[Path, ...] = ()  # the .bin and .idx.npy, for the dataset's fingerprint
 
     @property
     def num_tokens(self) -> int:
@@ -89,12 +92,43 @@ class Source:
         return np.concatenate(rows) if rows else np.zeros((0, 2), dtype=np.int64)
 
 
-def _open_shard(root: Path, entry: dict[str, Any], dtype: np.dtype, where: str) -> Shard:
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _count(entry: dict[str, Any], key: str, where: str, *, required: bool = True) -> int:
+    """``entry[key]`` as a count (an integer ≥ 0); a named DataError otherwise."""
+    if key not in entry and not required:
+        return 0
+    value = entry.get(key)
+    if not _is_int(value) or value < 0:
+        raise DataError(f"{where}: {key!r} must be an integer >= 0, got {value!r}")
+    return value
+
+
+def _shard_path(root: Path, entry: dict[str, Any], key: str, where: str) -> Path:
+    """The file ``entry[key]`` names, which must stay inside the dataset directory."""
+    name = entry.get(key)
+    if not isinstance(name, str):
+        raise DataError(f"{where}: {key!r} must be a file name inside the dataset, got {name!r}")
     try:
-        tokens_path, index_path = root / entry["tokens"], root / entry["index"]
-        num_tokens, num_docs = int(entry["num_tokens"]), int(entry["num_documents"])
-    except (KeyError, TypeError, ValueError) as exc:
-        raise DataError(f"{root / MANIFEST}: {where}: malformed shard entry ({exc})") from None
+        return contained(root, name, f"{where} {key!r}")
+    except HerdError as exc:
+        raise DataError(str(exc)) from None
+
+
+def _open_shard(
+    root: Path, entry: Any, dtype: type[np.unsignedinteger], where: str, vocab_size: int | None
+) -> Shard:
+    """Open one shard entry of the manifest, checking it against its files (and the model's vocabulary)."""
+    entry_name = f"{root / MANIFEST}: {where}"
+    if not isinstance(entry, dict):
+        raise DataError(f"{entry_name}: expected a table with tokens, index, num_tokens, num_documents")
+    tokens_path = _shard_path(root, entry, "tokens", entry_name)
+    index_path = _shard_path(root, entry, "index", entry_name)
+    num_tokens = _count(entry, "num_tokens", entry_name)
+    num_docs = _count(entry, "num_documents", entry_name)
+    num_bytes = _count(entry, "num_bytes", entry_name, required=False)
     for path in (tokens_path, index_path):
         if not path.is_file():
             raise DataError(f"{path}: shard file missing ({where})")
@@ -105,63 +139,124 @@ def _open_shard(root: Path, entry: dict[str, Any], dtype: np.dtype, where: str) 
             f"{num_tokens} tokens = {expected} bytes"
         )
     tokens = np.memmap(tokens_path, dtype=dtype, mode="r") if num_tokens else np.zeros(0, dtype)
+    if vocab_size is not None and num_tokens and (largest := int(tokens.max())) >= vocab_size:
+        raise DataError(
+            f"{tokens_path}: token id {largest} is outside the model's vocabulary "
+            f"(vocab_size {vocab_size}, ids 0..{vocab_size - 1})"
+        )
     try:
-        starts = np.load(index_path, mmap_mode="r")
-    except (ValueError, OSError) as exc:
+        starts = np.load(index_path)
+    except (ValueError, OSError, EOFError) as exc:
         raise DataError(f"{index_path}: corrupt document index ({exc})") from None
+    if not isinstance(starts, np.ndarray):  # an .npz archive under the index's name
+        raise DataError(f"{index_path}: corrupt document index (not a .npy array)")
+    if starts.dtype.kind in "iu":
+        starts = starts.astype(np.int64)
     if (
-        starts.ndim != 1
+        starts.dtype != np.int64
+        or starts.ndim != 1
         or len(starts) != num_docs + 1
         or (len(starts) and (starts[0] != 0 or starts[-1] != num_tokens))
         or np.any(np.diff(starts) < 0)
     ):
         raise DataError(
-            f"{index_path}: corrupt document index: expected {num_docs + 1} ascending offsets "
+            f"{index_path}: corrupt document index: expected {num_docs + 1} ascending integer offsets "
             f"from 0 to {num_tokens}"
         )
-    return Shard(tokens, np.asarray(starts, dtype=np.int64), int(entry.get("num_bytes", 0)))
+    return Shard(tokens, starts, num_bytes, (tokens_path, index_path))
+
+
+def _fingerprint(root: Path, manifest_bytes: bytes, sources: dict[str, tuple[Source, ...]]) -> str:
+    """SHA-256 of the manifest's bytes and each shard file's name and size.
+
+    Cheap (no token is read) and enough to notice a dataset rebuilt under the
+    same path: a different tokenizer, mixture or filter changes the manifest or
+    the shard sizes, and with them the windows a resumed run would draw.
+    """
+    digest = hashlib.sha256(manifest_bytes)
+    for split in sorted(sources):
+        for source in sources[split]:
+            for path in (f for shard in source.shards for f in shard.files):
+                digest.update(f"{path.relative_to(root).as_posix()}\0{path.stat().st_size}\n".encode())
+    return digest.hexdigest()
+
+
+def _table(value: Any, where: str, expected: str) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise DataError(f"{where}: expected {expected}, got {value!r}")
+    return value
+
+
+def _open_split(
+    root: Path, split: str, sources: Any, dtype: type[np.unsignedinteger], vocab_size: int | None
+) -> tuple[Source, ...]:
+    """The sources of one split of the manifest, each checked for a weight and a list of shards."""
+    opened = []
+    for name, spec in _table(sources, f"{root / MANIFEST}: splits.{split}", "a table").items():
+        where = f"{root / MANIFEST}: splits.{split}.{name}"
+        spec = _table(spec, where, "a table with weight and shards")
+        weight = spec.get("weight", 1.0)
+        if not isinstance(weight, (int, float)) or isinstance(weight, bool) or not 0 <= weight < math.inf:
+            raise DataError(f"{where}: weight must be a finite number >= 0, got {weight!r}")
+        shards = spec.get("shards", [])
+        if not isinstance(shards, list):
+            raise DataError(f"{where}: shards must be a list, got {shards!r}")
+        opened.append(
+            Source(
+                name,
+                float(weight),
+                tuple(
+                    _open_shard(root, e, dtype, f"{split}/{name} shard {i}", vocab_size)
+                    for i, e in enumerate(shards)
+                ),
+            )
+        )
+    return tuple(opened)
 
 
 @dataclass(frozen=True)
 class TokenDataset:
-    """A dataset directory: its manifest's vocabulary size and the sources of each split."""
+    """A dataset directory: its manifest's vocabulary size, the sources of each split and a fingerprint."""
 
     path: Path
     vocab_size: int
     splits: dict[str, tuple[Source, ...]]
+    fingerprint: str = ""
 
     @classmethod
-    def open(cls, path: Path | str) -> TokenDataset:
-        """Open and validate ``path/manifest.json`` and every shard it names."""
+    def open(cls, path: Path | str, model_vocab_size: int | None = None) -> TokenDataset:
+        """Open and validate ``path/manifest.json`` and every shard it names.
+
+        With ``model_vocab_size``, every token id of every shard must be below
+        it (an id outside the embedding table is an index error on a CPU and a
+        device-side assert on a GPU, long after start-up).
+        """
         path = Path(path)
         manifest_path = path / MANIFEST
         if not manifest_path.is_file():
             raise DataError(f"{manifest_path}: no token dataset here (run `herd data build` first)")
+        raw = manifest_path.read_bytes()
         try:
-            manifest = json.loads(manifest_path.read_text())
+            manifest = _table(json.loads(raw), str(manifest_path), "a JSON object")
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise DataError(f"{manifest_path}: corrupt manifest ({exc})") from None
         if manifest.get("format") != FORMAT:
             raise DataError(f"{manifest_path}: format {manifest.get('format')!r}, expected {FORMAT!r}")
         if manifest.get("dtype") not in DTYPES:
             raise DataError(f"{manifest_path}: dtype {manifest.get('dtype')!r}, expected uint16 or uint32")
+        vocab_size = manifest.get("vocab_size", 0)
+        if not _is_int(vocab_size) or vocab_size < 0:
+            raise DataError(f"{manifest_path}: vocab_size must be an integer >= 0, got {vocab_size!r}")
         dtype = DTYPES[manifest["dtype"]]
-        splits = {}
-        for split, sources in manifest.get("splits", {}).items():
-            splits[split] = tuple(
-                Source(
-                    name,
-                    float(spec.get("weight", 1.0)),
-                    tuple(
-                        _open_shard(path, e, dtype, f"{split}/{name} shard {i}")
-                        for i, e in enumerate(spec.get("shards", []))
-                    ),
-                )
-                for name, spec in sources.items()
-            )
+        splits = {
+            split: _open_split(path, split, sources, dtype, model_vocab_size)
+            for split, sources in _table(
+                manifest.get("splits", {}), f"{manifest_path}: splits", "a table"
+            ).items()
+        }
         if not splits.get("train"):
             raise DataError(f"{manifest_path}: no train split")
-        return cls(path, int(manifest.get("vocab_size", 0)), splits)
+        return cls(path, vocab_size, splits, _fingerprint(path, raw, splits))
 
 
 def write_dataset(
