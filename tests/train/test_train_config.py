@@ -56,6 +56,7 @@ def test_shipped_configs_load() -> None:
         ("[model]\ndim = 64\n", "model: missing key.*n_layers, n_heads, vocab_size.*model.preset"),
         ("[data]\nweights = {web = 'many'}\n", "data.weights.web: expected float, got 'many'"),
         ("[train]\nsteps = \n", "invalid TOML"),
+        ("[train]\nsteps = " + "[" * 5000 + "\n", r"invalid TOML \(nested too deeply\)"),
     ],
 )
 def test_bad_configs_are_rejected_by_name(tmp_path: Path, text: str, match: str) -> None:

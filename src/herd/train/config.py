@@ -243,7 +243,7 @@ def parse_value(text: str) -> Any:
     """A command-line value: a TOML literal (``3e-4``, ``true``, ``[1, 2]``) or else a plain string."""
     try:
         return tomllib.loads(f"v = {text}")["v"]
-    except tomllib.TOMLDecodeError:
+    except (tomllib.TOMLDecodeError, RecursionError):
         return text
 
 
@@ -279,4 +279,6 @@ def load_config(path: Path | str | None, overrides: list[str] = ()) -> PretrainC
             raise ConfigError(f"{path}: no such config file") from None
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"{path}: invalid TOML ({exc})") from None
+        except RecursionError:
+            raise ConfigError(f"{path}: invalid TOML (nested too deeply)") from None
     return config_from_dict(apply_overrides(data, list(overrides)))
