@@ -20,9 +20,9 @@ per group inside each product, as llama.cpp does:
 Where the speed comes from:
 
 * On an x86 CPU with AVX512-VNNI, every product (prefill and decoding) runs in
-  C++ kernels (``cpu_kernels.cpp``) with llama.cpp's method, activations rounded
-  to int8 per group and integer dot products, eagerly and under
-  ``torch.compile`` alike. Both layers store their codes in the kernels'
+  C++ kernels (:mod:`herd.kernels.quantized_linear`) with llama.cpp's method,
+  activations rounded to int8 per group and integer dot products, eagerly and
+  under ``torch.compile`` alike. Both layers store their codes in the kernels'
   layout, 16 output rows side by side.
 * Otherwise, under ``torch.compile`` (``Engine(compile=True)``; on a GPU), a
   product with few rows (decoding up to ``FUSED_MAX_ROWS`` sequences) is
@@ -48,7 +48,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from herd.errors import HerdError
-from herd.infer import cpu_kernels
+from herd.kernels import quantized_linear
 
 QuantMode = Literal["int8", "int4"]
 QUANT_MODES: tuple[QuantMode, ...] = ("int8", "int4")
@@ -94,12 +94,13 @@ def _cpu_kernel(x: torch.Tensor) -> bool:
     """Whether herd's CPU kernels take this product: any number of rows, on a CPU that has them (on the
     reference CPU they beat dequantizing for ``F.linear`` at every size measured, 1 to 512 rows, and
     match the fp32 product from ~128 rows)."""
-    return x.device.type == "cpu" and cpu_kernels.available()
+    return x.device.type == "cpu" and quantized_linear.LIBRARY.available()
 
 
 def tile_rows(rows: torch.Tensor) -> torch.Tensor:
     """(out, bytes) → (tiles, bytes / 4, TILE, 4): each 4-byte step of ``TILE`` rows side by side, the
-    CPU kernels' layout (see ``cpu_kernels.cpp``); ``out`` is padded to whole tiles with zero rows."""
+    CPU kernels' layout (see ``herd/kernels/quantized_linear.cpp``); ``out`` is padded to whole tiles
+    with zero rows."""
     padded = F.pad(rows, (0, 0, 0, -rows.shape[0] % TILE))
     return padded.reshape(-1, TILE, rows.shape[1] // 4, 4).permute(0, 2, 1, 3).contiguous()
 
@@ -128,8 +129,8 @@ class Int8Linear(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x2 = _flat(x)
-        if _cpu_kernel(x2) and self.in_features % cpu_kernels.INT8_GROUP == 0:
-            y = cpu_kernels.int8_linear(
+        if _cpu_kernel(x2) and self.in_features % quantized_linear.INT8_GROUP == 0:
+            y = quantized_linear.int8_linear(
                 x2.float().contiguous(), self.weight, self.scales.float(), self.out_features
             )
             y = y.to(x.dtype)
@@ -183,7 +184,7 @@ class Int4Linear(nn.Module):
         return w.reshape(-1, self.in_features)[: self.out_features]
 
     def _kernel(self, x: torch.Tensor) -> torch.Tensor:
-        y = cpu_kernels.int4_linear(
+        y = quantized_linear.int4_linear(
             x.float().contiguous(),
             self.weight,
             self.scale_bits,

@@ -2,19 +2,18 @@
 
 ``n_kv_heads < n_heads`` shares each key/value head across ``n_heads / n_kv_heads``
 query heads; ``n_kv_heads == n_heads`` is ordinary multi-head attention. The
-scores go through ``scaled_dot_product_attention``, which picks the fused
-memory-efficient kernel when there is no explicit mask (Llama 1 §2.4), or, for
-float32 on a CPU without a KV cache (training, scoring), through herd's own
-causal kernel (:mod:`herd.model.cpu_attention`), which skips the masked half.
+scores go through :func:`herd.kernels.attention.scaled_dot_product_attention`:
+PyTorch's, which picks the fused memory-efficient kernel when there is no
+explicit mask (Llama 1 §2.4), or herd's causal CPU kernel where it serves
+(float32 training and scoring), which skips the masked half.
 """
 
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from herd.model import cpu_attention
+from herd.kernels.attention import scaled_dot_product_attention
 from herd.model.config import ModelConfig
 from herd.model.kv_cache import LayerKVCache
 from herd.model.rope import apply_rope
@@ -45,9 +44,9 @@ class Attention(nn.Module):
     ) -> torch.Tensor:
         """``mask`` is a boolean (batch, 1, seq, keys) "may attend" tensor, or None for plain causal.
 
-        Without a mask or cache, on a CPU in float32, herd's kernel runs instead, and ``first_key``
-        (batch, seq), the first key each query may see (its packed document's start), stands for
-        the mask (see ``Transformer.hidden_states``, which builds one or the other).
+        ``first_key`` (batch, seq), the first key each query may see (its packed document's start),
+        stands for the mask where the attention takes it (``herd.kernels.attention.takes_first_key``;
+        ``Transformer.hidden_states`` builds one or the other).
         """
         bsz, seqlen, _ = x.shape
         q = self.wq(x).view(bsz, seqlen, self.n_heads, self.head_dim).transpose(1, 2)
@@ -57,12 +56,5 @@ class Attention(nn.Module):
         k = apply_rope(k, cos, sin)
         if cache is not None:
             k, v = cache.update(start_pos, k, v)
-        if cache is None and mask is None and cpu_attention.applies(q):
-            out = cpu_attention.causal_attention(q, k, v, first_key)
-            return self.wo(out.transpose(1, 2).reshape(bsz, seqlen, self.n_heads * self.head_dim))
-        # Without a mask: causal when keys and queries coincide; a single decode step sees every cached key.
-        is_causal = mask is None and seqlen > 1
-        out = F.scaled_dot_product_attention(
-            q, k, v, attn_mask=mask, is_causal=is_causal, enable_gqa=self.n_kv_heads != self.n_heads
-        )
+        out = scaled_dot_product_attention(q, k, v, mask, first_key=first_key, cached=cache is not None)
         return self.wo(out.transpose(1, 2).reshape(bsz, seqlen, self.n_heads * self.head_dim))

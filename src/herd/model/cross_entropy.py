@@ -12,15 +12,15 @@ only scales those by the incoming gradient. The matmul FLOPs are the same as
 the plain loss; the elementwise passes and the peak memory are not
 (the idea of Liger-Kernel's fused linear cross-entropy, written for PyTorch ops).
 In float32 on a CPU the whole loop runs in herd's kernel
-(:mod:`herd.model.cpu_cross_entropy`): the weight packed once for the logits
-products, each row's softmax and gradient computed in cache.
+(:mod:`herd.kernels.cross_entropy`, which chooses): the weight packed once for
+the logits products, each row's softmax and gradient computed in cache.
 """
 
 from __future__ import annotations
 
 import torch
 
-from herd.model import cpu_cross_entropy
+from herd.kernels.cross_entropy import fused_linear_cross_entropy
 
 IGNORE_INDEX = -100
 
@@ -78,19 +78,15 @@ class _LinearCrossEntropy(torch.autograd.Function):
         needs_grad: bool,
     ) -> torch.Tensor:
         with torch.autocast(hidden.device.type, enabled=False):
-            if cpu_cross_entropy.applies(compute_dtype, hidden.device):
-                total, grad_hidden, grad_weight = cpu_cross_entropy.linear_cross_entropy(
-                    hidden.to(compute_dtype),
-                    weight.to(compute_dtype),
-                    targets,
-                    ignore_index,
-                    chunk_rows,
-                    needs_grad,
-                )
-            else:
-                total, grad_hidden, grad_weight = _chunked(
-                    hidden, weight.to(compute_dtype), targets, ignore_index, chunk_rows, needs_grad
-                )
+            total, grad_hidden, grad_weight = fused_linear_cross_entropy(
+                hidden,
+                weight.to(compute_dtype),
+                targets,
+                ignore_index,
+                chunk_rows,
+                needs_grad,
+                fallback=_chunked,
+            )
         if needs_grad:
             ctx.save_for_backward(grad_hidden.to(hidden.dtype), grad_weight.to(weight.dtype))
         return total

@@ -15,7 +15,7 @@ from torch import nn
 from torch.distributed.tensor import DTensor, distribute_tensor
 
 from herd.errors import HerdError
-from herd.model import cpu_attention
+from herd.kernels.attention import takes_first_key
 from herd.model.attention import Attention
 from herd.model.config import ModelConfig
 from herd.model.cross_entropy import linear_cross_entropy
@@ -154,8 +154,8 @@ class Transformer(nn.Module):
         cos, sin = rope_cos_sin(positions, self.inv_freq, h.dtype)
         if static:
             mask = causal_mask(start_pos, seqlen, cache.max_seq_len, key_mask, device)
-        elif cache is None and key_mask is None and cpu_attention.applies(h):
-            mask = None  # herd's CPU kernel takes the documents as first_key, without a dense mask
+        elif takes_first_key(h, cached=cache is not None, masked=key_mask is not None):
+            mask = None  # the attention takes the documents as first_key, without a dense mask
         else:
             mask = attention_mask(seqlen, start_pos, first_key, key_mask, device)
         for i, layer in enumerate(self.layers):

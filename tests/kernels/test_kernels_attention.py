@@ -6,11 +6,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from herd.model import cpu_attention
+from herd.kernels import attention
 from herd.model.presets import get_preset
 from herd.model.transformer import Transformer, document_starts
 
-pytestmark = pytest.mark.skipif(not cpu_attention.available(), reason="needs an x86 CPU with AVX512F and g++")
+pytestmark = pytest.mark.skipif(
+    not attention.LIBRARY.available(), reason="needs an x86 CPU with AVX512F and g++"
+)
 
 
 def _inputs(
@@ -52,7 +54,7 @@ def _kernel(
     q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, first_key: torch.Tensor | None, grad: torch.Tensor
 ) -> tuple[torch.Tensor, ...]:
     q, k, v = (t.detach().clone().requires_grad_() for t in (q, k, v))
-    out = cpu_attention.causal_attention(q, k, v, first_key)
+    out = attention.causal_attention(q, k, v, first_key)
     out.backward(grad)
     return out, q.grad, k.grad, v.grad
 
@@ -88,7 +90,7 @@ def test_kernel_equals_masked_sdpa(
 
 def test_output_layout_merges_heads_without_a_copy() -> None:
     """The output is a transposed view of (batch, seq, heads, head_dim) memory."""
-    out = cpu_attention.causal_attention(*_inputs(2, 4, 2, 70, 32))
+    out = attention.causal_attention(*_inputs(2, 4, 2, 70, 32))
     assert out.transpose(1, 2).is_contiguous()
 
 
@@ -96,11 +98,11 @@ def test_documents_cost_less_and_stay_apart() -> None:
     """A query attends only inside its document: changing an earlier document changes nothing after it."""
     q, k, v = _inputs(1, 2, 2, 160, 32)
     first_key = document_starts(torch.tensor([[0] * 100 + [1] * 60]))
-    out = cpu_attention.causal_attention(q, k, v, first_key)
+    out = attention.causal_attention(q, k, v, first_key)
     k2, v2 = k.clone(), v.clone()
     k2[:, :, :100] += 1.0
     v2[:, :, :100] -= 1.0
-    again = cpu_attention.causal_attention(q, k2, v2, first_key)
+    again = attention.causal_attention(q, k2, v2, first_key)
     assert torch.equal(out[:, :, 100:], again[:, :, 100:])
     assert not torch.allclose(out[:, :, :100], again[:, :, :100])
 
@@ -108,17 +110,17 @@ def test_documents_cost_less_and_stay_apart() -> None:
 def test_bad_inputs_are_refused() -> None:
     q, k, v = _inputs(1, 4, 2, 8, 16)
     with pytest.raises(RuntimeError, match="first_key\\[0, 3\\] = 4 is not a non-decreasing key index"):
-        cpu_attention.causal_attention(q, k, v, torch.tensor([[0, 0, 0, 4, 4, 4, 4, 4]]))
+        attention.causal_attention(q, k, v, torch.tensor([[0, 0, 0, 4, 4, 4, 4, 4]]))
     with pytest.raises(RuntimeError, match="first_key\\[0, 2\\] = 0 is not a non-decreasing"):
-        cpu_attention.causal_attention(q, k, v, torch.tensor([[0, 1, 0, 3, 3, 3, 3, 3]]))
+        attention.causal_attention(q, k, v, torch.tensor([[0, 1, 0, 3, 3, 3, 3, 3]]))
     with pytest.raises(RuntimeError, match="first_key must be contiguous int64"):
-        cpu_attention.causal_attention(q, k, v, torch.zeros(1, 8, dtype=torch.int32))
+        attention.causal_attention(q, k, v, torch.zeros(1, 8, dtype=torch.int32))
     with pytest.raises(RuntimeError, match="4 query heads are not a multiple of 3"):
-        cpu_attention.causal_attention(q, torch.randn(1, 3, 8, 16), torch.randn(1, 3, 8, 16))
+        attention.causal_attention(q, torch.randn(1, 3, 8, 16), torch.randn(1, 3, 8, 16))
     with pytest.raises(RuntimeError, match="must be 4-D float32 CPU tensors"):
-        cpu_attention.causal_attention(q.double(), k, v)
+        attention.causal_attention(q.double(), k, v)
     with pytest.raises(RuntimeError, match="k and v must be"):
-        cpu_attention.causal_attention(q, k[:, :, :4], v[:, :, :4])
+        attention.causal_attention(q, k[:, :, :4], v[:, :, :4])
 
 
 def test_compiled_equals_eager() -> None:
@@ -127,7 +129,7 @@ def test_compiled_equals_eager() -> None:
     first_key = _first_key(2, 96, seed=3)
 
     def loss(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-        return (cpu_attention.causal_attention(q * 1.5, k, v, first_key) ** 2).sum()
+        return (attention.causal_attention(q * 1.5, k, v, first_key) ** 2).sum()
 
     grads = []
     for fn in (loss, torch.compile(loss, fullgraph=True)):
@@ -136,6 +138,32 @@ def test_compiled_equals_eager() -> None:
         grads.append([t.grad for t in inputs])
     for eager, compiled in zip(*grads, strict=True):
         assert torch.allclose(eager, compiled, atol=1e-5)
+
+
+def test_entry_point_takes_the_kernel_only_where_it_serves(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``scaled_dot_product_attention`` calls the kernel for unmasked, uncached float32 attention (packed
+    documents as ``first_key``), and PyTorch's with a mask, a KV cache or another dtype, which give the
+    same attention from the dense mask, the plain causal one, or the float64 reference."""
+    q, k, v = _inputs(2, 4, 2, 40, 16)
+    first_key = _first_key(2, 40, seed=4)
+    idx = torch.arange(40)
+    causal = idx[None, :] <= idx[:, None]
+    mask = (causal & (idx[None, None, :] >= first_key[:, :, None]))[:, None]
+    calls: list[int] = []
+    kernel = attention.causal_attention
+    monkeypatch.setattr(attention, "causal_attention", lambda *a: calls.append(1) or kernel(*a))
+    documents = attention.scaled_dot_product_attention(q, k, v, first_key=first_key)
+    assert calls == [1]
+    masked = attention.scaled_dot_product_attention(q, k, v, mask, first_key=first_key)
+    cached = attention.scaled_dot_product_attention(q, k, v, first_key=first_key, cached=True)
+    double = attention.scaled_dot_product_attention(q.double(), k.double(), v.double(), causal[None, None])
+    assert calls == [1]
+    assert torch.allclose(masked, documents, atol=1e-5)
+    assert torch.allclose(cached, kernel(q, k, v), atol=1e-5)  # a cache's keys: plain causal attention
+    assert torch.allclose(double.float(), cached, atol=1e-5)
+    assert attention.takes_first_key(q, cached=False, masked=False)
+    assert not attention.takes_first_key(q, cached=True, masked=False)
+    assert not attention.takes_first_key(q, cached=False, masked=True)
 
 
 @pytest.mark.parametrize("documents", [False, True])
@@ -147,11 +175,11 @@ def test_model_takes_the_kernel_and_matches_sdpa(monkeypatch: pytest.MonkeyPatch
     tokens = torch.randint(0, model.config.vocab_size, (2, 97), generator=g)
     doc_ids = torch.cumsum(torch.rand(2, 96, generator=g) < 0.05, dim=1) if documents else None
     calls = []
-    kernel = cpu_attention.causal_attention
-    monkeypatch.setattr(cpu_attention, "causal_attention", lambda *a: calls.append(1) or kernel(*a))
+    kernel = attention.causal_attention
+    monkeypatch.setattr(attention, "causal_attention", lambda *a: calls.append(1) or kernel(*a))
 
     def loss_and_grads(use_kernel: bool) -> tuple[torch.Tensor, list[torch.Tensor]]:
-        monkeypatch.setattr(cpu_attention, "_built", [use_kernel])
+        monkeypatch.setattr(attention.LIBRARY, "loaded", use_kernel)
         model.zero_grad()
         loss = model(tokens[:, :-1], document_ids=doc_ids, targets=tokens[:, 1:])
         loss.backward()
@@ -176,7 +204,7 @@ def test_autocast_keeps_the_document_mask(monkeypatch: pytest.MonkeyPatch) -> No
     tokens = torch.randint(0, model.config.vocab_size, (1, 40), generator=torch.Generator().manual_seed(0))
     doc_ids = torch.tensor([[0] * 15 + [1] * 25])
     with torch.autocast("cpu", dtype=torch.bfloat16):
-        assert not cpu_attention.applies(torch.zeros(1))
+        assert not attention.applies(torch.zeros(1))
         logits = model(tokens, document_ids=doc_ids)
-        monkeypatch.setattr(cpu_attention, "_built", [False])
+        monkeypatch.setattr(attention.LIBRARY, "loaded", False)
         assert torch.equal(model(tokens, document_ids=doc_ids), logits)

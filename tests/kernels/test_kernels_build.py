@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from herd import native
-from herd.model import cpu_attention
+from herd.kernels import attention, build
+from herd.kernels.build import NativeLibrary
 
 
 def test_failed_build_warns_and_leaves_nothing(
@@ -17,28 +17,32 @@ def test_failed_build_warns_and_leaves_nothing(
     and no partial library in the cache."""
     monkeypatch.setenv("CXX", "false")
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
-    assert native.load(cpu_attention.SOURCE, cpu_attention.FLAGS, ()) is False
-    assert "herd's CPU kernels (cpu_attention.cpp) are unavailable" in caplog.text
+    assert build.load(attention.LIBRARY.source, attention.LIBRARY.flags, ()) is False
+    assert "herd's CPU kernels (attention.cpp) are unavailable" in caplog.text
     assert list((tmp_path / "herd").iterdir()) == []
 
 
 def test_switch_and_missing_instructions_skip_the_build(monkeypatch: pytest.MonkeyPatch) -> None:
     """``HERD_CPU_KERNELS=0`` or a CPU without the instructions: no compiler runs at all."""
     monkeypatch.setenv("CXX", "/nonexistent/compiler")  # it would fail loudly if called
-    assert native.load(cpu_attention.SOURCE, cpu_attention.FLAGS, ("no_such_cpu_flag",)) is False
-    monkeypatch.setenv(native.SWITCH, "0")
-    assert native.load(cpu_attention.SOURCE, cpu_attention.FLAGS, ()) is False
+    assert build.load(attention.LIBRARY.source, attention.LIBRARY.flags, ("no_such_cpu_flag",)) is False
+    monkeypatch.setenv(build.SWITCH, "0")
+    assert build.load(attention.LIBRARY.source, attention.LIBRARY.flags, ()) is False
 
 
-def test_load_once_registers_once_and_keeps_the_answer(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The first call loads and registers; later calls return the kept answer without loading again."""
+def test_library_registers_once_and_keeps_the_answer(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The first ``available`` loads and registers; later calls return the kept answer without loading
+    again. A failed load registers nothing."""
     loads: list[Path] = []
-    monkeypatch.setattr(native, "load", lambda source, flags, cpu_flags: loads.append(source) or True)
+    monkeypatch.setattr(build, "load", lambda source, flags, cpu_flags: loads.append(source) or True)
     registered: list[int] = []
-    answer: list[bool] = []
+    library = NativeLibrary(Path("k.cpp"), [], (), lambda: registered.append(1))
     for _ in range(3):
-        assert native.load_once(answer, Path("k.cpp"), [], (), lambda: registered.append(1)) is True
-    assert loads == [Path("k.cpp")] and registered == [1] and answer == [True]
+        assert library.available() is True
+    assert loads == [Path("k.cpp")] and registered == [1] and library.loaded is True
+    monkeypatch.setattr(build, "load", lambda source, flags, cpu_flags: False)
+    assert NativeLibrary(Path("k.cpp"), [], (), lambda: registered.append(1)).available() is False
+    assert registered == [1]
 
 
 def test_cache_key_follows_source_headers_and_flags(tmp_path: Path) -> None:
@@ -49,7 +53,7 @@ def test_cache_key_follows_source_headers_and_flags(tmp_path: Path) -> None:
     header.write_text("// one\n")
 
     def name(flags: list[str]) -> str:
-        return native.cached_library(source, native.compile_command(source, flags)).name
+        return build.cached_library(source, build.compile_command(source, flags)).name
 
     first = name(["-O3"])
     assert name(["-O3"]) == first and first.startswith("k-") and first.endswith(".so")

@@ -1,4 +1,4 @@
-"""Building and loading herd's C++ CPU kernels (``*.cpp`` beside the modules that use them).
+"""Building and loading herd's C++ CPU kernels (the ``*.cpp`` files of :mod:`herd.kernels`).
 
 Each kernel source defines ``torch.ops.herd`` operators. It is compiled on
 first use with the C++ compiler that ``torch.compile`` already needs on a CPU
@@ -20,6 +20,7 @@ import os
 import subprocess
 import tempfile
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -39,21 +40,32 @@ def cpu_has(*flags: str) -> bool:
     return all(flag in present for flag in flags)
 
 
-def load_once(
-    answer: list[bool],
-    source: Path,
-    flags: list[str],
-    cpu_flags: tuple[str, ...],
-    register: Callable[[], None],
-) -> bool:
-    """``load`` on the first call, then ``register`` (the operators' fake shapes, autograd) if it
-    succeeded; the answer is kept in ``answer`` (a module's list, which tests may preset)."""
-    if not answer:
-        loaded = load(source, flags, cpu_flags)
-        if loaded:
-            register()
-        answer.append(loaded)
-    return answer[0]
+@dataclass
+class NativeLibrary:
+    """One kernel source and what it takes to run: each kernel module's declaration (its ``LIBRARY``).
+
+    ``available`` compiles and loads ``source`` with ``flags`` on its first call, on a CPU that advertises
+    every one of ``cpu_flags``, then calls ``register`` (the operators' fake shapes for tracing, their
+    autograd formulas) if that succeeded; the answer is kept in ``loaded`` for every later call (tests
+    set it to force the kernel's path or PyTorch's).
+    """
+
+    source: Path
+    flags: list[str]
+    cpu_flags: tuple[str, ...]
+    register: Callable[[], None]
+    loaded: bool | None = None
+
+    @torch.compiler.assume_constant_result  # compiled code takes the answer as given, without tracing the build
+    def available(self) -> bool:
+        """Whether this source's ``torch.ops.herd`` operators can run here; builds and loads them on the
+        first call."""
+        if self.loaded is None:
+            loaded = load(self.source, self.flags, self.cpu_flags)
+            if loaded:
+                self.register()
+            self.loaded = loaded
+        return self.loaded
 
 
 def load(source: Path, flags: list[str], cpu_flags: tuple[str, ...]) -> bool:

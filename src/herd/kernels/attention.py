@@ -1,4 +1,5 @@
-"""herd's causal attention kernel for fp32 training and scoring on x86 CPUs (``cpu_attention.cpp``).
+"""herd's causal attention kernel for fp32 training and scoring on x86 CPUs (``attention.cpp``), and
+:func:`scaled_dot_product_attention`, the one place that chooses between it and PyTorch's.
 
 PyTorch's CPU flash attention multiplies, for sequences of up to 512 tokens,
 every query block by all the keys, masked ones included: twice the work of
@@ -13,7 +14,7 @@ The operators are registered with ``torch.library`` (an autograd formula and
 fake shapes), so eager code and ``torch.compile`` graphs call the same
 kernel. It serves float32 tensors on a CPU with AVX512F; everything else
 (GPUs, other dtypes, KV-cached decoding, padding masks) goes through
-``scaled_dot_product_attention``. ``HERD_CPU_KERNELS=0`` turns it off.
+``F.scaled_dot_product_attention``. ``HERD_CPU_KERNELS=0`` turns it off.
 """
 
 from __future__ import annotations
@@ -22,19 +23,64 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 
-from herd import native
-
-SOURCE = Path(__file__).with_name("cpu_attention.cpp")
-FLAGS = native.AVX512F_FLAGS
-
-_built: list[bool] = []  # the answer of ``available``, once known
+from herd.kernels.build import AVX512F_FLAGS, NativeLibrary
 
 
-@torch.compiler.assume_constant_result  # compiled code takes the answer as given, without tracing the build
-def available() -> bool:
-    """Whether ``torch.ops.herd.causal_attention`` can run here; builds and loads it on the first call."""
-    return native.load_once(_built, SOURCE, FLAGS, ("avx512f",), _register)
+def _register() -> None:
+    torch.library.register_fake("herd::causal_attention")(_fake_forward)
+    torch.library.register_fake("herd::causal_attention_backward")(_fake_backward)
+    torch.library.register_autograd("herd::causal_attention", _backward, setup_context=_setup_context)
+
+
+LIBRARY = NativeLibrary(Path(__file__).with_name("attention.cpp"), AVX512F_FLAGS, ("avx512f",), _register)
+
+
+def scaled_dot_product_attention(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    mask: torch.Tensor | None = None,
+    *,
+    first_key: torch.Tensor | None = None,
+    cached: bool = False,
+) -> torch.Tensor:
+    """Softmax attention of ``q`` (batch, heads, seq, head_dim) over ``k``, ``v`` (batch, kv_heads, keys,
+    head_dim), scaled by 1/√head_dim, each key/value head shared by ``heads / kv_heads`` query heads
+    (grouped-query attention, Ainslie et al. 2023; Llama 2 §2.2).
+
+    ``mask`` is a boolean (batch or 1, 1, seq, keys) "may attend" tensor. Without one, attention is
+    causal over keys that coincide with the queries (a single query, a decode step, sees every key), and
+    where :func:`takes_first_key` holds, query ``i`` sees only keys ``first_key[b, i]..i`` (its packed
+    document's; int64 (batch, seq)); elsewhere packed documents must be in ``mask``. ``cached``: the keys
+    and values come from a KV cache (decoding), which the kernel does not serve.
+
+    herd's kernel computes it where :func:`takes_first_key` holds, PyTorch's
+    ``scaled_dot_product_attention`` everywhere else (the fused memory-efficient kernel when there is no
+    explicit mask, Llama 1 §2.4). The result is (batch, heads, seq, head_dim).
+    """
+    if takes_first_key(q, cached=cached, masked=mask is not None):
+        return causal_attention(q, k, v, first_key)
+    # Without a mask: causal when keys and queries coincide; a single decode step sees every cached key.
+    return F.scaled_dot_product_attention(
+        q,
+        k,
+        v,
+        attn_mask=mask,
+        is_causal=mask is None and q.shape[2] > 1,
+        enable_gqa=q.shape[1] != k.shape[1],
+    )
+
+
+def takes_first_key(x: torch.Tensor, *, cached: bool, masked: bool) -> bool:
+    """Whether :func:`scaled_dot_product_attention` runs herd's kernel for activations like ``x``, and so
+    takes packed documents as ``first_key`` (each query's document start) rather than in a dense mask:
+    causal self-attention over whole sequences (no KV cache, no other mask), where :func:`applies`.
+
+    The Transformer asks once, before its layers, so as to build the dense mask only when it is needed.
+    """
+    return not cached and not masked and applies(x)
 
 
 def applies(x: torch.Tensor) -> bool:
@@ -44,7 +90,7 @@ def applies(x: torch.Tensor) -> bool:
         x.device.type == "cpu"
         and x.dtype == torch.float32
         and not torch.is_autocast_enabled("cpu")
-        and available()
+        and LIBRARY.available()
     )
 
 
@@ -60,12 +106,6 @@ def causal_attention(
     """
     out, _ = torch.ops.herd.causal_attention(q, k, v, first_key)
     return out
-
-
-def _register() -> None:
-    torch.library.register_fake("herd::causal_attention")(_fake_forward)
-    torch.library.register_fake("herd::causal_attention_backward")(_fake_backward)
-    torch.library.register_autograd("herd::causal_attention", _backward, setup_context=_setup_context)
 
 
 def _fake_forward(

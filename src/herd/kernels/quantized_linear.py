@@ -1,4 +1,4 @@
-"""herd's int4 and int8 decode kernels for x86 CPUs (``cpu_kernels.cpp``), built on first use.
+"""herd's int4 and int8 decode kernels for x86 CPUs (``quantized_linear.cpp``), built on first use.
 
 Decoding a few rows with quantized weights is bound by converting and
 multiplying codes, not by memory: the float reductions inductor writes for
@@ -14,7 +14,7 @@ No installable library provides these for PyTorch on x86: ATen's
 ``_weight_int8pack_mm`` and ``_weight_int4pack_mm_for_cpu`` are 5–25× slower than
 fp32 here (see ``docs/inference.md``), and torchao's CPU kernels are absent from
 its PyPI wheels. The source is compiled on first use by
-:mod:`herd.native` (once per machine and torch version). Without AVX512-VNNI,
+:mod:`herd.kernels.build` (once per machine and torch version). Without AVX512-VNNI,
 without a compiler, or with ``HERD_CPU_KERNELS=0``, the layers keep their
 portable PyTorch paths.
 """
@@ -26,24 +26,22 @@ from pathlib import Path
 
 import torch
 
-from herd import native
+from herd.kernels.build import NativeLibrary
 
-SOURCE = Path(__file__).with_name("cpu_kernels.cpp")
-FLAGS = ["-O3", "-fopenmp", "-mavx512f", "-mavx512bw", "-mavx512vl", "-mavx512vnni", "-mfma", "-mf16c"]
 INT8_GROUP = 32  # inputs per activation scale in the int8 kernel (the input size must be a multiple)
-
-_built: list[bool] = []  # the answer of ``available``, once known
-
-
-@torch.compiler.assume_constant_result  # compiled code takes the answer as given, without tracing the build
-def available() -> bool:
-    """Whether the ``torch.ops.herd`` kernels can run here; builds and loads them on the first call."""
-    return native.load_once(_built, SOURCE, FLAGS, ("avx512_vnni", "avx512bw"), _register)
 
 
 def _register() -> None:
     torch.library.register_fake("herd::int4_linear")(_fake(3))  # (x, codes, scales, mins, out_features, ...)
     torch.library.register_fake("herd::int8_linear")(_fake(2))  # (x, codes, scales, out_features)
+
+
+LIBRARY = NativeLibrary(
+    Path(__file__).with_name("quantized_linear.cpp"),
+    ["-O3", "-fopenmp", "-mavx512f", "-mavx512bw", "-mavx512vl", "-mavx512vnni", "-mfma", "-mf16c"],
+    ("avx512_vnni", "avx512bw"),
+    _register,
+)
 
 
 def _fake(out_position: int) -> Callable[..., torch.Tensor]:
@@ -64,7 +62,7 @@ def int4_linear(
 
     ``codes``: uint8 (tiles, groups, group_size / 8, 16, 4); ``scales``, ``mins``: float16, or
     their bits as int16, (groups, out_features rounded up to 16). The layout is described in
-    ``cpu_kernels.cpp``.
+    ``quantized_linear.cpp``.
     """
     return torch.ops.herd.int4_linear(x, codes, scales, mins, out_features, group_size)
 

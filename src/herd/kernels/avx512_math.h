@@ -1,5 +1,5 @@
-// Vector helpers shared by herd's AVX512F kernels in this directory (cpu_attention.cpp,
-// cpu_cross_entropy.cpp): a 16-lane exp, the mask of the first n lanes, and the two passes of a
+// Vector helpers shared by herd's AVX512F kernels in this directory (attention.cpp,
+// cross_entropy.cpp): a 16-lane exp, the mask of the first n lanes, and the two passes of a
 // softmax over a row (its maximum; its exponentials and their sum).
 
 #pragma once

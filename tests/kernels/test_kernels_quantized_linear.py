@@ -8,11 +8,11 @@ import copy
 import pytest
 import torch
 
-from herd.infer import cpu_kernels
 from herd.infer.quantize import Int4Linear, Int8Linear, quantize_int4, quantize_int8
+from herd.kernels import quantized_linear
 
 pytestmark = pytest.mark.skipif(
-    not cpu_kernels.available(), reason="needs an x86 CPU with AVX512-VNNI and g++"
+    not quantized_linear.LIBRARY.available(), reason="needs an x86 CPU with AVX512-VNNI and g++"
 )
 
 
@@ -34,7 +34,7 @@ def int4_definition(x: torch.Tensor, weight: torch.Tensor, group_size: int) -> t
 
 
 def int4_kernel(layer: Int4Linear, x: torch.Tensor) -> torch.Tensor:
-    return cpu_kernels.int4_linear(
+    return quantized_linear.int4_linear(
         x, layer.weight, layer.scales, layer.mins, layer.out_features, layer.group_size
     )
 
@@ -78,15 +78,15 @@ def test_int4_kernel_rejects_inconsistent_shapes() -> None:
     layer = Int4Linear(random_weight(16, 128), 32)
     codes, scales, mins = layer.weight, layer.scales, layer.mins
     with pytest.raises(RuntimeError, match="not a multiple of group_size"):
-        cpu_kernels.int4_linear(torch.randn(1, 100), codes, scales, mins, 16, 32)
+        quantized_linear.int4_linear(torch.randn(1, 100), codes, scales, mins, 16, 32)
     with pytest.raises(RuntimeError, match="codes must be contiguous uint8"):
-        cpu_kernels.int4_linear(torch.randn(1, 256), codes, scales, mins, 16, 32)
+        quantized_linear.int4_linear(torch.randn(1, 256), codes, scales, mins, 16, 32)
     with pytest.raises(RuntimeError, match="codes must be contiguous uint8"):
-        cpu_kernels.int4_linear(torch.randn(1, 128), codes, scales, mins, 17, 32)
+        quantized_linear.int4_linear(torch.randn(1, 128), codes, scales, mins, 17, 32)
     with pytest.raises(RuntimeError, match="scales and mins must be contiguous float16"):
-        cpu_kernels.int4_linear(torch.randn(1, 128), codes, scales.float(), mins, 16, 32)
+        quantized_linear.int4_linear(torch.randn(1, 128), codes, scales.float(), mins, 16, 32)
     with pytest.raises(RuntimeError, match="float32"):
-        cpu_kernels.int4_linear(torch.randn(1, 128).double(), codes, scales, mins, 16, 32)
+        quantized_linear.int4_linear(torch.randn(1, 128).double(), codes, scales, mins, 16, 32)
 
 
 def test_int4_layer_takes_the_kernel_for_any_rows_and_else_the_float_product(
@@ -101,7 +101,9 @@ def test_int4_layer_takes_the_kernel_for_any_rows_and_else_the_float_product(
     expected = layer(step)
     bf16 = copy.deepcopy(layer).bfloat16()(step.bfloat16())  # bf16 activations, fp32 inside the kernel
     assert bf16.dtype == torch.bfloat16 and ((bf16.float() - expected).norm() / expected.norm()) < 0.01
-    monkeypatch.setattr(cpu_kernels, "_built", [False])  # as without the kernel (or with HERD_CPU_KERNELS=0)
+    monkeypatch.setattr(
+        quantized_linear.LIBRARY, "loaded", False
+    )  # as without the kernel (or with HERD_CPU_KERNELS=0)
     for x in (step, prefill):
         assert torch.allclose(layer(x), x @ float_weight.T, atol=1e-5)
 
@@ -110,14 +112,14 @@ def int8_definition(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
     """The int8 kernel's arithmetic in float64, from ``quantize_int8``'s codes: each group of 32
     activations rounded to int8 (d = max|x| / 127), times the codes, times each row's scale."""
     codes, scales = quantize_int8(weight)
-    xg = x.double().reshape(x.shape[0], -1, cpu_kernels.INT8_GROUP)
+    xg = x.double().reshape(x.shape[0], -1, quantized_linear.INT8_GROUP)
     d = xg.abs().amax(-1, keepdim=True) / 127
     rounded = (torch.round(xg / d.clamp(min=1e-300)) * d).reshape(x.shape[0], -1)
     return (rounded @ codes.double().T) * scales.double()
 
 
 def int8_kernel(layer: Int8Linear, x: torch.Tensor) -> torch.Tensor:
-    return cpu_kernels.int8_linear(x, layer.weight, layer.scales, layer.out_features)
+    return quantized_linear.int8_linear(x, layer.weight, layer.scales, layer.out_features)
 
 
 @pytest.mark.parametrize(
@@ -147,7 +149,7 @@ def test_int8_kernel_error_and_routing(monkeypatch: pytest.MonkeyPatch) -> None:
     prefill = torch.randn(40, 256)
     assert torch.equal(layer(prefill), int8_kernel(layer, prefill))
     with pytest.raises(RuntimeError, match="scales must be contiguous float32"):
-        cpu_kernels.int8_linear(x, layer.weight, layer.scales[:8], 40)
-    monkeypatch.setattr(cpu_kernels, "_built", [False])
+        quantized_linear.int8_linear(x, layer.weight, layer.scales[:8], 40)
+    monkeypatch.setattr(quantized_linear.LIBRARY, "loaded", False)
     for rows in (x[:2], prefill):
         assert torch.allclose(layer(rows), rows @ exact_weight.T, atol=1e-4)

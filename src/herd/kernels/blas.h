@@ -1,5 +1,5 @@
 // Row-major matrix products through the BLAS that libtorch_cpu exports (MKL's, in PyTorch's x86
-// wheels), for herd's kernels in this directory (cpu_attention.cpp, cpu_cross_entropy.cpp).
+// wheels), for herd's kernels in this directory (attention.cpp, cross_entropy.cpp).
 
 #pragma once
 
