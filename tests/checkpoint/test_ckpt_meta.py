@@ -450,5 +450,11 @@ def test_pickle_with_arbitrary_object_is_refused(meta2: Path, tmp_path: Path) ->
     dst = _copy_with(meta2, tmp_path)
     state = torch.load(dst / "consolidated.01.pth", weights_only=True)
     torch.save(state | {"payload": NotATensor()}, dst / "consolidated.01.pth")
-    with pytest.raises(CheckpointError, match=r"consolidated\.01\.pth: refused: .*never runs arbitrary"):
+    with pytest.raises(
+        CheckpointError, match=r"consolidated\.01\.pth: refused: .*never runs arbitrary"
+    ) as exc:
         MetaReader(dst)
+    assert "NotATensor" in str(exc.value)  # the offending object is named...
+    assert "weights_only" not in str(exc.value) and "trust" not in str(
+        exc.value
+    )  # ...with no advice to load it

@@ -4,7 +4,9 @@ The reader yields canonical tensors lazily (safetensors and GGUF are
 memory-mapped, Meta ``.pth`` shards are loaded with ``mmap=True``) and the
 writer streams them out, so a conversion holds at most one output shard in
 memory, never two copies of the weights. Output is written under a temporary
-name and renamed at the end: a failed conversion leaves nothing behind.
+name and renamed at the end: a failed conversion leaves nothing behind
+(:mod:`herd.checkpoint.atomic`), and only a destination herd itself wrote is
+ever replaced (:mod:`herd.checkpoint.destination`).
 """
 
 from __future__ import annotations
@@ -17,7 +19,9 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
+from herd.checkpoint.atomic import clean_leftovers
 from herd.checkpoint.base import SIDE_FILES_EXTRA, CheckpointReader, tensor_names
+from herd.checkpoint.destination import check_destination
 from herd.checkpoint.hf import write_hf
 from herd.checkpoint.load import open_checkpoint, parse_dtype
 from herd.errors import HerdError
@@ -41,20 +45,24 @@ def convert(
     dtype: str | None = None,
     shards: int = 1,
     progress: bool = True,
+    force: bool = False,
 ) -> Path:
     """Convert the checkpoint at ``src`` into format ``to`` at ``dst``.
 
     ``dtype``: for hf/meta a torch dtype name (fp32, fp16, bf16; default: the
     source's); for gguf one of f32, f16, bf16, q8_0 (default f32).
     ``shards``: model-parallel shards of a Meta checkpoint (resharding).
+    ``force``: replace an existing ``dst`` (only a ``to`` checkpoint herd wrote,
+    or a GGUF file for gguf; see :func:`~herd.checkpoint.destination.check_destination`).
+    Leftovers of an earlier, killed conversion into ``dst`` are removed first.
     """
     src, dst = Path(src), Path(dst)
     if to not in FORMATS:
         raise HerdError(f"unknown target format {to!r}; use one of {', '.join(FORMATS)}")
-    if src.resolve() == dst.resolve():
-        raise HerdError(f"{dst}: the destination is the source")
     if shards < 1:
         raise HerdError(f"--shards must be at least 1, got {shards}")
+    clean_leftovers(dst)
+    check_destination(src, dst, to, force=force)
     with open_checkpoint(src) as reader, tempfile.TemporaryDirectory() as scratch:
         if to != "gguf" and SIDE_FILES_EXTRA not in reader.info.extras:
             reader.info.extras[SIDE_FILES_EXTRA] = _gguf_tokenizer_files(src, Path(scratch))

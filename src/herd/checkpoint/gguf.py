@@ -25,7 +25,6 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
 
 import gguf
 import numpy as np
@@ -34,6 +33,7 @@ from gguf import GGML_QUANT_SIZES, GGMLQuantizationType, GGUFValue, LlamaFileTyp
 
 from herd.checkpoint.atomic import atomic_file
 from herd.checkpoint.base import CheckpointInfo, CheckpointReader, check_shape, expected_shape, tensor_names
+from herd.checkpoint.fields import Fields
 from herd.checkpoint.gguf_file import GGUFFile
 from herd.checkpoint.names import NameMap
 from herd.checkpoint.permute import halves_to_interleaved, interleaved_to_halves
@@ -125,15 +125,15 @@ def _scaling_from_factors(
     return scaling
 
 
-def _linear_scaling(file: GGUFFile) -> RopeScaling | None:
-    kind = file.get(f"{ARCH}.rope.scaling.type")
-    factor = float(file.get(f"{ARCH}.rope.scaling.factor", 1.0))
+def _linear_scaling(meta: Fields) -> RopeScaling | None:
+    kind = meta.text(f"{ARCH}.rope.scaling.type", None)
+    factor = meta.number(f"{ARCH}.rope.scaling.factor", 1.0, positive=False)
     if kind in (None, "none", "linear") and factor in (0.0, 1.0):
         return None
     if kind in (None, "linear"):  # llama.cpp treats a factor without a type as linear
         return RopeScaling(kind="linear", factor=factor)
     raise CheckpointError(
-        f"{file.path}: RoPE scaling type {kind!r} is not supported (herd knows linear, llama3)"
+        f"{meta.source}: RoPE scaling type {kind!r} is not supported (herd knows linear, llama3)"
     )
 
 
@@ -146,48 +146,43 @@ def _f32(value: float) -> float:
 
 
 def config_from_gguf(file: GGUFFile) -> ModelConfig:
-    """A :class:`ModelConfig` from the ``llama.*`` metadata of a GGUF file."""
+    """A :class:`ModelConfig` from the ``llama.*`` metadata of a GGUF file (every value type-checked)."""
     source = file.path
-
-    def need(key: str) -> Any:
-        value = file.get(f"{ARCH}.{key}")
-        if value is None:
-            raise CheckpointError(f"{source}: metadata key {ARCH}.{key} is missing")
-        return value
-
-    if file.get(f"{ARCH}.expert_count", 0):
+    meta = Fields({key: field.value for key, field in file.metadata.items()}, source, "metadata key")
+    if meta.integer(f"{ARCH}.expert_count", 0, minimum=0):
         raise CheckpointError(f"{source}: mixture-of-experts GGUF models are not supported")
-    dim, n_heads = int(need("embedding_length")), int(need("attention.head_count"))
-    head_dim = int(file.get(f"{ARCH}.attention.key_length") or file.get(f"{ARCH}.rope.dimension_count") or 0)
-    head_dim = head_dim or dim // n_heads
-    rope_dims = file.get(f"{ARCH}.rope.dimension_count", head_dim)
-    if rope_dims != head_dim:
+    dim, n_heads = meta.integer(f"{ARCH}.embedding_length"), meta.integer(f"{ARCH}.attention.head_count")
+    rope_dims = meta.integer(f"{ARCH}.rope.dimension_count", None)
+    head_dim = meta.integer(f"{ARCH}.attention.key_length", None) or rope_dims or dim // n_heads
+    if rope_dims not in (None, head_dim):
         raise CheckpointError(f"{source}: partial RoPE ({rope_dims} of {head_dim} dims) is not supported")
-    tokens = file.get("tokenizer.ggml.tokens")
-    vocab = file.get(f"{ARCH}.vocab_size") or (len(tokens) if tokens else None)
+    tokens = meta.array("tokenizer.ggml.tokens", None)
+    vocab = meta.integer(f"{ARCH}.vocab_size", None) or (len(tokens) if tokens else None)
     if vocab is None:
         embd = file.tensors.get("token_embd.weight")
-        vocab = embd.shape[0] if embd is not None else need("vocab_size")
+        vocab = (
+            embd.shape[0] if embd is not None and len(embd.shape) == 2 else meta.integer(f"{ARCH}.vocab_size")
+        )
     try:
         config = ModelConfig(
             dim=dim,
-            n_layers=int(need("block_count")),
+            n_layers=meta.integer(f"{ARCH}.block_count"),
             n_heads=n_heads,
-            n_kv_heads=int(file.get(f"{ARCH}.attention.head_count_kv") or n_heads),
-            vocab_size=int(vocab),
-            hidden_dim=int(need("feed_forward_length")),
-            norm_eps=_f32(file.get(f"{ARCH}.attention.layer_norm_rms_epsilon", 1e-5)),
-            rope_theta=_f32(file.get(f"{ARCH}.rope.freq_base", 10000.0)),
-            rope_scaling=_linear_scaling(file),
-            max_seq_len=int(file.get(f"{ARCH}.context_length", 4096)),
+            n_kv_heads=meta.integer(f"{ARCH}.attention.head_count_kv", n_heads),
+            vocab_size=vocab,
+            hidden_dim=meta.integer(f"{ARCH}.feed_forward_length"),
+            norm_eps=_f32(meta.number(f"{ARCH}.attention.layer_norm_rms_epsilon", 1e-5)),
+            rope_theta=_f32(meta.number(f"{ARCH}.rope.freq_base", 10000.0)),
+            rope_scaling=_linear_scaling(meta),
+            max_seq_len=meta.integer(f"{ARCH}.context_length", 4096),
             tie_embeddings="output.weight" not in file.tensors,
             head_dim=head_dim,
-            name=str(file.get("general.name", "")),
+            name=meta.text("general.name", ""),
         )
     except ConfigError as exc:
         raise CheckpointError(f"{source}: {exc}") from None
     if ROPE_FREQS in file.tensors:
-        original = int(file.get(f"{ARCH}.rope.scaling.original_context_length", 8192))
+        original = meta.integer(f"{ARCH}.rope.scaling.original_context_length", 8192)
         scaling = _scaling_from_factors(file.decode(file.tensors[ROPE_FREQS]), config, original, source)
         config = config.replace(rope_scaling=scaling)
     return config
@@ -331,7 +326,7 @@ def write_gguf(
         raise CheckpointError(f"{dst}: GGUF dtype must be one of {', '.join(WRITE_TYPES)}, got {dtype!r}")
     config = info.config
     plan = {name: _tensor_type(expected_shape(config, name), wanted) for name in tensor_names(config)}
-    with atomic_file(dst) as tmp:
+    with atomic_file(dst, "gguf") as tmp:
         writer = gguf.GGUFWriter(tmp, ARCH)
         try:
             _add_metadata(writer, config, wanted)

@@ -17,6 +17,7 @@ tensor data is only memory-mapped here and decoded by the caller on demand.
 
 from __future__ import annotations
 
+import math
 import struct
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +33,8 @@ from herd.errors import CheckpointError
 GGUF_MAGIC = b"GGUF"
 SUPPORTED_VERSIONS = (2, 3)
 DEFAULT_ALIGNMENT = 32
+# GGUF dimensions are uint64; numpy (and llama.cpp) index with int64.
+MAX_DIM = 2**63
 
 _SCALARS: dict[GGUFValueType, str] = {
     GGUFValueType.UINT8: "B",
@@ -152,7 +155,12 @@ class GGUFFile:
             self.metadata[key] = cur.value(cur.value_type(f"type of {key}"), f"metadata {key}")
         infos = [self._tensor_info(cur, i) for i in range(n_tensors)]
         alignment = self.get("general.alignment", DEFAULT_ALIGNMENT)
-        if not isinstance(alignment, int) or alignment <= 0 or alignment & (alignment - 1):
+        if (
+            isinstance(alignment, bool)
+            or not isinstance(alignment, int)
+            or alignment <= 0
+            or alignment & (alignment - 1)
+        ):
             raise CheckpointError(f"{self.path}: general.alignment {alignment!r} is not a power of two")
         data_start = -(-cur.pos // alignment) * alignment
         self.tensors: dict[str, TensorEntry] = {}
@@ -182,7 +190,11 @@ class GGUFFile:
                 "the gguf package knows; a newer llama.cpp format?)"
             ) from None
         block, type_size = GGML_QUANT_SIZES[ggml_type]
-        n_elements = int(np.prod(shape, dtype=np.int64)) if shape else 1
+        if any(d >= MAX_DIM for d in shape):
+            raise CheckpointError(
+                f"{self.path}: tensor {name} has shape {shape}: a dimension exceeds 2**63 - 1 (corrupt file)"
+            )
+        n_elements = math.prod(shape)  # Python integers: a product past 2**64 cannot wrap to a small size
         if shape and shape[-1] % block:
             raise CheckpointError(
                 f"{self.path}: tensor {name} ({ggml_type.name}) has rows of {shape[-1]} values, "

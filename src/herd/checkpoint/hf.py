@@ -21,9 +21,11 @@ from safetensors.torch import save_file
 
 from herd.checkpoint.atomic import atomic_dir
 from herd.checkpoint.base import CheckpointInfo, CheckpointReader, check_shape, copy_side_files
+from herd.checkpoint.fields import Fields, read_json_object
 from herd.checkpoint.names import NameMap
-from herd.errors import CheckpointError
+from herd.errors import CheckpointError, ConfigError, HerdError
 from herd.model.config import ModelConfig, RopeScaling
+from herd.paths import contained
 
 DEFAULT_MAX_SHARD_BYTES = 5 * 10**9
 INDEX_NAME = "model.safetensors.index.json"
@@ -54,54 +56,59 @@ NAMES = NameMap(
 
 
 def config_from_hf(hf: dict[str, Any], source: Path | str = "config.json") -> ModelConfig:
-    """A :class:`ModelConfig` from a Hugging Face Llama ``config.json`` dict (v4 or v5 RoPE keys)."""
-    model_type = hf.get("model_type", "llama")
+    """A :class:`ModelConfig` from a Hugging Face Llama ``config.json`` dict (v4 or v5 RoPE keys).
+
+    Every value is type-checked (:class:`~herd.checkpoint.fields.Fields`); errors name ``source`` and the key.
+    """
+    if not isinstance(hf, dict):
+        raise CheckpointError(f"{source}: expected a JSON object, got {type(hf).__name__}")
+    f = Fields(hf, source)
+    model_type = f.text("model_type", "llama")
     if model_type not in ("llama", "mistral"):
         raise CheckpointError(f"{source}: model_type {model_type!r} is not a Llama-architecture model")
+    rope = f.section("rope_parameters")
+    theta = rope.number("rope_theta", None) if rope is not None else None
+    scaling = f.section("rope_scaling")
+    if scaling is None and rope is not None and rope.text("rope_type", "default") != "default":
+        scaling = rope
+    dim = f.integer("hidden_size")
+    n_heads = f.integer("num_attention_heads")
     try:
-        rope = hf.get("rope_parameters") or {}
-        theta = rope.get("rope_theta", hf.get("rope_theta", 10000.0))
-        scaling_dict = hf.get("rope_scaling") or (
-            rope if rope.get("rope_type", "default") != "default" else None
-        )
-        dim = int(hf["hidden_size"])
-        n_heads = int(hf["num_attention_heads"])
-        head_dim = hf.get("head_dim") or dim // n_heads
         return ModelConfig(
             dim=dim,
-            n_layers=int(hf["num_hidden_layers"]),
+            n_layers=f.integer("num_hidden_layers"),
             n_heads=n_heads,
-            n_kv_heads=int(hf.get("num_key_value_heads") or n_heads),
-            vocab_size=int(hf["vocab_size"]),
-            hidden_dim=int(hf["intermediate_size"]),
-            norm_eps=float(hf.get("rms_norm_eps", 1e-6)),
-            rope_theta=float(theta),
-            rope_scaling=_scaling_from_hf(scaling_dict, source),
-            max_seq_len=int(hf.get("max_position_embeddings", 4096)),
-            tie_embeddings=bool(hf.get("tie_word_embeddings", False)),
-            head_dim=int(head_dim),
+            n_kv_heads=f.integer("num_key_value_heads", n_heads),
+            vocab_size=f.integer("vocab_size"),
+            hidden_dim=f.integer("intermediate_size"),
+            norm_eps=f.number("rms_norm_eps", 1e-6),
+            rope_theta=theta or f.number("rope_theta", 10000.0),
+            rope_scaling=_scaling_from_hf(scaling),
+            max_seq_len=f.integer("max_position_embeddings", 4096),
+            tie_embeddings=f.flag("tie_word_embeddings", False),
+            head_dim=f.integer("head_dim", dim // n_heads),
         )
-    except KeyError as exc:
-        raise CheckpointError(f"{source}: missing key {exc.args[0]!r}") from None
+    except ConfigError as exc:
+        raise CheckpointError(f"{source}: {exc}") from None
 
 
-def _scaling_from_hf(d: dict[str, Any] | None, source: Path | str) -> RopeScaling | None:
-    if not d:
+def _scaling_from_hf(f: Fields | None) -> RopeScaling | None:
+    if f is None:
         return None
-    kind = d.get("rope_type", d.get("type", "default"))
+    kind = f.text("rope_type", None) or f.text("type", "default")
     if kind == "default":
         return None
     if kind == "linear":
-        return RopeScaling(kind="linear", factor=float(d["factor"]))
+        return RopeScaling(kind="linear", factor=f.number("factor"))
     if kind == "llama3":
         return RopeScaling(
             kind="llama3",
-            factor=float(d["factor"]),
-            low_freq_factor=float(d["low_freq_factor"]),
-            high_freq_factor=float(d["high_freq_factor"]),
-            original_max_seq_len=int(d["original_max_position_embeddings"]),
+            factor=f.number("factor"),
+            low_freq_factor=f.number("low_freq_factor"),
+            high_freq_factor=f.number("high_freq_factor"),
+            original_max_seq_len=f.integer("original_max_position_embeddings"),
         )
-    raise CheckpointError(f"{source}: unsupported rope scaling type {kind!r} (herd knows llama3 and linear)")
+    raise f.error("rope_type", f"{kind!r} is not supported (herd knows llama3 and linear)")
 
 
 def config_to_hf(config: ModelConfig, dtype: torch.dtype | None = None) -> dict[str, Any]:
@@ -144,6 +151,27 @@ def config_to_hf(config: ModelConfig, dtype: torch.dtype | None = None) -> dict[
 # ---- reading -------------------------------------------------------------------------------------
 
 
+def shard_path(root: Path, name: object, index: Path) -> Path:
+    """The shard file ``name`` that ``index`` lists, which must lie in the checkpoint directory ``root``.
+
+    :func:`herd.paths.contained` refuses absolute names and names that climb
+    out (``../``). It also refuses symbolic links that point out, but one
+    case is the directory's own doing, not the index's: the Hugging Face hub
+    cache stores each shard as a link ``snapshots/REV/NAME -> ../../blobs/HASH``.
+    A bare file name (no directory part) that is a symbolic link in ``root``
+    is therefore accepted; herd reads such links for ``model.safetensors`` too.
+    """
+    if not isinstance(name, str):
+        raise CheckpointError(f"{index}: weight_map values must be shard file names, got {name!r}")
+    try:
+        return contained(root, name, index)
+    except HerdError:
+        bare = "\x00" not in name and name not in ("", ".", "..") and Path(name).name == name
+        if bare and (root / name).is_symlink():
+            return root / name
+        raise
+
+
 def is_hf_dir(path: Path) -> bool:
     """Whether ``path`` looks like a Hugging Face model directory."""
     return path.is_dir() and (path / "config.json").is_file()
@@ -155,13 +183,7 @@ class HFReader(CheckpointReader):
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
         config_path = self.path / "config.json"
-        try:
-            hf = json.loads(config_path.read_text())
-        except FileNotFoundError:
-            raise CheckpointError(f"{config_path}: no config.json in the model directory") from None
-        except json.JSONDecodeError as exc:
-            raise CheckpointError(f"{config_path}: not valid JSON ({exc})") from None
-        self.info = CheckpointInfo(config_from_hf(hf, config_path))
+        self.info = CheckpointInfo(config_from_hf(read_json_object(config_path), config_path))
         self._files: dict[Path, Any] = {}
         self._where = self._weight_map()
 
@@ -169,11 +191,13 @@ class HFReader(CheckpointReader):
         """canonical name → (file, name in file)."""
         index = self.path / INDEX_NAME
         if index.is_file():
-            try:
-                weight_map = json.loads(index.read_text())["weight_map"]
-            except (json.JSONDecodeError, KeyError) as exc:
-                raise CheckpointError(f"{index}: not a valid safetensors index ({exc})") from None
-            files = {name: self.path / f for name, f in weight_map.items()}
+            weight_map = read_json_object(index).get("weight_map")
+            if not isinstance(weight_map, dict):
+                raise CheckpointError(
+                    f"{index}: weight_map must be an object of tensor name to shard file, got "
+                    f"{type(weight_map).__name__}"
+                )
+            files = {name: shard_path(self.path, f, index) for name, f in weight_map.items()}
         else:
             single = self.path / SINGLE_NAME
             if not single.is_file():
@@ -192,6 +216,7 @@ class HFReader(CheckpointReader):
         return out
 
     def _open(self, file: Path) -> Any:
+        """The safetensors handle of ``file``, opened once; a garbage header is a named error."""
         handle = self._files.get(file)
         if handle is None:
             if not file.is_file():
@@ -233,7 +258,7 @@ def write_hf(
 ) -> Path:
     """Write a Hugging Face Llama directory atomically, streaming tensors into shards."""
     dst = Path(dst)
-    with atomic_dir(dst) as tmp:
+    with atomic_dir(dst, "hf") as tmp:
         shards: list[list[str]] = []
         pending: dict[str, torch.Tensor] = {}
         pending_bytes = 0

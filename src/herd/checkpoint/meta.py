@@ -53,6 +53,7 @@ from herd.checkpoint.base import (
     expected_shape,
     tensor_names,
 )
+from herd.checkpoint.fields import Fields, read_json_object
 from herd.checkpoint.permute import halves_to_interleaved, interleaved_to_halves
 from herd.errors import CheckpointError, ConfigError
 from herd.model.config import ModelConfig, RopeScaling, llama_hidden_dim
@@ -127,11 +128,20 @@ def context_length(rope_theta: float, scaling: RopeScaling | None) -> int:
     return 4096
 
 
-def _scaling_from_params(params: dict[str, Any]) -> RopeScaling | None:
+def _scaling_from_params(params: Fields) -> RopeScaling | None:
     """Llama 3.1's scaling for ``use_scaled_rope``; herd's ``rope_scaling`` key for any other."""
-    if "rope_scaling" in params:
-        return RopeScaling(**params["rope_scaling"])
-    return RopeScaling() if params.get("use_scaled_rope") else None
+    section = params.section("rope_scaling")
+    if section is None:
+        return RopeScaling() if params.flag("use_scaled_rope", False) else None
+    section.unknown({f.name for f in dataclasses.fields(RopeScaling)})
+    default = RopeScaling()
+    return RopeScaling(
+        kind=section.text("kind", default.kind),
+        factor=section.number("factor", default.factor),
+        low_freq_factor=section.number("low_freq_factor", default.low_freq_factor),
+        high_freq_factor=section.number("high_freq_factor", default.high_freq_factor),
+        original_max_seq_len=section.integer("original_max_seq_len", default.original_max_seq_len),
+    )
 
 
 def ffn_params(config: ModelConfig) -> tuple[int, float | None]:
@@ -180,22 +190,14 @@ def params_from_config(config: ModelConfig) -> dict[str, Any]:
     return params
 
 
-def read_params(path: Path) -> dict[str, Any]:
-    """The parsed ``params.json`` (a nested ``{"model": {...}}`` is unwrapped); errors name the file."""
-    try:
-        params = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise CheckpointError(f"{path}: no {PARAMS_NAME} in the model directory") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise CheckpointError(f"{path}: not valid JSON ({exc})") from None
-    if isinstance(params, dict) and isinstance(params.get("model"), dict):
+def read_params(path: Path) -> Fields:
+    """The typed ``params.json`` (a nested ``{"model": {...}}`` is unwrapped); errors name the file."""
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no {PARAMS_NAME} in the model directory")
+    params = read_json_object(path)
+    if isinstance(params.get("model"), dict):
         params = params["model"]
-    if not isinstance(params, dict):
-        raise CheckpointError(f"{path}: expected a JSON object, got {type(params).__name__}")
-    for key in ("dim", "n_layers", "n_heads"):
-        if key not in params:
-            raise CheckpointError(f"{path}: missing key {key!r}")
-    return params
+    return Fields(params, path)
 
 
 # ---- reading -------------------------------------------------------------------------------------
@@ -224,10 +226,12 @@ def load_shard(file: Path) -> dict[str, Any]:
     try:
         state = torch.load(file, map_location="cpu", weights_only=True, mmap=True)
     except pickle.UnpicklingError as exc:
-        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        # torch's message goes on to explain how to load the file anyway; only its diagnosis is kept.
+        found = re.search(r"WeightsUnpickler error: (.+?)(?: Please use|$)", str(exc), re.MULTILINE)
+        detail = f" ({found.group(1).rstrip('.')})" if found else ""
         raise CheckpointError(
-            f"{file}: refused: the pickle holds objects other than tensors, and herd never runs "
-            f"arbitrary pickled code (torch.load weights_only: {first})"
+            f"{file}: refused: the pickle holds objects other than tensors{detail}, and herd never "
+            "runs arbitrary pickled code"
         ) from None
     except (RuntimeError, OSError, EOFError, ValueError) as exc:
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
@@ -244,18 +248,11 @@ class MetaReader(CheckpointReader):
 
     def __init__(self, path: Path | str) -> None:
         self.path = Path(path)
-        params_path = self.path / PARAMS_NAME
-        params = read_params(params_path)
-        dim = params["dim"]
-        if not isinstance(dim, int) or dim <= 0:
-            raise CheckpointError(f"{params_path}: dim must be a positive integer, got {dim!r}")
+        params = read_params(self.path / PARAMS_NAME)
         self._files = shard_files(self.path)
         self._shards = [load_shard(f) for f in self._files]
-        self._embedding_split = self._find_embedding_split(dim)
-        try:
-            config = self._config(params)
-        except (ConfigError, TypeError, ValueError) as exc:
-            raise CheckpointError(f"{params_path}: {exc}") from None
+        config = self._config(params)
+        self._embedding_split = self._find_embedding_split(config.dim)
         for what, count in (("n_heads", config.n_heads), ("n_kv_heads", config.n_kv_heads)):
             if count % self.shards:
                 raise CheckpointError(
@@ -287,43 +284,64 @@ class MetaReader(CheckpointReader):
             f"dim {dim} nor dim/{self.shards} shards"
         )
 
-    def _merged_rows(self, name: str) -> int:
-        """Rows of the merged tensor ``name`` (split on dim 0), read from shard 0's shape only."""
-        return self._raw(0, name).shape[0] * self.shards
+    def _rows(self, name: str) -> int:
+        """Rows of shard 0's slice of the matrix ``name`` (split on dim 0)."""
+        tensor = self._raw(0, name)
+        if tensor.ndim != 2:
+            raise CheckpointError(f"{self._files[0]}: tensor {name} has shape {tuple(tensor.shape)}, not 2-D")
+        return tensor.shape[0]
 
-    def _config(self, params: dict[str, Any]) -> ModelConfig:
-        """The model shape: params.json for the architecture, the weights for hidden size and vocabulary."""
-        dim = params["dim"]
-        vocab = params.get("vocab_size", -1)
-        if vocab == -1:
-            vocab = self._merged_rows("output.weight")
-        hidden = self._merged_rows("layers.0.feed_forward.w1.weight")
-        multiple_of = int(params.get("multiple_of", 256))
-        multiplier = params.get("ffn_dim_multiplier")
-        if llama_hidden_dim(dim, multiple_of, multiplier) != hidden:
-            warnings.warn(
-                f"{self.path / PARAMS_NAME}: multiple_of {multiple_of} and ffn_dim_multiplier {multiplier} give "
-                f"hidden size {llama_hidden_dim(dim, multiple_of, multiplier)}, the weights have {hidden}; "
-                "using the weights",
-                stacklevel=3,
+    def _check_shard_count(self, n_heads: int, head_dim: int) -> None:
+        """Name the missing file when the last shard(s) are absent (``consolidated.01.pth`` of two).
+
+        A gap in the numbering is caught by :func:`shard_files`; a missing last
+        shard shows only in the shapes: shard 0 holds 1/N of wq's rows.
+        """
+        rows = self._rows("layers.0.attention.wq.weight")
+        total = n_heads * head_dim
+        if rows and total % rows == 0 and total // rows > self.shards:
+            raise CheckpointError(
+                f"{self.path / shard_name(self.shards)}: shard missing ({PARAMS_NAME} gives wq {total} rows, "
+                f"{self._files[0].name} holds {rows}: {total // rows} shards, found {self.shards})"
             )
-        scaling = _scaling_from_params(params)
-        theta = float(params.get("rope_theta", 10000.0))
-        return ModelConfig(
-            dim=dim,
-            n_layers=params["n_layers"],
-            n_heads=params["n_heads"],
-            n_kv_heads=params.get("n_kv_heads"),
-            vocab_size=vocab,
-            hidden_dim=hidden,
-            multiple_of=multiple_of,
-            ffn_dim_multiplier=multiplier,
-            norm_eps=float(params.get("norm_eps", 1e-5)),
-            rope_theta=theta,
-            rope_scaling=scaling,
-            max_seq_len=context_length(theta, scaling),
-            head_dim=params.get("head_dim"),
-        )
+
+    def _config(self, params: Fields) -> ModelConfig:
+        """The model shape: params.json for the architecture, the weights for hidden size and vocabulary."""
+        dim, n_layers, n_heads = params.integer("dim"), params.integer("n_layers"), params.integer("n_heads")
+        n_kv_heads, head_dim = params.integer("n_kv_heads", None), params.integer("head_dim", None)
+        multiple_of = params.integer("multiple_of", 256)
+        multiplier = params.number("ffn_dim_multiplier", None)
+        norm_eps, theta = params.number("norm_eps", 1e-5), params.number("rope_theta", 10000.0)
+        # Llama 1/2 write vocab_size -1: the vocabulary is read from the output rows.
+        vocab = None if params.values.get("vocab_size") in (None, -1) else params.integer("vocab_size")
+        try:
+            scaling = _scaling_from_params(params)
+            self._check_shard_count(n_heads, head_dim or dim // n_heads)
+            hidden = self._rows("layers.0.feed_forward.w1.weight") * self.shards
+            if llama_hidden_dim(dim, multiple_of, multiplier) != hidden:
+                warnings.warn(
+                    f"{params.source}: multiple_of {multiple_of} and ffn_dim_multiplier {multiplier} give "
+                    f"hidden size {llama_hidden_dim(dim, multiple_of, multiplier)}, the weights have {hidden}; "
+                    "using the weights",
+                    stacklevel=3,
+                )
+            return ModelConfig(
+                dim=dim,
+                n_layers=n_layers,
+                n_heads=n_heads,
+                n_kv_heads=n_kv_heads,
+                vocab_size=vocab or self._rows("output.weight") * self.shards,
+                hidden_dim=hidden,
+                multiple_of=multiple_of,
+                ffn_dim_multiplier=multiplier,
+                norm_eps=norm_eps,
+                rope_theta=theta,
+                rope_scaling=scaling,
+                max_seq_len=context_length(theta, scaling),
+                head_dim=head_dim,
+            )
+        except ConfigError as exc:
+            raise CheckpointError(f"{params.source}: {exc}") from None
 
     def get(self, name: str) -> torch.Tensor:
         """The merged tensor ``name`` in herd's layout (q/k rows in rotate-half order)."""
@@ -463,7 +481,7 @@ def write_meta(
     passes = _passes(tensors, shards)
     names = tensor_names(config)
     bar = tqdm(total=shards * len(names), desc=f"→ meta {dst.name}", unit="tensor", disable=not progress)
-    with atomic_dir(dst) as tmp, bar:
+    with atomic_dir(dst, "meta") as tmp, bar:
         for index in range(shards):
             state: dict[str, torch.Tensor] = {}
             for name, tensor in passes():
@@ -477,7 +495,10 @@ def write_meta(
             missing = [n for n in names if n not in state]
             if missing:
                 raise CheckpointError(f"{dst}: the source has no tensor {missing[0]}")
-            torch.save(state, tmp / shard_name(index))
+            # torch.save to a path keeps the file open for as long as a failure's traceback lives;
+            # a file of ours is closed at once, so a full disk gets its space back.
+            with (tmp / shard_name(index)).open("wb") as file:
+                torch.save(state, file)
             del state
         copy_side_files(info, tmp)
         params = params_from_config(config)
