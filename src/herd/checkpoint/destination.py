@@ -93,7 +93,8 @@ def check_destination(src: Path, dst: Path, fmt: str, *, force: bool) -> None:
     but an empty directory.
     """
     source, target = src.resolve(), dst.resolve()
-    if target == source or target in source.parents or (dst.exists() and os.path.samefile(src, dst)):
+    hard_link = src.exists() and dst.exists() and os.path.samefile(src, dst)
+    if target == source or target in source.parents or hard_link:
         raise HerdError(f"{dst}: the destination is the source {src} or contains it; choose another path")
     if source in target.parents:
         raise HerdError(f"{dst}: the destination is inside the source {src}; choose another path")
