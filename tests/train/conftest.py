@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -13,6 +14,7 @@ import pytest
 
 from herd.train.config import PretrainConfig, config_from_dict
 from herd.train.dataset import write_dataset
+from herd.train.loop import pretrain
 from herd.train.metrics import METRICS_FILE, read_metrics
 
 VOCAB = 96
@@ -74,6 +76,20 @@ def tiny_config_dict(data: Path, out: Path, **sections: dict) -> dict:
 @pytest.fixture
 def tiny_config(dataset_dir: Path, tmp_path: Path) -> PretrainConfig:
     return config_from_dict(tiny_config_dict(dataset_dir, tmp_path / "run"))
+
+
+@pytest.fixture(scope="session")
+def finished_run(dataset_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The out_dir of a finished 4-step run (one checkpoint, step 4); copy it before changing it."""
+    out = tmp_path_factory.mktemp("finished") / "run"
+    pretrain(config_from_dict(tiny_config_dict(dataset_dir, out, train={"steps": 4})))
+    return out
+
+
+@pytest.fixture
+def run_copy(finished_run: Path, tmp_path: Path) -> Path:
+    """A private copy of ``finished_run`` at ``tmp_path / "run"`` (what tiny_config_dict(..., tmp_path / "run") uses)."""
+    return Path(shutil.copytree(finished_run, tmp_path / "run"))
 
 
 PYTHON = sys.executable

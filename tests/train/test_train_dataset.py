@@ -10,7 +10,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from conftest import tiny_config_dict
+from herd.train.config import config_from_dict
 from herd.train.dataset import DataError, MixtureSampler, TokenDataset, read_windows, write_dataset
+from herd.train.loop import pretrain
 
 
 def _sampler(path: Path, weights: list[float], seq_len: int = 16, seed: int = 0) -> MixtureSampler:
@@ -181,3 +184,12 @@ def test_the_fingerprint_follows_the_manifest_and_the_shard_sizes(dataset_dir: P
     np.save(index, np.load(index).astype(np.int32))  # same offsets, a different file
     assert TokenDataset.open(path).fingerprint != before
 
+
+def test_pretrain_checks_token_ids_against_the_model_before_training(tmp_path: Path) -> None:
+    data = write_dataset(
+        tmp_path / "data", {"train": {"web": [[0, *range(2, 90), 1], [0, 96, 1]]}}, vocab_size=96
+    )
+    config = config_from_dict(tiny_config_dict(data, tmp_path / "run"))
+    with pytest.raises(DataError, match=r"train-00000\.bin: token id 96 is outside the model's vocabulary"):
+        pretrain(config)
+    assert not (tmp_path / "run").exists()

@@ -4,16 +4,30 @@ A checkpoint ``<out_dir>/checkpoints/step_NNNNNNNN/`` holds everything needed
 to continue bit-exactly: the model and AdamW state (DCP shards, written by every
 process; DCP reshards on load, so an FSDP run resumes on a different world
 size), ``trainer.json`` (step, data-sampler position, fault-detector state,
-goodput counters and the config) and ``rng-<rank>.pt`` (each process's
-Python/NumPy/torch RNG state). It is written under a hidden temporary name and
-renamed when complete, so a crash, SIGKILL or full disk mid-save leaves the
-previous checkpoint the latest valid one (Llama 3 §3.3.4 relies on frequent,
-cheap checkpoints to bound the work an interruption loses).
+goodput counters, the dataset's fingerprint and the config) and
+``rng-<rank>.json`` (each process's Python/NumPy/torch RNG state).
+
+Nothing in a checkpoint is unpickled, so a checkpoint from elsewhere cannot run
+code: the RNG states are JSON (torch's byte states in base64) and DCP's
+metadata and values are read through :mod:`herd.train.dcp_io`. Every file is
+checked before use, and a missing, truncated or corrupt one is a
+:class:`CheckpointError` naming it.
+
+A checkpoint is written under a hidden temporary name and renamed when
+complete, so a crash, SIGKILL or full disk mid-save leaves the previous
+checkpoint the latest valid one (Llama 3 §3.3.4 relies on frequent, cheap
+checkpoints to bound the work an interruption loses); a failed save removes its
+temporary, and one left by a killed process is removed when the next run starts
+(:func:`clean_temporaries`).
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
+import errno
 import json
+import os
 import random
 import re
 import shutil
@@ -25,6 +39,7 @@ import numpy as np
 import torch
 import torch.distributed.checkpoint as dcp
 from torch import nn
+from torch.distributed.checkpoint.api import CheckpointException
 from torch.distributed.checkpoint.state_dict import (
     get_model_state_dict,
     get_optimizer_state_dict,
@@ -33,12 +48,30 @@ from torch.distributed.checkpoint.state_dict import (
 )
 
 from herd.errors import CheckpointError
+from herd.train import dcp_io
 from herd.train.distributed import Runtime
 
 TRAINER_STATE = "trainer.json"
 _STEP_DIR = re.compile(r"^step_(\d{8})$")
+# A save in progress (.tmp), or the previous copy of a step being saved again (.old).
+_TEMPORARY = re.compile(r"^\.step_(\d{8})\.(tmp|old)$")
+# Free space under which a save that failed with a non-OSError is reported as a full disk.
+_FULL_DISK_BYTES = 1 << 20
 # Config sections that must match to resume; the rest (LR, logging, checkpoint cadence, ...) may change.
 RESUME_MUST_MATCH = ("model", "data.path", "data.seq_len", "data.weights", "train.seed", "train.batch_tokens")
+# The trainer state's keys and the JSON types each must have (bool is not accepted as a number).
+_STATE_TYPES: dict[str, tuple[type, ...]] = {
+    "step": (int,),
+    "data": (dict,),
+    "fault": (dict,),
+    "counted_s": (int, float),
+    "wall_s": (int, float),
+    "skipped": (int,),
+    "rollbacks": (int,),
+    "world_size": (int,),
+    "config": (dict,),
+    "data_fingerprint": (str,),
+}
 
 
 def checkpoints_dir(out_dir: Path | str) -> Path:
@@ -59,19 +92,102 @@ def latest_checkpoint(out_dir: Path | str) -> Path | None:
     return found[-1][1] if found else None
 
 
+def clean_temporaries(out_dir: Path | str) -> None:
+    """Remove what a killed save left in ``checkpoints/`` (hidden ``.step_*`` directories only).
+
+    A ``.step_N.old`` without a ``step_N`` is the complete previous copy of a
+    step whose re-save was killed between its two renames: it is put back.
+    """
+    root = checkpoints_dir(out_dir)
+    if not root.is_dir():
+        return
+    for path in root.iterdir():
+        if not (m := _TEMPORARY.match(path.name)):
+            continue
+        final = root / f"step_{m.group(1)}"
+        if m.group(2) == "old" and not final.exists():
+            path.rename(final)
+        else:
+            shutil.rmtree(path)
+
+
+def rng_file(rank: int) -> str:
+    return f"rng-{rank}.json"
+
+
+def _encode_bytes(state: torch.Tensor) -> str:
+    return base64.b64encode(state.numpy().tobytes()).decode("ascii")
+
+
+def _decode_bytes(text: str) -> torch.Tensor:
+    return torch.frombuffer(bytearray(base64.b64decode(text, validate=True)), dtype=torch.uint8)
+
+
 def _rng_state() -> dict[str, Any]:
-    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    """This process's RNG states as JSON-able data (exact: ints, repr-exact floats, base64 bytes)."""
+    version, internal, gauss = random.getstate()
+    key, mt, pos, has_gauss, cached_gaussian = np.random.get_state()
+    state: dict[str, Any] = {
+        "python": {"version": version, "state": list(internal), "gauss": gauss},
+        "numpy": {
+            "key": key,
+            "state": mt.tolist(),
+            "pos": pos,
+            "has_gauss": has_gauss,
+            "cached_gaussian": cached_gaussian,
+        },
+        "torch": _encode_bytes(torch.get_rng_state()),
+    }
     if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
+        state["cuda"] = [_encode_bytes(s) for s in torch.cuda.get_rng_state_all()]
     return state
 
 
-def _set_rng_state(state: dict[str, Any]) -> None:
-    random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
-    torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+def _restore_rng(path: Path) -> None:
+    """Set this process's RNGs from ``path``; the setters validate the values (sizes, ranges, types)."""
+    try:
+        state = json.loads(path.read_text(encoding="utf-8"))
+        py, npy = state["python"], state["numpy"]
+        random.setstate((py["version"], tuple(py["state"]), py["gauss"]))
+        np.random.set_state(
+            (
+                npy["key"],
+                np.asarray(npy["state"], dtype=np.uint32),
+                npy["pos"],
+                npy["has_gauss"],
+                npy["cached_gaussian"],
+            )
+        )
+        torch.set_rng_state(_decode_bytes(state["torch"]))
+        if torch.cuda.is_available() and "cuda" in state:
+            for device, cuda_state in enumerate(state["cuda"][: torch.cuda.device_count()]):
+                torch.cuda.set_rng_state(_decode_bytes(cuda_state), device)
+    except (
+        json.JSONDecodeError,
+        RecursionError,
+        UnicodeDecodeError,
+        KeyError,
+        TypeError,
+        ValueError,
+        OverflowError,
+        RuntimeError,
+        binascii.Error,
+    ) as exc:
+        raise CheckpointError(f"{path}: corrupt RNG state ({type(exc).__name__}: {exc})") from None
+
+
+def _rng_path(path: Path, rank: int) -> Path:
+    """This process's RNG file in checkpoint ``path``; refused when only an old pickled one is there."""
+    rng_path = path / rng_file(rank)
+    legacy = path / f"rng-{rank}.pt"
+    if not rng_path.is_file() and legacy.is_file():
+        raise CheckpointError(
+            f"{legacy}: RNG state pickled by an earlier herd; herd no longer unpickles checkpoint files "
+            "(unpickling can run code), so this checkpoint cannot be resumed"
+        )
+    if not rng_path.is_file():
+        raise CheckpointError(f"{path}: incomplete checkpoint (missing {rng_file(rank)})")
+    return rng_path
 
 
 def _write_shards(state: dict[str, Any], path: Path) -> None:
@@ -79,6 +195,36 @@ def _write_shards(state: dict[str, Any], path: Path) -> None:
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*assuming the intent is to")
         dcp.save(state, checkpoint_id=path)
+
+
+def _publish(tmp: Path, final: Path) -> None:
+    """Rename the complete temporary to its final name; a same-step checkpoint is replaced only after."""
+    if not final.exists():
+        tmp.rename(final)
+        return
+    old = final.with_name(f".{final.name}.old")
+    shutil.rmtree(old, ignore_errors=True)
+    final.rename(old)
+    tmp.rename(final)
+    shutil.rmtree(old)
+
+
+def _save_failure_reason(cause: BaseException, directory: Path) -> str:
+    """Why a save failed, in words.
+
+    torch.save reports a full disk as ``RuntimeError: [enforce fail at
+    inline_container.cc] unexpected pos``; when the error is not an OSError
+    the file system is asked how much room is left.
+    """
+    if isinstance(cause, OSError) and cause.strerror:
+        return cause.strerror
+    try:
+        free = shutil.disk_usage(directory).free
+    except OSError:
+        free = None
+    if free is not None and free < _FULL_DISK_BYTES:
+        return f"{os.strerror(errno.ENOSPC)} ({free:,} bytes free on the checkpoint's file system)"
+    return dcp_io.brief(cause)
 
 
 def save_checkpoint(
@@ -92,8 +238,8 @@ def save_checkpoint(
 ) -> Path:
     """Write checkpoint ``step`` atomically, then drop all but the newest ``keep``.
 
-    On failure (e.g. ENOSPC) the temporary is removed, the previous checkpoints
-    are untouched, and a CheckpointError says so.
+    On failure (e.g. ENOSPC, a read-only disk) the temporary is removed, the
+    previous checkpoints are untouched, and a CheckpointError says so.
     """
     root = checkpoints_dir(out_dir)
     final = root / f"step_{step:08d}"
@@ -105,20 +251,20 @@ def save_checkpoint(
             tmp.mkdir(parents=True)
         runtime.barrier()
         _write_shards(state, tmp)
-        torch.save(_rng_state(), tmp / f"rng-{runtime.rank}.pt")
+        (tmp / rng_file(runtime.rank)).write_text(json.dumps(_rng_state()) + "\n", encoding="utf-8")
         if runtime.is_main:
-            (tmp / TRAINER_STATE).write_text(json.dumps(trainer_state, indent=1) + "\n")
+            (tmp / TRAINER_STATE).write_text(json.dumps(trainer_state, indent=1) + "\n", encoding="utf-8")
         runtime.barrier()
         if runtime.is_main:
-            if final.exists():
-                shutil.rmtree(final)
-            tmp.rename(final)
-    except OSError as exc:
+            _publish(tmp, final)
+    except (OSError, CheckpointException) as exc:  # DCP wraps its writers' errors in a BaseException
+        cause = dcp_io.first_failure(exc) if isinstance(exc, CheckpointException) else exc
+        reason = _save_failure_reason(cause, root)  # before the temporary's space is freed
         if runtime.is_main:
             shutil.rmtree(tmp, ignore_errors=True)
         previous = latest_checkpoint(out_dir)
         kept = f"the previous checkpoint {previous} is intact" if previous else "no earlier checkpoint exists"
-        raise CheckpointError(f"saving checkpoint {final} failed: {exc.strerror or exc}; {kept}") from exc
+        raise CheckpointError(f"saving checkpoint {final} failed: {reason}; {kept}") from cause
     runtime.barrier()
     if runtime.is_main:
         for _, old in list_checkpoints(out_dir)[:-keep]:
@@ -126,15 +272,47 @@ def save_checkpoint(
     return final
 
 
+def _is_number(value: Any, types: tuple[type, ...]) -> bool:
+    return isinstance(value, types) and not isinstance(value, bool)
+
+
+def _validate_trainer_state(state: Any, state_path: Path) -> dict[str, Any]:
+    """The trainer state, refused by name unless every key the trainer reads has the right type."""
+
+    def bad(key: str, expected: str, value: Any) -> CheckpointError:
+        return CheckpointError(
+            f"{state_path}: corrupt trainer state ({key}: expected {expected}, got {value!r})"
+        )
+
+    if not isinstance(state, dict):
+        raise bad("(top level)", "an object", state)
+    for key, types in _STATE_TYPES.items():
+        value = state.get(key)
+        if not _is_number(value, types) or (types == (int,) and value < 0):
+            raise bad(
+                key, " or ".join(t.__name__ for t in types) + (" >= 0" if types == (int,) else ""), value
+            )
+    taken = state["data"].get("taken")
+    if not isinstance(taken, list) or not all(_is_number(t, (int,)) and t >= 0 for t in taken):
+        raise bad("data.taken", "a list of integers >= 0", taken)
+    fault = state["fault"]
+    if not (fault.get("ema") is None or _is_number(fault.get("ema"), (int, float))):
+        raise bad("fault.ema", "a number or null", fault.get("ema"))
+    if not _is_number(fault.get("count"), (int,)) or fault["count"] < 0:
+        raise bad("fault.count", "an integer >= 0", fault.get("count"))
+    return state
+
+
 def read_trainer_state(path: Path) -> dict[str, Any]:
     """The JSON trainer state of a checkpoint, with a clear error when it is incomplete or corrupt."""
     state_path = Path(path) / TRAINER_STATE
-    if not (Path(path) / ".metadata").is_file() or not state_path.is_file():
+    if not (Path(path) / dcp_io.METADATA_FILE).is_file() or not state_path.is_file():
         raise CheckpointError(f"{path}: incomplete checkpoint (missing .metadata or {TRAINER_STATE})")
     try:
-        return json.loads(state_path.read_text())
-    except json.JSONDecodeError as exc:
+        state = json.loads(state_path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
         raise CheckpointError(f"{state_path}: corrupt trainer state ({exc})") from None
+    return _validate_trainer_state(state, state_path)
 
 
 def _lookup(config: dict[str, Any], dotted: str) -> Any:
@@ -165,21 +343,33 @@ def check_compatible(saved: dict[str, Any], current: dict[str, Any], path: Path)
         raise CheckpointError(f"cannot resume from {path}: incompatible config: " + "; ".join(diffs))
 
 
+def check_data(saved: dict[str, Any], fingerprint: str, data_path: str, path: Path) -> None:
+    """Refuse to resume when the dataset at ``data_path`` is not the one the checkpoint was trained on."""
+    if saved["data_fingerprint"] != fingerprint:
+        raise CheckpointError(
+            f"{data_path}: the dataset changed since checkpoint {path} was written (its manifest or shard "
+            "sizes differ), so the resumed run would not continue the same data; point data.path at the "
+            "original dataset, or start a new run"
+        )
+
+
 def load_checkpoint(
     path: Path, model: nn.Module, optimizer: torch.optim.Optimizer, runtime: Runtime
 ) -> dict[str, Any]:
-    """Restore model, optimizer and this process's RNG from ``path``; returns the trainer state."""
+    """Restore model, optimizer and this process's RNG from ``path``; returns the trainer state.
+
+    The RNG is restored when the world size is the one the checkpoint was
+    written with (each process continues its own streams); on another world
+    size the processes keep the seeded streams.
+    """
+    path = Path(path)
     trainer_state = read_trainer_state(path)
+    same_world = trainer_state["world_size"] == runtime.world_size
+    rng_path = _rng_path(path, runtime.rank) if same_world else None
     state = {"model": get_model_state_dict(model), "optim": get_optimizer_state_dict(model, optimizer)}
-    try:
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message=".*assuming the intent is to")
-            dcp.load(state, checkpoint_id=path)
-    except Exception as exc:  # DCP wraps reader errors in its own types
-        raise CheckpointError(f"{path}: cannot read checkpoint tensors ({exc})") from None
+    dcp_io.load(state, path)
     set_model_state_dict(model, state["model"])
     set_optimizer_state_dict(model, optimizer, state["optim"])
-    rng_path = Path(path) / f"rng-{runtime.rank}.pt"
-    if rng_path.is_file() and trainer_state.get("world_size") == runtime.world_size:
-        _set_rng_state(torch.load(rng_path, weights_only=False))
+    if rng_path is not None:
+        _restore_rng(rng_path)
     return trainer_state

@@ -1,4 +1,4 @@
-"""``herd pretrain CONFIG.toml [--set section.key=value ...] [--resume] [--max-restarts N]``.
+"""``herd pretrain CONFIG.toml [--set section.key=value ...] [--resume | --overwrite] [--max-restarts N]``.
 
 Multi-process runs: ``torchrun --nproc-per-node N -m herd.cli pretrain CONFIG.toml``
 (see docs/pretrain.md).
@@ -10,6 +10,7 @@ import argparse
 import json
 import os
 
+from herd.argtypes import non_negative_int
 from herd.train.config import load_config
 
 
@@ -28,10 +29,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         metavar="KEY=VALUE",
         help="override a config key, e.g. --set optim.lr=3e-4 --set model.dim=256 (repeatable)",
     )
-    p.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in out_dir")
+    start = p.add_mutually_exclusive_group()
+    start.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in out_dir")
+    start.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="start afresh in an out_dir that holds an earlier run, removing that run's checkpoints and logs",
+    )
     p.add_argument(
         "--max-restarts",
-        type=int,
+        type=non_negative_int,
         default=None,
         help="restart from the last checkpoint after a crash (fault.max_restarts)",
     )
@@ -49,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
         return 0
     from herd.train.loop import pretrain
 
-    result = pretrain(config, resume=args.resume)
+    result = pretrain(config, resume=args.resume, overwrite=args.overwrite)
     if os.environ.get("RANK", "0") == "0":
         print(json.dumps(result.to_dict(), indent=2))
     return 0

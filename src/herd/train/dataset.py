@@ -238,7 +238,7 @@ class TokenDataset:
         raw = manifest_path.read_bytes()
         try:
             manifest = _table(json.loads(raw), str(manifest_path), "a JSON object")
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
             raise DataError(f"{manifest_path}: corrupt manifest ({exc})") from None
         if manifest.get("format") != FORMAT:
             raise DataError(f"{manifest_path}: format {manifest.get('format')!r}, expected {FORMAT!r}")

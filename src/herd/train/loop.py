@@ -11,8 +11,10 @@ The trainer, step by step:
 3. Build the model (seeded Llama init), apply activation checkpointing, shard
    it (DDP / FSDP2 / TP) and optionally ``torch.compile`` each block.
 4. Build AdamW and the warmup-cosine schedule.
-5. With ``resume``, restore model, optimizer, step, data position, fault
-   detector and RNG from the newest checkpoint, after checking the config.
+5. Prepare ``out_dir`` (``herd.train.outdir``: a new run never writes over
+   an old one); with ``resume``, restore model, optimizer, step, data
+   position, fault detector and RNG from the newest checkpoint, after checking
+   the config and that the dataset is the one it was trained on.
 6. Each step: set the LR; for each micro-batch run the document-masked forward
    pass, sum the token cross-entropy divided by the global token count, and
    backpropagate (gradients are synchronised only on the last micro-batch);
@@ -50,6 +52,7 @@ from herd.errors import ConfigError, HerdError
 from herd.model.info import model_info
 from herd.model.transformer import Transformer
 from herd.train import checkpointing
+from herd.train.atomic import atomic_file
 from herd.train.config import PretrainConfig
 from herd.train.dataset import (
     Batch,
@@ -65,11 +68,9 @@ from herd.train.distributed import Runtime, init_runtime, materialize, paralleli
 from herd.train.faults import BadStepDetector
 from herd.train.metrics import MetricsLogger, mfu, peak_flops, plot_losses, read_metrics
 from herd.train.optim import build_optimizer, clip_grad_norm
+from herd.train.outdir import LOSS_PLOT, SUMMARY_FILE, StartMode, prepare
 from herd.train.recompute import apply_activation_checkpointing
 from herd.train.schedule import LRSchedule
-
-SUMMARY_FILE = "summary.json"
-LOSS_PLOT = "loss.png"
 
 
 @dataclass
@@ -130,7 +131,7 @@ def _mixture_weights(config: PretrainConfig, sources: tuple[Source, ...]) -> lis
 class Trainer:
     """One attempt at a run (see the module docstring for the steps)."""
 
-    def __init__(self, config: PretrainConfig, *, resume: bool = False, lost_wall_s: float = 0.0) -> None:
+    def __init__(self, config: PretrainConfig, *, start: StartMode = "new", lost_wall_s: float = 0.0) -> None:
         self.start_time = time.perf_counter()
         self.config = config
         self.out_dir = Path(config.out_dir)
@@ -142,7 +143,7 @@ class Trainer:
         torch.manual_seed(config.train.seed)
         # 2. data
         self.model_config = config.model_config()
-        self.dataset = TokenDataset.open(config.data.path)
+        self.dataset = TokenDataset.open(config.data.path, self.model_config.vocab_size)
         if self.dataset.vocab_size > self.model_config.vocab_size:
             raise ConfigError(
                 f"{config.data.path}: token vocabulary {self.dataset.vocab_size} exceeds the model's "
@@ -193,8 +194,8 @@ class Trainer:
         self.skipped = 0
         self.rollbacks = 0
         self.last_checkpoint_time = self.start_time
-        # 5. resume
-        latest = checkpointing.latest_checkpoint(self.out_dir) if resume else None
+        # 5. out_dir and resume
+        latest = prepare(self.out_dir, start, self.runtime)
         if latest is not None:
             self._restore(latest, check=True)
         self.flops_per_token = model_info(self.model_config, seq_len).training_flops_per_token
@@ -236,6 +237,7 @@ class Trainer:
             "rollbacks": self.rollbacks,
             "world_size": self.runtime.world_size,
             "config": self.config.to_dict(),
+            "data_fingerprint": self.dataset.fingerprint,
         }
 
     def _wall_s(self) -> float:
@@ -244,7 +246,8 @@ class Trainer:
     def _restore(self, path: Path, *, check: bool, keep_data_position: bool = False) -> None:
         saved = checkpointing.read_trainer_state(path)
         if check:
-            checkpointing.check_compatible(saved.get("config", {}), self.config.to_dict(), path)
+            checkpointing.check_compatible(saved["config"], self.config.to_dict(), path)
+            checkpointing.check_data(saved, self.dataset.fingerprint, self.config.data.path, path)
         state = checkpointing.load_checkpoint(path, self.model, self.optimizer, self.runtime)
         self.step = int(state["step"])
         self.detector.load_state_dict(state["fault"])
@@ -443,7 +446,8 @@ class Trainer:
         )
         if self.runtime.is_main:
             self.logger.log({"step": self.step, "goodput": result.goodput, "wall_s": wall})
-            (self.out_dir / SUMMARY_FILE).write_text(json.dumps(result.to_dict(), indent=2) + "\n")
+            with atomic_file(self.out_dir / SUMMARY_FILE) as tmp:
+                tmp.write_text(json.dumps(result.to_dict(), indent=2) + "\n")
         self.logger.close()
         return result
 
@@ -451,8 +455,17 @@ class Trainer:
         self.logger.close()
 
 
-def pretrain(config: PretrainConfig, *, resume: bool = False) -> PretrainResult:
-    """Run (or with ``resume`` continue) pretraining; restart after crashes up to ``fault.max_restarts``."""
+def pretrain(config: PretrainConfig, *, resume: bool = False, overwrite: bool = False) -> PretrainResult:
+    """Run (or with ``resume`` continue) pretraining; restart after crashes up to ``fault.max_restarts``.
+
+    Without ``resume``, an ``out_dir`` that holds another run is refused
+    unless ``overwrite`` (which removes that run's files first); with
+    ``resume`` a checkpoint must exist. A crash restart continues from the
+    crashed attempt's last checkpoint, or from step 0 if it wrote none.
+    """
+    if resume and overwrite:
+        raise ConfigError("resume and overwrite exclude each other: continue the run or replace it")
+    first: StartMode = "resume" if resume else "overwrite" if overwrite else "new"
     restarts = 0
     lost = 0.0
     crash = ""
@@ -461,7 +474,7 @@ def pretrain(config: PretrainConfig, *, resume: bool = False) -> PretrainResult:
         while True:
             trainer = None
             try:
-                trainer = Trainer(config, resume=resume or restarts > 0, lost_wall_s=lost)
+                trainer = Trainer(config, start="restart" if restarts else first, lost_wall_s=lost)
                 runtime = trainer.runtime
                 if crash:
                     trainer.logger.event(trainer.step, f"restart {restarts} after a crash ({crash})")

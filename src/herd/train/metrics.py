@@ -21,6 +21,9 @@ from typing import Any
 
 import torch
 
+from herd.errors import HerdError
+from herd.train.atomic import atomic_file
+
 # Dense (no sparsity) peak bf16 FLOP/s per device; matched as substrings of torch.cuda.get_device_name.
 GPU_PEAK_FLOPS = {
     "H200": 989e12,
@@ -112,13 +115,15 @@ class MetricsLogger:
                 self.writer = SummaryWriter(str(Path(out_dir) / "tensorboard"), purge_step=start_step + 1)
 
     def _truncate_after(self, step: int) -> None:
-        """Drop records past ``step`` left by a killed run, so a resumed run's log has each step once."""
+        """Drop records past ``step`` left by a killed run, so a resumed run's log has each step once.
+
+        The file is replaced atomically; a last line cut short by the kill is dropped.
+        """
         if not self.path.is_file():
             return
-        kept = [
-            line for line in self.path.read_text().splitlines() if json.loads(line).get("step", 0) <= step
-        ]
-        self.path.write_text("".join(line + "\n" for line in kept))
+        kept = [r for r in read_metrics(self.path, partial_last=True) if r.get("step", 0) <= step]
+        with atomic_file(self.path) as tmp:
+            tmp.write_text("".join(json.dumps(r) + "\n" for r in kept))
 
     def log(self, record: dict[str, Any]) -> None:
         if not self.enabled:
@@ -161,9 +166,28 @@ class MetricsLogger:
             self.writer.close()
 
 
-def read_metrics(path: Path | str) -> list[dict[str, Any]]:
-    """Every record of a ``metrics.jsonl``."""
-    return [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
+def read_metrics(path: Path | str, *, partial_last: bool = False) -> list[dict[str, Any]]:
+    """Every record of a ``metrics.jsonl``; a line that is not a JSON object is a HerdError naming it.
+
+    With ``partial_last``, an unterminated last line (a write cut short by a
+    killed process) is dropped instead.
+    """
+    text = Path(path).read_text(encoding="utf-8")
+    lines = text.splitlines()
+    if partial_last and lines and not text.endswith("\n"):
+        lines.pop()
+    records = []
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except (json.JSONDecodeError, RecursionError):
+            record = None
+        if not isinstance(record, dict) or not isinstance(record.get("step", 0), int):
+            raise HerdError(f"{path}:{number}: not a metrics record (expected a JSON object with a step)")
+        records.append(record)
+    return records
 
 
 def plot_losses(records: list[dict[str, Any]], dst: Path) -> Path | None:
@@ -187,6 +211,7 @@ def plot_losses(records: list[dict[str, Any]], dst: Path) -> Path | None:
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
-    fig.savefig(dst, dpi=100)
+    with atomic_file(dst) as tmp:
+        fig.savefig(tmp, dpi=100, format="png")
     plt.close(fig)
     return dst
