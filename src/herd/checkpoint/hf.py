@@ -152,24 +152,14 @@ def config_to_hf(config: ModelConfig, dtype: torch.dtype | None = None) -> dict[
 
 
 def shard_path(root: Path, name: object, index: Path) -> Path:
-    """The shard file ``name`` that ``index`` lists, which must lie in the checkpoint directory ``root``.
-
-    :func:`herd.paths.contained` refuses absolute names and names that climb
-    out (``../``). It also refuses symbolic links that point out, but one
-    case is the directory's own doing, not the index's: the Hugging Face hub
-    cache stores each shard as a link ``snapshots/REV/NAME -> ../../blobs/HASH``.
-    A bare file name (no directory part) that is a symbolic link in ``root``
-    is therefore accepted; herd reads such links for ``model.safetensors`` too.
-    """
+    """The shard file ``name`` that ``index`` lists, which must lie in the checkpoint directory ``root``
+    (:func:`herd.paths.contained`: no absolute names, no ``../`` that climbs out)."""
     if not isinstance(name, str):
         raise CheckpointError(f"{index}: weight_map values must be shard file names, got {name!r}")
     try:
         return contained(root, name, index)
-    except HerdError:
-        bare = "\x00" not in name and name not in ("", ".", "..") and Path(name).name == name
-        if bare and (root / name).is_symlink():
-            return root / name
-        raise
+    except HerdError as exc:
+        raise CheckpointError(str(exc)) from None
 
 
 def is_hf_dir(path: Path) -> bool:
