@@ -2,7 +2,10 @@
 
 Each writer writes to a hidden temporary file beside the destination and
 renames it on :meth:`AtomicWriter.close`, so a killed run never leaves a
-half-written shard that a resumed run would mistake for a finished one.
+half-written shard that a resumed run would mistake for a finished one. A
+write that fails removes its temporary file; one a killed process left behind
+(``.NAME.tmp``) is removed by :func:`remove_stale_temporaries`, which
+``herd data build`` runs over its output directory before it starts.
 """
 
 from __future__ import annotations
@@ -21,13 +24,47 @@ def temporary_name(path: Path) -> Path:
     return path.with_name(f".{path.name}.tmp")
 
 
-def write_atomically(path: Path, write: Callable[[BinaryIO], None]) -> None:
-    """Create ``path`` with ``write(file)`` under its temporary name, then rename: it exists only when whole."""
+def is_temporary(path: Path) -> bool:
+    """Whether ``path`` has the form of a :func:`temporary_name`."""
+    return path.name.startswith(".") and path.name.endswith(".tmp") and len(path.name) > len("..tmp")
+
+
+def remove_stale_temporaries(root: Path) -> list[Path]:
+    """Delete the temporary files writers left under ``root`` when their process was killed; those removed.
+
+    Only call this on a directory herd writes and while no other process writes there.
+    """
+    stale = sorted(p for p in root.rglob(".*.tmp") if is_temporary(p) and p.is_file() and not p.is_symlink())
+    for path in stale:
+        path.unlink(missing_ok=True)
+    return stale
+
+
+def save_atomically(path: str | Path, save: Callable[[Path], None]) -> None:
+    """Create ``path`` by ``save(temporary path)``, then rename: it exists only when whole.
+
+    For writers that take a file name (fastText's ``save_model``). On any
+    failure (the interrupt included) the temporary file is removed.
+    """
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = temporary_name(path)
-    with open(tmp, "wb") as f:
-        write(f)
-    os.replace(tmp, path)
+    try:
+        save(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def write_atomically(path: str | Path, write: Callable[[BinaryIO], None]) -> None:
+    """Create ``path`` with ``write(file)`` under its temporary name, then rename (see :func:`save_atomically`)."""
+
+    def save(tmp: Path) -> None:
+        with open(tmp, "wb") as f:
+            write(f)
+
+    save_atomically(path, save)
 
 
 class AtomicWriter:
@@ -47,9 +84,13 @@ class AtomicWriter:
         raise NotImplementedError
 
     def close(self) -> None:
-        """Finish the temporary file and move it to its final name."""
-        self._finish()
-        os.replace(self.tmp, self.path)
+        """Finish the temporary file and move it to its final name (on failure, remove it)."""
+        try:
+            self._finish()
+            os.replace(self.tmp, self.path)
+        except BaseException:
+            self.tmp.unlink(missing_ok=True)
+            raise
 
     def discard(self) -> None:
         """Abandon the output (the step failed): nothing appears at the destination."""

@@ -21,6 +21,7 @@ import numpy as np
 
 from herd.data.document import Document
 from herd.data.errors import DataInputError
+from herd.data.io.writer import write_atomically
 from herd.data.quality.embeddings import SentenceEmbedder
 from herd.data.step import Step
 
@@ -40,8 +41,8 @@ class LinearHead:
 
     def save(self, path: str | Path) -> None:
         record = {"format": FORMAT, "weight": self.weight.tolist(), "bias": self.bias}
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        Path(path).write_text(json.dumps(record) + "\n")
+        text = json.dumps(record) + "\n"
+        write_atomically(Path(path), lambda f: f.write(text.encode()))
 
     @classmethod
     def load(cls, path: str | Path) -> LinearHead:

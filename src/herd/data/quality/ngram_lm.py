@@ -30,6 +30,7 @@ from pathlib import Path
 import regex
 
 from herd.data.errors import DataInputError
+from herd.data.io.writer import write_atomically
 
 SOS, EOS, UNK = "<s>", "</s>", "<unk>"
 LOG10_ZERO = -99.0  # ARPA convention for "never predicted" (<s>)
@@ -113,7 +114,8 @@ class NgramModel:
                 row = f"{logp:.7g}\t{' '.join(ngram)}"
                 lines.append(row + (f"\t{backoff:.7g}" if backoff else ""))
         lines += ["", "\\end\\", ""]
-        Path(path).write_text("\n".join(lines), encoding="utf-8")
+        text = "\n".join(lines)
+        write_atomically(Path(path), lambda f: f.write(text.encode("utf-8")))
 
     @classmethod
     def read_arpa(cls, path: str | Path) -> NgramModel:

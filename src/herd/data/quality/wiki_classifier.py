@@ -20,6 +20,7 @@ from typing import Any
 
 from herd.data.document import Document
 from herd.data.errors import DataInputError
+from herd.data.io.writer import save_atomically
 from herd.data.quality.fasttext_model import LABEL_PREFIX, fasttext_line, load_fasttext, predict_labels
 from herd.data.quality.lazy import LazyModel
 from herd.data.step import Filter
@@ -60,8 +61,7 @@ def train_fasttext_classifier(
             seed=seed,
             verbose=0,
         )
-    Path(output).parent.mkdir(parents=True, exist_ok=True)
-    model.save_model(str(output))
+    save_atomically(output, lambda tmp: model.save_model(str(tmp)))
     return model
 
 
