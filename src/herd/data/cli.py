@@ -6,6 +6,7 @@ import argparse
 import logging
 from pathlib import Path
 
+from herd.argtypes import positive_int
 from herd.data.recipe.build import EXECUTORS, build
 from herd.data.recipe.config import load_recipe
 from herd.data.recipe.remap import parse_remap, remap_paths
@@ -20,7 +21,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     b.add_argument("config", type=Path, help="recipe TOML, e.g. configs/data/demo.toml")
     b.add_argument("--output", type=Path, required=True, help="output directory")
     b.add_argument("--tokenizer", help="tokenizer file or model directory (overrides the recipe's)")
-    b.add_argument("--workers", type=int, help="processes for the local executor (overrides the recipe's)")
+    b.add_argument(
+        "--workers", type=positive_int, help="processes for the local executor (overrides the recipe's)"
+    )
     b.add_argument("--executor", choices=EXECUTORS, default="local")
     b.add_argument("--ray-address", help="Ray cluster address (default: a local Ray instance)")
     b.add_argument(
@@ -41,7 +44,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     lm = sub.add_parser("train-lm", help="estimate a Kneser-Ney n-gram model (ARPA) for ccnet_perplexity")
     lm.add_argument("inputs", nargs="+", help="files, directories or globs the reader reads")
     lm.add_argument("--reader", default="wikipedia", help="reader name (default: wikipedia, as CCNet)")
-    lm.add_argument("--order", type=int, default=5)
+    lm.add_argument("--order", type=positive_int, default=5, help="n-gram order (default 5)")
     lm.add_argument("--output", type=Path, required=True, help="ARPA file to write")
     lm.set_defaults(func=_train_lm)
     c = sub.add_parser(
@@ -68,7 +71,7 @@ def _build(args: argparse.Namespace) -> int:
     recipe = load_recipe(args.config)
     if args.remap:
         recipe = remap_paths(recipe, args.remap)
-    if args.workers:
+    if args.workers is not None:
         recipe = dataclasses.replace(recipe, workers=args.workers)
     tokenizer = None
     path = args.tokenizer or recipe.tokenizer
@@ -100,7 +103,6 @@ def _train_lm(args: argparse.Namespace) -> int:
     reader = make_reader(args.reader, {}, "train-lm")
     corpus = (s for doc in reader.read_files(expand_inputs(args.inputs)) for s in sentences(doc.text))
     model = estimate_kneser_ney(corpus, args.order)
-    args.output.parent.mkdir(parents=True, exist_ok=True)
     model.write_arpa(args.output)
     counts = [sum(len(g) == n for g in model.entries) for n in range(1, model.order + 1)]
     print(f"{args.output}: {model.order}-gram model, n-grams per order {counts}")

@@ -1,11 +1,21 @@
-"""Local multiprocessing executor with per-shard completion markers (resumable)."""
+"""Local multiprocessing executor with per-shard completion markers (resumable).
+
+Ctrl-C ends a multi-worker run cleanly: the workers are started with SIGINT
+ignored (a terminal sends it to the whole process group, and a worker would
+otherwise print its own ``KeyboardInterrupt`` traceback), the parent, which
+does receive it, terminates them, and a worker told to terminate discards the
+shard it was writing (no temporary file is left) before it exits quietly.
+The interrupt then reaches the command line as usual (exit 130).
+"""
 
 from __future__ import annotations
 
 import multiprocessing
+import signal
+import threading
 from collections.abc import Callable, Sequence
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 from herd.data.executor import Executor, T
@@ -27,10 +37,39 @@ class LocalExecutor(Executor):
         self.workers = workers
 
     def map(self, fn: Callable[..., T], jobs: Sequence[tuple[Any, ...]]) -> list[T]:
-        """``fn(*job)`` for every job on up to ``workers`` spawned processes; results in job order."""
+        """``fn(*job)`` for every job on up to ``workers`` spawned processes; results in job order.
+
+        The first job that fails (or an interrupt) terminates the other workers and is raised here.
+        """
         if self.workers <= 1 or len(jobs) <= 1:
             return [fn(*job) for job in jobs]
         context = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(min(self.workers, len(jobs)), mp_context=context) as pool:
-            futures = [pool.submit(fn, *job) for job in jobs]
-            return [f.result() for f in futures]
+        # Spawned interpreters keep an ignored SIGINT ignored from their first instruction on.
+        main = threading.current_thread() is threading.main_thread()
+        previous = signal.signal(signal.SIGINT, signal.SIG_IGN) if main else None
+        try:
+            pool = context.Pool(min(self.workers, len(jobs)), initializer=_worker_setup)
+        finally:
+            if main:
+                signal.signal(signal.SIGINT, previous)
+        try:
+            pending = [pool.apply_async(fn, job) for job in jobs]
+            results = [p.get() for p in pending]
+        except BaseException:
+            pool.terminate()
+            raise
+        finally:
+            pool.close()
+            pool.join()
+        return results
+
+
+def _worker_setup() -> None:
+    """In each worker: ignore SIGINT (the parent decides), exit through cleanup on SIGTERM."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, _exit_on_terminate)
+
+
+def _exit_on_terminate(signum: int, frame: FrameType | None) -> None:
+    """``Pool.terminate``'s SIGTERM: unwind (writers discard their temporary files), then exit quietly."""
+    raise SystemExit(1)

@@ -139,8 +139,9 @@ class GopherRepetitionFilter(Filter):
         self.max_dup_para_fraction = max_dup_para_fraction
         self.max_dup_line_char_fraction = max_dup_line_char_fraction
         self.max_dup_para_char_fraction = max_dup_para_char_fraction
-        self.top_ngrams = TOP_NGRAMS if top_ngrams is None else top_ngrams
-        self.dup_ngrams = DUP_NGRAMS if dup_ngrams is None else dup_ngrams
+        # n → limit; a recipe's TOML table spells n as a string key ({"2" = 0.2})
+        self.top_ngrams = TOP_NGRAMS if top_ngrams is None else {int(n): v for n, v in top_ngrams.items()}
+        self.dup_ngrams = DUP_NGRAMS if dup_ngrams is None else {int(n): v for n, v in dup_ngrams.items()}
 
     def check(self, doc: Document) -> str | None:
         paragraphs = [p.strip() for p in re.split(r"\n{2,}", doc.text) if p.strip()]

@@ -1,4 +1,8 @@
-"""Recipe dataclasses loaded from TOML (tomllib); unknown keys are rejected by name.
+"""Recipe dataclasses loaded from TOML (tomllib); unknown keys and wrong values are rejected by name.
+
+Every key is checked before use: its type (a string where a number belongs, a
+list where a table belongs), reader and step names against the registry, and
+each step's arguments against its constructor (:mod:`herd.data.recipe.registry`).
 
 Example::
 
@@ -18,13 +22,15 @@ Example::
 
 from __future__ import annotations
 
-import dataclasses
+import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from herd.data.checks import expect
 from herd.data.errors import DataInputError
+from herd.data.recipe.registry import check_reader, check_step
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -76,34 +82,76 @@ class RecipeConfig:
             )
 
 
-def _check_keys(table: dict[str, Any], cls: type, where: str, skip: tuple[str, ...] = ()) -> None:
-    known = {f.name for f in dataclasses.fields(cls)} - set(skip)
-    unknown = sorted(set(table) - known)
+# The TOML type of every recipe key (float accepts integers); checked before any value is used.
+RECIPE_TYPES: dict[str, type] = {
+    "name": str,
+    "tokenizer": str,
+    "tokens_per_shard": int,
+    "workers": int,
+    "seed": int,
+    "exclusions": bool,
+    "val_fraction": float,
+}
+SOURCE_TYPES: dict[str, type] = {
+    "name": str,
+    "reader": str,
+    "inputs": list,
+    "weight": float,
+    "epochs": float,
+    "tasks": int,
+    "reader_args": dict,
+    "steps": list,
+}
+# A source's name is a directory of the output (documents/<name>, tokens/<name>).
+SOURCE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+
+
+def _check_table(table: dict[str, Any], types: dict[str, type], where: str) -> None:
+    """Refuse unknown keys and values of the wrong type, naming ``where.KEY``."""
+    unknown = sorted(set(table) - set(types))
     if unknown:
         raise DataInputError(
-            f"{where}: unknown key(s) {', '.join(unknown)} (known: {', '.join(sorted(known))})"
+            f"{where}: unknown key(s) {', '.join(unknown)} (known: {', '.join(sorted(types))})"
         )
+    for key, value in table.items():
+        expect(value, types[key], f"{where}.{key}")
 
 
-def _source(table: dict[str, Any], where: str) -> SourceConfig:
-    _check_keys(table, SourceConfig, where)
+def _positive(value: float, where: str, zero: bool = False) -> None:
+    if value < 0 or (value == 0 and not zero):
+        raise DataInputError(f"{where}: must be {'0 or more' if zero else 'more than 0'}, got {value}")
+
+
+def _source(table: Any, where: str) -> SourceConfig:
+    expect(table, dict, where)
+    if isinstance(table.get("inputs"), str):
+        table = {**table, "inputs": [table["inputs"]]}
+    _check_table(table, SOURCE_TYPES, where)
     for key in ("name", "reader", "inputs"):
         if key not in table:
             raise DataInputError(f"{where}: missing key {key!r}")
+    if not SOURCE_NAME.fullmatch(table["name"]):
+        raise DataInputError(
+            f"{where}.name: {table['name']!r} is not a plain name (letters, digits, '_', '.', '-'; it names "
+            "the source's output directories)"
+        )
+    for i, pattern in enumerate(table["inputs"]):
+        expect(pattern, str, f"{where}.inputs[{i}]")
+    if not table["inputs"]:
+        raise DataInputError(f"{where}.inputs: no input patterns")
+    check_reader(table["reader"], table.get("reader_args", {}), f"{where}.reader_args")
     steps = []
     for i, step in enumerate(table.get("steps", [])):
+        at = f"{where}.steps[{i}]"
         if not isinstance(step, dict) or "type" not in step:
-            raise DataInputError(f"{where}.steps[{i}]: a table with a 'type' key is required")
+            raise DataInputError(f"{at}: a table with a 'type' key is required")
         args = {k: v for k, v in step.items() if k != "type"}
+        check_step(step["type"], args, at)
         steps.append(StepConfig(step["type"], args))
-    inputs = table["inputs"]
-    if isinstance(inputs, str):
-        inputs = [inputs]
-    values = {**table, "inputs": tuple(inputs), "steps": tuple(steps)}
-    source = SourceConfig(**values)
-    if source.weight < 0 or source.epochs <= 0 or source.tasks < 1:
-        raise DataInputError(f"{where}: weight must be ≥ 0, epochs > 0 and tasks ≥ 1")
-    return source
+    _positive(table.get("weight", 1.0), f"{where}.weight", zero=True)
+    _positive(table.get("epochs", 1.0), f"{where}.epochs")
+    _positive(table.get("tasks", 1), f"{where}.tasks")
+    return SourceConfig(**{**table, "inputs": tuple(table["inputs"]), "steps": tuple(steps)})
 
 
 def load_recipe(path: str | Path) -> RecipeConfig:
@@ -118,9 +166,12 @@ def load_recipe(path: str | Path) -> RecipeConfig:
     unknown = sorted(set(data) - {"recipe", "source"})
     if unknown:
         raise DataInputError(f"{path}: unknown table(s) {', '.join(unknown)} (known: recipe, source)")
-    head = data.get("recipe", {})
-    _check_keys(head, RecipeConfig, f"{path}: [recipe]", skip=("sources", "base_dir"))
-    sources = tuple(_source(s, f"{path}: source[{i}]") for i, s in enumerate(data.get("source", [])))
+    head = expect(data.get("recipe", {}), dict, f"{path}: recipe")
+    _check_table(head, RECIPE_TYPES, f"{path}: recipe")
+    for key in ("tokens_per_shard", "workers"):
+        _positive(head.get(key, 1), f"{path}: recipe.{key}")
+    tables = expect(data.get("source", []), list, f"{path}: source")
+    sources = tuple(_source(s, f"{path}: source[{i}]") for i, s in enumerate(tables))
     if not sources:
         raise DataInputError(f"{path}: no [[source]] tables")
     names = [s.name for s in sources]

@@ -1,0 +1,43 @@
+"""Type checks for values read from JSON and TOML files, with errors that name the key.
+
+A recipe, a manifest or a completion marker is written by someone: before
+herd uses a value from one, :func:`expect` checks it has the type the code
+needs, so a wrong value is one :class:`DataInputError` naming the file and
+key instead of a ``TypeError`` deep inside a step.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from herd.data.errors import DataInputError
+
+_NAMES = {
+    dict: "a table",
+    list: "a list",
+    str: "a string",
+    int: "an integer",
+    float: "a number",
+    bool: "true or false",
+}
+
+
+def has_type(value: Any, kind: type) -> bool:
+    """``isinstance`` as JSON and TOML mean it: booleans are not numbers, integers are numbers."""
+    if isinstance(value, bool):
+        return kind is bool
+    return isinstance(value, (int, float) if kind is float else kind)
+
+
+def expect(value: Any, kind: type, where: str) -> Any:
+    """``value`` when it has type ``kind`` (see :func:`has_type`), else a :class:`DataInputError` naming ``where``."""
+    if not has_type(value, kind):
+        raise DataInputError(f"{where}: expected {_NAMES[kind]}, got {value!r}")
+    return value
+
+
+def expect_key(table: dict[str, Any], key: str, kind: type, where: str) -> Any:
+    """``table[key]``, required and of type ``kind``."""
+    if key not in table:
+        raise DataInputError(f"{where}: missing key {key!r}")
+    return expect(table[key], kind, f"{where}.{key}")
