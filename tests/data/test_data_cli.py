@@ -106,6 +106,31 @@ def test_recipe_values_of_the_wrong_type_are_one_line_naming_the_key(
     assert not (tmp_path / "o").exists()
 
 
+@pytest.mark.parametrize(
+    ("manifest", "named"),
+    [
+        ([1], "manifest.json: expected a table, got [1]"),
+        (
+            {"sources": {"web": {"weight": "1", "epochs": 1, "documents": 3}}},
+            "sources.web.weight: expected a number",
+        ),
+        ({"sources": {"web": {"weight": 1, "epochs": 1}}}, "sources.web: missing key 'documents'"),
+        ({"steps": {"web": [{"name": "read:jsonl"}]}}, "steps.web[0]: missing key 'docs_in'"),
+        (
+            {"splits": {"train": {"web": {"shards": [{"tokens": 3}]}}}},
+            "splits.train.web.shards[0].tokens: expected a",
+        ),
+    ],
+)
+def test_stats_of_a_damaged_manifest_is_one_line_naming_the_key(
+    manifest: object, named: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "manifest.json").write_text(json.dumps(manifest))
+    code, err = _run(["data", "stats", str(tmp_path)], capsys)
+    assert code == 2 and "\n" not in err and named in err, err
+    assert not (tmp_path / "stats.png").exists()
+
+
 def test_a_recipe_table_key_spelling_an_integer_reaches_the_step(tmp_path: Path) -> None:
     """``top_ngrams = {"2" = 0.5}``: TOML keys are strings; the step gets the integer 2."""
     from herd.data.recipe.config import load_recipe

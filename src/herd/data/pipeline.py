@@ -4,10 +4,12 @@
 input: it reads the shard's files, streams the documents through the steps,
 writes the survivors (and, if asked, each step's exclusions) under temporary
 names, renames them into place, and only then writes the shard's completion
-marker holding its stats. A task whose marker exists is skipped, so a rerun or
-a resumed run redoes exactly the unfinished shards, and because a task's output
-depends only on its files, the final output is byte-identical to an
-uninterrupted run.
+marker holding its stats and the fingerprint of what produced it (see
+:mod:`herd.data.fingerprint`). A task whose marker holds the current
+fingerprint is skipped, so a rerun or a resumed run redoes exactly the
+unfinished shards, and because a task's output depends only on its files, the
+final output is byte-identical to an uninterrupted run. A task whose marker
+holds another fingerprint (the recipe or an input changed) is built again.
 """
 
 from __future__ import annotations
@@ -15,16 +17,21 @@ from __future__ import annotations
 import copy
 import glob
 import json
+import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from herd.data.checks import expect_key
 from herd.data.errors import DataInputError
+from herd.data.fingerprint import digest, pipeline_description, read_marker
 from herd.data.io.reader import Reader
 from herd.data.io.writer import AtomicWriter, open_writer, write_atomically
 from herd.data.stats import StepStats
 from herd.data.step import Step
+
+log = logging.getLogger("herd.data")
 
 DONE_DIR = ".done"
 EXCLUDED_DIR = "excluded"
@@ -52,38 +59,74 @@ class Pipeline:
         if len(set(self.names)) != len(self.names):
             raise DataInputError(f"pipeline: step names must be unique, got {self.names}")
 
+    def describe(self, files: Sequence[str | Path]) -> dict[str, Any]:
+        """What a task over ``files`` depends on: its fingerprint is the digest of this."""
+        return {
+            **pipeline_description(self.reader, self.steps, files),
+            "output": self.output,
+            "exclusions": self.exclusions,
+        }
+
     def run_task(self, files: Sequence[str | Path], rank: int, output_dir: str | Path) -> list[StepStats]:
-        """Run one shard (unless its marker says it is done) and return its stats."""
+        """Run one shard (unless its marker says the same pipeline already made it) and return its stats."""
         output_dir = Path(output_dir)
         marker = output_dir / DONE_DIR / f"{rank:05d}.json"
-        if marker.exists():
-            return [StepStats.from_dict(d) for d in json.loads(marker.read_text())["stats"]]
+        output = output_dir / self.output.format(rank=rank)
+        description = self.describe(files)
+        fingerprint = digest(description)
+        record = read_marker(marker, fingerprint, description)
+        if record is not None:
+            try:
+                if not output.is_file():
+                    raise DataInputError(f"{marker}: its shard {output.name} is missing")
+                return stats_from_record(record, marker, self.names)
+            except DataInputError as exc:
+                log.warning("%s; building this part again", exc)
+        marker.unlink(missing_ok=True)
         task = copy.deepcopy(self)  # fresh stats and step state for every shard
+        exclusions = {step.name: self._exclusion_file(output_dir, step.name, rank) for step in task.steps}
+        for path in (output, *exclusions.values()):  # another recipe's: nothing of it may survive this run
+            path.unlink(missing_ok=True)
         writers: list[AtomicWriter] = []
         try:
-            out = open_writer(output_dir / self.output.format(rank=rank))
+            out = open_writer(output)
             writers.append(out)
             if self.exclusions:
                 for step in task.steps:
-                    step.exclusion = open_writer(
-                        output_dir / self.exclusion_dir / step.name / f"{rank:05d}.jsonl.gz"
-                    )
+                    step.exclusion = open_writer(exclusions[step.name])
                     writers.append(step.exclusion)  # type: ignore[arg-type]
             stream: Iterable = task.reader.read_files(files)
             for step in task.steps:
                 stream = step.run(stream)
             for doc in stream:
                 out.write(doc)
+            while writers:
+                writers.pop(0).close()  # a close that fails removes its own temporary file
         except BaseException:
             for w in writers:
                 w.discard()
             raise
-        for w in writers:
-            w.close()
         stats = [task.reader.stats, *(s.stats for s in task.steps)]
-        record = {"rank": rank, "files": [str(f) for f in files], "stats": [s.to_dict() for s in stats]}
+        record = {
+            "rank": rank,
+            "fingerprint": fingerprint,
+            "produced_by": description,
+            "stats": [s.to_dict() for s in stats],
+        }
         write_marker(marker, record)
         return stats
+
+    def _exclusion_file(self, output_dir: Path, step: str, rank: int) -> Path:
+        return output_dir / self.exclusion_dir / step / f"{rank:05d}.jsonl.gz"
+
+
+def stats_from_record(record: dict[str, Any], marker: Path, names: Sequence[str]) -> list[StepStats]:
+    """The stats of the steps ``names`` a completion marker holds, checked (damage: :class:`DataInputError`)."""
+    entries = expect_key(record, "stats", list, str(marker))
+    stats = [StepStats.from_dict(entry, f"{marker}: stats[{i}]") for i, entry in enumerate(entries)]
+    if [s.name for s in stats] != list(names):
+        raise DataInputError(f"{marker}: stats of {[s.name for s in stats]}, expected {list(names)}")
+    return stats
 
 
 def write_marker(marker: Path, record: dict[str, Any]) -> None:

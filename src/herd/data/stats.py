@@ -10,6 +10,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
+from herd.data.checks import expect, expect_key
+
 
 @dataclass
 class StepStats:
@@ -48,15 +50,18 @@ class StepStats:
         }
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> StepStats:
+    def from_dict(cls, d: Any, where: str = "stats") -> StepStats:
+        """Stats written by :meth:`to_dict`, checked key by key (``where`` names the record in errors)."""
+        expect(d, dict, where)
+        counts = {key: expect_key(d, key, int, where) for key in ("docs_in", "kept", "bytes_in", "bytes_out")}
+        dropped = expect_key(d, "dropped", dict, where)
+        for reason, count in dropped.items():
+            expect(count, int, f"{where}.dropped.{reason}")
         return cls(
-            name=d["name"],
-            docs_in=d["docs_in"],
-            kept=d["kept"],
-            dropped=Counter(d["dropped"]),
-            bytes_in=d["bytes_in"],
-            bytes_out=d["bytes_out"],
-            seconds=d["seconds"],
+            name=expect_key(d, "name", str, where),
+            dropped=Counter(dropped),
+            seconds=float(expect_key(d, "seconds", float, where)),
+            **counts,
         )
 
 

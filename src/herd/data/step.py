@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable, Iterator
-from typing import Protocol
+from typing import Any, Protocol
 
 from herd.data.document import Document
 from herd.data.stats import StepStats
@@ -29,6 +29,10 @@ class Step:
     """Base class of every filter and transform; subclasses set ``name`` and implement ``process``."""
 
     name: str = "step"
+    # What the recipe built this step from (its name, arguments and the files they name), set by
+    # herd.data.recipe.registry; completion markers fingerprint it. A step made in code has none: its
+    # class stands in (herd.data.fingerprint).
+    identity: dict[str, Any] | None = None
 
     def __init__(self) -> None:
         self.stats = StepStats(self.name)

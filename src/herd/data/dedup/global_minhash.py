@@ -39,8 +39,12 @@ transitive: for a chain a ~ b ~ c with a ≁ c the in-stream filter keeps a and
 c (c is only compared with kept documents), the stages keep a only.
 
 Each stage writes its files under temporary names, renames them into place and
-then writes ``<stage>/.done/NNNNN.json`` (stage 4: ``clusters.json``); a rerun
-skips marked jobs. Every
+then writes ``<stage>/.done/NNNNN.json`` (stage 4: ``clusters.json``) holding
+the job's fingerprint (:mod:`herd.data.fingerprint`): the MinHash parameters
+and the fingerprints of the stage-1 tasks the job reads (its own task for
+stage 2, every task for stages 3–5). A rerun skips the jobs whose marker
+holds the current fingerprint, so after a change to one input file or to the
+steps before ``minhash_dedup`` only what depends on it is redone. Every
 output depends only on the previous stage's files, so a run resumed after a
 kill at any moment ends with the same bytes as an uninterrupted one. The
 ``.minhash/`` directory stays after the build (it holds a copy of the stage-1
@@ -50,7 +54,7 @@ rerun would then redo stages 1–4).
 
 from __future__ import annotations
 
-import json
+import hashlib
 import logging
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -63,6 +67,7 @@ from herd.data.dedup.minhash import MinhashDedup, shingles
 from herd.data.document import Document
 from herd.data.errors import DataInputError
 from herd.data.executor import Executor
+from herd.data.fingerprint import class_identity, digest, read_marker
 from herd.data.io.jsonl import JsonlReader
 from herd.data.io.writer import write_atomically
 from herd.data.pipeline import DONE_DIR, EXCLUDED_DIR, Pipeline, write_marker
@@ -106,14 +111,18 @@ class StageReader(JsonlReader):
 
 
 class ClusterFilter(Filter):
-    """``minhash_dedup`` in stage 5: drops the documents at the listed positions of the task's stream."""
+    """``minhash_dedup`` in stage 5: drops the documents at the listed positions of the task's stream.
+
+    ``clusters`` is the fingerprint of the stage-4 job that listed them (part of stage 5's).
+    """
 
     name = MinhashDedup.name
 
-    def __init__(self, removed: set[int]) -> None:
+    def __init__(self, removed: set[int], clusters: str) -> None:
         super().__init__()
         self.removed = removed
         self.position = 0
+        self.identity = {**class_identity(self), "clusters": clusters}
 
     def check(self, doc: Document) -> str | None:
         position, self.position = self.position, self.position + 1
@@ -131,6 +140,16 @@ class GlobalMinhash:
         self.stages = self.output_dir / STAGE_DIR
         self.tasks = tasks
         self.n, self.hasher, self.threshold = step.n, step.hasher, step.threshold
+        hash_functions = hashlib.sha256(self.hasher.a.tobytes() + self.hasher.b.tobytes()).hexdigest()
+        self.params = {
+            "step": step.identity or class_identity(step),
+            "n": self.n,
+            "bands": self.hasher.bands,
+            "rows": self.hasher.rows,
+            "threshold": self.threshold,
+            "hash_functions": hash_functions,
+        }
+        self.before_fingerprints: list[str] = []  # per task, set by run()
         self.exclusions = pipeline.exclusions
         self.before = Pipeline(
             pipeline.reader,
@@ -147,6 +166,7 @@ class GlobalMinhash:
         stage 1 and, through its ``map``, the jobs of the other stages.
         """
         executor = executor_for(self.before, self.stages / "before")
+        self.before_fingerprints = [digest(self.before.describe(files)) for files in executor.shards]
         stage = f"{self.output_dir.name}: global minhash stage"
         log.info("%s 1/5 (before): %d tasks", stage, self.tasks)
         before = executor.run()
@@ -167,20 +187,22 @@ class GlobalMinhash:
     def signatures(self, rank: int) -> dict[str, Any]:
         """Stage 2 for one task: the signature of each stage-1 document; its marker record."""
         marker = self._marker("signatures", rank)
-        if marker.exists():
-            return json.loads(marker.read_text())
+        fingerprint = self._fingerprint("signatures", rank, [self.before_fingerprints[rank]])
+        if (record := _done(marker, fingerprint, "documents", self._file("signatures", rank))) is not None:
+            return record
         start = time.perf_counter()
         docs = StageReader().read_files([self._file("before", rank, ".jsonl.gz")])
         rows = [self.hasher.signature(shingles(doc.text, self.n)) for doc in docs]
         signatures = np.array(rows, dtype=np.uint32).reshape(len(rows), self.hasher.bands * self.hasher.rows)
         _save(self._file("signatures", rank), signatures)
-        return _finish(marker, start, task=rank, documents=len(signatures))
+        return _finish(marker, start, fingerprint, task=rank, documents=len(signatures))
 
     def buckets(self, band: int) -> dict[str, Any]:
         """Stage 3 for one band: confirmed pairs among documents sharing this band's key; its marker record."""
         marker = self._marker("buckets", band)
-        if marker.exists():
-            return json.loads(marker.read_text())
+        fingerprint = self._fingerprint("buckets", band, self.before_fingerprints)
+        if (record := _done(marker, fingerprint, "pairs", self._file("buckets", band))) is not None:
+            return record
         start = time.perf_counter()
         signatures = [np.load(self._file("signatures", rank), mmap_mode="r") for rank in range(self.tasks)]
         columns = slice(band * self.hasher.rows, (band + 1) * self.hasher.rows)
@@ -198,13 +220,15 @@ class GlobalMinhash:
             for pair in _confirm(bucket, rows[np.searchsorted(members, bucket)], self.threshold)
         ]
         _save(self._file("buckets", band), np.array(pairs, dtype=np.int64).reshape(len(pairs), 2))
-        return _finish(marker, start, band=band, pairs=len(pairs))
+        return _finish(marker, start, fingerprint, band=band, pairs=len(pairs))
 
     def clusters(self) -> dict[str, Any]:
         """Stage 4: union-find over all bands' pairs, the duplicates to drop listed per task; its marker record."""
         marker = self.stages / "clusters" / DONE_DIR / "clusters.json"
-        if marker.exists():
-            return json.loads(marker.read_text())
+        fingerprint = self._fingerprint("clusters", None, self.before_fingerprints)
+        files = [self._file("clusters", rank) for rank in range(self.tasks)]
+        if (record := _done(marker, fingerprint, "duplicates", *files)) is not None:
+            return record
         start = time.perf_counter()
         pairs = np.concatenate([np.load(self._file("buckets", band)) for band in range(self.hasher.bands)])
         parent = _union_find(pairs)
@@ -214,13 +238,14 @@ class GlobalMinhash:
             low, high = np.searchsorted(duplicates, offsets[rank : rank + 2])
             _save(self._file("clusters", rank), duplicates[low:high] - offsets[rank])
         roots = {_root(parent, x) for x in list(parent)}
-        return _finish(marker, start, clusters=len(roots), duplicates=len(duplicates))
+        return _finish(marker, start, fingerprint, clusters=len(roots), duplicates=len(duplicates))
 
     def filter(self, rank: int) -> list[StepStats]:
         """Stage 5 for one task: drop its listed duplicates, run the remaining steps, write the final shard."""
         removed = set(np.load(self._file("clusters", rank)).tolist())
+        clusters = self._fingerprint("clusters", None, self.before_fingerprints)
         after = Pipeline(
-            StageReader(), [ClusterFilter(removed), *self.after_steps], exclusions=self.exclusions
+            StageReader(), [ClusterFilter(removed, clusters), *self.after_steps], exclusions=self.exclusions
         )
         return after.run_task([self._file("before", rank, ".jsonl.gz")], rank, self.output_dir)
 
@@ -230,15 +255,36 @@ class GlobalMinhash:
     def _marker(self, stage: str, number: int) -> Path:
         return self.stages / stage / DONE_DIR / f"{number:05d}.json"
 
+    def _fingerprint(self, stage: str, number: int | None, before: Sequence[str]) -> str:
+        """A stage job's fingerprint: the MinHash parameters and the stage-1 tasks it depends on."""
+        return digest({"stage": stage, "job": number, "minhash": self.params, "before": list(before)})
+
 
 def _save(path: Path, array: np.ndarray) -> None:
     """``np.save`` under a temporary name, then rename: the file exists only when complete."""
     write_atomically(path, lambda f: np.save(f, array))
 
 
-def _finish(marker: Path, start: float, **record: Any) -> dict[str, Any]:
-    """Write a job's marker (its ``record`` plus the seconds since ``start``) and return the record."""
+def _done(marker: Path, fingerprint: str, count: str, *outputs: Path) -> dict[str, Any] | None:
+    """A finished job's marker record (checked), or ``None`` when the job must run (again).
+
+    The job is finished when its marker holds ``fingerprint``, an integer
+    ``count`` and a number of seconds, and its ``outputs`` exist.
+    """
+    record = read_marker(marker, fingerprint)
+    if record is None:
+        return None
+    valid = type(record.get(count)) is int and type(record.get("seconds")) in (int, float)
+    if not valid or not all(p.is_file() for p in outputs):
+        log.warning("%s: damaged completion marker or missing output; running this job again", marker)
+        return None
+    return record
+
+
+def _finish(marker: Path, start: float, fingerprint: str, **record: Any) -> dict[str, Any]:
+    """Write a job's marker (its ``record``, ``fingerprint`` and the seconds since ``start``); the record."""
     record["seconds"] = round(time.perf_counter() - start, 6)
+    record["fingerprint"] = fingerprint
     write_marker(marker, record)
     return record
 

@@ -7,15 +7,28 @@ Layout of the output directory::
     tokens/<source>/train-NNNNN.bin/.idx.npy
     manifest.json                          herd-tokens-v1 + per-source counts + per-step stats
 
-Document stages resume shard by shard (see :mod:`herd.data.pipeline`);
-tokenization is redone from the kept documents, and the manifest is written
-last and atomically, so an interrupted build is finished by running it again.
+Document stages resume shard by shard (see :mod:`herd.data.pipeline`): a
+shard is reused only when its marker's fingerprint matches the current recipe
+and inputs (:mod:`herd.data.fingerprint`), so a changed recipe rebuilds what it
+changes. Tokenization is redone from the kept documents every time, and the
+manifest is written last and atomically, so an interrupted build is finished
+by running it again.
+
+The output directory must be new, empty, or a previous build (it holds
+``.herd-build.json``, or a ``herd-tokens-v1`` manifest from before that file
+existed); anything else is refused, since a build removes what an earlier
+build left. Before it starts, a build removes the temporary files of a killed
+run, the previous manifest and the token shards it lists (refusing a manifest
+that names files outside the directory), and after each source's documents,
+the shards, markers and exclusions that another task count or step list made.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+import logging
+import re
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -26,15 +39,24 @@ from herd.data.executor import Executor
 from herd.data.executor.local import LocalExecutor
 from herd.data.executor.ray import RayExecutor
 from herd.data.io.jsonl import JsonlReader
-from herd.data.io.writer import write_atomically
-from herd.data.pipeline import Pipeline, expand_inputs
+from herd.data.io.writer import remove_stale_temporaries, write_atomically
+from herd.data.pipeline import DONE_DIR, EXCLUDED_DIR, Pipeline, expand_inputs
 from herd.data.recipe.config import RecipeConfig, SourceConfig
 from herd.data.recipe.registry import make_reader, make_step
-from herd.data.recipe.tokenize import TextTokenizer, is_held_out, token_dtype, tokenize_source
+from herd.data.recipe.report import MANIFEST, load_manifest, manifest_shards
+from herd.data.recipe.tokenize import SHARD_SUFFIXES, TextTokenizer, is_held_out, token_dtype, tokenize_source
 from herd.data.stats import StepStats
+from herd.paths import contained
+
+log = logging.getLogger("herd.data")
 
 FORMAT = "herd-tokens-v1"
 EXECUTORS = ("local", "ray")
+# Written into every build directory: what lets a later build reuse (and clean) it.
+BUILD_MARKER = ".herd-build.json"
+BUILD_FORMAT = "herd-data-build-v1"
+# Names of the files a pipeline task writes per rank (shards, exclusions; markers end in .json).
+_RANK_FILE = re.compile(r"(\d{5})\.(jsonl\.gz|json)")
 
 
 def _inputs(recipe: RecipeConfig, source: SourceConfig) -> list[Path]:
@@ -74,15 +96,45 @@ def run_source(
 
     index = global_minhash_index(steps, source.tasks, where)
     if index is None:
-        return executor_for(pipeline, out).run()
-    return GlobalMinhash(pipeline, index, out, source.tasks).run(executor_for)
+        stats = executor_for(pipeline, out).run()
+    else:
+        stats = GlobalMinhash(pipeline, index, out, source.tasks).run(executor_for)
+    _remove_leftovers(out, source.tasks, [s.name for s in steps] if recipe.exclusions else [])
+    return stats
+
+
+def _remove_leftovers(out: Path, tasks: int, excluding: Sequence[str]) -> None:
+    """Delete the per-rank files an earlier build of this source made that this recipe does not.
+
+    Shards and markers of ranks ≥ ``tasks`` (the task count went down) and
+    exclusions of steps not in ``excluding`` (a step was removed, or exclusions
+    turned off) would otherwise sit beside the current ones as if they were
+    part of this build.
+    """
+    stale = [p for p in (*out.glob("*.jsonl.gz"), *(out / DONE_DIR).glob("*.json")) if _rank(p) >= tasks]
+    excluded = out / EXCLUDED_DIR
+    for folder in sorted(excluded.iterdir()) if excluded.is_dir() else ():
+        keep = folder.name in excluding
+        stale += [p for p in folder.glob("*.jsonl.gz") if _rank(p) >= (0 if not keep else tasks)]
+    for path in stale:
+        log.info("%s: left by an earlier build with other tasks or steps; removed", path)
+        path.unlink()
+    for folder in sorted(excluded.iterdir()) if excluded.is_dir() else ():
+        if folder.is_dir() and not any(folder.iterdir()):
+            folder.rmdir()
+
+
+def _rank(path: Path) -> int:
+    """The rank a task file is named after (``NNNNN.jsonl.gz``), or -1 for a name no task writes."""
+    match = _RANK_FILE.fullmatch(path.name)
+    return int(match.group(1)) if match else -1
 
 
 def _tokenize_splits(
     recipe: RecipeConfig, source: SourceConfig, docs_dir: Path, output: Path, tokenizer: TextTokenizer
 ) -> dict[str, dict[str, Any]]:
     """Tokenize a source's kept documents: "train" over its epochs, "val" (held out) once."""
-    files = sorted(docs_dir.glob("*.jsonl.gz"))
+    files = [docs_dir / f"{rank:05d}.jsonl.gz" for rank in range(source.tasks)]
     seed, fraction = recipe.seed, recipe.val_fraction
 
     def docs(held_out: bool) -> Iterator[Document]:
@@ -108,12 +160,13 @@ def build(
 ) -> dict[str, Any]:
     """Run the recipe into ``output`` and return the manifest it writes."""
     output = Path(output)
+    prepare_output(output)
     manifest: dict[str, Any] = {"format": FORMAT, "recipe": recipe.name, "sources": {}, "steps": {}}
     if tokenizer is not None:
         manifest.update(dtype=token_dtype(tokenizer.vocab_size), vocab_size=tokenizer.vocab_size)
         manifest["splits"] = {"train": {}, "val": {}} if recipe.val_fraction else {"train": {}}
     for source in recipe.sources:
-        docs_dir = output / "documents" / source.name
+        docs_dir = contained(output / "documents", source.name, f"recipe {recipe.name!r}: source name")
         stats = run_source(recipe, source, docs_dir, executor, address)
         manifest["steps"][source.name] = [s.to_dict() for s in stats]
         kept = stats[-1].kept
@@ -133,5 +186,47 @@ def build(
                     }
         manifest["sources"][source.name] = entry
     text = json.dumps(manifest, indent=2) + "\n"
-    write_atomically(output / "manifest.json", lambda f: f.write(text.encode()))
+    write_atomically(output / MANIFEST, lambda f: f.write(text.encode()))
     return manifest
+
+
+def prepare_output(output: Path) -> None:
+    """Make ``output`` ready for a build: new, empty or a previous build, cleaned of what a rebuild replaces.
+
+    Refuses (one :class:`DataInputError`) a file, a directory holding anything
+    but a herd build, and a previous manifest that is damaged or names files
+    outside ``output``; then removes stale temporary files, the previous
+    manifest's token shards and the manifest itself, so that until this build
+    ends the directory holds no manifest describing shards being rewritten.
+    """
+    if output.exists() and not output.is_dir():
+        raise DataInputError(f"output {output}: is a file, not a directory (give a new or empty directory)")
+    if output.is_dir() and not is_build(output) and any(output.iterdir()):
+        raise DataInputError(
+            f"output {output}: the directory is not empty and holds no herd data build (no {BUILD_MARKER}); "
+            "give a new or empty directory (herd never deletes what it did not create)"
+        )
+    output.mkdir(parents=True, exist_ok=True)
+    if not (output / BUILD_MARKER).is_file():
+        record = json.dumps({"format": BUILD_FORMAT}) + "\n"
+        write_atomically(output / BUILD_MARKER, lambda f: f.write(record.encode()))
+    for path in remove_stale_temporaries(output):
+        log.info("%s: temporary file of an interrupted run; removed", path)
+    previous = output / MANIFEST
+    if previous.is_file():
+        for path in manifest_shards(load_manifest(output), previous):
+            if path.name.endswith(SHARD_SUFFIXES) and not path.is_dir():  # only what tokenization writes
+                path.unlink(missing_ok=True)
+        previous.unlink()
+
+
+def is_build(directory: Path) -> bool:
+    """Whether ``directory`` holds a herd data build (its marker, or a token manifest from before markers)."""
+    for name, value in ((BUILD_MARKER, BUILD_FORMAT), (MANIFEST, FORMAT)):
+        try:
+            record = json.loads((directory / name).read_text("utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+            continue
+        if isinstance(record, dict) and record.get("format") == value:
+            return True
+    return False

@@ -6,18 +6,67 @@ import json
 from pathlib import Path
 from typing import Any
 
+from herd.data.checks import expect, expect_key
 from herd.data.errors import DataInputError
+from herd.data.io.writer import write_atomically
+from herd.data.stats import StepStats
+from herd.paths import contained
+
+MANIFEST = "manifest.json"
 
 
 def load_manifest(directory: str | Path) -> dict[str, Any]:
-    """The ``manifest.json`` of a build directory."""
-    path = Path(directory) / "manifest.json"
+    """The ``manifest.json`` of a build directory, its structure checked (see :func:`check_manifest`)."""
+    path = Path(directory) / MANIFEST
     try:
-        return json.loads(path.read_text("utf-8"))
+        manifest = json.loads(path.read_text("utf-8"))
     except FileNotFoundError:
         raise DataInputError(f"{path}: no manifest (run `herd data build` first)") from None
     except (OSError, json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise DataInputError(f"{path}: unreadable manifest ({exc})") from None
+    check_manifest(manifest, path)
+    return manifest
+
+
+def check_manifest(manifest: Any, path: Path) -> None:
+    """Raise a :class:`DataInputError` naming the key when ``manifest`` lacks what the tables and chart read.
+
+    That is: ``sources`` (per source ``weight``, ``epochs``, ``documents`` and
+    optional ``sampled_documents``, ``tokens``, ``bytes``), ``steps`` (per
+    source a list of step stats) and ``splits`` (per split and source a list of
+    ``shards`` naming their ``tokens`` and ``index`` files).
+    """
+    expect(manifest, dict, str(path))
+    for name, source in expect(manifest.get("sources", {}), dict, f"{path}: sources").items():
+        where = f"{path}: sources.{name}"
+        expect(source, dict, where)
+        for key, kind in (("weight", float), ("epochs", float), ("documents", int)):
+            expect_key(source, key, kind, where)
+        for key in ("sampled_documents", "tokens", "bytes"):
+            if key in source:
+                expect(source[key], int, f"{where}.{key}")
+    for name, steps in expect(manifest.get("steps", {}), dict, f"{path}: steps").items():
+        for i, step in enumerate(expect(steps, list, f"{path}: steps.{name}")):
+            StepStats.from_dict(step, f"{path}: steps.{name}[{i}]")
+    for split, sources in expect(manifest.get("splits", {}), dict, f"{path}: splits").items():
+        for name, entry in expect(sources, dict, f"{path}: splits.{split}").items():
+            where = f"{path}: splits.{split}.{name}"
+            for i, shard in enumerate(expect_key(expect(entry, dict, where), "shards", list, where)):
+                expect(shard, dict, f"{where}.shards[{i}]")
+                for key in ("tokens", "index"):
+                    expect_key(shard, key, str, f"{where}.shards[{i}]")
+
+
+def manifest_shards(manifest: dict[str, Any], path: Path) -> list[Path]:
+    """The token and index files a checked manifest lists, each refused unless inside its directory."""
+    root = path.parent
+    return [
+        contained(root, shard[key], path)
+        for sources in manifest.get("splits", {}).values()
+        for entry in sources.values()
+        for shard in entry["shards"]
+        for key in ("tokens", "index")
+    ]
 
 
 def format_tables(manifest: dict[str, Any]) -> str:
@@ -62,6 +111,8 @@ def draw_png(manifest: dict[str, Any], path: Path) -> bool:
     right.barh([n for n, _ in steps], [d for _, d in steps], color="tab:red")
     right.set_title("documents dropped per step")
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    try:
+        write_atomically(path, lambda f: fig.savefig(f, format="png", dpi=100))
+    finally:
+        plt.close(fig)
     return True

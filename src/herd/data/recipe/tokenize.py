@@ -22,6 +22,8 @@ import numpy as np
 from herd.data.document import Document
 from herd.data.io.writer import write_atomically
 
+SHARD_SUFFIXES = (".bin", ".idx.npy")
+
 
 class TextTokenizer(Protocol):
     """What herd needs of a tokenizer (``herd.tokenizer.load_tokenizer`` returns one)."""
@@ -81,9 +83,8 @@ class ShardWriter:
     def flush(self) -> None:
         if len(self._starts) == 1:
             return
-        stem = f"{self.prefix}-{len(self.entries):05d}"
         (self.root / self.prefix).parent.mkdir(parents=True, exist_ok=True)
-        tokens, index = self.root / f"{stem}.bin", self.root / f"{stem}.idx.npy"
+        tokens, index = self._files(len(self.entries))
         for path, write in (
             (tokens, lambda f: np.concatenate(self._chunks).tofile(f)),
             (index, lambda f: np.save(f, np.asarray(self._starts, dtype=np.int64))),
@@ -99,6 +100,23 @@ class ShardWriter:
             }
         )
         self._chunks, self._starts, self._bytes = [], [0], 0
+
+    def _files(self, number: int) -> tuple[Path, Path]:
+        """The token and index files of shard ``number``."""
+        stem = f"{self.prefix}-{number:05d}"
+        tokens, index = (self.root / f"{stem}{suffix}" for suffix in SHARD_SUFFIXES)
+        return tokens, index
+
+    def remove_later_shards(self) -> None:
+        """Delete shards numbered after the last one written: an interrupted build's, which no manifest lists."""
+        number = len(self.entries)
+        while True:
+            files = self._files(number)
+            if not any(p.exists() for p in files):
+                return
+            for path in files:
+                path.unlink(missing_ok=True)
+            number += 1
 
 
 def tokenize_source(
@@ -122,4 +140,5 @@ def tokenize_source(
         tokens += len(ids)
         num_bytes += size
     writer.flush()
+    writer.remove_later_shards()
     return {"shards": writer.entries, "documents": documents, "tokens": tokens, "bytes": num_bytes}
