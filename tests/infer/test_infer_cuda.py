@@ -17,7 +17,8 @@ from transformers import LlamaForCausalLM
 from herd.checkpoint.base import CheckpointInfo
 from herd.checkpoint.hf import write_hf
 from herd.checkpoint.load import model_tensors
-from herd.infer import Engine, cpu_kernels, generate_ids, quantize_model
+from herd.infer import Engine, generate_ids, quantize_model
+from herd.kernels import quantized_linear
 from herd.model.config import ModelConfig
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
@@ -89,7 +90,7 @@ def test_cuda_reduced_precision_matches_the_cpu(variant: str, monkeypatch: pytes
     """bf16 / int8 / int4 weights give the GPU the CPU's logits (within the variant's rounding), and
     CUDA-graph decoding equals eager decoding of the same weights. The CPU side uses the float
     products the GPU computes too, not herd's CPU kernels (which round activations)."""
-    monkeypatch.setattr(cpu_kernels, "_built", [False])
+    monkeypatch.setattr(quantized_linear.LIBRARY, "loaded", False)
     model = tiny_model("llama3-tiny", std=0.1)
     model = model.to(torch.bfloat16) if variant == "bf16" else quantize_model(model, variant)
     tokens = torch.tensor(random_prompts(4096, [64, 64], seed=2))

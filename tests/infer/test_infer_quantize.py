@@ -9,8 +9,9 @@ import torch
 from infer_helpers import SMOLLM2_PROMPTS, tiny_model
 
 from herd.errors import HerdError
-from herd.infer import Engine, cpu_kernels, generate, generate_ids, quantize_model
+from herd.infer import Engine, generate, generate_ids, quantize_model
 from herd.infer.quantize import Int4Linear, Int8Linear, quantize_int4, quantize_int8
+from herd.kernels import quantized_linear
 from herd.model.transformer import Transformer
 from herd.tokenizer import Tokenizer
 
@@ -50,9 +51,9 @@ def test_quantized_linear_error_bounds(dtype: torch.dtype) -> None:
 def test_compiled_decode_path_equals_eager(cpu_kernel: bool, monkeypatch: pytest.MonkeyPatch) -> None:
     """Compiled small-row products equal eager ones: inductor's fused int8/int4 reductions against the
     dequantized product, and herd's CPU kernels (where they run) inside a compiled graph against themselves."""
-    if cpu_kernel and not cpu_kernels.available():
+    if cpu_kernel and not quantized_linear.LIBRARY.available():
         pytest.skip("no herd CPU kernels here")
-    monkeypatch.setattr(cpu_kernels, "_built", [cpu_kernel and cpu_kernels.available()])
+    monkeypatch.setattr(quantized_linear.LIBRARY, "loaded", cpu_kernel)
     torch._dynamo.reset()  # compiled graphs take the kernel's availability as a constant
     torch.manual_seed(0)
     w = torch.randn(64, 256)

@@ -84,11 +84,11 @@ def test_selective_checkpointing_saves_products_and_attention() -> None:
     recomputes element-wise ops."""
     from torch.utils.checkpoint import CheckpointPolicy
 
-    from herd.model import cpu_attention
+    from herd.kernels import attention
     from herd.train.recompute import _policy
 
     saved = [torch.ops.aten.mm.default, torch.ops.aten._scaled_dot_product_flash_attention_for_cpu.default]
-    if cpu_attention.available():
+    if attention.LIBRARY.available():
         saved.append(torch.ops.herd.causal_attention.default)
     for op in saved:
         assert _policy(None, op) == CheckpointPolicy.MUST_SAVE, op
