@@ -325,3 +325,32 @@ def test_global_minhash_redoes_only_the_stages_a_change_reaches(tmp_path: Path) 
     same = {name for name in stages if now[name] == stages[name]}
     assert same == {"before/.done/00000.json", "before/.done/00001.json", "signatures/.done/00000.json",
                     "signatures/.done/00001.json"}  # fmt: skip
+
+
+def test_fingerprints_of_code_made_arguments_do_not_depend_on_the_process(tmp_path: Path) -> None:
+    """A set argument (string hashing differs per process) has one fingerprint; markers can record it."""
+    import subprocess
+    import sys
+
+    code = (
+        "from herd.data.fingerprint import digest; print(digest({'words': frozenset(map(str, range(50)))}))"
+    )
+    digests = {
+        subprocess.run(
+            [sys.executable, "-c", code],
+            env={**os.environ, "PYTHONHASHSEED": seed},
+            capture_output=True,
+            text=True,
+        ).stdout
+        for seed in ("1", "2")
+    }
+    assert len(digests) == 1 and len(digests.pop().strip()) == 64
+
+    _inputs(tmp_path, files=1)
+    steps = (StepConfig("dirty_words", {"words": frozenset({"bad"}), "max_fraction": 0.2}),)
+    source = SourceConfig(name="web", reader="jsonl", inputs=("in/*.jsonl",), steps=steps)
+    recipe = RecipeConfig(name="t", sources=(source,), base_dir=tmp_path)
+    build(recipe, tmp_path / "out")
+    markers = _markers(tmp_path / "out")
+    build(recipe, tmp_path / "out")
+    assert _markers(tmp_path / "out") == markers and _kept(tmp_path / "out") == _expected(0.2, (0,))

@@ -58,17 +58,24 @@ def class_identity(obj: object) -> dict[str, Any]:
     return {"class": f"{cls.__module__}.{cls.__qualname__}"}
 
 
+def json_default(value: Any) -> Any:
+    """JSON for what a step argument made in code may hold: sets as sorted lists, anything else as text."""
+    if isinstance(value, (set, frozenset)):
+        return sorted(value, key=repr)
+    return str(value)
+
+
 def digest(description: Any) -> str:
-    """The SHA-256 of a JSON description (keys sorted; values TOML can hold, dates as text)."""
-    text = json.dumps(description, sort_keys=True, separators=(",", ":"), default=str)
+    """The SHA-256 of a JSON description (keys sorted; see :func:`json_default` for other values)."""
+    text = json.dumps(description, sort_keys=True, separators=(",", ":"), default=json_default)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
 def describe_difference(old: Any, new: Mapping[str, Any]) -> str:
     """Which parts of a recorded description differ from the current one, for a log line."""
-    if not isinstance(old, Mapping):
-        return "it records no description"
     parts = []
+    if not isinstance(old, Mapping):
+        old = {}
     for key in sorted(set(old) | set(new)):
         if old.get(key) == new.get(key):
             continue
@@ -79,7 +86,7 @@ def describe_difference(old: Any, new: Mapping[str, Any]) -> str:
             parts.append(f"inputs ({', '.join(map(str, [*changed, *gone][:3]))})")
         else:
             parts.append(key)
-    return ", ".join(parts) + " changed"
+    return ", ".join(parts or ["the recipe or inputs"]) + " changed"
 
 
 def read_marker(marker: Path, fingerprint: str, description: Mapping[str, Any] | None = None) -> dict | None:

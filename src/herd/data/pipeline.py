@@ -25,7 +25,7 @@ from typing import Any
 
 from herd.data.checks import expect_key
 from herd.data.errors import DataInputError
-from herd.data.fingerprint import digest, pipeline_description, read_marker
+from herd.data.fingerprint import digest, json_default, pipeline_description, read_marker
 from herd.data.io.reader import Reader
 from herd.data.io.writer import AtomicWriter, open_writer, write_atomically
 from herd.data.stats import StepStats
@@ -131,7 +131,7 @@ def stats_from_record(record: dict[str, Any], marker: Path, names: Sequence[str]
 
 def write_marker(marker: Path, record: dict[str, Any]) -> None:
     """Write a completion marker atomically (temporary name, then rename): it exists only when whole."""
-    text = json.dumps(record, indent=1) + "\n"
+    text = json.dumps(record, indent=1, default=json_default) + "\n"
     write_atomically(marker, lambda f: f.write(text.encode()))
 
 

@@ -88,6 +88,10 @@ STEPS: dict[str, type[Step]] = {
 }
 
 
+# What stands for a sequence or set argument: a TOML array, or what a recipe made in code may pass.
+SEQUENCES = (list, tuple, set, frozenset)
+
+
 def _class(kind: str, table: dict[str, type], name: Any, where: str) -> type:
     if not isinstance(name, str) or name not in table:
         raise DataInputError(f"{where}: unknown {kind} {name!r} (known: {', '.join(sorted(table))})")
@@ -134,9 +138,9 @@ def _matches(value: Any, hint: Any) -> bool:
             for k, v in value.items()
         )
     if issubclass(container, tuple) and args and args[-1] is not Ellipsis:
-        return isinstance(value, list) and len(value) == len(args) and all(map(_matches, value, args))
+        return isinstance(value, SEQUENCES) and len(value) == len(args) and all(map(_matches, value, args))
     if issubclass(container, collections.abc.Iterable) and not issubclass(container, (str, bytes)):
-        return isinstance(value, list) and all(_matches(v, args[0]) for v in value) if args else True
+        return isinstance(value, SEQUENCES) and (not args or all(_matches(v, args[0]) for v in value))
     return isinstance(value, container)
 
 
