@@ -354,3 +354,19 @@ def test_fingerprints_of_code_made_arguments_do_not_depend_on_the_process(tmp_pa
     markers = _markers(tmp_path / "out")
     build(recipe, tmp_path / "out")
     assert _markers(tmp_path / "out") == markers and _kept(tmp_path / "out") == _expected(0.2, (0,))
+
+
+def test_a_second_build_into_the_same_output_is_refused_while_the_first_runs(tmp_path: Path) -> None:
+    import fcntl
+
+    _inputs(tmp_path, files=1)
+    out = tmp_path / "out"
+    build(_recipe(tmp_path, tasks=1), out)
+    (out / "documents/web/.00000.jsonl.gz.tmp").write_bytes(b"being written by the first build")
+    with open(out / ".herd-build.lock", "a") as first:  # what a running build holds
+        fcntl.flock(first, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        with pytest.raises(DataInputError, match="another herd data build is writing to it"):
+            build(_recipe(tmp_path, tasks=1), out)
+        assert (out / "documents/web/.00000.jsonl.gz.tmp").exists()  # the first build's file is left alone
+    build(_recipe(tmp_path, tasks=1), out)
+    assert not (out / "documents/web/.00000.jsonl.gz.tmp").exists()

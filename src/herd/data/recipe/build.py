@@ -17,14 +17,17 @@ by running it again.
 The output directory must be new, empty, or a previous build (it holds
 ``.herd-build.json``, or a ``herd-tokens-v1`` manifest from before that file
 existed); anything else is refused, since a build removes what an earlier
-build left. Before it starts, a build removes the temporary files of a killed
-run, the previous manifest and the token shards it lists (refusing a manifest
+build left. A build holds ``.herd-build.lock`` while it runs, and a second one
+into the same directory is refused. Before it starts, a build removes the
+temporary files of a killed run, the previous manifest and the token shards it lists (refusing a manifest
 that names files outside the directory), and after each source's documents,
 the shards, markers and exclusions that another task count or step list made.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import logging
 import re
@@ -55,6 +58,7 @@ EXECUTORS = ("local", "ray")
 # Written into every build directory: what lets a later build reuse (and clean) it.
 BUILD_MARKER = ".herd-build.json"
 BUILD_FORMAT = "herd-data-build-v1"
+LOCK = ".herd-build.lock"
 # Names of the files a pipeline task writes per rank (shards, exclusions; markers end in .json).
 _RANK_FILE = re.compile(r"(\d{5})\.(jsonl\.gz|json)")
 
@@ -160,7 +164,16 @@ def build(
 ) -> dict[str, Any]:
     """Run the recipe into ``output`` and return the manifest it writes."""
     output = Path(output)
-    prepare_output(output)
+    claim_output(output)
+    with _exclusive(output):
+        clean_output(output)
+        return _run(recipe, output, tokenizer, executor, address)
+
+
+def _run(
+    recipe: RecipeConfig, output: Path, tokenizer: TextTokenizer | None, executor: str, address: str | None
+) -> dict[str, Any]:
+    """The body of :func:`build`, once ``output`` is claimed and cleaned."""
     manifest: dict[str, Any] = {"format": FORMAT, "recipe": recipe.name, "sources": {}, "steps": {}}
     if tokenizer is not None:
         manifest.update(dtype=token_dtype(tokenizer.vocab_size), vocab_size=tokenizer.vocab_size)
@@ -190,14 +203,11 @@ def build(
     return manifest
 
 
-def prepare_output(output: Path) -> None:
-    """Make ``output`` ready for a build: new, empty or a previous build, cleaned of what a rebuild replaces.
+def claim_output(output: Path) -> None:
+    """Make ``output`` a build directory: refuse a file or a directory holding anything but a herd build.
 
-    Refuses (one :class:`DataInputError`) a file, a directory holding anything
-    but a herd build, and a previous manifest that is damaged or names files
-    outside ``output``; then removes stale temporary files, the previous
-    manifest's token shards and the manifest itself, so that until this build
-    ends the directory holds no manifest describing shards being rewritten.
+    A refusal is one :class:`DataInputError` and touches nothing; otherwise
+    the directory exists afterwards and holds the build marker.
     """
     if output.exists() and not output.is_dir():
         raise DataInputError(f"output {output}: is a file, not a directory (give a new or empty directory)")
@@ -210,6 +220,31 @@ def prepare_output(output: Path) -> None:
     if not (output / BUILD_MARKER).is_file():
         record = json.dumps({"format": BUILD_FORMAT}) + "\n"
         write_atomically(output / BUILD_MARKER, lambda f: f.write(record.encode()))
+
+
+@contextlib.contextmanager
+def _exclusive(output: Path) -> Iterator[None]:
+    """Hold ``output``'s build lock: a second build into it is refused rather than interleaved.
+
+    (Each would take the other's temporary files for a killed run's.) The
+    operating system releases the lock when its process ends, killed or not.
+    """
+    with open(output / LOCK, "a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise DataInputError(f"output {output}: another herd data build is writing to it") from None
+        yield
+
+
+def clean_output(output: Path) -> None:
+    """Remove what a rebuild replaces: a killed run's temporary files, the previous manifest and its shards.
+
+    The manifest goes last, so that until this build ends the directory
+    holds no manifest describing shards being rewritten. A previous manifest
+    that is damaged or names files outside ``output`` is refused (one
+    :class:`DataInputError`) before anything it lists is deleted.
+    """
     for path in remove_stale_temporaries(output):
         log.info("%s: temporary file of an interrupted run; removed", path)
     previous = output / MANIFEST
