@@ -227,14 +227,19 @@ def _exclusive(output: Path) -> Iterator[None]:
     """Hold ``output``'s build lock: a second build into it is refused rather than interleaved.
 
     (Each would take the other's temporary files for a killed run's.) The
-    operating system releases the lock when its process ends, killed or not.
+    operating system releases the lock when its process ends, killed or not;
+    a build that ends removes the file, so finished outputs are alike whether
+    or not an earlier run was killed.
     """
     with open(output / LOCK, "a") as handle:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             raise DataInputError(f"output {output}: another herd data build is writing to it") from None
-        yield
+        try:
+            yield
+        finally:
+            (output / LOCK).unlink(missing_ok=True)
 
 
 def clean_output(output: Path) -> None:
