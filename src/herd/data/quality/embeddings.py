@@ -61,8 +61,11 @@ class SentenceEmbedder(LazyModel):
 
         hf_logging.set_verbosity_error()  # the load report lists an unused buffer; not worth a warning
         hf_logging.disable_progress_bar()
+        # safetensors only and no remote code: a model directory is data, never a program (docs/security.md)
         self._tokenizer = AutoTokenizer.from_pretrained(self.model_path, local_files_only=True)
-        self._model = AutoModel.from_pretrained(self.model_path, local_files_only=True).eval()
+        self._model = AutoModel.from_pretrained(
+            self.model_path, local_files_only=True, use_safetensors=True, trust_remote_code=False
+        ).eval()
 
     def __call__(self, texts: Sequence[str]) -> np.ndarray:
         import torch
