@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from herd.errors import HerdError
+from herd.errors import InputError
 
 
-class DataInputError(HerdError):
+class DataInputError(InputError):
     """A data file, recipe or step argument is missing, corrupt or invalid; the message names it."""

@@ -25,10 +25,10 @@ from dataclasses import dataclass
 
 import torch
 
-from herd.errors import HerdError
+from herd.errors import ConfigError
 
 
-class SamplingError(HerdError):
+class SamplingError(ConfigError):
     """A sampling parameter outside its valid range."""
 
 

@@ -17,14 +17,14 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterable, Sequence
 from functools import cached_property
 
-from herd.errors import HerdError
+from herd.errors import InputError
 
 # Names of special tokens that end a turn or a document in the families herd
 # knows (Llama 3 §4.1 chat format, Llama 3.1 tool calls, ChatML, GPT-2 style).
 END_OF_TURN_NAMES = ("<|eot_id|>", "<|eom_id|>", "<|end_of_text|>", "<|im_end|>", "<|endoftext|>")
 
 
-class TokenizerError(HerdError):
+class TokenizerError(InputError):
     """A tokenizer file is missing or corrupt, or an input cannot be tokenized."""
 
 
