@@ -196,12 +196,12 @@ def test_internal_error_is_one_line_exit_1(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """A bug (not bad input) is still one line, exit 1, with the way to see the traceback."""
-    import herd.model.cli
+    import herd.cli.model
 
     def broken(spec: str) -> None:
         raise ZeroDivisionError("division by zero")
 
-    monkeypatch.setattr(herd.model.cli, "resolve_config", broken)
+    monkeypatch.setattr(herd.cli.model, "resolve_config", broken)
     assert main(["model", "info", "llama3-tiny"]) == 1
     err = capsys.readouterr().err.strip()
     assert err == (

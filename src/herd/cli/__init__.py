@@ -1,17 +1,18 @@
-"""The single ``herd`` command line; each stage registers its own subcommands.
+"""The single ``herd`` command line: one tree, one module of commands per stage.
 
-A subcommand module exposes ``register(subparsers)`` which adds its parser(s)
-and sets ``func`` to a callable taking the parsed ``argparse.Namespace`` and
-returning an exit code. Errors caused by input are :class:`herd.errors.HerdError`
-(or ``OSError``) and are printed as one line (``herd: error: ...``) with exit
-code 2; see :func:`main` for the others.
+Every stage's commands live in ``herd.cli.<stage>`` (the stage packages hold no
+command-line code). Each such module exposes ``register(sub)``, which adds its
+parser(s) to the top-level subparsers and sets ``func`` to a callable taking the
+parsed ``argparse.Namespace`` and returning an exit code; :data:`COMMAND_MODULES`
+lists them in the order they appear in ``herd --help``. Errors caused by input
+are :class:`herd.errors.HerdError` (or ``OSError``) and are printed as one line
+(``herd: error: ...``) with exit code 2; see :func:`main` for the others.
 """
 
 from __future__ import annotations
 
 import argparse
 import errno
-import importlib
 import os
 import sys
 import traceback
@@ -19,17 +20,11 @@ from collections.abc import Sequence
 from typing import NoReturn
 
 from herd import __version__
+from herd.cli import checkpoint, data, infer, model, tokenizer, train
 from herd.errors import HerdError
 
-# Modules that contribute subcommands, in the order they appear in --help.
-SUBCOMMAND_MODULES = (
-    "herd.model.cli",
-    "herd.checkpoint.cli",
-    "herd.tokenizer.cli",
-    "herd.infer.cli",
-    "herd.data.cli",
-    "herd.train.cli",
-)
+# The modules that register commands, in the order they appear in --help.
+COMMAND_MODULES = (model, checkpoint, tokenizer, infer, data, train)
 
 
 class Parser(argparse.ArgumentParser):
@@ -51,13 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"herd {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name in SUBCOMMAND_MODULES:
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as exc:
-            if exc.name == name:
-                continue
-            raise
+    for module in COMMAND_MODULES:
         module.register(sub)
     return parser
 
@@ -138,7 +127,3 @@ def _quiet_stdout() -> None:
     """After a closed pipe (``herd ... | head``), send the rest of stdout nowhere so exit is quiet."""
     devnull = os.open(os.devnull, os.O_WRONLY)
     os.dup2(devnull, sys.stdout.fileno())
-
-
-if __name__ == "__main__":
-    sys.exit(main())
