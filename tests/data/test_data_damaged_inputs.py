@@ -15,11 +15,11 @@ from pathlib import Path
 import pytest
 import zstandard
 
-from herd.data.io.compression import DamagedFileError, open_read
 from herd.data.io.jsonl import JsonlReader
 from herd.data.recipe.build import build
 from herd.data.recipe.config import RecipeConfig, SourceConfig
 from herd.data.sources.arxiv import ArxivReader
+from herd.io.compression import DamagedFileError, open_read
 
 COMPRESSORS: dict[str, Callable[[bytes], bytes]] = {
     ".gz": gzip.compress,

@@ -15,7 +15,7 @@ import json
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-from herd.data.io.compression import COMPRESSION_ERRORS, open_read
+from herd.io.compression import COMPRESSION_ERRORS, open_read
 from herd.tokenizer.base import TokenizerError
 
 COMPRESSED = (".gz", ".bz2", ".zst")

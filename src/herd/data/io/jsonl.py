@@ -8,9 +8,9 @@ from pathlib import Path
 
 from herd.data.document import Document
 from herd.data.errors import DataInputError
-from herd.data.io.compression import open_read, open_write
 from herd.data.io.reader import Reader
 from herd.data.io.writer import AtomicWriter
+from herd.io.compression import open_read, open_write
 
 CHUNK = 1 << 20
 

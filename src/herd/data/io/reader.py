@@ -2,7 +2,7 @@
 
 A reader never lets one bad record end a run (issue 5 §7): a truncated or
 corrupt compressed file (``truncated_file``, ``corrupt_file``; the same for
-gzip, bz2, xz and zstd, see :mod:`herd.data.io.compression`), a truncated
+gzip, bz2, xz and zstd, see :mod:`herd.io.compression`), a truncated
 record, invalid UTF-8, an oversized record or an empty document is counted
 under a drop reason in the reader's stats, logged as ``file@offset: reason``,
 and reading goes on with the next record or file. For a damaged file the
@@ -19,8 +19,8 @@ from typing import Any
 
 from herd.data.document import Document
 from herd.data.errors import DataInputError
-from herd.data.io.compression import COMPRESSION_ERRORS, CORRUPT, DamagedFileError
 from herd.data.stats import StepStats
+from herd.io.compression import COMPRESSION_ERRORS, CORRUPT, DamagedFileError
 
 log = logging.getLogger("herd.data")
 

@@ -19,10 +19,10 @@ from pathlib import Path
 
 from herd.data.document import Document
 from herd.data.errors import DataInputError
-from herd.data.io.compression import TRUNCATED, DamagedFileError, open_read
 from herd.data.io.reader import Reader
 from herd.data.sources.latex import clean_latex
 from herd.errors import HerdError
+from herd.io.compression import TRUNCATED, DamagedFileError, open_read
 from herd.paths import contained
 
 ARCHIVE_SUFFIXES = (".tar", ".tar.gz", ".tgz")

@@ -13,8 +13,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from herd.data.document import Document
-from herd.data.io.compression import open_read
 from herd.data.io.reader import Reader
+from herd.io.compression import open_read
 
 _START = re.compile(r"^\s*\*{0,3}\s*START OF (?:THE|THIS) PROJECT GUTENBERG E-?BOOK.*$", re.I | re.M)
 _END = re.compile(r"^\s*\*{0,3}\s*END OF (?:THE|THIS) PROJECT GUTENBERG E-?BOOK.*$", re.I | re.M)

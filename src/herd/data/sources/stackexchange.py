@@ -14,9 +14,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from herd.data.document import Document
-from herd.data.io.compression import open_read
 from herd.data.io.reader import Reader
 from herd.data.sources.html import html_to_text
+from herd.io.compression import open_read
 
 
 def largest_sites(posts_files: Sequence[str | Path], n: int = 28) -> list[Path]:

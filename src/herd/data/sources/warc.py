@@ -1,7 +1,7 @@
 """CommonCrawl WARC (HTML responses → text) and WET (already extracted text) readers (Llama 1 §2.1).
 
 Records are read with FastWARC from herd's decompressed stream
-(:func:`herd.data.io.compression.open_read`), so a truncated or corrupt
+(:func:`herd.io.compression.open_read`), so a truncated or corrupt
 compressed file is reported as for every other reader. Each document carries ``url``, ``date``
 (WARC-Date) and ``warc_record_id`` metadata. A record whose payload is shorter
 than its Content-Length (a truncated file) is dropped as ``truncated_record``;
@@ -15,9 +15,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from herd.data.document import Document
-from herd.data.io.compression import open_read
 from herd.data.io.reader import Reader
 from herd.data.sources.html import html_to_text
+from herd.io.compression import open_read
 
 
 def _decode(payload: bytes, declared: str | None) -> str | None:

@@ -20,8 +20,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from herd.data.document import Document
-from herd.data.io.compression import open_read
 from herd.data.io.reader import Reader
+from herd.io.compression import open_read
 
 LLAMA1_LANGUAGES = frozenset(
     [

@@ -32,7 +32,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import BinaryIO
 
-from herd.data.errors import DataInputError
+from herd.errors import InputError
 
 TRUNCATED = "truncated_file"
 CORRUPT = "corrupt_file"
@@ -40,7 +40,7 @@ CORRUPT = "corrupt_file"
 CHUNK = 1 << 16
 
 
-class DamagedFileError(DataInputError):
+class DamagedFileError(InputError):
     """A file is truncated or corrupt; ``reason`` is ``truncated_file`` or ``corrupt_file``.
 
     ``offset`` is how many (decompressed) bytes were read before the failure.
@@ -51,7 +51,7 @@ class DamagedFileError(DataInputError):
         self.path, self.reason, self.offset, self.detail = str(path), reason, offset, detail
 
 
-# Errors that may escape a read of a damaged file (kept for callers outside herd.data, e.g. the tokenizer).
+# Everything a read through this module may raise for a damaged or unreadable file, for callers to catch together.
 COMPRESSION_ERRORS: tuple[type[BaseException], ...] = (DamagedFileError, OSError, EOFError, ValueError)
 _CORRUPTION: tuple[type[BaseException], ...] = (OSError, zlib.error, lzma.LZMAError, ValueError)
 
