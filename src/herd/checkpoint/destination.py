@@ -51,12 +51,11 @@ def replace_problem(dst: Path, fmt: str) -> str | None:
         return "is a symbolic link; give the path it points to"
     if fmt not in DIR_FORMATS:
         # gguf is the one file format; writing it imports the gguf package anyway
-        from herd.checkpoint.gguf_file import GGUF_MAGIC
+        from herd.io.gguf import is_gguf
 
         if dst.is_dir():
             return f"is a directory; --to {fmt} writes a file"
-        with dst.open("rb") as f:
-            return None if f.read(len(GGUF_MAGIC)) == GGUF_MAGIC else "exists and is not a GGUF file"
+        return None if is_gguf(dst) else "exists and is not a GGUF file"
     if not dst.is_dir():
         return f"is a file; --to {fmt} writes a directory"
     if is_empty_dir(dst):

@@ -1,5 +1,9 @@
 """llama.cpp's GGUF format: read any Llama-architecture GGUF file, write one llama.cpp loads.
 
+The container (header, typed metadata, tensor directory, data offsets) is
+:mod:`herd.io.gguf`; this module holds what makes a GGUF file a Llama model:
+the ``llama.*`` keys, tensor names, the q/k permutation and the stored dtypes.
+
 Names: ``token_embd``, ``blk.N.attn_q|attn_k|attn_v|attn_output``,
 ``blk.N.ffn_gate|ffn_down|ffn_up``, ``blk.N.attn_norm|ffn_norm``,
 ``output_norm``, ``output`` (absent when the embeddings are tied). q/k rows are
@@ -23,7 +27,8 @@ weights F32, F16, BF16 or Q8_0 (rows that are not a multiple of Q8_0's
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import itertools
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import gguf
@@ -34,10 +39,10 @@ from gguf import GGML_QUANT_SIZES, GGMLQuantizationType, GGUFValue, LlamaFileTyp
 from herd.checkpoint.atomic import atomic_file
 from herd.checkpoint.base import CheckpointInfo, CheckpointReader, check_shape, expected_shape, tensor_names
 from herd.checkpoint.fields import Fields
-from herd.checkpoint.gguf_file import GGUFFile
 from herd.checkpoint.names import NameMap
 from herd.checkpoint.permute import halves_to_interleaved, interleaved_to_halves
 from herd.errors import CheckpointError, ConfigError
+from herd.io.gguf import GGUFFile, TensorSlot, write_gguf_file
 from herd.model.config import ModelConfig, RopeScaling
 from herd.model.rope import rope_frequencies
 
@@ -148,7 +153,7 @@ def _f32(value: float) -> float:
 def config_from_gguf(file: GGUFFile) -> ModelConfig:
     """A :class:`ModelConfig` from the ``llama.*`` metadata of a GGUF file (every value type-checked)."""
     source = file.path
-    meta = Fields({key: field.value for key, field in file.metadata.items()}, source, "metadata key")
+    meta = Fields(file.metadata_values(), source, "metadata key")
     if meta.integer(f"{ARCH}.expert_count", 0, minimum=0):
         raise CheckpointError(f"{source}: mixture-of-experts GGUF models are not supported")
     dim, n_heads = meta.integer(f"{ARCH}.embedding_length"), meta.integer(f"{ARCH}.attention.head_count")
@@ -256,11 +261,6 @@ def _encode(tensor: torch.Tensor, ggml_type: GGMLQuantizationType) -> np.ndarray
     return gguf.quants.quantize(arr, ggml_type)
 
 
-def _nbytes(shape: tuple[int, ...], ggml_type: GGMLQuantizationType) -> int:
-    block, type_size = GGML_QUANT_SIZES[ggml_type]
-    return int(np.prod(shape)) // block * type_size
-
-
 def _add_metadata(writer: gguf.GGUFWriter, config: ModelConfig, wanted: GGMLQuantizationType) -> None:
     """The ``general.*`` and ``llama.*`` keys llama.cpp needs to build the model."""
     writer.add_name(config.name or "herd")
@@ -326,39 +326,35 @@ def write_gguf(
         raise CheckpointError(f"{dst}: GGUF dtype must be one of {', '.join(WRITE_TYPES)}, got {dtype!r}")
     config = info.config
     plan = {name: _tensor_type(expected_shape(config, name), wanted) for name in tensor_names(config)}
+    directory = [
+        TensorSlot(NAMES.to_format(name), expected_shape(config, name), t) for name, t in plan.items()
+    ]
+    data = _encoded(config, plan, tensors, dst)
+    if config.rope_scaling is not None and config.rope_scaling.kind == "llama3":
+        factors = rope_factors(config).numpy()
+        directory.insert(0, TensorSlot(ROPE_FREQS, factors.shape, GGMLQuantizationType.F32))
+        data = itertools.chain([factors], data)
+
+    def add_metadata(writer: gguf.GGUFWriter) -> None:
+        _add_metadata(writer, config, wanted)
+        _add_tokenizer(writer, info, tokenizer, dst)
+
     with atomic_file(dst, "gguf") as tmp:
-        writer = gguf.GGUFWriter(tmp, ARCH)
-        try:
-            _add_metadata(writer, config, wanted)
-            _add_tokenizer(writer, info, tokenizer, dst)
-            llama3 = config.rope_scaling is not None and config.rope_scaling.kind == "llama3"
-            factors = rope_factors(config).numpy() if llama3 else None
-            if factors is not None:
-                writer.add_tensor_info(ROPE_FREQS, factors.shape, np.float32, factors.nbytes)
-            for name, ggml_type in plan.items():
-                shape = expected_shape(config, name)
-                writer.add_tensor_info(
-                    NAMES.to_format(name), shape, np.float32, _nbytes(shape, ggml_type), ggml_type
-                )
-            writer.write_header_to_file()
-            writer.write_kv_data_to_file()
-            writer.write_ti_data_to_file()
-            if factors is not None:
-                writer.write_tensor_data(factors)
-            _stream(writer, config, plan, tensors, dst)
-        finally:
-            writer.close()
+        write_gguf_file(tmp, ARCH, add_metadata, directory, data)
     return dst
 
 
-def _stream(
-    writer: gguf.GGUFWriter,
+def _encoded(
     config: ModelConfig,
     plan: dict[str, GGMLQuantizationType],
     tensors: Iterable[tuple[str, torch.Tensor]],
     dst: Path,
-) -> None:
-    """Write tensors in ``plan`` order as they arrive; out-of-order ones wait until their turn."""
+) -> Iterator[np.ndarray]:
+    """Each tensor's bytes in ``plan`` order as the source yields them; out-of-order ones wait their turn.
+
+    q/k rows go back to Meta's interleaved RoPE order; every source tensor is
+    checked (name and shape), including those after the last one written.
+    """
     order = iter(plan)
     current = next(order, None)
     pending: dict[str, torch.Tensor] = {}
@@ -373,7 +369,7 @@ def _stream(
             heads = _qk_heads(config, current)
             if heads is not None:
                 t = halves_to_interleaved(t, heads)
-            writer.write_tensor_data(_encode(t, plan[current]))
+            yield _encode(t, plan[current])
             current = next(order, None)
     if current is not None:
         raise CheckpointError(f"{dst}: the source has no tensor {current}")

@@ -16,6 +16,8 @@ the one llama.cpp uses for that ``pre`` name.
 from __future__ import annotations
 
 import json
+import warnings
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +27,7 @@ from sentencepiece import sentencepiece_model_pb2
 from tokenizers import Regex, decoders, models
 from tokenizers import pre_tokenizers as pre
 
+from herd.io.gguf import GGUFError, GGUFFile
 from herd.tokenizer.base import Tokenizer, TokenizerError
 from herd.tokenizer.bytelevel import bytes_to_piece, merges_from_ranks
 from herd.tokenizer.hf_engine import HFTokenizer
@@ -63,37 +66,46 @@ _PRE_NAMES = ("llama-bpe", "smollm", "gpt-2")
 class _Fields:
     """Typed access to a GGUF file's metadata; errors name the file and the key."""
 
-    def __init__(self, reader: gguf.GGUFReader, source: str) -> None:
-        self.reader, self.source = reader, source
+    def __init__(self, values: Mapping[str, Any], source: str) -> None:
+        self.values, self.source = values, source
 
     def get(self, key: str, default: Any = _MISSING) -> Any:
-        field = self.reader.fields.get(key)
-        if field is None:
+        if key not in self.values:
             if default is _MISSING:
                 raise TokenizerError(f"{self.source}: GGUF metadata has no {key}")
             return default
-        try:
-            return field.contents()
-        except (IndexError, ValueError, UnicodeDecodeError) as exc:
-            raise TokenizerError(f"{self.source}: GGUF metadata {key} is corrupt ({exc})") from None
+        return self.values[key]
 
 
-def _open(source: str | Path | gguf.GGUFReader) -> tuple[gguf.GGUFReader, str]:
+def _open(source: str | Path | GGUFFile | gguf.GGUFReader) -> tuple[dict[str, Any], str]:
+    """The metadata (key → plain value) of a GGUF file and the name errors give it.
+
+    Every file is parsed by herd's container reader (:mod:`herd.io.gguf`); an
+    open ``gguf.GGUFReader`` (deprecated) is read again from its file.
+    """
+    if isinstance(source, GGUFFile):
+        return source.metadata_values(), str(source.path)
     if isinstance(source, gguf.GGUFReader):
-        return source, str(getattr(source.data, "filename", "<gguf>"))
+        warnings.warn(
+            "read_gguf_tokenizer(gguf.GGUFReader) is deprecated; pass the path or a herd.io.gguf.GGUFFile",
+            DeprecationWarning,
+            stacklevel=3,
+        )
+        source = getattr(source.data, "filename", None) or ""
     path = Path(source)
     if not path.is_file():
         raise TokenizerError(f"{path}: GGUF file not found")
     try:
-        return gguf.GGUFReader(path), str(path)
-    except (ValueError, OSError, IndexError, KeyError) as exc:
-        raise TokenizerError(f"{path}: not a readable GGUF file ({exc})") from None
+        with GGUFFile(path) as file:
+            return file.metadata_values(), str(path)
+    except GGUFError as exc:
+        raise TokenizerError(str(exc)) from None
 
 
-def read_gguf_tokenizer(source: str | Path | gguf.GGUFReader) -> Tokenizer:
-    """The tokenizer embedded in a GGUF file (path or an open ``gguf.GGUFReader``)."""
-    reader, name = _open(source)
-    fields = _Fields(reader, name)
+def read_gguf_tokenizer(source: str | Path | GGUFFile | gguf.GGUFReader) -> Tokenizer:
+    """The tokenizer embedded in a GGUF file: a path or an open :class:`herd.io.gguf.GGUFFile`."""
+    values, name = _open(source)
+    fields = _Fields(values, name)
     kind = fields.get("tokenizer.ggml.model")
     tokens: list[str] = fields.get("tokenizer.ggml.tokens")
     types: list[int] = fields.get("tokenizer.ggml.token_type", [int(gguf.TokenType.NORMAL)] * len(tokens))

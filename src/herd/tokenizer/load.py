@@ -20,6 +20,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from herd.io.gguf import GGUF_MAGIC
 from herd.tokenizer.base import Tokenizer, TokenizerError
 from herd.tokenizer.gguf_vocab import read_gguf_tokenizer
 from herd.tokenizer.hf_engine import HFTokenizer
@@ -32,8 +33,6 @@ from herd.tokenizer.tiktoken_engine import (
     is_tiktoken_file,
     read_specials_table,
 )
-
-GGUF_MAGIC = b"GGUF"
 
 
 def load_tokenizer(path: str | Path) -> Tokenizer:

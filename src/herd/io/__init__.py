@@ -1,0 +1,1 @@
+"""The formats that cross a stage: compression, atomic writes, typed fields, GGUF, token shards."""
