@@ -175,3 +175,15 @@ def test_compressed_inputs_as_the_data_pipeline_writes_them(tmp_path: Path) -> N
     (tmp_path / "bad.jsonl.gz").write_bytes(gzip.compress(body)[:20])
     with pytest.raises(HerdError, match=r"bad\.jsonl\.gz"):
         list(iter_documents([tmp_path / "bad.jsonl.gz"]))
+
+
+def test_every_compression_herd_reads_is_streamed_as_its_inner_format(tmp_path: Path) -> None:
+    """The corpus reader strips each suffix :mod:`herd.io.compression` opens (.xz too), so a compressed
+    JSONL file is read as JSONL, not as plain text."""
+    import bz2
+    import lzma
+
+    body = b'{"text": "one"}\n{"text": "two"}\n'
+    (tmp_path / "a.jsonl.xz").write_bytes(lzma.compress(body))
+    (tmp_path / "b.jsonl.bz2").write_bytes(bz2.compress(body))
+    assert list(iter_documents([tmp_path / "a.jsonl.xz", tmp_path / "b.jsonl.bz2"])) == ["one", "two"] * 2

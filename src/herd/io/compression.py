@@ -56,17 +56,13 @@ COMPRESSION_ERRORS: tuple[type[BaseException], ...] = (DamagedFileError, OSError
 _CORRUPTION: tuple[type[BaseException], ...] = (OSError, zlib.error, lzma.LZMAError, ValueError)
 
 
+# File name suffix → the compression it names; any other file is plain.
+SUFFIXES = {".gz": "gzip", ".tgz": "gzip", ".bz2": "bz2", ".xz": "xz", ".zst": "zstd"}
+
+
 def _format(path: str) -> str | None:
     """The compression named by ``path``'s suffix, or ``None`` for a plain file."""
-    for suffixes, name in (
-        ((".gz", ".tgz"), "gzip"),
-        ((".bz2",), "bz2"),
-        ((".xz",), "xz"),
-        ((".zst",), "zstd"),
-    ):
-        if path.endswith(suffixes):
-            return name
-    return None
+    return next((name for suffix, name in SUFFIXES.items() if path.endswith(suffix)), None)
 
 
 def open_read(path: str | Path) -> BinaryIO:

@@ -1,6 +1,6 @@
 """Streaming training text for the tokenizer trainer: plain text, JSONL and Parquet.
 
-Text and JSONL may be compressed (``.gz``, ``.bz2``, ``.zst``), as the data
+Text and JSONL may be compressed (``.gz``, ``.bz2``, ``.xz``, ``.zst``), as the data
 pipeline writes them (``herd data build``).
 
 Files are read lazily, one document at a time, so corpora larger than memory
@@ -15,10 +15,8 @@ import json
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-from herd.io.compression import COMPRESSION_ERRORS, open_read
+from herd.io.compression import COMPRESSION_ERRORS, SUFFIXES, open_read
 from herd.tokenizer.base import TokenizerError
-
-COMPRESSED = (".gz", ".bz2", ".zst")
 
 
 def _text_documents(path: Path) -> Iterator[str]:
@@ -81,7 +79,7 @@ def iter_documents(paths: Sequence[str | Path], field: str = "text") -> Iterator
         if not path.is_file():
             raise TokenizerError(f"{path}: training file not found")
         suffixes = [x.lower() for x in path.suffixes]
-        if suffixes and suffixes[-1] in COMPRESSED:
+        if suffixes and suffixes[-1] in SUFFIXES:
             suffixes.pop()
         suffix = suffixes[-1] if suffixes else ""
         try:
