@@ -7,8 +7,9 @@ from pathlib import Path
 import pytest
 
 from herd.cli import main
+from herd.config import parse_value
 from herd.errors import ConfigError
-from herd.train.config import load_config, parse_value
+from herd.train.config import load_config
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs" / "pretrain"
 
@@ -92,3 +93,16 @@ def test_cli_reports_config_errors_on_one_line(capsys: pytest.CaptureFixture[str
     assert "no token dataset here" in capsys.readouterr().err
     assert main(["pretrain", str(CONFIGS / "demo.toml"), "--print-config", "--max-restarts", "3"]) == 0
     assert '"max_restarts": 3' in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("name", ["parse_value", "apply_overrides"])
+def test_the_loader_s_old_names_warn_and_re_export(name: str) -> None:
+    """``herd.train.config.parse_value``/``apply_overrides`` moved to herd.config and remain as deprecated aliases."""
+    import herd.config
+    import herd.train.config
+
+    with pytest.warns(DeprecationWarning, match=f"herd.train.config.{name} moved to herd.config.{name}"):
+        moved = getattr(herd.train.config, name)
+    assert moved is getattr(herd.config, name)
+    with pytest.raises(AttributeError):
+        herd.train.config.nonexistent  # noqa: B018

@@ -2,29 +2,26 @@
 
 Defaults are the Llama recipe (SPEC §3; Llama 1 §2.2, Llama 2 §2.2): AdamW
 β 0.9/0.95, eps 1e-5, weight decay 0.1, clipping 1.0, 2,000 warmup steps,
-cosine decay to 10% of the peak. Unknown keys are rejected by name; any key
-can be overridden with ``--set section.key=value`` (the value is read as a
-TOML literal, or as a string when it is not one).
+cosine decay to 10% of the peak. The file is read by :mod:`herd.config`, the
+loader every stage shares: unknown keys are rejected by name, every value is
+type-checked, and any key can be overridden with ``--set section.key=value``
+(the value is read as a TOML literal, or as a string when it is not one). This
+module adds the checks only a pretraining run needs (:meth:`PretrainConfig.validate`).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import math
-import sys
-import types
+import warnings
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
+from typing import Any, Literal, get_type_hints
 
+import herd.config as loader
 from herd.errors import ConfigError
 from herd.model.config import ModelConfig
 from herd.model.presets import get_preset
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:
-    import tomli as tomllib
 
 
 @dataclass
@@ -128,12 +125,12 @@ class PretrainConfig:
     def model_config(self) -> ModelConfig:
         """The ModelConfig: ``model.preset`` (if any) with the other keys replaced (each type-checked)."""
         fields = dict(self.model)
-        preset = _coerce(fields.pop("preset", None), str | None, "model.preset")
+        preset = loader.coerce(fields.pop("preset", None), str | None, "model.preset")
         hints = get_type_hints(ModelConfig)
         unknown = sorted(set(fields) - set(hints))
         if unknown:
             raise ConfigError(f"model: unknown key(s) {', '.join(unknown)}")
-        fields = {key: _coerce(value, hints[key], f"model.{key}") for key, value in fields.items()}
+        fields = {key: loader.coerce(value, hints[key], f"model.{key}") for key, value in fields.items()}
         if preset is not None:
             return get_preset(preset).replace(**fields)
         required = [f.name for f in dataclasses.fields(ModelConfig) if f.default is dataclasses.MISSING]
@@ -181,104 +178,23 @@ class PretrainConfig:
         return self
 
 
-def _coerce(value: Any, hint: Any, key: str) -> Any:
-    """Check ``value`` against a type hint (ints are accepted for floats)."""
-    origin = get_origin(hint)
-    if origin is Literal:
-        if value not in get_args(hint):
-            choices = ", ".join(repr(a) for a in get_args(hint))
-            raise ConfigError(f"{key}: {value!r} is not one of {choices}")
-        return value
-    if origin in (Union, types.UnionType):
-        args = get_args(hint)
-        if value is None and type(None) in args:
-            return None
-        options = [arg for arg in args if arg is not type(None)]
-        if len(options) == 1:
-            return _coerce(value, options[0], key)
-        for arg in options:
-            try:
-                return _coerce(value, arg, key)
-            except ConfigError:
-                continue
-        raise ConfigError(f"{key}: {value!r} has the wrong type (expected {hint})")
-    if origin is dict:
-        if not isinstance(value, dict):
-            raise ConfigError(f"{key}: expected a table, got {value!r}")
-        _, vtype = get_args(hint)
-        return {k: value[k] if vtype is Any else _coerce(value[k], vtype, f"{key}.{k}") for k in value}
-    if dataclasses.is_dataclass(hint):
-        return _build(hint, value, f"{key}.")
-    if hint is float and isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
-    if hint in (int, float, str, bool) and (
-        not isinstance(value, hint) or (hint is not bool and isinstance(value, bool))
-    ):
-        raise ConfigError(f"{key}: expected {hint.__name__}, got {value!r}")
-    if hint is float and not math.isfinite(value):
-        raise ConfigError(f"{key}: expected a finite number, got {value!r}")
-    return value
-
-
-def _build(cls: type, data: dict[str, Any], prefix: str = "") -> Any:
-    """A dataclass from a dict, rejecting unknown keys by name and checking types."""
-    if not isinstance(data, dict):
-        raise ConfigError(f"{prefix.rstrip('.') or 'config'}: expected a table, got {data!r}")
-    hints = get_type_hints(cls)
-    names = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - names)
-    if unknown:
-        raise ConfigError(f"unknown config key(s): {', '.join(prefix + k for k in unknown)}")
-    values = {}
-    for name, value in data.items():
-        hint = hints[name]
-        if dataclasses.is_dataclass(hint):
-            values[name] = _build(hint, value, f"{prefix}{name}.")
-        else:
-            values[name] = _coerce(value, hint, prefix + name)
-    return cls(**values)
-
-
-def parse_value(text: str) -> Any:
-    """A command-line value: a TOML literal (``3e-4``, ``true``, ``[1, 2]``) or else a plain string."""
-    try:
-        return tomllib.loads(f"v = {text}")["v"]
-    except (tomllib.TOMLDecodeError, RecursionError):
-        return text
-
-
-def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
-    """Apply ``section.key=value`` overrides to the raw config dict (new keys are validated later)."""
-    for item in overrides:
-        key, sep, text = item.partition("=")
-        if not sep or not key:
-            raise ConfigError(f"--set {item!r}: expected KEY=VALUE, e.g. optim.lr=3e-4")
-        *parents, leaf = key.strip().split(".")
-        node = data
-        for part in parents:
-            node = node.setdefault(part, {})
-            if not isinstance(node, dict):
-                raise ConfigError(f"--set {item!r}: {part} is not a table")
-        node[leaf] = parse_value(text.strip())
-    return data
-
-
 def config_from_dict(data: dict[str, Any]) -> PretrainConfig:
     """A validated :class:`PretrainConfig` from a raw dict."""
-    return _build(PretrainConfig, data).validate()
+    return loader.from_dict(PretrainConfig, data).validate()
 
 
-def load_config(path: Path | str | None, overrides: list[str] = ()) -> PretrainConfig:
+def load_config(path: Path | str | None, overrides: Iterable[str] = ()) -> PretrainConfig:
     """Read a TOML config (or start from the defaults when ``path`` is None) and apply overrides."""
-    data: dict[str, Any] = {}
-    if path is not None:
-        path = Path(path)
-        try:
-            data = tomllib.loads(path.read_text())
-        except FileNotFoundError:
-            raise ConfigError(f"{path}: no such config file") from None
-        except tomllib.TOMLDecodeError as exc:
-            raise ConfigError(f"{path}: invalid TOML ({exc})") from None
-        except RecursionError:
-            raise ConfigError(f"{path}: invalid TOML (nested too deeply)") from None
-    return config_from_dict(apply_overrides(data, list(overrides)))
+    data = {} if path is None else loader.load_toml(path)
+    return config_from_dict(loader.apply_overrides(data, overrides))
+
+
+_MOVED = ("apply_overrides", "parse_value")
+
+
+def __getattr__(name: str) -> Any:
+    """Deprecated: ``apply_overrides`` and ``parse_value`` moved to :mod:`herd.config`, the loader of every stage."""
+    if name not in _MOVED:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    warnings.warn(f"{__name__}.{name} moved to herd.config.{name}", DeprecationWarning, stacklevel=2)
+    return getattr(loader, name)
