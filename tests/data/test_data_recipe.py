@@ -10,10 +10,11 @@ import pytest
 
 from conftest import REPO, StandInTokenizer, doc
 from herd.cli import main
-from herd.data.errors import DataInputError
+from herd.data.errors import DataInputError, RecipeError
 from herd.data.recipe.build import build
 from herd.data.recipe.config import load_recipe
 from herd.data.recipe.tokenize import epoch_stream
+from herd.errors import ConfigError
 from herd.train.dataset import TokenDataset
 
 
@@ -91,3 +92,58 @@ def _documents(source: object) -> list[list[int]]:
 def test_cli_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["data", "stats", str(tmp_path)]) == 2
     assert "no manifest" in capsys.readouterr().err
+
+
+SOURCES = '[[source]]\nname = "a"\nreader = "jsonl"\ninputs = ["x"]\n[[source]]\nname = "b"\nreader = "jsonl"\ninputs = "y"\n'
+
+
+def test_overrides_set_recipe_keys_as_the_file_names_them(tmp_path: Path) -> None:
+    """``load_recipe(path, overrides)`` takes herd data build's ``--set KEY=VALUE``; values are TOML literals."""
+    path = tmp_path / "r.toml"
+    path.write_text("[recipe]\nworkers = 2\n" + SOURCES)
+    recipe = load_recipe(
+        path,
+        [
+            "recipe.workers=4",
+            "recipe.name=web mix",
+            "source[1].weight=0.25",
+            "source[0].inputs=['p', 'q']",
+            "source[0].steps=[{type = 'url_dedup'}]",
+        ],
+    )
+    assert (recipe.workers, recipe.name) == (4, "web mix")
+    assert [(s.name, s.weight, s.inputs) for s in recipe.sources] == [
+        ("a", 1.0, ("p", "q")),
+        ("b", 0.25, ("y",)),
+    ]
+    assert [step.type for step in recipe.sources[0].steps] == ["url_dedup"]
+    assert load_recipe(path).workers == 2  # the file is unchanged
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("recipe.workers=four", "r.toml: recipe.workers: expected an integer, got 'four'"),
+        ("recipe.wrkers=4", "r.toml: recipe: unknown key(s) wrkers"),
+        ("source[1].weight=-1", "r.toml: source[1].weight: must be 0 or more, got -1"),
+        ("source[2].weight=1", "--set 'source[2].weight=1': source has 2 entries, no [2]"),
+        ("recipe.workers", "--set 'recipe.workers': expected KEY=VALUE"),
+    ],
+)
+def test_bad_overrides_are_recipe_errors_naming_the_key(tmp_path: Path, override: str, message: str) -> None:
+    """A bad override is refused like a bad value in the file; a recipe error is a ConfigError and a
+    DataInputError."""
+    path = tmp_path / "r.toml"
+    path.write_text(SOURCES)
+    with pytest.raises(RecipeError) as caught:
+        load_recipe(path, [override])
+    assert message in str(caught.value)
+    assert isinstance(caught.value, ConfigError) and isinstance(caught.value, DataInputError)
+
+
+def test_an_unreadable_recipe_names_the_file(tmp_path: Path) -> None:
+    with pytest.raises(RecipeError, match=r"missing\.toml: no such recipe file"):
+        load_recipe(tmp_path / "missing.toml")
+    (tmp_path / "r.toml").write_text("[recipe\n")
+    with pytest.raises(RecipeError, match=r"r\.toml: invalid TOML"):
+        load_recipe(tmp_path / "r.toml")

@@ -1,8 +1,13 @@
 """Recipe dataclasses loaded from TOML (tomllib); unknown keys and wrong values are rejected by name.
 
-Every key is checked before use: its type (a string where a number belongs, a
-list where a table belongs), reader and step names against the registry, and
-each step's arguments against its constructor (:mod:`herd.data.recipe.registry`).
+The file is read, and ``--set KEY=VALUE`` overrides applied to it, by
+:mod:`herd.config` (keys as in the file: ``recipe.workers=4``,
+``source[0].weight=0.5``). Every key is then checked before use: its type (a
+string where a number belongs, a list where a table belongs, in the words of
+:mod:`herd.data.checks`, which also checks manifests), reader and step names
+against the registry, and each step's arguments against its constructor
+(:mod:`herd.data.recipe.registry`). Every problem is one :class:`RecipeError`
+naming the file and the key.
 
 Example::
 
@@ -23,19 +28,16 @@ Example::
 from __future__ import annotations
 
 import re
-import sys
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import herd.config as loader
 from herd.data.checks import expect
-from herd.data.errors import DataInputError
+from herd.data.errors import DataInputError, RecipeError
 from herd.data.recipe.registry import check_reader, check_step
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
+from herd.errors import ConfigError
 
 
 @dataclass(frozen=True)
@@ -77,7 +79,7 @@ class RecipeConfig:
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.val_fraction < 1.0:
-            raise DataInputError(
+            raise RecipeError(
                 f"recipe {self.name!r}: val_fraction must be in [0, 1), got {self.val_fraction}"
             )
 
@@ -110,16 +112,14 @@ def _check_table(table: dict[str, Any], types: dict[str, type], where: str) -> N
     """Refuse unknown keys and values of the wrong type, naming ``where.KEY``."""
     unknown = sorted(set(table) - set(types))
     if unknown:
-        raise DataInputError(
-            f"{where}: unknown key(s) {', '.join(unknown)} (known: {', '.join(sorted(types))})"
-        )
+        raise RecipeError(f"{where}: unknown key(s) {', '.join(unknown)} (known: {', '.join(sorted(types))})")
     for key, value in table.items():
         expect(value, types[key], f"{where}.{key}")
 
 
 def _positive(value: float, where: str, zero: bool = False) -> None:
     if value < 0 or (value == 0 and not zero):
-        raise DataInputError(f"{where}: must be {'0 or more' if zero else 'more than 0'}, got {value}")
+        raise RecipeError(f"{where}: must be {'0 or more' if zero else 'more than 0'}, got {value}")
 
 
 def _source(table: Any, where: str) -> SourceConfig:
@@ -129,22 +129,22 @@ def _source(table: Any, where: str) -> SourceConfig:
     _check_table(table, SOURCE_TYPES, where)
     for key in ("name", "reader", "inputs"):
         if key not in table:
-            raise DataInputError(f"{where}: missing key {key!r}")
+            raise RecipeError(f"{where}: missing key {key!r}")
     if not SOURCE_NAME.fullmatch(table["name"]):
-        raise DataInputError(
+        raise RecipeError(
             f"{where}.name: {table['name']!r} is not a plain name (letters, digits, '_', '.', '-'; it names "
             "the source's output directories)"
         )
     for i, pattern in enumerate(table["inputs"]):
         expect(pattern, str, f"{where}.inputs[{i}]")
     if not table["inputs"]:
-        raise DataInputError(f"{where}.inputs: no input patterns")
+        raise RecipeError(f"{where}.inputs: no input patterns")
     check_reader(table["reader"], table.get("reader_args", {}), f"{where}.reader_args")
     steps = []
     for i, step in enumerate(table.get("steps", [])):
         at = f"{where}.steps[{i}]"
         if not isinstance(step, dict) or "type" not in step:
-            raise DataInputError(f"{at}: a table with a 'type' key is required")
+            raise RecipeError(f"{at}: a table with a 'type' key is required")
         args = {k: v for k, v in step.items() if k != "type"}
         check_step(step["type"], args, at)
         steps.append(StepConfig(step["type"], args))
@@ -154,18 +154,22 @@ def _source(table: Any, where: str) -> SourceConfig:
     return SourceConfig(**{**table, "inputs": tuple(table["inputs"]), "steps": tuple(steps)})
 
 
-def load_recipe(path: str | Path) -> RecipeConfig:
-    """Parse and validate a recipe TOML file."""
+def load_recipe(path: str | Path, overrides: Iterable[str] = ()) -> RecipeConfig:
+    """Parse and validate a recipe TOML file, ``overrides`` (``KEY=VALUE``, as ``--set`` gives them) applied first."""
     path = Path(path)
     try:
-        data = tomllib.loads(path.read_text("utf-8"))
-    except (OSError, UnicodeDecodeError) as exc:
-        raise DataInputError(f"{path}: cannot read recipe ({exc})") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise DataInputError(f"{path}: invalid TOML ({exc})") from None
+        return _recipe(loader.apply_overrides(loader.load_toml(path, "recipe"), overrides), path)
+    except RecipeError:
+        raise
+    except (ConfigError, DataInputError) as exc:  # from herd.config, herd.data.checks and the registry
+        raise RecipeError(str(exc)) from None
+
+
+def _recipe(data: dict[str, Any], path: Path) -> RecipeConfig:
+    """The recipe of the TOML table ``data`` read from ``path``."""
     unknown = sorted(set(data) - {"recipe", "source"})
     if unknown:
-        raise DataInputError(f"{path}: unknown table(s) {', '.join(unknown)} (known: recipe, source)")
+        raise RecipeError(f"{path}: unknown table(s) {', '.join(unknown)} (known: recipe, source)")
     head = expect(data.get("recipe", {}), dict, f"{path}: recipe")
     _check_table(head, RECIPE_TYPES, f"{path}: recipe")
     for key in ("tokens_per_shard", "workers"):
@@ -173,10 +177,10 @@ def load_recipe(path: str | Path) -> RecipeConfig:
     tables = expect(data.get("source", []), list, f"{path}: source")
     sources = tuple(_source(s, f"{path}: source[{i}]") for i, s in enumerate(tables))
     if not sources:
-        raise DataInputError(f"{path}: no [[source]] tables")
+        raise RecipeError(f"{path}: no [[source]] tables")
     names = [s.name for s in sources]
     if len(set(names)) != len(names):
-        raise DataInputError(f"{path}: duplicate source names in {names}")
+        raise RecipeError(f"{path}: duplicate source names in {names}")
     return RecipeConfig(
         name=head.get("name", path.stem),
         sources=sources,
