@@ -13,21 +13,20 @@ metadata and values are read through :mod:`herd.train.dcp_io`. Every file is
 checked before use, and a missing, truncated or corrupt one is a
 :class:`CheckpointError` naming it.
 
-A checkpoint is written under a hidden temporary name and renamed when
-complete, so a crash, SIGKILL or full disk mid-save leaves the previous
-checkpoint the latest valid one (Llama 3 §3.3.4 relies on frequent, cheap
-checkpoints to bound the work an interruption loses); a failed save removes its
-temporary, and one left by a killed process is removed when the next run starts
-(:func:`clean_temporaries`).
+A checkpoint is written into a staging directory and renamed when complete
+(:func:`herd.io.atomic.atomic_dir`; every process writes its shard into the
+same one, ``.step_NNNNNNNN.tmp``), so a crash, SIGKILL or full disk mid-save
+leaves the previous checkpoint the latest valid one (Llama 3 §3.3.4 relies on
+frequent, cheap checkpoints to bound the work an interruption loses); a failed
+save removes its staging directory, and one left by a killed process is removed
+when the next run starts (:func:`clean_temporaries`).
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
-import errno
 import json
-import os
 import random
 import re
 import shutil
@@ -48,15 +47,12 @@ from torch.distributed.checkpoint.state_dict import (
 )
 
 from herd.errors import CheckpointError
+from herd.io.atomic import Staging, atomic_dir, probe_write, remove_stale_temporaries, shared_staging_path
 from herd.train import dcp_io
 from herd.train.distributed import Runtime
 
 TRAINER_STATE = "trainer.json"
 _STEP_DIR = re.compile(r"^step_(\d{8})$")
-# A save in progress (.tmp), or the previous copy of a step being saved again (.old).
-_TEMPORARY = re.compile(r"^\.step_(\d{8})\.(tmp|old)$")
-# Free space under which a save that failed with a non-OSError is reported as a full disk.
-_FULL_DISK_BYTES = 1 << 20
 # Config sections that must match to resume; the rest (LR, logging, checkpoint cadence, ...) may change.
 RESUME_MUST_MATCH = ("model", "data.path", "data.seq_len", "data.weights", "train.seed", "train.batch_tokens")
 # The trainer state's keys and the JSON types each must have (bool is not accepted as a number).
@@ -93,22 +89,16 @@ def latest_checkpoint(out_dir: Path | str) -> Path | None:
 
 
 def clean_temporaries(out_dir: Path | str) -> None:
-    """Remove what a killed save left in ``checkpoints/`` (hidden ``.step_*`` directories only).
+    """Remove what a killed save left in ``checkpoints/`` (the temporaries of ``step_*`` directories only).
 
-    A ``.step_N.old`` without a ``step_N`` is the complete previous copy of a
-    step whose re-save was killed between its two renames: it is put back.
+    Called by the main process before a run starts, when no save is in
+    progress. A moved-aside ``step_N`` without a ``step_N`` is the complete
+    previous copy of a step whose re-save was killed between its two renames:
+    it is put back.
     """
-    root = checkpoints_dir(out_dir)
-    if not root.is_dir():
-        return
-    for path in root.iterdir():
-        if not (m := _TEMPORARY.match(path.name)):
-            continue
-        final = root / f"step_{m.group(1)}"
-        if m.group(2) == "old" and not final.exists():
-            path.rename(final)
-        else:
-            shutil.rmtree(path)
+    remove_stale_temporaries(
+        checkpoints_dir(out_dir), names=lambda name: _STEP_DIR.match(name) is not None, exclusive=True
+    )
 
 
 def rng_file(rank: int) -> str:
@@ -197,33 +187,18 @@ def _write_shards(state: dict[str, Any], path: Path) -> None:
         dcp.save(state, checkpoint_id=path)
 
 
-def _publish(tmp: Path, final: Path) -> None:
-    """Rename the complete temporary to its final name; a same-step checkpoint is replaced only after."""
-    if not final.exists():
-        tmp.rename(final)
-        return
-    old = final.with_name(f".{final.name}.old")
-    shutil.rmtree(old, ignore_errors=True)
-    final.rename(old)
-    tmp.rename(final)
-    shutil.rmtree(old)
-
-
-def _save_failure_reason(cause: BaseException, directory: Path) -> str:
-    """Why a save failed, in words.
+def _save_failure_reason(cause: BaseException, final: Path) -> str:
+    """Why the save of ``final`` failed, in words.
 
     torch.save reports a full disk as ``RuntimeError: [enforce fail at
     inline_container.cc] unexpected pos``; when the error is not an OSError
-    the file system is asked how much room is left.
+    the file system is asked (:func:`herd.io.atomic.probe_write`).
     """
     if isinstance(cause, OSError) and cause.strerror:
         return cause.strerror
-    try:
-        free = shutil.disk_usage(directory).free
-    except OSError:
-        free = None
-    if free is not None and free < _FULL_DISK_BYTES:
-        return f"{os.strerror(errno.ENOSPC)} ({free:,} bytes free on the checkpoint's file system)"
+    problem = probe_write(final)
+    if problem is not None and problem.strerror:
+        return problem.strerror
     return dcp_io.brief(cause)
 
 
@@ -241,27 +216,26 @@ def save_checkpoint(
     On failure (e.g. ENOSPC, a read-only disk) the temporary is removed, the
     previous checkpoints are untouched, and a CheckpointError says so.
     """
-    root = checkpoints_dir(out_dir)
-    final = root / f"step_{step:08d}"
-    tmp = root / f".step_{step:08d}.tmp"
+    final = checkpoints_dir(out_dir) / f"step_{step:08d}"
+    tmp = shared_staging_path(final)
     state = {"model": get_model_state_dict(model), "optim": get_optimizer_state_dict(model, optimizer)}
+    staging: Staging | None = None  # the main process's: it makes and renames the directory
     try:
         if runtime.is_main:
-            shutil.rmtree(tmp, ignore_errors=True)
-            tmp.mkdir(parents=True)
+            staging = atomic_dir(final, shared=True)
         runtime.barrier()
         _write_shards(state, tmp)
         (tmp / rng_file(runtime.rank)).write_text(json.dumps(_rng_state()) + "\n", encoding="utf-8")
         if runtime.is_main:
             (tmp / TRAINER_STATE).write_text(json.dumps(trainer_state, indent=1) + "\n", encoding="utf-8")
         runtime.barrier()
-        if runtime.is_main:
-            _publish(tmp, final)
+        if staging is not None:
+            staging.commit()
     except (OSError, CheckpointException) as exc:  # DCP wraps its writers' errors in a BaseException
         cause = dcp_io.first_failure(exc) if isinstance(exc, CheckpointException) else exc
-        reason = _save_failure_reason(cause, root)  # before the temporary's space is freed
-        if runtime.is_main:
-            shutil.rmtree(tmp, ignore_errors=True)
+        reason = _save_failure_reason(cause, final)  # before the temporary's space is freed
+        if staging is not None:
+            staging.discard()
         previous = latest_checkpoint(out_dir)
         kept = f"the previous checkpoint {previous} is intact" if previous else "no earlier checkpoint exists"
         raise CheckpointError(f"saving checkpoint {final} failed: {reason}; {kept}") from cause

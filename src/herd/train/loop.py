@@ -49,10 +49,10 @@ from herd.checkpoint.base import CheckpointInfo, tensor_names
 from herd.checkpoint.hf import write_hf
 from herd.checkpoint.load import build_model
 from herd.errors import ConfigError, HerdError
+from herd.io.atomic import atomic_file
 from herd.model.info import model_info
 from herd.model.transformer import Transformer
 from herd.train import checkpointing
-from herd.train.atomic import atomic_file
 from herd.train.config import PretrainConfig
 from herd.train.dataset import (
     Batch,

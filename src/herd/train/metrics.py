@@ -22,7 +22,7 @@ from typing import Any
 import torch
 
 from herd.errors import HerdError
-from herd.train.atomic import atomic_file
+from herd.io.atomic import atomic_file
 
 # Dense (no sparsity) peak bf16 FLOP/s per device; matched as substrings of torch.cuda.get_device_name.
 GPU_PEAK_FLOPS = {

@@ -15,8 +15,9 @@ run starts (:func:`prepare`):
 - ``restart`` (the crash restarts of ``fault.max_restarts``): continue from
   the newest checkpoint if the crashed attempt wrote one, else start at step 0.
 
-In every mode, what a killed process left (``checkpoints/.step_*.tmp``, the
-``.metrics.jsonl.tmp``-style temporaries of atomic writes) is removed.
+In every mode, what a killed process left (the staging directories of
+``checkpoints/step_*``, the temporaries of the run files' atomic writes; see
+:mod:`herd.io.atomic`) is removed.
 """
 
 from __future__ import annotations
@@ -27,8 +28,8 @@ from pathlib import Path
 from typing import Literal
 
 from herd.errors import CheckpointError, ConfigError
+from herd.io.atomic import remove_stale_temporaries
 from herd.train import checkpointing
-from herd.train.atomic import temporary_name
 from herd.train.distributed import Runtime
 from herd.train.metrics import METRICS_FILE
 
@@ -83,8 +84,7 @@ def prepare(out_dir: Path, mode: StartMode, runtime: Runtime) -> Path | None:
         if mode == "overwrite":
             remove_run(out_dir)
         checkpointing.clean_temporaries(out_dir)
-        for name in RUN_FILES:
-            temporary_name(out_dir / name).unlink(missing_ok=True)
+        remove_stale_temporaries(out_dir, names=lambda name: name in RUN_FILES, exclusive=True)
     runtime.barrier()
     if mode not in ("resume", "restart"):
         return None
