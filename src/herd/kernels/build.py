@@ -18,7 +18,6 @@ import hashlib
 import logging
 import os
 import subprocess
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -87,22 +86,20 @@ def load(source: Path, flags: list[str], cpu_flags: tuple[str, ...]) -> bool:
 def compiled_library(source: Path, flags: list[str]) -> Path:
     """The shared library for this source, these flags and this torch, compiled if not cached.
 
-    The compiler writes a temporary file that is renamed into place, so processes that build at
-    the same time (test workers) each get a whole library and an interrupted build leaves nothing
-    behind (``torch.utils.cpp_extension.load``'s lock file, left by an interrupted build, would
-    make every later run wait forever).
+    The compiler writes a staging file that is renamed into place (:func:`herd.io.atomic.atomic_file`),
+    so processes that build at the same time (test workers) each get a whole library and an
+    interrupted build leaves nothing behind (``torch.utils.cpp_extension.load``'s lock file, left
+    by an interrupted build, would make every later run wait forever).
     """
     command = compile_command(source, flags)
     library = cached_library(source, command)
     if not library.exists():
-        library.parent.mkdir(parents=True, exist_ok=True)
+        # imported here: importing the kernels loads no other part of herd (the model imports them)
+        from herd.io.atomic import atomic_file
+
         log.info("compiling herd's %s (once; about 10 s)", source.name)
-        with tempfile.NamedTemporaryFile(dir=library.parent, suffix=".so", delete=False) as partial:
-            try:
-                subprocess.run([*command, "-o", partial.name], check=True, capture_output=True, text=True)
-                os.replace(partial.name, library)
-            finally:
-                Path(partial.name).unlink(missing_ok=True)
+        with atomic_file(library) as partial:
+            subprocess.run([*command, "-o", str(partial)], check=True, capture_output=True, text=True)
     return library
 
 
