@@ -10,9 +10,10 @@ import pytest
 from herd.checkpoint.base import CheckpointInfo
 from herd.checkpoint.gguf import write_gguf
 from herd.checkpoint.hf import write_hf
-from herd.checkpoint.load import build_model, model_tensors
+from herd.checkpoint.load import model_tensors
 from herd.checkpoint.meta import write_meta
 from herd.cli import main
+from herd.model.build import build_model
 from herd.model.presets import get_preset
 from herd.model.transformer import Transformer
 

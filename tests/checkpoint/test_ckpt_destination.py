@@ -26,10 +26,11 @@ from herd.checkpoint.atomic import staging_prefix
 from herd.checkpoint.base import CheckpointInfo
 from herd.checkpoint.destination import MARKER_NAME
 from herd.checkpoint.hf import write_hf
-from herd.checkpoint.load import build_model, load_model, model_tensors
+from herd.checkpoint.load import load_model, model_tensors
 from herd.checkpoint.meta import write_meta
 from herd.cli import main
 from herd.errors import HerdError
+from herd.model.build import build_model
 from herd.model.transformer import Transformer
 
 CliRun = Callable[[list[str]], tuple[int, str]]

@@ -28,10 +28,11 @@ import herd
 from herd.checkpoint.base import CheckpointInfo, tensor_names
 from herd.checkpoint.gguf import NAMES, GGUFReader, write_gguf
 from herd.checkpoint.hf import HFReader, write_hf
-from herd.checkpoint.load import build_model, model_tensors
+from herd.checkpoint.load import model_tensors
 from herd.checkpoint.permute import halves_to_interleaved
 from herd.errors import CheckpointError
 from herd.io.gguf import GGUFFile
+from herd.model.build import build_model
 from herd.model.config import ModelConfig
 from herd.model.presets import get_preset
 from herd.model.transformer import Transformer

@@ -12,9 +12,10 @@ from transformers import LlamaForCausalLM
 
 from herd.checkpoint.base import CheckpointInfo
 from herd.checkpoint.hf import INDEX_NAME, HFReader, config_from_hf, config_to_hf, write_hf
-from herd.checkpoint.load import build_model, load_model, model_tensors
+from herd.checkpoint.load import load_model, model_tensors
 from herd.cli import main
 from herd.errors import CheckpointError
+from herd.model.build import build_model
 from herd.model.presets import get_preset
 
 

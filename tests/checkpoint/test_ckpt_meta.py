@@ -25,10 +25,11 @@ from transformers import LlamaForCausalLM
 from herd.checkpoint.base import CheckpointInfo
 from herd.checkpoint.gguf import GGUFReader, write_gguf
 from herd.checkpoint.hf import HFReader, write_hf
-from herd.checkpoint.load import build_model, load_model, model_tensors
+from herd.checkpoint.load import load_model, model_tensors
 from herd.checkpoint.meta import MetaReader, params_from_config, shard_name, write_meta
 from herd.cli import main
 from herd.errors import CheckpointError
+from herd.model.build import build_model
 from herd.model.config import ModelConfig, llama_hidden_dim
 from herd.model.presets import get_preset
 from herd.model.transformer import Transformer

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from herd.checkpoint.load import build_model
+from herd.model.build import build_model
 from herd.model.config import ModelConfig
 from herd.model.presets import get_preset
 from herd.model.transformer import Transformer

@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from herd.checkpoint.load import build_model
+from herd.model.build import build_model
 from herd.model.cross_entropy import IGNORE_INDEX, linear_cross_entropy
 from herd.model.presets import get_preset
 

@@ -10,7 +10,8 @@ from transformers import LlamaForCausalLM
 
 from herd.checkpoint.base import CheckpointInfo
 from herd.checkpoint.hf import write_hf
-from herd.checkpoint.load import build_model, load_model, model_tensors
+from herd.checkpoint.load import load_model, model_tensors
+from herd.model.build import build_model
 from herd.model.config import ModelConfig
 from herd.model.presets import get_preset
 from herd.model.transformer import document_starts

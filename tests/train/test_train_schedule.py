@@ -7,8 +7,8 @@ import math
 
 import pytest
 
-from herd.checkpoint.load import build_model
 from herd.model import get_preset
+from herd.model.build import build_model
 from herd.train.config import OptimConfig
 from herd.train.optim import build_optimizer
 from herd.train.schedule import LRSchedule

@@ -23,8 +23,9 @@ from herd.checkpoint.atomic import clean_leftovers
 from herd.checkpoint.base import SIDE_FILES_EXTRA, CheckpointReader, tensor_names
 from herd.checkpoint.destination import check_destination
 from herd.checkpoint.hf import write_hf
-from herd.checkpoint.load import open_checkpoint, parse_dtype
+from herd.checkpoint.load import open_checkpoint
 from herd.errors import HerdError
+from herd.model.build import parse_dtype
 from herd.tokenizer import Tokenizer, load_tokenizer
 from herd.tokenizer.save import save_tokenizer
 

@@ -1,19 +1,26 @@
-"""Format detection and model loading: ``herd.load_model(path_or_preset)``."""
+"""Format detection and model loading: ``herd.load_model(path_or_preset)``.
+
+Models are made by :mod:`herd.model.build`; ``build_model``, ``parse_dtype`` and
+``GGUF_MAGIC`` (now :mod:`herd.io.gguf`'s) remain importable from here as
+deprecated aliases.
+"""
 
 from __future__ import annotations
 
+import importlib
+import warnings
 from pathlib import Path
+from typing import Any
 
 import torch
 
+import herd.model.build as build
 from herd.checkpoint.base import SIDE_FILES_EXTRA, CheckpointReader, find_side_files, tensor_names
 from herd.checkpoint.hf import HFReader, is_hf_dir
 from herd.errors import CheckpointError
-from herd.model.config import ModelConfig
+from herd.io.gguf import is_gguf
 from herd.model.presets import get_preset, is_preset
 from herd.model.transformer import Transformer
-
-GGUF_MAGIC = b"GGUF"
 
 
 def detect_format(path: Path) -> str:
@@ -22,9 +29,8 @@ def detect_format(path: Path) -> str:
     if not path.exists():
         raise CheckpointError(f"{path}: no such file or directory")
     if path.is_file():
-        with path.open("rb") as f:
-            if f.read(4) == GGUF_MAGIC:
-                return "gguf"
+        if is_gguf(path):
+            return "gguf"
         raise CheckpointError(f"{path}: not a GGUF file (and not a model directory)")
     if is_hf_dir(path):
         return "hf"
@@ -54,26 +60,6 @@ def open_checkpoint(path: Path | str) -> CheckpointReader:
     return reader
 
 
-def build_model(
-    config: ModelConfig,
-    dtype: torch.dtype | None = None,
-    device: str | torch.device = "cpu",
-    seed: int | None = 0,
-) -> Transformer:
-    """A randomly initialised model (Llama-style init) of ``config``."""
-    model = _empty_model(config, device)
-    model.init_weights(seed=seed)
-    return model.to(dtype) if dtype is not None else model
-
-
-def _empty_model(config: ModelConfig, device: str | torch.device) -> Transformer:
-    """A model whose weights are allocated but not initialised (built on the meta device first)."""
-    with torch.device("meta"):
-        model = Transformer(config)
-    model.allocate(device)
-    return model
-
-
 def load_model(
     path_or_preset: str | Path,
     dtype: torch.dtype | str | None = None,
@@ -84,11 +70,11 @@ def load_model(
     ``dtype`` None keeps the checkpoint's own floating dtype (quantized GGUF
     tensors are dequantized to fp32). The model is returned in eval mode.
     """
-    dtype = parse_dtype(dtype)
+    dtype = build.parse_dtype(dtype)
     if isinstance(path_or_preset, str) and is_preset(path_or_preset) and not Path(path_or_preset).exists():
-        return build_model(get_preset(path_or_preset), dtype, device).eval()
+        return build.build_model(get_preset(path_or_preset), dtype, device).eval()
     with open_checkpoint(path_or_preset) as reader:
-        model = _empty_model(reader.config, "meta")
+        model = build.empty_model(reader.config, "meta")
         state = {}
         for name, tensor in reader.tensors():
             if dtype is not None:
@@ -110,27 +96,18 @@ def load_model(
     return model.eval()
 
 
-_DTYPES = {
-    "fp32": torch.float32,
-    "float32": torch.float32,
-    "fp16": torch.float16,
-    "float16": torch.float16,
-    "bf16": torch.bfloat16,
-    "bfloat16": torch.bfloat16,
-}
-
-
-def parse_dtype(dtype: torch.dtype | str | None) -> torch.dtype | None:
-    """``torch.float32`` from ``"fp32"``/``"float32"``/``torch.float32``; None stays None."""
-    if dtype is None or isinstance(dtype, torch.dtype):
-        return dtype
-    try:
-        return _DTYPES[dtype]
-    except KeyError:
-        raise CheckpointError(f"unknown dtype {dtype!r}; use one of {', '.join(_DTYPES)}") from None
-
-
 def model_tensors(model: Transformer) -> list[tuple[str, torch.Tensor]]:
     """The canonical (name, tensor) pairs of a live model, in checkpoint order."""
     params = dict(model.named_parameters(remove_duplicate=False))
     return [(name, params[name].detach()) for name in tensor_names(model.config)]
+
+
+_MOVED = {"build_model": "herd.model.build", "parse_dtype": "herd.model.build", "GGUF_MAGIC": "herd.io.gguf"}
+
+
+def __getattr__(name: str) -> Any:
+    """Deprecated names: model construction moved to :mod:`herd.model.build`, the GGUF magic to :mod:`herd.io.gguf`."""
+    if name not in _MOVED:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    warnings.warn(f"{__name__}.{name} moved to {_MOVED[name]}.{name}", DeprecationWarning, stacklevel=2)
+    return getattr(importlib.import_module(_MOVED[name]), name)

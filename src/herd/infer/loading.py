@@ -14,10 +14,11 @@ from pathlib import Path
 
 import torch
 
-from herd.checkpoint.load import load_model, parse_dtype
+from herd.checkpoint.load import load_model
 from herd.errors import HerdError
 from herd.infer.byte_tokenizer import ByteTokenizer
 from herd.infer.quantize import QuantMode, quantize_model
+from herd.model.build import parse_dtype
 from herd.model.presets import is_preset
 from herd.model.transformer import Transformer
 from herd.tokenizer.base import Tokenizer, TokenizerError, check_vocab_fits
