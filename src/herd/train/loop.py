@@ -47,9 +47,9 @@ from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_
 
 from herd.checkpoint.base import CheckpointInfo, tensor_names
 from herd.checkpoint.hf import write_hf
-from herd.checkpoint.load import build_model
 from herd.errors import ConfigError, HerdError
 from herd.io.atomic import atomic_file
+from herd.model.build import build_model
 from herd.model.info import model_info
 from herd.model.transformer import Transformer
 from herd.train import checkpointing
