@@ -27,9 +27,10 @@ from herd.data.checks import expect_key
 from herd.data.errors import DataInputError
 from herd.data.fingerprint import digest, json_default, pipeline_description, read_marker
 from herd.data.io.reader import Reader
-from herd.data.io.writer import AtomicWriter, open_writer, write_atomically
+from herd.data.io.writer import AtomicWriter, open_writer
 from herd.data.stats import StepStats
 from herd.data.step import Step
+from herd.io.atomic import write_atomically
 
 log = logging.getLogger("herd.data")
 

@@ -69,10 +69,10 @@ from herd.data.errors import DataInputError
 from herd.data.executor import Executor
 from herd.data.fingerprint import class_identity, digest, read_marker
 from herd.data.io.jsonl import JsonlReader
-from herd.data.io.writer import write_atomically
 from herd.data.pipeline import DONE_DIR, EXCLUDED_DIR, Pipeline, write_marker
 from herd.data.stats import StepStats, merge_stats
 from herd.data.step import Filter, Step
+from herd.io.atomic import write_atomically
 
 log = logging.getLogger(__name__)
 

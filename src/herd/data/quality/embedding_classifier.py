@@ -21,9 +21,9 @@ import numpy as np
 
 from herd.data.document import Document
 from herd.data.errors import DataInputError
-from herd.data.io.writer import write_atomically
 from herd.data.quality.embeddings import SentenceEmbedder
 from herd.data.step import Step
+from herd.io.atomic import write_atomically
 
 FORMAT = "herd-linear-head-v1"
 

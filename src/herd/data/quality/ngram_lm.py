@@ -30,7 +30,7 @@ from pathlib import Path
 import regex
 
 from herd.data.errors import DataInputError
-from herd.data.io.writer import write_atomically
+from herd.io.atomic import write_atomically
 
 SOS, EOS, UNK = "<s>", "</s>", "<unk>"
 LOG10_ZERO = -99.0  # ARPA convention for "never predicted" (<s>)

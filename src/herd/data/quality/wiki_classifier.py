@@ -20,10 +20,10 @@ from typing import Any
 
 from herd.data.document import Document
 from herd.data.errors import DataInputError
-from herd.data.io.writer import save_atomically
 from herd.data.quality.fasttext_model import LABEL_PREFIX, fasttext_line, load_fasttext, predict_labels
 from herd.data.quality.lazy import LazyModel
 from herd.data.step import Filter
+from herd.io.atomic import atomic_file
 
 
 def train_fasttext_classifier(
@@ -61,7 +61,8 @@ def train_fasttext_classifier(
             seed=seed,
             verbose=0,
         )
-    save_atomically(output, lambda tmp: model.save_model(str(tmp)))
+    with atomic_file(output) as tmp:
+        model.save_model(str(tmp))
     return model
 
 

@@ -8,8 +8,8 @@ from typing import Any
 
 from herd.data.checks import expect, expect_key
 from herd.data.errors import DataInputError
-from herd.data.io.writer import write_atomically
 from herd.data.stats import StepStats
+from herd.io.atomic import write_atomically
 from herd.paths import contained
 
 MANIFEST = "manifest.json"
