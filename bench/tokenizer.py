@@ -32,7 +32,7 @@ import tokenizers
 
 from herd.tokenizer import HFTokenizer, SentencePieceTokenizer, TiktokenTokenizer
 from herd.tokenizer.base import cpu_count
-from herd.tokenizer.cli import official_llama3
+from herd.tokenizer.official import official_llama3
 from herd.tokenizer.tiktoken_engine import LLAMA3_PATTERN, read_tiktoken_ranks
 from herd.tokenizer.train import train_tokenizer
 

@@ -46,7 +46,7 @@ def test_two_processes_match_one(
     dataset_dir: Path, tmp_path: Path, single_run: dict[int, float], parallel: dict, strategy: str
 ) -> None:
     raw = tiny_config_dict(dataset_dir, tmp_path / "run", train={"steps": STEPS}, parallel=parallel)
-    out = run_herd("pretrain", str(write_toml(tmp_path / "c.toml", raw)), nproc=2)
+    out = run_herd("pretrain", str(write_toml(tmp_path / "c.toml", raw)), "--json", nproc=2)
     assert f'"strategy": "{strategy}"' in out.stdout and '"world_size": 2' in out.stdout
     _assert_close(losses(tmp_path / "run"), single_run)
 
@@ -57,7 +57,7 @@ def test_fsdp_with_tensor_parallel_on_four_processes_matches_one(
 ) -> None:
     """The 2-D layout of GPU clusters (Llama 3 §3.3.2): FSDP2 over 2 data-parallel ranks × TP of 2."""
     raw = tiny_config_dict(dataset_dir, tmp_path / "run", train={"steps": STEPS}, parallel={"tp": 2})
-    out = run_herd("pretrain", str(write_toml(tmp_path / "c.toml", raw)), nproc=4)
+    out = run_herd("pretrain", str(write_toml(tmp_path / "c.toml", raw)), "--json", nproc=4)
     assert '"strategy": "fsdp"' in out.stdout and '"world_size": 4' in out.stdout
     _assert_close(losses(tmp_path / "run"), single_run)
 

@@ -3,12 +3,20 @@
 from __future__ import annotations
 
 import argparse
+import json
 
 from herd.argtypes import positive_int
 from herd.checkpoint.convert import FORMATS, convert
+from herd.cli.flags import FLOAT_DTYPES, add_dtype, add_json, add_quiet
+from herd.errors import HerdError
+
+# The --dtype names each target takes, and the names the GGUF writer knows them by (q8_0 exists only there).
+GGUF_DTYPES = {"fp32": "f32", "bf16": "bf16", "fp16": "f16", "q8_0": "q8_0"}
+TARGET_DTYPES = {"hf": FLOAT_DTYPES, "meta": FLOAT_DTYPES, "gguf": tuple(GGUF_DTYPES)}
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    """Add ``herd convert SRC DST --to FORMAT``."""
     p = sub.add_parser(
         "convert",
         help="convert a checkpoint between hf, meta and gguf",
@@ -16,7 +24,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         "or a GGUF file) to DST in another layout, streaming tensor by tensor. Meta output can be "
         "resharded with --shards. Nothing is left at DST if the conversion fails. An existing DST is "
         "replaced only with --force, and only if it is a checkpoint of the target format that herd "
-        "wrote (a GGUF file for --to gguf); DST may never be SRC, contain it or lie inside it.",
+        "wrote (a GGUF file for --to gguf); DST may never be SRC, contain it or lie inside it. "
+        "DST is the second positional argument rather than -o/--output: a conversion always has "
+        "exactly one source and one destination.",
         epilog="examples:\n  herd convert Llama-2-13b/ llama2-13b-hf --to hf\n"
         "  herd convert llama2-13b-hf llama2-13b-meta --to meta --shards 2\n"
         "  herd convert llama2-13b-hf llama2-13b.q8_0.gguf --to gguf --dtype q8_0",
@@ -25,10 +35,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("src", metavar="SRC", help="source checkpoint (directory or .gguf file)")
     p.add_argument("dst", metavar="DST", help="destination directory (hf, meta) or file (gguf)")
     p.add_argument("--to", required=True, choices=FORMATS, help="target format")
-    p.add_argument(
-        "--dtype",
-        default=None,
-        help="hf/meta: fp32, fp16 or bf16 (default: keep the source's); gguf: f32, f16, bf16 or q8_0 (default f32)",
+    add_dtype(
+        p,
+        "weight dtype: fp32, bf16 or fp16 for every target (default: the source's for hf/meta, fp32 "
+        "for gguf); q8_0 for gguf only (f32 and f16 are accepted for fp32 and fp16)",
+        quantized=("q8_0",),
+        check=False,
     )
     p.add_argument(
         "--shards", type=positive_int, default=1, help="model-parallel shards for --to meta (default 1)"
@@ -38,19 +50,26 @@ def register(sub: argparse._SubParsersAction) -> None:
         action="store_true",
         help="replace DST if it is an earlier herd output of the target format",
     )
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_quiet(p)
+    add_json(p, "the source, output, format and dtype")
     p.set_defaults(func=_convert)
 
 
 def _convert(args: argparse.Namespace) -> int:
+    dtype = args.dtype
+    if dtype is not None and dtype not in TARGET_DTYPES[args.to]:
+        raise HerdError(f"--dtype {dtype}: --to {args.to} takes {', '.join(TARGET_DTYPES[args.to])}")
     out = convert(
         args.src,
         args.dst,
         args.to,
-        dtype=args.dtype,
+        dtype=GGUF_DTYPES[dtype] if args.to == "gguf" and dtype is not None else dtype,
         shards=args.shards,
         progress=not args.quiet,
         force=args.force,
     )
-    print(f"wrote {out}")
+    if args.json:
+        print(json.dumps({"source": args.src, "output": str(out), "format": args.to, "dtype": dtype}))
+    else:
+        print(f"wrote {out}")
     return 0

@@ -1,30 +1,49 @@
-"""``herd data build``, ``stats``, ``train-lm`` and ``train-classifier`` (issue 5 §3)."""
+"""``herd data build``, ``stats``, ``train-lm`` and ``train-classifier``: pretraining data from raw sources."""
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import json
 import logging
 from pathlib import Path
+from typing import Any
 
 from herd.argtypes import positive_int
+from herd.cli.flags import add_json, add_output, add_set
+from herd.data.quality.training import CLASSIFIER_KINDS, train_classifier, train_ngram_lm
 from herd.data.recipe.build import EXECUTORS, build
 from herd.data.recipe.config import load_recipe
 from herd.data.recipe.remap import parse_remap, remap_paths
 from herd.data.recipe.report import draw_png, format_tables, load_manifest
+from herd.data.recipe.tokenizer import recipe_tokenizer
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
-    """Add ``herd data`` with its ``build``, ``stats``, ``train-lm`` and ``train-classifier`` subcommands."""
-    data = subparsers.add_parser("data", help="build pretraining data from raw sources")
-    sub = data.add_subparsers(dest="data_command", metavar="COMMAND", required=True)
-    b = sub.add_parser("build", help="run a data recipe (TOML) into packed token shards")
+def register(sub: argparse._SubParsersAction) -> None:
+    """Add ``herd data`` with its ``build``, ``stats``, ``train-lm`` and ``train-classifier`` actions."""
+    data = sub.add_parser("data", help="build pretraining data from raw sources")
+    data_sub = data.add_subparsers(dest="data_command", metavar="COMMAND", required=True)
+    b = data_sub.add_parser(
+        "build",
+        help="run a data recipe (TOML) into packed token shards",
+        description="Read every source of the recipe, run its filters and deduplication, and with a "
+        "tokenizer pack the kept documents into token shards (mixed by weight and epochs). The tables "
+        "of documents and tokens per source and step are printed at the end and kept in "
+        "OUTPUT/manifest.json. A rebuild into the same OUTPUT redoes only what changed.",
+        epilog="examples:\n  herd data build configs/data/demo.toml -o runs/data --tokenizer tok/\n"
+        "  herd data build configs/data/demo.toml -o runs/data --set recipe.val_fraction=0.01",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     b.add_argument("config", type=Path, help="recipe TOML, e.g. configs/data/demo.toml")
-    b.add_argument("--output", type=Path, required=True, help="output directory")
+    add_output(b, "output directory (new, empty, or an earlier build of herd data)")
+    add_set(b, "--set recipe.val_fraction=0.01 --set 'source[0].weight=2'")
     b.add_argument("--tokenizer", help="tokenizer file or model directory (overrides the recipe's)")
     b.add_argument(
         "--workers", type=positive_int, help="processes for the local executor (overrides the recipe's)"
     )
-    b.add_argument("--executor", choices=EXECUTORS, default="local")
+    b.add_argument(
+        "--executor", choices=EXECUTORS, default="local", help="where the tasks run (default local)"
+    )
     b.add_argument("--ray-address", help="Ray cluster address (default: a local Ray instance)")
     b.add_argument(
         "--remap",
@@ -36,24 +55,50 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "from the same place under NEW (longest OLD first; an empty NEW removes the path, so the step's "
         "default applies); repeatable, e.g. --remap data=/scratch/data --remap data/models/lid.176.bin=",
     )
+    add_json(b, "the manifest")
     b.set_defaults(func=_build)
-    s = sub.add_parser("stats", help="print a build's manifest as tables and draw stats.png")
-    s.add_argument("directory", type=Path)
-    s.add_argument("--png", type=Path, help="where to draw the chart (default DIRECTORY/stats.png)")
+
+    s = data_sub.add_parser(
+        "stats",
+        help="print a build's manifest as tables and draw stats.png",
+        description="Print the documents and tokens per source and step of a finished build, and draw "
+        "them as a chart.",
+    )
+    s.add_argument("directory", type=Path, help="the --output directory of herd data build")
+    add_output(s, "where to draw the chart (default DIRECTORY/stats.png)", required=False, aliases=("--png",))
+    add_json(s, "the manifest")
     s.set_defaults(func=_stats)
-    lm = sub.add_parser("train-lm", help="estimate a Kneser-Ney n-gram model (ARPA) for ccnet_perplexity")
+
+    lm = data_sub.add_parser(
+        "train-lm",
+        help="estimate a Kneser-Ney n-gram model (ARPA) for ccnet_perplexity",
+        description="Estimate an interpolated Kneser-Ney n-gram model of the sentences of INPUTS and "
+        "write it as an ARPA file (CCNet trains a 5-gram model on Wikipedia).",
+        epilog="example:\n  herd data train-lm enwiki-*.xml.bz2 -o en.5gram.arpa",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     lm.add_argument("inputs", nargs="+", help="files, directories or globs the reader reads")
     lm.add_argument("--reader", default="wikipedia", help="reader name (default: wikipedia, as CCNet)")
     lm.add_argument("--order", type=positive_int, default=5, help="n-gram order (default 5)")
-    lm.add_argument("--output", type=Path, required=True, help="ARPA file to write")
+    add_output(lm, "ARPA file to write")
+    add_json(lm, "the output, order and n-grams per order")
     lm.set_defaults(func=_train_lm)
-    c = sub.add_parser(
-        "train-classifier", help="train a wiki_reference (fastText) or embedding_quality model"
+
+    c = data_sub.add_parser(
+        "train-classifier",
+        help="train a wiki_reference (fastText) or embedding_quality model",
+        description="Train the classifier of the wiki_reference step (fastText) or of the "
+        "embedding_quality step (a linear head on MiniLM embeddings) from positive (high-quality) "
+        "and negative examples.",
+        epilog="example:\n  herd data train-classifier --kind fasttext --positive refs.jsonl "
+        "--negative random.jsonl -o wiki_reference.bin",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    c.add_argument("--kind", choices=("fasttext", "embedding"), default="fasttext")
+    c.add_argument("--kind", choices=CLASSIFIER_KINDS, default="fasttext", help="default fasttext")
     c.add_argument("--positive", nargs="+", required=True, help="JSONL documents or text (one per line)")
     c.add_argument("--negative", nargs="+", required=True, help="JSONL documents or text (one per line)")
-    c.add_argument("--output", type=Path, required=True, help="model file (.bin for fastText, .json)")
+    add_output(c, "model file (.bin for fastText, .json for the embedding head)")
+    add_json(c, "the output, kind and example counts")
     c.set_defaults(func=_train_classifier)
 
 
@@ -64,62 +109,48 @@ def _remap_rule(text: str) -> tuple[Path, Path | None]:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
-def _build(args: argparse.Namespace) -> int:
-    import dataclasses
+def _print_manifest(manifest: dict[str, Any], as_json: bool) -> None:
+    print(json.dumps(manifest) if as_json else format_tables(manifest))
 
+
+def _build(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(name)s: %(message)s")
-    recipe = load_recipe(args.config)
+    recipe = load_recipe(args.config, overrides=args.overrides)
     if args.remap:
         recipe = remap_paths(recipe, args.remap)
     if args.workers is not None:
         recipe = dataclasses.replace(recipe, workers=args.workers)
-    tokenizer = None
-    path = args.tokenizer or recipe.tokenizer
-    if path:
-        from herd.tokenizer.load import load_tokenizer
-
-        if not args.tokenizer and not Path(path).is_absolute():
-            path = str(recipe.base_dir / path)
-        tokenizer = load_tokenizer(path)
+    tokenizer = recipe_tokenizer(recipe, args.tokenizer)
     manifest = build(recipe, args.output, tokenizer, executor=args.executor, address=args.ray_address)
-    print(format_tables(manifest))
+    _print_manifest(manifest, args.json)
     return 0
 
 
 def _stats(args: argparse.Namespace) -> int:
     manifest = load_manifest(args.directory)
-    print(format_tables(manifest))
-    png = args.png or args.directory / "stats.png"
-    if draw_png(manifest, png):
+    _print_manifest(manifest, args.json)
+    png = args.output or args.directory / "stats.png"
+    if draw_png(manifest, png) and not args.json:
         print(f"\nchart: {png}")
     return 0
 
 
 def _train_lm(args: argparse.Namespace) -> int:
-    from herd.data.pipeline import expand_inputs
-    from herd.data.quality.ngram_lm import estimate_kneser_ney, sentences
-    from herd.data.recipe.registry import make_reader
-
-    reader = make_reader(args.reader, {}, "train-lm")
-    corpus = (s for doc in reader.read_files(expand_inputs(args.inputs)) for s in sentences(doc.text))
-    model = estimate_kneser_ney(corpus, args.order)
+    model = train_ngram_lm(args.inputs, args.reader, args.order)
     model.write_arpa(args.output)
     counts = [sum(len(g) == n for g in model.entries) for n in range(1, model.order + 1)]
-    print(f"{args.output}: {model.order}-gram model, n-grams per order {counts}")
+    if args.json:
+        print(json.dumps({"output": str(args.output), "order": model.order, "ngrams": counts}))
+    else:
+        print(f"{args.output}: {model.order}-gram model, n-grams per order {counts}")
     return 0
 
 
 def _train_classifier(args: argparse.Namespace) -> int:
-    from herd.data.quality.examples import read_examples
-
-    positive, negative = list(read_examples(args.positive)), list(read_examples(args.negative))
-    if args.kind == "fasttext":
-        from herd.data.quality.wiki_classifier import train_fasttext_classifier
-
-        train_fasttext_classifier(positive, negative, args.output)
+    positive, negative = train_classifier(args.kind, args.positive, args.negative, args.output)
+    if args.json:
+        summary = {"output": str(args.output), "kind": args.kind, "positive": positive, "negative": negative}
+        print(json.dumps(summary))
     else:
-        from herd.data.quality.embedding_classifier import train_embedding_classifier
-
-        train_embedding_classifier(positive, negative, args.output)
-    print(f"{args.output}: trained on {len(positive)} positive and {len(negative)} negative examples")
+        print(f"{args.output}: trained on {positive} positive and {negative} negative examples")
     return 0

@@ -14,6 +14,7 @@ import sys
 from typing import TextIO
 
 from herd.argtypes import device
+from herd.cli.flags import add_dtype, add_json
 from herd.errors import HerdError
 from herd.infer.chat_session import ChatSession
 from herd.infer.completion import Completion, generate
@@ -33,6 +34,7 @@ CHAT_DEFAULT_TOP_P = 0.9
 
 
 def _add_model_args(parser: argparse.ArgumentParser) -> None:
+    """The flags that load a model, the same for generate and chat."""
     parser.add_argument("model", metavar="MODEL", help=MODEL_HELP)
     parser.add_argument(
         "--tokenizer",
@@ -43,9 +45,7 @@ def _add_model_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--random", action="store_true", help="build the preset MODEL with random weights (smoke tests)"
     )
-    parser.add_argument(
-        "--dtype", choices=("fp32", "bf16", "fp16"), default="fp32", help="weight and activation dtype"
-    )
+    add_dtype(parser, "weight and activation dtype (default fp32)", default="fp32")
     parser.add_argument(
         "--quantize",
         choices=QUANT_MODES,
@@ -67,6 +67,7 @@ def _add_model_args(parser: argparse.ArgumentParser) -> None:
 
 
 def _add_sampling_args(parser: argparse.ArgumentParser, max_new_tokens: int, default_mode: str) -> None:
+    """Length and sampling flags; the defaults differ (generate: greedy, chat: temperature and top-p)."""
     parser.add_argument(
         "--max-new-tokens", type=int, default=max_new_tokens, help=f"default {max_new_tokens}"
     )
@@ -84,6 +85,7 @@ def _add_sampling_args(parser: argparse.ArgumentParser, max_new_tokens: int, def
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    """Add ``herd generate`` and ``herd chat``."""
     gen = sub.add_parser(
         "generate",
         help="continue a prompt (streaming, KV-cached)",
@@ -112,7 +114,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         choices=("left",),
         help="drop the prompt's oldest tokens when it does not fit the context (default: error)",
     )
-    gen.add_argument("--json", action="store_true", help="print one JSON object instead of streaming text")
+    add_json(gen, "the completion (text, token ids, finish reason, logprobs), not streamed,")
     gen.set_defaults(func=_generate)
 
     chat = sub.add_parser(

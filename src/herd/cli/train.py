@@ -1,7 +1,7 @@
 """``herd pretrain CONFIG.toml [--set section.key=value ...] [--resume | --overwrite] [--max-restarts N]``.
 
 Multi-process runs: ``torchrun --nproc-per-node N -m herd.cli pretrain CONFIG.toml``
-(see docs/pretrain.md).
+(see docs/pretrain.md). Only rank 0 prints the summary.
 """
 
 from __future__ import annotations
@@ -9,26 +9,33 @@ from __future__ import annotations
 import argparse
 import json
 import os
+from typing import TYPE_CHECKING
 
 from herd.argtypes import non_negative_int
+from herd.cli.flags import add_json, add_output, add_quiet, add_set
+from herd.cli.text import print_rows
 from herd.train.config import load_config
 
+if TYPE_CHECKING:
+    from herd.train.loop import PretrainResult
 
-def register(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser(
+
+def register(sub: argparse._SubParsersAction) -> None:
+    """Add ``herd pretrain``."""
+    p = sub.add_parser(
         "pretrain",
         help="pretrain a Llama-family model on packed token shards",
-        description="Pretrain from a TOML config (configs/pretrain/*.toml); any key can be overridden.",
+        description="Pretrain from a TOML config (configs/pretrain/*.toml); any key can be overridden "
+        "with --set. Checkpoints, metrics.jsonl, TensorBoard logs, the loss plot, the final weights "
+        "(Hugging Face layout) and summary.json go to the run directory (out_dir).",
+        epilog="examples:\n  herd pretrain configs/pretrain/demo.toml --set data.path=runs/data\n"
+        "  herd pretrain configs/pretrain/demo.toml -o runs/demo2 --set train.steps=50 --json\n"
+        "  herd pretrain configs/pretrain/demo.toml --resume",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("config", help="TOML config file")
-    p.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a config key, e.g. --set optim.lr=3e-4 --set model.dim=256 (repeatable)",
-    )
+    add_set(p, "--set optim.lr=3e-4 --set model.dim=256")
+    add_output(p, "run directory (overrides the config's out_dir)", required=False)
     start = p.add_mutually_exclusive_group()
     start.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in out_dir")
     start.add_argument(
@@ -43,20 +50,61 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="restart from the last checkpoint after a crash (fault.max_restarts)",
     )
     p.add_argument("--print-config", action="store_true", help="print the resolved config as JSON and exit")
+    add_quiet(p, "no progress bar (log.progress = false)")
+    add_json(p, "the run's summary (what summary.json holds)")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    """Resolve the config from the file and the flags, then pretrain (or only print the config)."""
     overrides = list(args.overrides)
+    if args.output is not None:
+        overrides.append(f"out_dir={json.dumps(str(args.output))}")
     if args.max_restarts is not None:
         overrides.append(f"fault.max_restarts={args.max_restarts}")
+    if args.quiet:
+        overrides.append("log.progress=false")
     config = load_config(args.config, overrides)
     if args.print_config:
         print(json.dumps(config.to_dict(), indent=2))
         return 0
-    from herd.train.loop import pretrain
+    from herd.train.loop import pretrain  # distributed training and logging: imported only to train
 
     result = pretrain(config, resume=args.resume, overwrite=args.overwrite)
     if os.environ.get("RANK", "0") == "0":
-        print(json.dumps(result.to_dict(), indent=2))
+        if args.json:
+            print(json.dumps(result.to_dict(), indent=2))
+        else:
+            print_rows(_summary(result))
     return 0
+
+
+def _summary(result: PretrainResult) -> list[tuple[str, object]]:
+    """The rows of the summary printed for people: progress, losses, speed, faults and where things are."""
+
+    def optional(value: float | None) -> str:
+        return f"{value:.4f}" if value is not None else "n/a"
+
+    rows: list[tuple[str, object]] = [
+        ("run directory", result.out_dir),
+        ("steps", f"{result.steps:,} ({result.tokens:,} tokens)"),
+        ("final train loss", f"{result.final_loss:.4f}"),
+        ("validation loss", f"{optional(result.val_loss)} nats/token, {optional(result.val_bpb)} bits/byte"),
+        ("throughput", f"{result.tokens_per_s:,.0f} tokens/s, MFU {100 * result.mfu:.1f}%"),
+        ("goodput", f"{100 * result.goodput:.1f}%"),
+        (
+            "skipped / rollbacks / restarts",
+            f"{result.skipped_steps} / {result.rollbacks} / {result.restarts}",
+        ),
+        ("metrics", result.metrics),
+    ]
+    if "strategy" in result.extra:
+        extra = result.extra
+        rows.append(
+            ("parallelism", f"{extra['strategy']}, {extra['world_size']} process(es) on {extra['device']}")
+        )
+    if result.loss_plot:
+        rows.append(("loss plot", result.loss_plot))
+    if result.hf_dir:
+        rows.append(("weights (Hugging Face layout)", result.hf_dir))
+    return rows
