@@ -13,7 +13,11 @@
 6. Report: ``runs/demo/report.md`` with the data stats, loss curve, tokens/s,
    MFU and the samples.
 
-    python -m herd.demo [--out runs/demo] [--steps 200]
+    python -m herd.demo [-o runs/demo] [--steps 200]
+        [--data-recipe configs/data/demo.toml] [--pretrain-config configs/pretrain/demo.toml]
+
+The two configs are read from the current directory by default (``make demo``
+runs from the repository root); pass their paths to run it from anywhere.
 """
 
 from __future__ import annotations
@@ -23,11 +27,13 @@ import importlib.util
 import shutil
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TypeVar
 
-REPO = Path(__file__).resolve().parents[2]
+from herd.cli import Parser
+from herd.cli.flags import add_output
+
 PROMPTS = ("The Rust programming language", "A function that", "In 1776, the")
 T = TypeVar("T")
 
@@ -49,34 +55,68 @@ def _smollm2_path() -> Path | None:
     return found[0] if found else None
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+def _existing_file(text: str) -> Path:
+    """An argparse type: the path of a file that exists (a missing config is one line naming its flag)."""
+    path = Path(text)
+    if not path.is_file():
+        raise argparse.ArgumentTypeError(
+            f"{text}: no such file (run from the repository root or give its path)"
+        )
+    return path
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The demo's flags: where it writes, how long it trains, and the two configs it runs."""
+    parser = Parser(
+        prog="python -m herd.demo", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    add_output(
+        parser,
+        "run directory, replaced if it exists (default runs/demo)",
+        required=False,
+        default=Path("runs/demo"),
+        aliases=("--out",),
     )
     parser.add_argument(
-        "--out", type=Path, default=Path("runs/demo"), help="run directory (default runs/demo)"
+        "--data-recipe",
+        type=_existing_file,
+        metavar="PATH",
+        default="configs/data/demo.toml",
+        help="the data recipe (default configs/data/demo.toml)",
+    )
+    parser.add_argument(
+        "--pretrain-config",
+        type=_existing_file,
+        metavar="PATH",
+        default="configs/pretrain/demo.toml",
+        help="the pretraining config (default configs/pretrain/demo.toml)",
     )
     parser.add_argument("--steps", type=int, default=None, help="pretraining steps (default: the config's)")
     parser.add_argument("--vocab-size", type=int, default=2048, help="BPE ranks of the demo tokenizer")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the whole recipe into the run directory and write its report; see the module docstring."""
+    args = build_parser().parse_args(argv)
 
     import herd
     from herd.data.recipe.build import build
     from herd.data.recipe.config import load_recipe
     from herd.data.recipe.report import draw_png, format_tables
     from herd.infer import generate
-    from herd.tokenizer.cli import official_llama3
     from herd.tokenizer.corpus import iter_documents
+    from herd.tokenizer.official import official_llama3
     from herd.tokenizer.train import train_tokenizer
     from herd.train.config import load_config
     from herd.train.loop import pretrain
 
-    out: Path = args.out
+    out: Path = args.output
     data_dir, tok_dir, run_dir = out / "data", out / "tokenizer", out / "pretrain"
     shutil.rmtree(out, ignore_errors=True)
     out.mkdir(parents=True)
     timings: dict[str, float] = {}
-    recipe = load_recipe(REPO / "configs" / "data" / "demo.toml")
+    recipe = load_recipe(args.data_recipe)
 
     _stage("1. data: Llama-1 sources and filters", lambda: build(recipe, data_dir), timings)
     documents = sorted((data_dir / "documents").glob("*/*.jsonl.gz"))
@@ -103,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
     overrides = [f"data.path={data_dir}", f"model.vocab_size={tokenizer.vocab_size}", f"out_dir={run_dir}"]
     if args.steps:
         overrides.append(f"train.steps={args.steps}")
-    config = load_config(REPO / "configs" / "pretrain" / "demo.toml", overrides)
+    config = load_config(args.pretrain_config, overrides)
     result = _stage("4. pretrain: tiny Llama-3-shaped model", lambda: pretrain(config), timings)
     for name in ("tokenizer.model", "special_tokens.json"):
         shutil.copyfile(tok_dir / name, Path(result.hf_dir) / name)
