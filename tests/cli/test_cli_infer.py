@@ -9,13 +9,13 @@ from pathlib import Path
 import pytest
 from infer_helpers import tiny_model
 
+import herd
 from herd.checkpoint.base import CheckpointInfo
 from herd.checkpoint.hf import write_hf
 from herd.checkpoint.load import model_tensors
 from herd.cli import main
 from herd.infer import generate
-from herd.model.transformer import Transformer
-from herd.tokenizer import Tokenizer
+from herd.tokenizer import load_tokenizer
 
 TINY = ["llama2-tiny", "--random"]  # context 256, byte-level fallback tokenizer (BOS + UTF-8 bytes)
 
@@ -48,13 +48,14 @@ def test_generate_random_preset_json(capsys: pytest.CaptureFixture[str]) -> None
 
 @pytest.mark.slow
 def test_generate_smollm2_streams_what_the_api_returns(
-    capsys: pytest.CaptureFixture[str], smollm2_gguf: Path, smollm2: tuple[Transformer, Tokenizer]
+    capsys: pytest.CaptureFixture[str], smollm2_gguf: Path
 ) -> None:
     args = ["generate", str(smollm2_gguf), "--prompt", "The capital of France is", "--max-new-tokens", "12"]
     code, out, err = run(capsys, *args)
     assert code == 0 and "[length: 12 tokens" in err
     result = run_json(capsys, *args)
-    expected = generate(*smollm2, "The capital of France is", max_new_tokens=12)[0]
+    model, tokenizer = herd.load_model(smollm2_gguf), load_tokenizer(smollm2_gguf)
+    expected = generate(model, tokenizer, "The capital of France is", max_new_tokens=12)[0]
     assert out == result["text"] + "\n" and result["token_ids"] == expected.token_ids
     assert expected.text.startswith(" Paris")
 
