@@ -22,7 +22,6 @@ import pytest
 import torch
 
 from herd.checkpoint import hf, meta
-from herd.checkpoint.atomic import staging_prefix
 from herd.checkpoint.base import CheckpointInfo
 from herd.checkpoint.destination import MARKER_NAME
 from herd.checkpoint.hf import write_hf
@@ -30,6 +29,7 @@ from herd.checkpoint.load import load_model, model_tensors
 from herd.checkpoint.meta import write_meta
 from herd.cli import main
 from herd.errors import HerdError
+from herd.io.atomic import staging_prefix
 from herd.model.build import build_model
 from herd.model.transformer import Transformer
 

@@ -4,9 +4,9 @@ The reader yields canonical tensors lazily (safetensors and GGUF are
 memory-mapped, Meta ``.pth`` shards are loaded with ``mmap=True``) and the
 writer streams them out, so a conversion holds at most one output shard in
 memory, never two copies of the weights. Output is written under a temporary
-name and renamed at the end: a failed conversion leaves nothing behind
-(:mod:`herd.checkpoint.atomic`), and only a destination herd itself wrote is
-ever replaced (:mod:`herd.checkpoint.destination`).
+name and renamed at the end: a failed conversion leaves nothing behind, and
+only a destination herd itself wrote is ever replaced
+(:mod:`herd.checkpoint.destination`).
 """
 
 from __future__ import annotations
@@ -19,9 +19,8 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from herd.checkpoint.atomic import clean_leftovers
 from herd.checkpoint.base import SIDE_FILES_EXTRA, CheckpointReader, tensor_names
-from herd.checkpoint.destination import check_destination
+from herd.checkpoint.destination import check_destination, clean_leftovers
 from herd.checkpoint.hf import write_hf
 from herd.checkpoint.load import open_checkpoint
 from herd.errors import HerdError

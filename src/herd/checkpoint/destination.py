@@ -15,15 +15,27 @@ symbolic link) is refused, whatever the flags. ``herd convert`` in addition
 asks for ``--force`` before replacing anything that exists, and always
 refuses a destination that is the source, a directory containing it, or a
 path inside it.
+
+A checkpoint is written in a staging entry beside the destination and renamed
+into place only when complete (:func:`staged_checkpoint`, on
+:mod:`herd.io.atomic`), so a failed or interrupted conversion never leaves a
+partial checkpoint there and a replaced one is moved aside only once the new
+one is whole. The staging entries a killed conversion left are removed, and a
+checkpoint it moved aside put back, by the next write to that destination
+(:func:`clean_leftovers`).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from herd.errors import HerdError
+from herd.io.atomic import atomic_dir, atomic_file, is_empty_dir, remove_stale_temporaries
 
 MARKER_NAME = ".herd-checkpoint.json"
 DIR_FORMATS = ("hf", "meta")
@@ -36,11 +48,6 @@ def write_marker(folder: Path, fmt: str) -> None:
     files = sorted(p.name for p in folder.iterdir())
     marker = {"format": fmt, "files": files, "written_by": f"herd {__version__}"}
     (folder / MARKER_NAME).write_text(json.dumps(marker, indent=2) + "\n")
-
-
-def is_empty_dir(path: Path) -> bool:
-    """Whether ``path`` is a real (not symlinked) directory with no entries."""
-    return path.is_dir() and not path.is_symlink() and next(path.iterdir(), None) is None
 
 
 def replace_problem(dst: Path, fmt: str) -> str | None:
@@ -102,3 +109,46 @@ def check_destination(src: Path, dst: Path, fmt: str, *, force: bool) -> None:
         raise HerdError(f"{dst}: {problem}; herd does not overwrite it (choose a new path)")
     if not force and os.path.lexists(dst) and not is_empty_dir(dst):
         raise HerdError(f"{dst}: already exists (a {fmt} checkpoint); pass --force to replace it")
+
+
+def clean_leftovers(dst: Path) -> None:
+    """Remove the staging entries a killed herd process left for ``dst``; restore a checkpoint it moved aside.
+
+    Only entries of dead processes on this host are touched (see
+    :func:`herd.io.atomic.remove_stale_temporaries`); each is reported as one
+    warning line on stderr.
+    """
+    dst = Path(dst)
+    for leftover in remove_stale_temporaries(dst.parent, names=lambda name: name == dst.name):
+        if leftover.restored:
+            message = f"restored {dst} from {leftover.path.name}, left by an interrupted conversion"
+        else:
+            message = f"removed {leftover.path}, left by an interrupted conversion (process {leftover.pid})"
+        print(f"herd: warning: {message}", file=sys.stderr)
+
+
+def _refuse(dst: Path, fmt: str) -> None:
+    problem = replace_problem(dst, fmt)
+    if problem is not None:
+        raise HerdError(f"{dst}: {problem}; herd does not overwrite it")
+
+
+@contextmanager
+def staged_checkpoint(dst: Path, fmt: str) -> Iterator[Path]:
+    """Yield where to write a ``fmt`` checkpoint that becomes ``dst`` when the block succeeds.
+
+    A staging directory for hf/meta, a staging file for gguf. Leftovers of a
+    killed conversion into ``dst`` are cleaned first; ``dst`` must be one
+    :func:`replace_problem` allows, checked before writing and again just
+    before the rename (something may have appeared there meanwhile). A
+    directory is marked as herd's (:func:`write_marker`) once complete.
+    """
+    dst = Path(dst)
+    clean_leftovers(dst)
+    _refuse(dst, fmt)
+    directory = fmt in DIR_FORMATS
+    with atomic_dir(dst) if directory else atomic_file(dst) as tmp:
+        yield tmp
+        if directory:
+            write_marker(tmp, fmt)
+        _refuse(dst, fmt)

@@ -36,8 +36,8 @@ import numpy as np
 import torch
 from gguf import GGML_QUANT_SIZES, GGMLQuantizationType, GGUFValue, LlamaFileType, RopeScalingType
 
-from herd.checkpoint.atomic import atomic_file
 from herd.checkpoint.base import CheckpointInfo, CheckpointReader, check_shape, expected_shape, tensor_names
+from herd.checkpoint.destination import staged_checkpoint
 from herd.checkpoint.fields import Fields
 from herd.checkpoint.names import NameMap
 from herd.checkpoint.permute import halves_to_interleaved, interleaved_to_halves
@@ -339,7 +339,7 @@ def write_gguf(
         _add_metadata(writer, config, wanted)
         _add_tokenizer(writer, info, tokenizer, dst)
 
-    with atomic_file(dst, "gguf") as tmp:
+    with staged_checkpoint(dst, "gguf") as tmp:
         write_gguf_file(tmp, ARCH, add_metadata, directory, data)
     return dst
 

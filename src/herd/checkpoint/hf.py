@@ -19,8 +19,8 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
-from herd.checkpoint.atomic import atomic_dir
 from herd.checkpoint.base import CheckpointInfo, CheckpointReader, check_shape, copy_side_files
+from herd.checkpoint.destination import staged_checkpoint
 from herd.checkpoint.fields import Fields, read_json_object
 from herd.checkpoint.names import NameMap
 from herd.errors import CheckpointError, ConfigError, HerdError
@@ -248,7 +248,7 @@ def write_hf(
 ) -> Path:
     """Write a Hugging Face Llama directory atomically, streaming tensors into shards."""
     dst = Path(dst)
-    with atomic_dir(dst, "hf") as tmp:
+    with staged_checkpoint(dst, "hf") as tmp:
         shards: list[list[str]] = []
         pending: dict[str, torch.Tensor] = {}
         pending_bytes = 0

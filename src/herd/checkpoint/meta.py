@@ -44,7 +44,6 @@ from typing import Any, Literal
 import torch
 from tqdm import tqdm
 
-from herd.checkpoint.atomic import atomic_dir
 from herd.checkpoint.base import (
     CheckpointInfo,
     CheckpointReader,
@@ -53,6 +52,7 @@ from herd.checkpoint.base import (
     expected_shape,
     tensor_names,
 )
+from herd.checkpoint.destination import staged_checkpoint
 from herd.checkpoint.fields import Fields, read_json_object
 from herd.checkpoint.permute import halves_to_interleaved, interleaved_to_halves
 from herd.errors import CheckpointError, ConfigError
@@ -481,7 +481,7 @@ def write_meta(
     passes = _passes(tensors, shards)
     names = tensor_names(config)
     bar = tqdm(total=shards * len(names), desc=f"→ meta {dst.name}", unit="tensor", disable=not progress)
-    with atomic_dir(dst, "meta") as tmp, bar:
+    with staged_checkpoint(dst, "meta") as tmp, bar:
         for index in range(shards):
             state: dict[str, torch.Tensor] = {}
             for name, tensor in passes():
