@@ -15,7 +15,7 @@ from herd.data.recipe.build import build
 from herd.data.recipe.config import load_recipe
 from herd.data.recipe.tokenize import epoch_stream
 from herd.errors import ConfigError
-from herd.train.dataset import TokenDataset
+from herd.io.token_shards import TokenDataset
 
 
 def test_unknown_keys_rejected_by_name(tmp_path: Path) -> None:

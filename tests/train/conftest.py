@@ -12,8 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from herd.io.token_shards import write_dataset
 from herd.train.config import PretrainConfig, config_from_dict
-from herd.train.dataset import write_dataset
 from herd.train.loop import pretrain
 from herd.train.metrics import METRICS_FILE, read_metrics
 

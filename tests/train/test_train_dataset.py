@@ -11,8 +11,9 @@ import numpy as np
 import pytest
 
 from conftest import tiny_config_dict
+from herd.io.token_shards import DataError, TokenDataset, write_dataset
 from herd.train.config import config_from_dict
-from herd.train.dataset import DataError, MixtureSampler, TokenDataset, read_windows, write_dataset
+from herd.train.dataset import MixtureSampler, read_windows
 from herd.train.loop import pretrain
 
 

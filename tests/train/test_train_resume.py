@@ -14,9 +14,9 @@ import torch
 
 from conftest import VOCAB, _documents, losses, run_cli, tiny_config_dict, write_toml
 from herd.errors import CheckpointError
+from herd.io.token_shards import write_dataset
 from herd.train import checkpointing
 from herd.train.config import PretrainConfig, config_from_dict
-from herd.train.dataset import write_dataset
 from herd.train.loop import Trainer, pretrain
 from herd.train.metrics import METRICS_FILE, read_metrics
 

@@ -7,6 +7,8 @@ Layout of the output directory::
     tokens/<source>/train-NNNNN.bin/.idx.npy
     manifest.json                          herd-tokens-v1 + per-source counts + per-step stats
 
+The token shards and the manifest's format are :mod:`herd.io.token_shards`.
+
 Document stages resume shard by shard (see :mod:`herd.data.pipeline`): a
 shard is reused only when its marker's fingerprint matches the current recipe
 and inputs (:mod:`herd.data.fingerprint`), so a changed recipe rebuilds what it
@@ -46,14 +48,14 @@ from herd.data.io.writer import remove_stale_temporaries, write_atomically
 from herd.data.pipeline import DONE_DIR, EXCLUDED_DIR, Pipeline, expand_inputs
 from herd.data.recipe.config import RecipeConfig, SourceConfig
 from herd.data.recipe.registry import make_reader, make_step
-from herd.data.recipe.report import MANIFEST, load_manifest, manifest_shards
-from herd.data.recipe.tokenize import SHARD_SUFFIXES, TextTokenizer, is_held_out, token_dtype, tokenize_source
+from herd.data.recipe.report import load_manifest, manifest_shards
+from herd.data.recipe.tokenize import TextTokenizer, is_held_out, tokenize_source
 from herd.data.stats import StepStats
+from herd.io.token_shards import FORMAT, MANIFEST, SHARD_SUFFIXES, token_dtype, write_manifest
 from herd.paths import contained
 
 log = logging.getLogger("herd.data")
 
-FORMAT = "herd-tokens-v1"
 EXECUTORS = ("local", "ray")
 # Written into every build directory: what lets a later build reuse (and clean) it.
 BUILD_MARKER = ".herd-build.json"
@@ -198,8 +200,7 @@ def _run(
                         "shards": packed["shards"],
                     }
         manifest["sources"][source.name] = entry
-    text = json.dumps(manifest, indent=2) + "\n"
-    write_atomically(output / MANIFEST, lambda f: f.write(text.encode()))
+    write_manifest(output, manifest)
     return manifest
 
 
