@@ -194,9 +194,8 @@ def write_dataset(
         for name, docs in sources.items():
             writer = ShardWriter(path, f"{name}/{split}", dtype, tokens_per_shard=sys.maxsize)
             size = (num_bytes or {}).get(split, {}).get(name, 0)
-            for i, doc in enumerate(
-                docs
-            ):  # the text size is known per source: counted with the first document
+            # the text size is known per source, not per document: it is counted with the first one
+            for i, doc in enumerate(docs):
                 writer.add(doc, size if i == 0 else 0)
             writer.flush()
             entries[name] = {"weight": (weights or {}).get(name, 1.0), "shards": writer.entries}
