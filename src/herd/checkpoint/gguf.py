@@ -38,10 +38,10 @@ from gguf import GGML_QUANT_SIZES, GGMLQuantizationType, GGUFValue, LlamaFileTyp
 
 from herd.checkpoint.base import CheckpointInfo, CheckpointReader, check_shape, expected_shape, tensor_names
 from herd.checkpoint.destination import staged_checkpoint
-from herd.checkpoint.fields import Fields
 from herd.checkpoint.names import NameMap
 from herd.checkpoint.permute import halves_to_interleaved, interleaved_to_halves
 from herd.errors import CheckpointError, ConfigError
+from herd.io.fields import Fields
 from herd.io.gguf import GGUFFile, TensorSlot, write_gguf_file
 from herd.model.config import ModelConfig, RopeScaling
 from herd.model.rope import rope_frequencies
@@ -153,7 +153,7 @@ def _f32(value: float) -> float:
 def config_from_gguf(file: GGUFFile) -> ModelConfig:
     """A :class:`ModelConfig` from the ``llama.*`` metadata of a GGUF file (every value type-checked)."""
     source = file.path
-    meta = Fields(file.metadata_values(), source, "metadata key")
+    meta = Fields(file.metadata_values(), source, "metadata key", error=CheckpointError)
     if meta.integer(f"{ARCH}.expert_count", 0, minimum=0):
         raise CheckpointError(f"{source}: mixture-of-experts GGUF models are not supported")
     dim, n_heads = meta.integer(f"{ARCH}.embedding_length"), meta.integer(f"{ARCH}.attention.head_count")

@@ -21,9 +21,9 @@ from safetensors.torch import save_file
 
 from herd.checkpoint.base import CheckpointInfo, CheckpointReader, check_shape, copy_side_files
 from herd.checkpoint.destination import staged_checkpoint
-from herd.checkpoint.fields import Fields, read_json_object
 from herd.checkpoint.names import NameMap
 from herd.errors import CheckpointError, ConfigError, HerdError
+from herd.io.fields import Fields, read_json_object
 from herd.model.config import ModelConfig, RopeScaling
 from herd.paths import contained
 
@@ -58,11 +58,11 @@ NAMES = NameMap(
 def config_from_hf(hf: dict[str, Any], source: Path | str = "config.json") -> ModelConfig:
     """A :class:`ModelConfig` from a Hugging Face Llama ``config.json`` dict (v4 or v5 RoPE keys).
 
-    Every value is type-checked (:class:`~herd.checkpoint.fields.Fields`); errors name ``source`` and the key.
+    Every value is type-checked (:class:`~herd.io.fields.Fields`); errors name ``source`` and the key.
     """
     if not isinstance(hf, dict):
         raise CheckpointError(f"{source}: expected a JSON object, got {type(hf).__name__}")
-    f = Fields(hf, source)
+    f = Fields(hf, source, error=CheckpointError)
     model_type = f.text("model_type", "llama")
     if model_type not in ("llama", "mistral"):
         raise CheckpointError(f"{source}: model_type {model_type!r} is not a Llama-architecture model")
@@ -173,7 +173,9 @@ class HFReader(CheckpointReader):
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
         config_path = self.path / "config.json"
-        self.info = CheckpointInfo(config_from_hf(read_json_object(config_path), config_path))
+        self.info = CheckpointInfo(
+            config_from_hf(read_json_object(config_path, CheckpointError), config_path)
+        )
         self._files: dict[Path, Any] = {}
         self._where = self._weight_map()
 
@@ -181,7 +183,7 @@ class HFReader(CheckpointReader):
         """canonical name → (file, name in file)."""
         index = self.path / INDEX_NAME
         if index.is_file():
-            weight_map = read_json_object(index).get("weight_map")
+            weight_map = read_json_object(index, CheckpointError).get("weight_map")
             if not isinstance(weight_map, dict):
                 raise CheckpointError(
                     f"{index}: weight_map must be an object of tensor name to shard file, got "

@@ -53,9 +53,9 @@ from herd.checkpoint.base import (
     tensor_names,
 )
 from herd.checkpoint.destination import staged_checkpoint
-from herd.checkpoint.fields import Fields, read_json_object
 from herd.checkpoint.permute import halves_to_interleaved, interleaved_to_halves
 from herd.errors import CheckpointError, ConfigError
+from herd.io.fields import Fields, read_json_object
 from herd.model.config import ModelConfig, RopeScaling, llama_hidden_dim
 
 PARAMS_NAME = "params.json"
@@ -194,10 +194,10 @@ def read_params(path: Path) -> Fields:
     """The typed ``params.json`` (a nested ``{"model": {...}}`` is unwrapped); errors name the file."""
     if not path.is_file():
         raise CheckpointError(f"{path}: no {PARAMS_NAME} in the model directory")
-    params = read_json_object(path)
+    params = read_json_object(path, CheckpointError)
     if isinstance(params.get("model"), dict):
         params = params["model"]
-    return Fields(params, path)
+    return Fields(params, path, error=CheckpointError)
 
 
 # ---- reading -------------------------------------------------------------------------------------
