@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import warnings
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +26,7 @@ from sentencepiece import sentencepiece_model_pb2
 from tokenizers import Regex, decoders, models
 from tokenizers import pre_tokenizers as pre
 
+from herd.io.fields import Fields
 from herd.io.gguf import GGUFError, GGUFFile
 from herd.tokenizer.base import Tokenizer, TokenizerError
 from herd.tokenizer.bytelevel import bytes_to_piece, merges_from_ranks
@@ -34,7 +34,6 @@ from herd.tokenizer.hf_engine import HFTokenizer
 from herd.tokenizer.sentencepiece_engine import SentencePieceTokenizer
 from herd.tokenizer.tiktoken_engine import LLAMA3_PATTERN, TiktokenTokenizer
 
-_MISSING = object()
 _SP_BPE = 2  # sentencepiece TrainerSpec.ModelType.BPE
 
 
@@ -63,20 +62,6 @@ def _pre_tokenizer(name: str) -> tuple[pre.PreTokenizer, bool]:
 _PRE_NAMES = ("llama-bpe", "smollm", "gpt-2")
 
 
-class _Fields:
-    """Typed access to a GGUF file's metadata; errors name the file and the key."""
-
-    def __init__(self, values: Mapping[str, Any], source: str) -> None:
-        self.values, self.source = values, source
-
-    def get(self, key: str, default: Any = _MISSING) -> Any:
-        if key not in self.values:
-            if default is _MISSING:
-                raise TokenizerError(f"{self.source}: GGUF metadata has no {key}")
-            return default
-        return self.values[key]
-
-
 def _open(source: str | Path | GGUFFile | gguf.GGUFReader) -> tuple[dict[str, Any], str]:
     """The metadata (key → plain value) of a GGUF file and the name errors give it.
 
@@ -103,41 +88,42 @@ def _open(source: str | Path | GGUFFile | gguf.GGUFReader) -> tuple[dict[str, An
 
 
 def read_gguf_tokenizer(source: str | Path | GGUFFile | gguf.GGUFReader) -> Tokenizer:
-    """The tokenizer embedded in a GGUF file: a path or an open :class:`herd.io.gguf.GGUFFile`."""
+    """The tokenizer embedded in a GGUF file: a path or an open :class:`herd.io.gguf.GGUFFile`.
+
+    Every ``tokenizer.*`` value is type-checked (:class:`herd.io.fields.Fields`):
+    a wrong one is a :class:`TokenizerError` naming the file and the key.
+    """
     values, name = _open(source)
-    fields = _Fields(values, name)
-    kind = fields.get("tokenizer.ggml.model")
-    tokens: list[str] = fields.get("tokenizer.ggml.tokens")
-    types: list[int] = fields.get("tokenizer.ggml.token_type", [int(gguf.TokenType.NORMAL)] * len(tokens))
-    if len(types) != len(tokens):
-        raise TokenizerError(f"{name}: {len(tokens)} tokens but {len(types)} token types")
-    bos = fields.get("tokenizer.ggml.bos_token_id", None)
-    eos = fields.get("tokenizer.ggml.eos_token_id", None)
-    template = fields.get("tokenizer.chat_template", None)
+    fields = Fields(values, name, "metadata key", error=TokenizerError)
+    kind = fields.text("tokenizer.ggml.model")
+    tokens: list[str] = fields.array("tokenizer.ggml.tokens", of=str)
+    vocab = len(tokens)
+    types: list[int] = fields.array("tokenizer.ggml.token_type", [int(gguf.TokenType.NORMAL)] * vocab, of=int)
+    if len(types) != vocab:
+        raise TokenizerError(f"{name}: {vocab} tokens but {len(types)} token types")
+    bos = fields.integer("tokenizer.ggml.bos_token_id", None, minimum=0, below=vocab)
+    eos = fields.integer("tokenizer.ggml.eos_token_id", None, minimum=0, below=vocab)
+    template = fields.text("tokenizer.chat_template", None)
     if kind == "llama":
-        scores: list[float] = fields.get("tokenizer.ggml.scores")
-        if len(scores) != len(tokens):
-            raise TokenizerError(f"{name}: {len(tokens)} tokens but {len(scores)} scores")
+        scores: list[float] = fields.array("tokenizer.ggml.scores", of=float)
+        if len(scores) != vocab:
+            raise TokenizerError(f"{name}: {vocab} tokens but {len(scores)} scores")
         proto = _sentencepiece_proto(
             tokens,
             scores,
             types,
-            unk=fields.get("tokenizer.ggml.unknown_token_id", 0),
+            unk=fields.integer("tokenizer.ggml.unknown_token_id", 0, minimum=0, below=vocab),
             bos=bos,
             eos=eos,
-            add_space_prefix=fields.get("tokenizer.ggml.add_space_prefix", True),
+            add_space_prefix=fields.flag("tokenizer.ggml.add_space_prefix", True),
         )
         return SentencePieceTokenizer(proto, source=name, chat_template=template)
     if kind == "gpt2":
-        merges: list[str] = fields.get("tokenizer.ggml.merges")
-        backend = _byte_level_bpe(tokens, merges, types, fields.get("tokenizer.ggml.pre", "default"), name)
+        merges: list[str] = fields.array("tokenizer.ggml.merges", of=str)
+        pre_name = fields.text("tokenizer.ggml.pre", "default")
+        backend = _byte_level_bpe(tokens, merges, types, pre_name, name)
         return HFTokenizer(
-            backend,
-            source=name,
-            bos_id=bos,
-            eos_id=eos,
-            chat_template=template,
-            gguf_pre=fields.get("tokenizer.ggml.pre", "default"),
+            backend, source=name, bos_id=bos, eos_id=eos, chat_template=template, gguf_pre=pre_name
         )
     raise TokenizerError(
         f"{name}: GGUF tokenizer model {kind!r} is not supported (expected 'llama' or 'gpt2')"
