@@ -63,6 +63,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="print a build's manifest as tables and draw stats.png",
         description="Print the documents and tokens per source and step of a finished build, and draw "
         "them as a chart.",
+        epilog="examples:\n  herd data stats runs/data\n  herd data stats runs/data --json -o chart.png",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     s.add_argument("directory", type=Path, help="the --output directory of herd data build")
     add_output(s, "where to draw the chart (default DIRECTORY/stats.png)", required=False, aliases=("--png",))

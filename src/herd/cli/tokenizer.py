@@ -83,6 +83,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="print the ids of a text",
         description="Encode TEXT (or --file, or stdin) and print the ids. Special-token strings are plain "
         "text unless --allow-special.",
+        epilog="examples:\n  herd tokenizer encode tok/ 'Hello world' --pieces\n"
+        "  herd tokenizer encode Meta-Llama-3-8B/ --file prompt.txt --bos --json",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     encode.add_argument("tokenizer", metavar="TOKENIZER", help=TOKENIZER_HELP)
     encode.add_argument("text", nargs="?", help="text to encode (default: read --file or stdin)")
@@ -96,7 +99,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_json(encode, 'the ids (and with --pieces the pieces): {"ids": [...], "pieces": [...]}')
     encode.set_defaults(func=_encode)
 
-    decode = tok_sub.add_parser("decode", help="print the text of ids", description="Decode IDS to text.")
+    decode = tok_sub.add_parser(
+        "decode",
+        help="print the text of ids",
+        description="Decode IDS to text.",
+        epilog="example:\n  herd tokenizer decode tok/ 9906 1917",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     decode.add_argument("tokenizer", metavar="TOKENIZER", help=TOKENIZER_HELP)
     decode.add_argument("ids", nargs="+", type=non_negative_int, metavar="ID")
     add_json(decode, 'the text: {"text": ...}')
@@ -106,6 +115,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "info",
         help="engine, vocabulary size and special tokens",
         description="Print the engine, vocabulary size, BOS/EOS/stop ids, special tokens and chat template.",
+        epilog="example:\n  herd tokenizer info SmolLM2-135M-Instruct.Q4_1.gguf --json",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     info.add_argument("tokenizer", metavar="TOKENIZER", help=TOKENIZER_HELP)
     add_json(info, "the engine, ids and special tokens")
