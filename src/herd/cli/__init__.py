@@ -4,7 +4,7 @@ Every stage's commands live in ``herd.cli.<stage>`` (the stage packages hold no
 command-line code). Each such module exposes ``register(sub)``, which adds its
 parser(s) to the top-level subparsers and sets ``func`` to a callable taking the
 parsed ``argparse.Namespace`` and returning an exit code; :data:`COMMAND_MODULES`
-names them in the order they appear in ``herd --help``. Errors caused by input
+lists them in the order they appear in ``herd --help``. Errors caused by input
 are :class:`herd.errors.HerdError` (or ``OSError``) and are printed as one line
 (``herd: error: ...``) with exit code 2; see :func:`main` for the others.
 """
@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import errno
-import importlib
 import os
 import sys
 import traceback
@@ -21,11 +20,13 @@ from collections.abc import Sequence
 from typing import NoReturn
 
 from herd import __version__
+from herd.cli import checkpoint, data, infer, model, tokenizer, train
 from herd.errors import HerdError
 
-# The modules of herd.cli that register commands, in the order they appear in --help. build_parser
-# imports them, so importing herd.cli (its Parser, herd.cli.flags) does not import every stage.
-COMMAND_MODULES = ("model", "checkpoint", "tokenizer", "infer", "data", "train")
+# The modules that register commands, in the order they appear in --help. They are imported with
+# herd.cli, not when the parser is built: the console script (herd.console) imports herd.cli under its
+# start-up Ctrl-C handler, and an interrupt must not land in PyTorch's import, which swallows it.
+COMMAND_MODULES = (model, checkpoint, tokenizer, infer, data, train)
 
 
 class Parser(argparse.ArgumentParser):
@@ -50,8 +51,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"herd {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name in COMMAND_MODULES:
-        importlib.import_module(f"{__name__}.{name}").register(sub)
+    for module in COMMAND_MODULES:
+        module.register(sub)
     return parser
 
 
