@@ -118,7 +118,7 @@ def test_a_shared_staging_directory_has_a_fixed_name_and_replaces_a_stale_one(tm
     stale.mkdir()
     (stale / "half.distcp").write_text("a killed job's")
     staging = atomic_dir(dst, shared=True)
-    assert staging.path == stale == tmp_path / ".step_00000004.tmp" and entries(stale) == []
+    assert staging.create() == stale == tmp_path / ".step_00000004.tmp" and entries(stale) == []
     (stale / "whole.distcp").write_text("this job's")
     staging.commit()
     assert entries(tmp_path) == ["step_00000004"] and entries(dst) == ["whole.distcp"]

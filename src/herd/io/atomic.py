@@ -42,6 +42,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import secrets
 import shutil
 import socket
 import tempfile
@@ -77,42 +78,52 @@ def is_empty_dir(path: Path) -> bool:
 class Staging:
     """A staging entry beside ``dst`` that becomes ``dst`` on :meth:`commit` or disappears on :meth:`discard`.
 
-    Made by :func:`atomic_file` and :func:`atomic_dir`. As a context manager
-    it gives the staging path, commits when the block succeeds and discards
-    otherwise; a failure that hides a full or read-only disk is raised as the
-    file system's ``OSError`` naming ``dst`` (see the module).
+    Made by :func:`atomic_file` and :func:`atomic_dir`; nothing is on disk
+    until :meth:`create`. Its name is chosen first, so that an interruption
+    at any point after (a signal included) can still remove what was made.
+    As a context manager it creates the entry and gives its path, commits when
+    the block succeeds and discards otherwise; a failure that hides a full or
+    read-only disk is raised as the file system's ``OSError`` naming ``dst``
+    (see the module).
     """
 
     def __init__(self, dst: Path | str, *, directory: bool, shared: bool = False) -> None:
         self.dst = Path(dst)
         self.directory = directory
+        self.shared = shared
+        self.path = shared_staging_path(self.dst) if shared else self._owned_name()
+
+    def _owned_name(self) -> Path:
+        return self.dst.with_name(f"{staging_prefix(self.dst)}{secrets.token_hex(4)}.tmp")
+
+    def create(self) -> Path:
+        """Make the staging entry (and ``dst``'s parent directories) as mkdir or open would; its path."""
         self.dst.parent.mkdir(parents=True, exist_ok=True)
         try:
-            self.path = self._create(shared)
+            if self.shared and os.path.lexists(self.path):
+                _remove(self.path)  # a killed job's: no one's now
+            self._make()
         except OSError as exc:  # named after dst, not the hidden staging name (a read-only or full disk)
+            self.discard()
             raise OSError(exc.errno, exc.strerror, str(self.dst)) from None
-
-    def _create(self, shared: bool) -> Path:
-        if shared:  # a fixed name: what a killed job left there is no one's now
-            path = shared_staging_path(self.dst)
-            if os.path.lexists(path):
-                _remove(path)
-            path.mkdir()
-            return path
-        options = {"prefix": staging_prefix(self.dst), "suffix": ".tmp", "dir": self.dst.parent}
-        if self.directory:
-            path = Path(tempfile.mkdtemp(**options))
-        else:
-            fd, name = tempfile.mkstemp(**options)
-            os.close(fd)
-            path = Path(name)
-        # mkdtemp/mkstemp make 0700/0600; the result should be as if made by mkdir/open
-        try:
-            path.chmod((0o777 if self.directory else 0o666) & ~_umask())
         except BaseException:
-            _remove(path)
+            self.discard()
             raise
-        return path
+        return self.path
+
+    def _make(self) -> None:
+        """Make the entry at :attr:`path` with mkdir's or open's mode (less the umask)."""
+        while True:
+            try:
+                if self.directory:
+                    os.mkdir(self.path)
+                else:
+                    os.close(os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+                return
+            except FileExistsError:
+                if self.shared:
+                    raise
+                self.path = self._owned_name()  # another entry drew the same name: draw again
 
     def commit(self) -> None:
         """Rename the complete staging entry to ``dst``; on failure it is removed and ``dst`` is as before."""
@@ -122,15 +133,16 @@ class Staging:
             else:
                 os.replace(self.path, self.dst)
         except BaseException as exc:
-            self._fail(exc)
+            self.abort(exc)
 
     def discard(self) -> None:
         """Remove the staging entry (the write failed or was abandoned): ``dst`` is left as it was."""
         if os.path.lexists(self.path):
             _remove(self.path)
 
-    def _fail(self, exc: BaseException) -> NoReturn:
-        """Discard the staging entry after ``exc``, then raise the file system's error behind it, or ``exc``.
+    def abort(self, exc: BaseException) -> NoReturn:
+        """Discard the staging entry after ``exc`` ended the write, then raise the file system's error
+        behind ``exc`` (see the module), or ``exc`` itself.
 
         The error is found before the entry is removed: the space it holds is
         what makes a full disk full.
@@ -142,7 +154,7 @@ class Staging:
         raise error from exc
 
     def __enter__(self) -> Path:
-        return self.path
+        return self.create()
 
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
@@ -150,15 +162,12 @@ class Staging:
         if exc is None:
             self.commit()
         else:
-            self._fail(exc)
+            self.abort(exc)
 
 
 def atomic_file(dst: Path | str) -> Staging:
-    """A staging file for ``dst``: write the path it gives, and it replaces ``dst`` when the block succeeds.
-
-    >>> with atomic_file(out / "summary.json") as tmp:
-    ...     tmp.write_text(text)
-    """
+    """A staging file for ``dst``: ``with atomic_file(dst) as tmp:`` write ``tmp``; it replaces ``dst``
+    when the block succeeds."""
     return Staging(dst, directory=False)
 
 
@@ -169,7 +178,7 @@ def atomic_dir(dst: Path | str, *, shared: bool = False) -> Staging:
     is complete, and deleted once the new one is in place. ``shared``: the
     staging directory has the fixed name :func:`shared_staging_path` (any left
     there is replaced), so that every process of a distributed job can write
-    into it; one process makes and commits it, and no other job may write ``dst``.
+    into it; one process creates and commits it, and no other job may write ``dst``.
     """
     return Staging(dst, directory=True, shared=shared)
 
@@ -317,9 +326,3 @@ def probe_write(dst: Path) -> OSError | None:
         with contextlib.suppress(OSError):
             os.unlink(name)
     return None
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask

@@ -223,6 +223,7 @@ def save_checkpoint(
     try:
         if runtime.is_main:
             staging = atomic_dir(final, shared=True)
+            staging.create()
         runtime.barrier()
         _write_shards(state, tmp)
         (tmp / rng_file(runtime.rank)).write_text(json.dumps(_rng_state()) + "\n", encoding="utf-8")
