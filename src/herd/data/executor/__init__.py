@@ -13,6 +13,7 @@ from typing import Any, TypeVar
 
 from herd.data.pipeline import Pipeline, shard
 from herd.data.stats import StepStats, merge_stats
+from herd.io.atomic import remove_stale_temporaries
 
 T = TypeVar("T")
 
@@ -34,7 +35,13 @@ class Executor:
         self.output_dir = Path(output_dir).resolve()
 
     def run(self) -> list[StepStats]:
-        """Run every unfinished shard; the merged stats of all shards."""
+        """Run every unfinished shard; the merged stats of all shards.
+
+        The staging files a killed run's processes left are removed first
+        (those of processes still alive, or of other hosts, are left alone:
+        another job may be writing there).
+        """
+        remove_stale_temporaries(self.output_dir, recursive=True)
         jobs = [(files, rank, self.output_dir) for rank, files in enumerate(self.shards)]
         return merge_stats(self.map(self.pipeline.run_task, jobs))
 
