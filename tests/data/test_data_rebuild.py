@@ -15,12 +15,12 @@ from herd.cli import main
 from herd.data.document import Document
 from herd.data.errors import DataInputError
 from herd.data.io.jsonl import JsonlReader
-from herd.data.io.writer import write_atomically
 from herd.data.pipeline import Pipeline
 from herd.data.recipe.build import build
 from herd.data.recipe.config import RecipeConfig, SourceConfig, StepConfig, load_recipe
 from herd.data.step import Step
 from herd.errors import HerdError
+from herd.io.atomic import write_atomically
 
 
 class ByteTokenizer:

@@ -26,8 +26,9 @@ from typing import Any
 from herd.data.checks import expect_key
 from herd.data.errors import DataInputError
 from herd.data.fingerprint import digest, json_default, pipeline_description, read_marker
+from herd.data.io.atomic_writer import AtomicWriter
 from herd.data.io.reader import Reader
-from herd.data.io.writer import AtomicWriter, open_writer
+from herd.data.io.writer import open_writer
 from herd.data.stats import StepStats
 from herd.data.step import Step
 from herd.io.atomic import write_atomically

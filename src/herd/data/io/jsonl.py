@@ -8,8 +8,8 @@ from pathlib import Path
 
 from herd.data.document import Document
 from herd.data.errors import DataInputError
+from herd.data.io.atomic_writer import AtomicWriter
 from herd.data.io.reader import Reader
-from herd.data.io.writer import AtomicWriter
 from herd.io.compression import open_read, open_write
 
 CHUNK = 1 << 20
@@ -75,8 +75,7 @@ class JsonlReader(Reader):
 class JsonlWriter(AtomicWriter):
     """Writes one JSON record per line; compression by the destination suffix (gzip without timestamp)."""
 
-    def __init__(self, path: str | Path) -> None:
-        super().__init__(path)
+    def _open(self) -> None:
         self._f = open_write(self.tmp, suffix_of=self.path)
 
     def write(self, doc: Document) -> None:

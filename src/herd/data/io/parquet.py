@@ -9,8 +9,8 @@ from typing import Any
 
 from herd.data.document import Document
 from herd.data.errors import DataInputError
+from herd.data.io.atomic_writer import AtomicWriter
 from herd.data.io.reader import Reader
-from herd.data.io.writer import AtomicWriter
 
 ROW_GROUP = 10_000
 
@@ -62,8 +62,7 @@ class ParquetReader(Reader):
 class ParquetWriter(AtomicWriter):
     """Writes row groups of documents; metadata is stored as a JSON string column."""
 
-    def __init__(self, path: str | Path) -> None:
-        super().__init__(path)
+    def _open(self) -> None:
         self._pa, pq = _pyarrow()
         schema = self._pa.schema([(name, self._pa.string()) for name in ("id", "text", "source", "metadata")])
         self._writer = pq.ParquetWriter(self.tmp, schema)

@@ -44,13 +44,13 @@ from herd.data.executor import Executor
 from herd.data.executor.local import LocalExecutor
 from herd.data.executor.ray import RayExecutor
 from herd.data.io.jsonl import JsonlReader
-from herd.data.io.writer import remove_stale_temporaries, write_atomically
 from herd.data.pipeline import DONE_DIR, EXCLUDED_DIR, Pipeline, expand_inputs
 from herd.data.recipe.config import RecipeConfig, SourceConfig
 from herd.data.recipe.registry import make_reader, make_step
 from herd.data.recipe.report import load_manifest, manifest_shards
 from herd.data.recipe.tokenize import TextTokenizer, is_held_out, tokenize_source
 from herd.data.stats import StepStats
+from herd.io.atomic import remove_stale_temporaries, write_atomically
 from herd.io.token_shards import FORMAT, MANIFEST, SHARD_SUFFIXES, token_dtype, write_manifest
 from herd.paths import contained
 
@@ -251,8 +251,9 @@ def clean_output(output: Path) -> None:
     that is damaged or names files outside ``output`` is refused (one
     :class:`DataInputError`) before anything it lists is deleted.
     """
-    for path in remove_stale_temporaries(output):
-        log.info("%s: temporary file of an interrupted run; removed", path)
+    # the build holds the output's lock: every temporary there is a killed run's
+    for leftover in remove_stale_temporaries(output, recursive=True, exclusive=True):
+        log.info("%s: temporary file of an interrupted run; removed", leftover.path)
     previous = output / MANIFEST
     if previous.is_file():
         for path in manifest_shards(load_manifest(output), previous):
