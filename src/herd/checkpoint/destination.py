@@ -128,6 +128,7 @@ def clean_leftovers(dst: Path) -> None:
 
 
 def _refuse(dst: Path, fmt: str) -> None:
+    """Raise a :class:`HerdError` when a ``fmt`` checkpoint may not replace ``dst`` (:func:`replace_problem`)."""
     problem = replace_problem(dst, fmt)
     if problem is not None:
         raise HerdError(f"{dst}: {problem}; herd does not overwrite it")
