@@ -1,1 +1,1 @@
-"""Readers and writers for document files (JSONL, Parquet) and transparent (de)compression."""
+"""Readers and writers for document files (JSONL, Parquet); their compression is :mod:`herd.io.compression`."""
