@@ -20,8 +20,13 @@ import argparse
 from collections.abc import Sequence
 from pathlib import Path
 
-FLOAT_DTYPES = ("fp32", "bf16", "fp16")
-DTYPE_SYNONYMS = {"f32": "fp32", "float32": "fp32", "f16": "fp16", "float16": "fp16", "bfloat16": "bf16"}
+from herd.model.build import DTYPES, SYNONYMS
+
+# The library's dtype names (herd.model.build), and every other spelling a user may type for them:
+# PyTorch's (float32, ...) and GGUF's (f32, f16).
+FLOAT_DTYPES = tuple(DTYPES)
+_NAME_OF = {dtype: name for name, dtype in DTYPES.items()}
+DTYPE_SYNONYMS = {"f32": "fp32", "f16": "fp16"} | {name: _NAME_OF[dtype] for name, dtype in SYNONYMS.items()}
 
 
 def add_output(
