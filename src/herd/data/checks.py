@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from herd.config import has_type
 from herd.data.errors import DataInputError
 
 _NAMES = {
@@ -20,13 +21,6 @@ _NAMES = {
     float: "a number",
     bool: "true or false",
 }
-
-
-def has_type(value: Any, kind: type) -> bool:
-    """``isinstance`` as JSON and TOML mean it: booleans are not numbers, integers are numbers."""
-    if isinstance(value, bool):
-        return kind is bool
-    return isinstance(value, (int, float) if kind is float else kind)
 
 
 def expect(value: Any, kind: type, where: str) -> Any:

@@ -11,10 +11,8 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-import torch
-
+from herd.model.build import empty_model
 from herd.model.config import ModelConfig
-from herd.model.transformer import Transformer
 
 
 @dataclass(frozen=True)
@@ -38,9 +36,7 @@ class ModelInfo:
 
 def count_parameters(config: ModelConfig) -> int:
     """Exact parameter count (tied weights counted once), with no memory allocated."""
-    with torch.device("meta"):
-        model = Transformer(config)
-    return sum(p.numel() for p in model.parameters())
+    return sum(p.numel() for p in empty_model(config, "meta").parameters())
 
 
 def model_info(config: ModelConfig, seq_len: int | None = None) -> ModelInfo:

@@ -49,16 +49,14 @@ from herd.checkpoint.base import CheckpointInfo, tensor_names
 from herd.checkpoint.hf import write_hf
 from herd.errors import ConfigError, HerdError
 from herd.io.atomic import atomic_file
-from herd.model.build import build_model
+from herd.io.token_shards import Source, TokenDataset
+from herd.model.build import build_model, empty_model
 from herd.model.info import model_info
-from herd.model.transformer import Transformer
 from herd.train import checkpointing
 from herd.train.config import PretrainConfig
 from herd.train.dataset import (
     Batch,
     MixtureSampler,
-    Source,
-    TokenDataset,
     bytes_per_token,
     read_windows,
     usable_sources,
@@ -167,8 +165,7 @@ class Trainer:
         # Sharded runs build on the meta device and allocate only their shards (see materialize).
         sharded = config.parallel.tp > 1 or strategy_of(config.parallel, self.runtime) == "fsdp"
         if sharded:
-            with torch.device("meta"):
-                model = Transformer(self.model_config)
+            model = empty_model(self.model_config, "meta")
         else:
             model = build_model(self.model_config, device=dev, seed=config.train.seed)
         apply_activation_checkpointing(model, config.train.activation_checkpointing)

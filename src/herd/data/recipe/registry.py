@@ -17,7 +17,7 @@ import types
 import typing
 from typing import Any, Literal
 
-from herd.data.checks import has_type
+from herd.config import has_type
 from herd.data.dedup.exact import ExactDedup
 from herd.data.dedup.lines import BucketLineDedup, CCNetLineDedup
 from herd.data.dedup.minhash import BookDedup, MinhashDedup

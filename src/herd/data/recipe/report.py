@@ -10,9 +10,8 @@ from herd.data.checks import expect, expect_key
 from herd.data.errors import DataInputError
 from herd.data.stats import StepStats
 from herd.io.atomic import write_atomically
+from herd.io.token_shards import MANIFEST
 from herd.paths import contained
-
-MANIFEST = "manifest.json"
 
 
 def load_manifest(directory: str | Path) -> dict[str, Any]:
