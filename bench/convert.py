@@ -1,4 +1,4 @@
-"""Conversion throughput against a plain copy of the same bytes (issue 2 §5).
+"""Conversion throughput against a plain copy of the same bytes (docs/checkpoints.md).
 
 Writes a random multi-GB Hugging Face checkpoint (tensor by tensor, never the
 whole model in memory), then times, in one run:

@@ -1,4 +1,4 @@
-"""CommonCrawl-path throughput, herd against datatrove, on the bundled WARC sample (issue 5 §7).
+"""CommonCrawl-path throughput, herd against datatrove, on the bundled WARC sample (docs/data.md).
 
 Both run the same sequence on one core (one worker) over ``--tasks`` tasks, in one run:
 

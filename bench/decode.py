@@ -1,4 +1,4 @@
-"""Prefill and decode speed of herd against transformers and llama.cpp on SmolLM2-135M (issue 4 §4).
+"""Prefill and decode speed of herd against transformers and llama.cpp on SmolLM2-135M (docs/inference.md).
 
 All engines run in one process on the same weights (the SmolLM2-135M-Instruct
 Q4_1 GGUF, dequantized to fp32 for herd and transformers; llama.cpp reads the

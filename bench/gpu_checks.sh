@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # herd's GPU checks in one go, for a machine with one CUDA GPU (CI has none):
-#   1. the training benchmark: a ~1B model in bf16, MFU and the ratio to transformers (issue 6 §7);
+#   1. the training benchmark: a ~1B model in bf16, MFU and the ratio to transformers (docs/pretrain.md);
 #   2. the CUDA tests: tests/infer/test_infer_cuda.py and tests/train/test_train_cuda.py;
-#   3. the decode benchmark at batch 1 and 8 on SmolLM2-135M's shape (issue 4 §4).
+#   3. the decode benchmark at batch 1 and 8 on SmolLM2-135M's shape (docs/inference.md).
 # Each part has a time limit, so one that hangs does not take the others with it. On an H200 the
 # whole script takes about 13 minutes, most of it compiling the decode configurations (30-60 s each).
 #

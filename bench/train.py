@@ -1,4 +1,4 @@
-"""Training throughput and MFU of herd's trainer against transformers' LlamaForCausalLM (issue 6 §6).
+"""Training throughput and MFU of herd's trainer against transformers' LlamaForCausalLM (docs/pretrain.md).
 
 Both models have the same shape, the same initial weights, the same AdamW
 (herd's ``build_optimizer``: β 0.9/0.95, eps 1e-5, decay on matrices), clip
@@ -132,7 +132,7 @@ def main() -> None:
     parser.add_argument(
         "--document-mask",
         action="store_true",
-        help="herd masks attention across packed documents (Llama 3 §3.4.1); transformers cannot, so off by default",
+        help="herd masks attention across packed documents (Llama 3 §3.2); transformers cannot, so off by default",
     )
     args = parser.parse_args()
     gpu = torch.cuda.is_available()

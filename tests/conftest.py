@@ -15,7 +15,7 @@ torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
 
 
 def _family_configs() -> dict[str, ModelConfig]:
-    """One tiny config per architecture variant the parity tests must cover (issue 2 §3)."""
+    """One tiny config per architecture variant the parity tests must cover (docs/checkpoints.md)."""
     return {
         "llama1-mha": get_preset("llama1-tiny"),
         "llama2-mha": get_preset("llama2-tiny"),

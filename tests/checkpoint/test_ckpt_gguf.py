@@ -1,4 +1,4 @@
-"""GGUF read/write (SPEC §1 checkpoint interop) against transformers, llama.cpp and the gguf package.
+"""GGUF read/write (docs/spec.md §1 checkpoint interop) against transformers, llama.cpp and the gguf package.
 
 - The real SmolLM2-135M Q4_1 file: herd's logits equal transformers' (both
   dequantize the same weights) and 32 greedy tokens agree.

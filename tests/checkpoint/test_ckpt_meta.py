@@ -5,7 +5,7 @@ longer shipped in transformers 5, so ``make`` downloads the 4.46 wheel into
 ``.venv/reference`` and the test runs the script from it), and a
 Meta-convention forward pass written from the Llama 2 reference code's
 equations (RoPE on interleaved pairs via complex numbers, no row permutation),
-both run on shards built by hand from SPEC §1's merge rules.
+both run on shards built by hand from docs/spec.md §1's merge rules.
 """
 
 from __future__ import annotations
@@ -82,7 +82,7 @@ def _same_tensors(reader: MetaReader, model: Transformer) -> bool:
 
 
 def _hand_built_shards(model: Transformer, shards: int, vocab_split: bool) -> list[dict[str, torch.Tensor]]:
-    """Meta shards built from SPEC §1 alone: q/k rows to interleaved order, then split per tensor."""
+    """Meta shards built from docs/spec.md §1 alone: q/k rows to interleaved order, then split per tensor."""
     c = model.config
     out: list[dict[str, torch.Tensor]] = [{"rope.freqs": torch.ones(c.head_dim // 2)} for _ in range(shards)]
     for name, w in model_tensors(model):

@@ -1,4 +1,4 @@
-"""Core: documents, JSONL/Parquet readers and writers, step stats and exclusion output (issue 5 §1, §7)."""
+"""Core: documents, JSONL/Parquet readers and writers, step stats and exclusion output (docs/data.md)."""
 
 from __future__ import annotations
 
@@ -74,7 +74,7 @@ def test_jsonl_bad_records_are_counted_and_skipped(tmp_path: Path, caplog: pytes
 
 
 def test_a_100_mb_single_line_is_skipped_with_bounded_memory(tmp_path: Path) -> None:
-    """Issue 5 §7's case at full size: a 100 MB line (gzipped) between two documents, default limit."""
+    """A 100 MB line (gzipped) between two documents, at the default limit: skipped, memory bounded."""
     import resource
 
     path = tmp_path / "huge.jsonl.gz"

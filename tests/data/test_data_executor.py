@@ -1,4 +1,4 @@
-"""Executors: sharding, completion markers, resume after SIGKILL byte-identical (issue 5 §1)."""
+"""Executors: sharding, completion markers, resume after SIGKILL byte-identical (docs/data.md)."""
 
 from __future__ import annotations
 

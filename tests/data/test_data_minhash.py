@@ -1,4 +1,4 @@
-"""MinHash LSH: recall ≥ 0.9 at Jaccard 0.8, no false positive below 0.5, book dedup at 90% (issue 5 §5)."""
+"""MinHash LSH: recall ≥ 0.9 at Jaccard 0.8, no false positive below 0.5, book dedup at 90% (docs/data.md)."""
 
 from __future__ import annotations
 

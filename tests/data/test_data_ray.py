@@ -1,4 +1,4 @@
-"""The Ray executor produces the same bytes as the local one (issue 5 §1)."""
+"""The Ray executor produces the same bytes as the local one (docs/data.md)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Recipes: TOML config validation, herd data build on the demo samples, token shards, stats (issue 5 §3)."""
+"""Recipes: TOML config validation, herd data build on the demo samples, token shards, stats (docs/data.md)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Source readers on the bundled samples and on malformed input (issue 5 §2, §7)."""
+"""Source readers on the bundled samples and on malformed input (docs/data.md)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Every preset reproduces SPEC §1 exactly; ``herd model info`` reports it."""
+"""Every preset reproduces docs/spec.md §1 exactly; ``herd model info`` reports it."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from herd.model.config import ModelConfig, llama_hidden_dim
 from herd.model.info import count_parameters, model_info
 from herd.model.presets import get_preset, preset_names
 
-# (preset, ffn hidden, context, parameters) copied from the SPEC §1 table.
+# (preset, ffn hidden, context, parameters) copied from the docs/spec.md §1 table.
 SPEC_TABLE = [
     ("llama1-7b", 11008, 2048, 6_738_415_616),
     ("llama1-13b", 13824, 2048, 13_015_864_320),

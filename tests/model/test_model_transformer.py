@@ -88,7 +88,7 @@ def test_kv_cache_overflow_is_clear() -> None:
 
 @torch.no_grad()
 def test_document_mask_equals_separate_documents() -> None:
-    """A packed sequence with document ids gives each document's own logits (Llama 3 §3.4.1)."""
+    """A packed sequence with document ids gives each document's own logits (Llama 3 §3.2)."""
     model = build_model(get_preset("llama3-tiny"), seed=5)
     lengths = [7, 12, 1, 20]
     docs = [_tokens(model.config, batch=1, seq=n, seed=10 + i) for i, n in enumerate(lengths)]

@@ -124,7 +124,7 @@ def test_llama3_mask_and_roles(llama3: TiktokenTokenizer) -> None:
 
 
 def test_llama2_format_token_by_token(llama2: Tokenizer) -> None:
-    """SPEC §2: <s>[INST] <<SYS>>\\n{system}\\n<</SYS>>\\n\\n{user} [/INST] {answer} </s> per completed turn."""
+    """docs/spec.md §2: <s>[INST] <<SYS>>\\n{system}\\n<</SYS>>\\n\\n{user} [/INST] {answer} </s> per completed turn."""
     chat = Llama2Chat(llama2)
     rendered = chat.render(CONVERSATION)
     sp = llama2.processor  # type: ignore[attr-defined]

@@ -58,7 +58,7 @@ def test_meta_reference_chat(llama3: TiktokenTokenizer) -> None:
 
 
 def test_spec_special_tokens() -> None:
-    """SPEC §2 ids of the named specials, and the 3.0 table where 3.1's new names are reserved slots."""
+    """docs/spec.md §2 ids of the named specials, and the 3.0 table where 3.1's new names are reserved slots."""
     t31, t30 = llama3_special_tokens(128_000, "3.1"), llama3_special_tokens(128_000, "3.0")
     for name, token_id in {
         "<|begin_of_text|>": 128000,

@@ -8,7 +8,7 @@ Names: ``token_embd``, ``blk.N.attn_q|attn_k|attn_v|attn_output``,
 ``blk.N.ffn_gate|ffn_down|ffn_up``, ``blk.N.attn_norm|ffn_norm``,
 ``output_norm``, ``output`` (absent when the embeddings are tied). q/k rows are
 stored in Meta's interleaved RoPE order, since llama.cpp rotates adjacent pairs
-(SPEC §1); they are permuted to herd's rotate-half order on reading and back on
+(docs/spec.md §1); they are permuted to herd's rotate-half order on reading and back on
 writing (:mod:`herd.checkpoint.permute`).
 
 Reading dequantizes lazily, one tensor per :meth:`GGUFReader.get`, through
@@ -110,7 +110,7 @@ def _scaling_from_factors(
 
     The divisors fix the scale factor (their maximum) but not the band edges
     uniquely, so herd takes Llama 3.1's low/high frequency factors 1 and 4 and
-    the file's original context (default 8192; SPEC §1) and verifies that they
+    the file's original context (default 8192; docs/spec.md §1) and verifies that they
     reproduce every divisor, rather than guess.
     """
     factors = factors.float().flatten()

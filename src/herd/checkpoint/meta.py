@@ -2,8 +2,8 @@
 
 This is the format of Meta's reference code (Llama 1/2/3 ``model.py``): tensor
 names are herd's canonical names, q/k rows are in the interleaved RoPE order
-(SPEC §1), and a model trained with N-way tensor parallelism is saved as N
-shards, each holding a slice of every weight (SPEC §1 merge rules):
+(docs/spec.md §1), and a model trained with N-way tensor parallelism is saved as N
+shards, each holding a slice of every weight (docs/spec.md §1 merge rules):
 
 - ``wq``/``wk``/``wv``/``w1``/``w3``/``output``: split on dim 0 (output rows, whole heads);
 - ``wo``/``w2``: split on dim 1 (input columns);
@@ -65,7 +65,7 @@ _SHARD_RE = re.compile(r"consolidated\.(\d+)\.pth")
 EmbeddingSplit = Literal["dim", "vocab"]
 # Key of CheckpointInfo.extras where the reader records how tok_embeddings was split.
 EMBEDDING_SPLIT_KEY = "meta_embedding_split"
-# The Llama 3 tokenizer (SPEC §2): the vocabulary from which Meta's code splits embeddings by rows.
+# The Llama 3 tokenizer (docs/spec.md §2): the vocabulary from which Meta's code splits embeddings by rows.
 LLAMA3_VOCAB = 128_000
 
 # Tensors split on dim 1; norms (the 1-D tensors) are replicated; everything else splits on dim 0.
@@ -87,7 +87,7 @@ def _leaf(name: str) -> str:
 
 
 def split_dim(name: str, embedding_split: EmbeddingSplit) -> int | None:
-    """The dim along which tensor ``name`` is split across model-parallel shards; None if replicated (SPEC §1)."""
+    """The dim along which tensor ``name`` is split across model-parallel shards; None if replicated (docs/spec.md §1)."""
     leaf = _leaf(name)
     if leaf in _REPLICATED_LEAVES:
         return None
@@ -114,7 +114,7 @@ def _part_shape(full: tuple[int, ...], dim: int | None, shards: int) -> tuple[in
 
 
 def context_length(rope_theta: float, scaling: RopeScaling | None) -> int:
-    """The training context a params.json implies, as it names none (SPEC §1 table).
+    """The training context a params.json implies, as it names none (docs/spec.md §1 table).
 
     RoPE scaling: the scaled context (Llama 3.1: 8192 × 8); θ ≥ 1e6: Code Llama's
     16384; θ = 5e5: Llama 3's 8192; otherwise Llama 2's 4096.
@@ -379,7 +379,7 @@ def default_embedding_split(info: CheckpointInfo, shards: int) -> EmbeddingSplit
     """How to split tok_embeddings: as the source checkpoint did, else by Meta's code for the family.
 
     Llama 3 (the 128,256-token tokenizer) splits the vocabulary, Llama 1/2 the
-    model dim (SPEC §1); if that does not divide by ``shards``, the other way.
+    model dim (docs/spec.md §1); if that does not divide by ``shards``, the other way.
     """
     config = info.config
     preferred: EmbeddingSplit = info.extras.get(EMBEDDING_SPLIT_KEY) or (

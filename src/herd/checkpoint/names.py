@@ -1,6 +1,6 @@
 """Tensor-name mapping between herd's canonical names and a file format's own names.
 
-Every format names the same tensors differently (SPEC §1): a few top-level
+Every format names the same tensors differently (docs/spec.md §1): a few top-level
 tensors, and nine per-layer tensors under a layer prefix (``model.layers.{i}.``
 for Hugging Face, ``blk.{i}.`` for GGUF). One :class:`NameMap` per format
 translates both ways.

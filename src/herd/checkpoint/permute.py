@@ -1,4 +1,4 @@
-"""The q/k row permutation between Meta's interleaved RoPE and Hugging Face's rotate-half (SPEC §1).
+"""The q/k row permutation between Meta's interleaved RoPE and Hugging Face's rotate-half (docs/spec.md §1).
 
 Meta's reference code rotates adjacent pairs (x0,x1), (x2,x3)...; Hugging Face
 rotates the halves (x0, x_{d/2}), ... . Permuting the rows of ``wq``/``wk`` per

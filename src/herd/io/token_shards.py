@@ -15,7 +15,7 @@ relative path inside the directory (``herd.paths.contained`` refuses any other).
 ``herd data`` ends every document with the tokenizer's end-of-text id (when it
 has one) and never splits a document across shards. Training windows span
 several documents; the document ids read from the index keep attention inside
-each (Llama 3 §3.4.1).
+each (Llama 3 §3.2).
 
 **dtype.** ``uint16`` when every id of the vocabulary fits (at most 2**16 ids),
 else ``uint32`` (:func:`token_dtype`).

@@ -2,7 +2,7 @@
 // herd::causal_attention and herd::causal_attention_backward.
 //
 // out[i] = sum_j softmax_j(q[i] . k[j] / sqrt(D)) v[j] over the keys j in [first_key[i], i]: causal
-// attention, inside the query's packed document when first_key is given (Llama 3 §3.4.1), else
+// attention, inside the query's packed document when first_key is given (Llama 3 §3.2), else
 // over every earlier key. Grouped-query heads: query head h reads key/value head h / (H / KV).
 //
 // Why not PyTorch's CPU flash attention: for a causal sequence of up to 512 tokens its blocks

@@ -5,7 +5,7 @@ PyTorch's CPU flash attention multiplies, for sequences of up to 512 tokens,
 every query block by all the keys, masked ones included: twice the work of
 causal attention. herd's kernel multiplies each block of 64 queries by
 exactly the keys they may see, through MKL's sgemm, and for packed documents
-(Llama 3 §3.4.1) starts at the block's document instead of building a dense
+(Llama 3 §3.2) starts at the block's document instead of building a dense
 mask: a sequence of 2,048 tokens in short documents costs a fraction of the
 causal square. Measured on 2 cores (batch 4, 8 heads, 4 key/value heads,
 512 tokens, head size 64): 19 ms for forward and backward against 32 ms.

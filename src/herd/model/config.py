@@ -2,7 +2,7 @@
 
 The fields follow Meta's ``params.json`` (Llama 1/2/3 reference code), so a
 config reads the same as the papers' tables; ``hidden_dim`` is derived with the
-Llama rule unless given (SPEC §1): ``hidden = int(2 * 4 * dim / 3)``, times
+Llama rule unless given (docs/spec.md §1): ``hidden = int(2 * 4 * dim / 3)``, times
 ``ffn_dim_multiplier`` if set, rounded up to a multiple of ``multiple_of``.
 """
 
@@ -42,7 +42,7 @@ class RopeScaling:
 
 
 def llama_hidden_dim(dim: int, multiple_of: int, ffn_dim_multiplier: float | None) -> int:
-    """The SwiGLU hidden size of Meta's reference code (SPEC §1)."""
+    """The SwiGLU hidden size of Meta's reference code (docs/spec.md §1)."""
     hidden = int(2 * 4 * dim / 3)
     if ffn_dim_multiplier is not None:
         hidden = int(ffn_dim_multiplier * hidden)

@@ -1,7 +1,7 @@
 """Exact presets of every released Llama-family model, plus tiny CPU shapes.
 
-Figures from the papers and Meta's ``params.json`` files (SPEC §1); each
-preset's parameter count is checked against SPEC §1 in the tests. The ``*-tiny``
+Figures from the papers and Meta's ``params.json`` files (docs/spec.md §1); each
+preset's parameter count is checked against docs/spec.md §1 in the tests. The ``*-tiny``
 presets keep each family's structure (MHA vs GQA ratio, RoPE θ and scaling,
 norm eps, tied embeddings) at a size that trains on a laptop CPU.
 """
@@ -82,7 +82,7 @@ _PRESETS: dict[str, dict] = {
     "llama3.1-8b": _llama3(4096, 32, 32, 1.3, 1024, scaled=True),
     "llama3.1-70b": _llama3(8192, 80, 64, 1.3, 4096, scaled=True),
     "llama3.1-405b": _llama3(16384, 126, 128, 1.2, 4096, scaled=True),
-    # SmolLM2-135M: a real Llama-architecture model with tied embeddings (SPEC §2).
+    # SmolLM2-135M: a real Llama-architecture model with tied embeddings (docs/spec.md §2).
     "smollm2-135m": dict(
         dim=576,
         n_layers=30,

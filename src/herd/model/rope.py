@@ -26,7 +26,7 @@ def rope_frequencies(head_dim: int, theta: float, scaling: RopeScaling | None = 
 
 
 def _llama3_scale(freqs: torch.Tensor, s: RopeScaling) -> torch.Tensor:
-    """Llama 3.1 rule (SPEC §1): keep high frequencies, divide low ones by ``factor``, blend between."""
+    """Llama 3.1 rule (docs/spec.md §1): keep high frequencies, divide low ones by ``factor``, blend between."""
     low_wavelen = s.original_max_seq_len / s.low_freq_factor
     high_wavelen = s.original_max_seq_len / s.high_freq_factor
     wavelen = 2 * math.pi / freqs

@@ -109,7 +109,7 @@ class Transformer(nn.Module):
           attends over the whole cache at fixed shapes (static decoding, for
           CUDA graphs; see :mod:`herd.model.kv_cache`).
         - ``document_ids`` (batch, seq): packed sequences; attention stays inside
-          each document and positions restart at each document (Llama 3 §3.4.1).
+          each document and positions restart at each document (Llama 3 §3.2).
         - ``positions`` (batch, seq): explicit RoPE positions (e.g. left-padded batches).
         - ``key_mask`` (batch, keys): False marks keys nobody may attend to (padding).
         """

@@ -1,4 +1,4 @@
-"""Tokenizers of the Llama family behind one interface (SPEC §2).
+"""Tokenizers of the Llama family behind one interface (docs/spec.md §2).
 
 ``load_tokenizer(path)`` opens a SentencePiece or tiktoken ``tokenizer.model``,
 a Hugging Face ``tokenizer.json``, the vocabulary inside a GGUF file or a model

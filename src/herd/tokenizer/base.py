@@ -2,10 +2,10 @@
 
 A tokenizer maps text to integer ids and back. Engines differ in how they
 split text (SentencePiece BPE for Llama 1/2 and Code Llama, byte-level BPE for
-Llama 3, SPEC §2) but callers only see this interface, so a training loop or a
+Llama 3, docs/spec.md §2) but callers only see this interface, so a training loop or a
 chat formatter works with any of them.
 
-Security rule (SPEC §2): text given to :meth:`Tokenizer.encode` is never turned
+Security rule (docs/spec.md §2): text given to :meth:`Tokenizer.encode` is never turned
 into special tokens unless the caller passes ``allow_special=True``; a user who
 types ``<|eot_id|>`` gets the ids of those characters, not the control token.
 """

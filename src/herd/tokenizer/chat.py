@@ -5,16 +5,16 @@ assistant's answers, so every format returns a mask that is 1 on assistant
 content and on the token that ends the assistant's turn, 0 elsewhere.
 
 * :class:`Llama2Chat`: ``<s>[INST] <<SYS>>\\n{system}\\n<</SYS>>\\n\\n{user} [/INST] {answer} </s>``
-  per turn (SPEC §2); each completed pair is one SentencePiece call framed by
+  per turn (docs/spec.md §2); each completed pair is one SentencePiece call framed by
   BOS and EOS, the open turn gets BOS only, as in Meta's reference.
 * :class:`Llama3Chat`: ``<|begin_of_text|>`` then per message
-  ``<|start_header_id|>{role}<|end_header_id|>\\n\\n{content}<|eot_id|>`` (SPEC §2).
+  ``<|start_header_id|>{role}<|end_header_id|>\\n\\n{content}<|eot_id|>`` (docs/spec.md §2).
 * :class:`JinjaChat`: any jinja chat template shipped in a ``tokenizer_config.json``
   or in GGUF metadata (ChatML for SmolLM2), rendered like transformers'
   ``apply_chat_template``.
 
 Message contents are always encoded with ``allow_special=False``: a user who
-types ``<|eot_id|>`` or ``</s>`` cannot end a turn (SPEC §2).
+types ``<|eot_id|>`` or ``</s>`` cannot end a turn (docs/spec.md §2).
 
 How :class:`JinjaChat` finds the contents in the rendered text: the template
 is rendered a second time with each content replaced by a unique placeholder
@@ -109,7 +109,7 @@ class ChatFormat(ABC):
 
 
 class Llama2Chat(ChatFormat):
-    """Llama 2-Chat's ``[INST]`` format (Llama 2 §3, SPEC §2); contents are stripped as in Meta's reference."""
+    """Llama 2-Chat's ``[INST]`` format (Llama 2 §3, docs/spec.md §2); contents are stripped as in Meta's reference."""
 
     B_INST, E_INST = "[INST]", "[/INST]"
     B_SYS, E_SYS = "<<SYS>>\n", "\n<</SYS>>\n\n"
@@ -143,7 +143,7 @@ class Llama2Chat(ChatFormat):
 
 
 class Llama3Chat(ChatFormat):
-    """Llama 3's header-token format (Llama 3 §4.1, SPEC §2); ``ipython`` is the Llama 3.1 tool-result role."""
+    """Llama 3's header-token format (Llama 3 §4.1, docs/spec.md §2); ``ipython`` is the Llama 3.1 tool-result role."""
 
     ROLES = ("ipython",)
 

@@ -44,7 +44,7 @@ def _gpt2_regex() -> pre.PreTokenizer:
 def _pre_tokenizer(name: str) -> tuple[pre.PreTokenizer, bool]:
     """The pre-tokenizer llama.cpp applies for ``tokenizer.ggml.pre`` = ``name``, and whether it ignores merges.
 
-    ``llama-bpe`` is Llama 3's pattern (SPEC §2); ``smollm``/``starcoder``/``refact``
+    ``llama-bpe`` is Llama 3's pattern (docs/spec.md §2); ``smollm``/``starcoder``/``refact``
     split digits one by one before GPT-2's pattern; ``gpt-2``/``default`` is GPT-2's.
     """
     if name in ("llama-bpe", "llama3"):

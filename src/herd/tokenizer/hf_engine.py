@@ -5,7 +5,7 @@ vocabularies rebuilt from GGUF metadata (:mod:`herd.tokenizer.gguf_vocab`).
 ``tokenizers`` normally cuts every added token out of the input text; herd
 keeps a second copy of the tokenizer with ``encode_special_tokens`` set, so
 special-token strings in user text are encoded as ordinary characters unless
-``allow_special=True`` (SPEC §2).
+``allow_special=True`` (docs/spec.md §2).
 """
 
 from __future__ import annotations

@@ -11,7 +11,7 @@ Detection, in order:
   ``tokenizer_config.json`` (or ``chat_template.jinja``) next to it supplies
   the chat template and the BOS/EOS names, and a tiktoken model takes its
   special tokens from herd's ``special_tokens.json``, else from the config's
-  ``added_tokens_decoder``, else the Llama 3.1 table (SPEC §2).
+  ``added_tokens_decoder``, else the Llama 3.1 table (docs/spec.md §2).
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Llama 1/2 and Code Llama tokenizers: SentencePiece BPE, run by the ``sentencepiece`` library.
 
-Llama 1 §2.1 / SPEC §2: BPE with digits split into single digits and unknown
+Llama 1 §2.1 / docs/spec.md §2: BPE with digits split into single digits and unknown
 UTF-8 falling back to byte pieces (``<0x41>``), 32,000 pieces (Code Llama
 32,016, adding the infilling tokens ``▁<PRE> ▁<SUF> ▁<MID> ▁<EOT>`` at ids
 32007–32010, Code Llama §2.3); ``<unk>`` = 0, ``<s>`` = 1, ``</s>`` = 2.

@@ -1,6 +1,6 @@
 """Llama 3's tokenizer: byte-level BPE run by tiktoken, as in Meta's reference code.
 
-Llama 3 §3.1 / SPEC §2: 128,000 BPE ranks (the first 100k close to OpenAI's
+Llama 3 §3.1 / docs/spec.md §2: 128,000 BPE ranks (the first 100k close to OpenAI's
 cl100k_base) plus 256 special tokens, 128,256 ids in all, with the
 pre-tokenizer pattern :data:`LLAMA3_PATTERN`. The ``tokenizer.model`` file is
 tiktoken's format: one ``<base64 token bytes> <rank>`` per line.
@@ -36,7 +36,7 @@ SPECIALS_FILE = "special_tokens.json"
 BEGIN_OF_TEXT = "<|begin_of_text|>"
 END_OF_TEXT = "<|end_of_text|>"
 
-# Named Llama 3 special tokens by offset from the first special id (SPEC §2);
+# Named Llama 3 special tokens by offset from the first special id (docs/spec.md §2);
 # every other slot is <|reserved_special_token_N|>, numbered in id order.
 _LLAMA3_NAMED = {
     0: BEGIN_OF_TEXT,

@@ -1,6 +1,6 @@
 """Training new tokenizers in the two Llama styles, and measuring them on held-out text.
 
-* ``llama2``: SentencePiece BPE with Llama's settings (Llama 1 §2.1, SPEC §2):
+* ``llama2``: SentencePiece BPE with Llama's settings (Llama 1 §2.1, docs/spec.md §2):
   digits split, byte fallback, identity normalization, whitespace kept as
   ``▁``; ``<unk>``/``<s>``/``</s>`` = 0/1/2; extra specials are control
   symbols, so they never come out of user text. ``vocab_size`` counts every piece.

@@ -1,6 +1,6 @@
 """The pretraining config: TOML sections as validated dataclasses, overridable from the command line.
 
-Defaults are the Llama recipe (SPEC §3; Llama 1 §2.2, Llama 2 §2.2): AdamW
+Defaults are the Llama recipe (docs/spec.md §3; Llama 1 §2.2, Llama 2 §2.2): AdamW
 β 0.9/0.95, eps 1e-5, weight decay 0.1, clipping 1.0, 2,000 warmup steps,
 cosine decay to 10% of the peak. The file is read by :mod:`herd.config`, the
 loader every stage shares: unknown keys are rejected by name, every value is
@@ -31,7 +31,7 @@ class DataConfig:
     path: str = ""
     seq_len: int = 2048
     weights: dict[str, float] = field(default_factory=dict)  # empty: the manifest's weights
-    document_mask: bool = True  # attention stays inside each packed document (Llama 3 §3.4.1)
+    document_mask: bool = True  # attention stays inside each packed document (Llama 3 §3.2)
 
 
 @dataclass

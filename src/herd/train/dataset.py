@@ -5,7 +5,7 @@ module cuts training samples from the shards it opens (Llama 1 §2.1, Llama 3
 §3.4.1). Samples are windows of ``seq_len + 1`` tokens taken at stride
 ``seq_len`` inside one shard (input = window[:-1], target = window[1:]); a
 window spans several documents, and the document ids passed to the model keep
-attention inside each (Llama 3 §3.4.1). Each source's share of the mixture is
+attention inside each (Llama 3 §3.2). Each source's share of the mixture is
 its manifest ``weight`` (Llama 1 §2.1's table; normalised over the sources; a
 config may override it). The sampler is a pure function of a tiny state
 (samples drawn per source), so the data order is deterministic, independent of

@@ -11,7 +11,7 @@ design, herd's code), every per-task or per-band job on the recipe's executor:
    ``.minhash/before/NNNNN.jsonl.gz``; their exclusions go to the source's usual
    ``excluded/<step>/``.
 2. **signatures** (per task): each of those documents shingled into word
-   5-grams and hashed to 14 bands × 8 rows (SPEC §4, the in-stream step's
+   5-grams and hashed to 14 bands × 8 rows (docs/spec.md §4, the in-stream step's
    :func:`~herd.data.dedup.minhash.shingles` and
    :class:`~herd.data.dedup.minhash.MinHasher`), stored as
    ``.minhash/signatures/NNNNN.npy`` (uint32 [documents, 112]).

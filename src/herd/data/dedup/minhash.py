@@ -2,7 +2,7 @@
 
 Documents are shingled into word 5-grams (lower-cased, punctuation stripped),
 each shingle hashed to 64 bits; 112 multiply-shift hash functions give the
-signature, split into 14 bands of 8 rows (SPEC §4). Two documents sharing a
+signature, split into 14 bands of 8 rows (docs/spec.md §4). Two documents sharing a
 band are candidates; a candidate is confirmed when the fraction of equal
 signature values (an unbiased Jaccard estimate) reaches ``threshold``, or,
 with ``exact=True``, when the exact Jaccard of the shingle sets does (what

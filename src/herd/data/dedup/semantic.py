@@ -1,4 +1,4 @@
-"""Semantic dedup, SemDeDup (Abbas et al. 2023; SPEC §4; Llama 3 §3.1.1 quality filtering).
+"""Semantic dedup, SemDeDup (Abbas et al. 2023; docs/spec.md §4; Llama 3 §3.1.1 quality filtering).
 
 Documents are embedded (MiniLM, :mod:`herd.data.quality.embeddings`),
 clustered by spherical k-means (k-means++ seeding, cosine similarity, torch),

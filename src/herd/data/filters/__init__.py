@@ -1,1 +1,1 @@
-"""Heuristic document filters and transforms; thresholds default to the papers' values (SPEC §4)."""
+"""Heuristic document filters and transforms; thresholds default to the papers' values (docs/spec.md §4)."""

@@ -3,7 +3,7 @@
 Llama 1 kept Apache, BSD and MIT projects, filtered files "with heuristics
 based on the line length or proportion of alphanumeric characters", removed
 boilerplate such as headers with regular expressions, and deduplicated files
-exactly. The thresholds are RedPajama's (SPEC §4): maximum line length 1000,
+exactly. The thresholds are RedPajama's (docs/spec.md §4): maximum line length 1000,
 mean line length 100, alphanumeric fraction 0.25.
 """
 

@@ -1,6 +1,6 @@
 """Gopher's quality and repetition rules (Rae et al. 2021 App. A), as Llama 3 §3.1.1 uses them.
 
-Defaults are the published thresholds (SPEC §4, datatrove's defaults):
+Defaults are the published thresholds (docs/spec.md §4, datatrove's defaults):
 50–100,000 words, mean word length 3–10, symbol-to-word ratio ≤ 0.1 for ``#``
 and ``...``, ≤ 90% bullet lines, ≤ 30% lines ending in an ellipsis, ≥ 80% of
 words containing a letter, ≥ 2 stop words; duplicate line / paragraph

@@ -1,6 +1,6 @@
 """The base of every reader: bad records are counted, logged with file and offset, and skipped.
 
-A reader never lets one bad record end a run (issue 5 §7): a truncated or
+A reader never lets one bad record end a run (docs/data.md): a truncated or
 corrupt compressed file (``truncated_file``, ``corrupt_file``; the same for
 gzip, bz2, xz and zstd, see :mod:`herd.io.compression`), a truncated
 record, invalid UTF-8, an oversized record or an empty document is counted

@@ -1,4 +1,4 @@
-"""CCNet perplexity buckets (Wenzek et al. 2019 §3.3; Llama 1 §2.1; SPEC §4).
+"""CCNet perplexity buckets (Wenzek et al. 2019 §3.3; Llama 1 §2.1; docs/spec.md §4).
 
 Each document is scored by a 5-gram model trained on Wikipedia: herd's own
 ARPA scorer (:mod:`herd.data.quality.ngram_lm`), or KenLM when the ``kenlm``

@@ -1,4 +1,4 @@
-"""Tokenizing and packing a source's documents into ``herd-tokens-v1`` shards (Llama 3 §3.4.1 document masking).
+"""Tokenizing and packing a source's documents into ``herd-tokens-v1`` shards (Llama 3 §3.2 document masking).
 
 Each source's kept documents are tokenized with an end-of-text token after
 every document and packed by the format's writer
