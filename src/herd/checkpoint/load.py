@@ -7,16 +7,14 @@ deprecated aliases.
 
 from __future__ import annotations
 
-import importlib
-import warnings
 from pathlib import Path
-from typing import Any
 
 import torch
 
 import herd.model.build as build
 from herd.checkpoint.base import SIDE_FILES_EXTRA, CheckpointReader, find_side_files, tensor_names
 from herd.checkpoint.hf import HFReader, is_hf_dir
+from herd.deprecation import moved_names
 from herd.errors import CheckpointError
 from herd.io.gguf import is_gguf
 from herd.model.presets import get_preset, is_preset
@@ -102,12 +100,8 @@ def model_tensors(model: Transformer) -> list[tuple[str, torch.Tensor]]:
     return [(name, params[name].detach()) for name in tensor_names(model.config)]
 
 
-_MOVED = {"build_model": "herd.model.build", "parse_dtype": "herd.model.build", "GGUF_MAGIC": "herd.io.gguf"}
-
-
-def __getattr__(name: str) -> Any:
-    """Deprecated names: model construction moved to :mod:`herd.model.build`, the GGUF magic to :mod:`herd.io.gguf`."""
-    if name not in _MOVED:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    warnings.warn(f"{__name__}.{name} moved to {_MOVED[name]}.{name}", DeprecationWarning, stacklevel=2)
-    return getattr(importlib.import_module(_MOVED[name]), name)
+# Model construction moved to herd.model.build, the GGUF magic to herd.io.gguf.
+__getattr__ = moved_names(
+    __name__,
+    {"build_model": "herd.model.build", "parse_dtype": "herd.model.build", "GGUF_MAGIC": "herd.io.gguf"},
+)

@@ -12,13 +12,13 @@ module adds the checks only a pretraining run needs (:meth:`PretrainConfig.valid
 from __future__ import annotations
 
 import dataclasses
-import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, get_type_hints
 
 import herd.config as loader
+from herd.deprecation import moved_names
 from herd.errors import ConfigError
 from herd.model.config import ModelConfig
 from herd.model.presets import get_preset
@@ -189,12 +189,5 @@ def load_config(path: Path | str | None, overrides: Iterable[str] = ()) -> Pretr
     return config_from_dict(loader.apply_overrides(data, overrides))
 
 
-_MOVED = ("apply_overrides", "parse_value")
-
-
-def __getattr__(name: str) -> Any:
-    """Deprecated: ``apply_overrides`` and ``parse_value`` moved to :mod:`herd.config`, the loader of every stage."""
-    if name not in _MOVED:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    warnings.warn(f"{__name__}.{name} moved to herd.config.{name}", DeprecationWarning, stacklevel=2)
-    return getattr(loader, name)
+# The loader of every stage's config is herd.config.
+__getattr__ = moved_names(__name__, dict.fromkeys(("apply_overrides", "parse_value"), "herd.config"))

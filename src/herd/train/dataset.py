@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from herd.io import token_shards
+from herd.deprecation import moved_names
 from herd.io.token_shards import DataError, Source
 
 __all__ = [
@@ -35,19 +35,13 @@ __all__ = [
 ]
 
 # Names of the format that lived here before it moved to herd.io.token_shards.
-_MOVED = ("DTYPES", "FORMAT", "MANIFEST", "Shard", "TokenDataset", "write_dataset")
-
-
-def __getattr__(name: str) -> Any:
-    """The format's names, deprecated here: they are :mod:`herd.io.token_shards`'s."""
-    if name in _MOVED:
-        warnings.warn(
-            f"herd.train.dataset.{name} moved to herd.io.token_shards.{name}",
-            DeprecationWarning,
-            stacklevel=2,
-        )
-        return getattr(token_shards, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+# The format's names moved to its own module, herd.io.token_shards.
+__getattr__ = moved_names(
+    __name__,
+    dict.fromkeys(
+        ("DTYPES", "FORMAT", "MANIFEST", "Shard", "TokenDataset", "write_dataset"), "herd.io.token_shards"
+    ),
+)
 
 
 @dataclass

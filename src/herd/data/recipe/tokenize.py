@@ -14,26 +14,15 @@ from __future__ import annotations
 
 import hashlib
 import math
-import warnings
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any, Protocol
 
 from herd.data.document import Document
-from herd.io import token_shards
+from herd.deprecation import moved_names
 from herd.io.token_shards import ShardWriter, token_dtype
 
-
-def __getattr__(name: str) -> Any:
-    """``SHARD_SUFFIXES``, deprecated here: the format's name is :mod:`herd.io.token_shards`'s."""
-    if name == "SHARD_SUFFIXES":
-        warnings.warn(
-            f"herd.data.recipe.tokenize.{name} moved to herd.io.token_shards.{name}",
-            DeprecationWarning,
-            stacklevel=2,
-        )
-        return getattr(token_shards, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = moved_names(__name__, {"SHARD_SUFFIXES": "herd.io.token_shards"})
 
 
 class TextTokenizer(Protocol):
