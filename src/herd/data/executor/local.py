@@ -1,9 +1,9 @@
 """Local multiprocessing executor with per-shard completion markers (resumable).
 
-Ctrl-C ends a multi-worker run cleanly: the workers are started with SIGINT
-ignored (a terminal sends it to the whole process group, and a worker would
-otherwise print its own ``KeyboardInterrupt`` traceback), the parent, which
-does receive it, terminates them, and a worker told to terminate discards the
+Ctrl-C ends a multi-worker run cleanly: the workers ignore SIGINT (a terminal
+sends it to the whole process group, and a worker would otherwise print its
+own ``KeyboardInterrupt`` traceback), the parent, which does receive it, at
+any moment, pool start-up included, terminates them, and a worker told to terminate discards the
 shard it was writing (no temporary file is left) before it exits quietly.
 The interrupt then reaches the command line as usual (exit 130).
 """
@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import multiprocessing
 import signal
-import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import FrameType
@@ -44,15 +43,13 @@ class LocalExecutor(Executor):
         if self.workers <= 1 or len(jobs) <= 1:
             return [fn(*job) for job in jobs]
         context = multiprocessing.get_context("spawn")
-        # Spawned interpreters keep an ignored SIGINT ignored from their first instruction on.
-        main = threading.current_thread() is threading.main_thread()
-        previous = signal.signal(signal.SIGINT, signal.SIG_IGN) if main else None
+        # SIGINT is blocked, not ignored, while the workers start: they inherit the mask, so an
+        # interrupt before their setup waits and is then ignored there, while the parent's waits
+        # and is raised here once the pool exists, which the handler below then terminates.
+        blocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+        pool = context.Pool(min(self.workers, len(jobs)), initializer=_worker_setup)
         try:
-            pool = context.Pool(min(self.workers, len(jobs)), initializer=_worker_setup)
-        finally:
-            if main:
-                signal.signal(signal.SIGINT, previous)
-        try:
+            signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
             pending = [pool.apply_async(fn, job) for job in jobs]
             results = [p.get() for p in pending]
         except BaseException:
@@ -67,6 +64,7 @@ class LocalExecutor(Executor):
 def _worker_setup() -> None:
     """In each worker: ignore SIGINT (the parent decides), exit through cleanup on SIGTERM."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})  # a pending Ctrl-C is now ignored
     signal.signal(signal.SIGTERM, _exit_on_terminate)
 
 
