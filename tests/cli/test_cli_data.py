@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -174,7 +175,9 @@ registry.STEPS["slow"] = Slow
 HERD_WITH_SLOW_STEP = "import sys, slowstep\nfrom herd.cli import main\nsys.exit(main(sys.argv[1:]))\n"
 
 
-def test_ctrl_c_during_a_multi_worker_build_is_exit_130_without_tracebacks(tmp_path: Path) -> None:
+def test_ctrl_c_during_a_multi_worker_build_is_exit_130_without_tracebacks(
+    tmp_path: Path, default_sigint: Callable[[], None]
+) -> None:
     """SIGINT to the whole process group (a terminal's Ctrl-C) while two workers write shards."""
     (tmp_path / "slowstep.py").write_text(SLOW_STEP)
     for f in range(4):
@@ -193,14 +196,15 @@ def test_ctrl_c_during_a_multi_worker_build_is_exit_130_without_tracebacks(tmp_p
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         start_new_session=True,
+        preexec_fn=default_sigint,
     )
     deadline = time.monotonic() + 60
     while process.poll() is None and not list(out.rglob("*.tmp")) and time.monotonic() < deadline:
         time.sleep(0.01)  # until a worker is writing a shard
     assert process.poll() is None, process.communicate()[1].decode()
     os.killpg(process.pid, signal.SIGINT)
-    _, err = process.communicate(timeout=60)
-    assert process.returncode == 130, err.decode()
+    out_text, err = process.communicate(timeout=60)
+    assert process.returncode == 130, (out_text + err).decode()
     assert err.decode().strip() == "herd: error: interrupted"
     assert _group_ends(process.pid), "a worker outlived the build"
     assert not list(out.rglob("*.tmp"))  # the interrupted workers discarded their shards

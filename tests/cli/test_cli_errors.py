@@ -178,12 +178,13 @@ def test_invalid_utf8_on_stdin_is_named(argv: list[str], llama3_tokenizer_dir: P
 
 
 @pytest.mark.parametrize("delay", [0.05, 0.3, 1.5], ids=["importing", "building the parser", "generating"])
-def test_ctrl_c_exits_130_without_a_traceback(delay: float) -> None:
+def test_ctrl_c_exits_130_without_a_traceback(delay: float, default_sigint: Callable[[], None]) -> None:
     """SIGINT while herd imports its command tree (PyTorch), or while it works, is exit 130 and one line."""
     process = subprocess.Popen(
         [*HERD, "generate", "llama2-tiny", "--random", "--prompt", "hi", "--max-new-tokens", "100000000"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
+        preexec_fn=default_sigint,
     )
     time.sleep(delay)
     process.send_signal(signal.SIGINT)

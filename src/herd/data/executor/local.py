@@ -47,7 +47,11 @@ class LocalExecutor(Executor):
         # interrupt before their setup waits and is then ignored there, while the parent's waits
         # and is raised here once the pool exists, which the handler below then terminates.
         blocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
-        pool = context.Pool(min(self.workers, len(jobs)), initializer=_worker_setup)
+        try:
+            pool = context.Pool(min(self.workers, len(jobs)), initializer=_worker_setup)
+        except BaseException:
+            signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
+            raise
         try:
             signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
             pending = [pool.apply_async(fn, job) for job in jobs]
