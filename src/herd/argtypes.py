@@ -44,14 +44,6 @@ def non_negative_float(text: str) -> float:
     return value
 
 
-def probability(text: str) -> float:
-    """A float in (0, 1] (top-p)."""
-    value = non_negative_float(text)
-    if not 0 < value <= 1:
-        raise argparse.ArgumentTypeError(f"must be in (0, 1], got {text}")
-    return value
-
-
 def device(text: str) -> str:
     """A torch device string that exists on this machine (``cpu``, ``cuda``, ``cuda:1``, ``mps``)."""
     import torch
