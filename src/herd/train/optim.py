@@ -81,13 +81,3 @@ def clip_grad_norm(model: nn.Module, max_norm: float, mixed_dtensor: bool) -> fl
             for grad in grads:
                 grad.mul_(coef)
     return total
-    squares = []
-    for grad in grads:
-        norm = torch.linalg.vector_norm(grad, dtype=torch.float32)
-        squares.append((norm.full_tensor() if isinstance(norm, DTensor) else norm).square())
-    total = float(torch.stack(squares).sum().sqrt())
-    coef = min(1.0, max_norm / (total + 1e-6))
-    if coef < 1.0:
-        for grad in grads:
-            grad.mul_(coef)
-    return total
