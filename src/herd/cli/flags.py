@@ -100,3 +100,30 @@ def add_dtype(
         default=default,
         help=help,
     )
+
+
+def add_threads(parser: argparse.ArgumentParser) -> argparse.Action:
+    """``--threads N``: CPU threads for PyTorch's kernels and herd's (:func:`apply_threads` sets them).
+
+    The default leaves PyTorch's own choice (one thread per physical core). On a
+    busy or small machine fewer threads can decode several times faster than
+    more, because the threads wait for each other, so the choice is the user's.
+    """
+    from herd.argtypes import positive_int
+
+    return parser.add_argument(
+        "--threads",
+        type=positive_int,
+        default=None,
+        metavar="N",
+        help="CPU threads for the computation (default: PyTorch's, one per physical core)",
+    )
+
+
+def apply_threads(args: argparse.Namespace) -> None:
+    """Apply ``--threads`` (if given) before any computation starts; imports PyTorch only then."""
+    if getattr(args, "threads", None) is None:
+        return
+    import torch
+
+    torch.set_num_threads(args.threads)
