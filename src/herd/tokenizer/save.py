@@ -1,7 +1,9 @@
-"""Write a loaded tokenizer as files of a model directory (``tokenizer.model``/``tokenizer.json``).
+"""Write a loaded tokenizer as files of a model directory, in the layout :func:`herd.load_tokenizer` reads.
 
 Used when a checkpoint is converted from GGUF, whose vocabulary lives in its
-metadata, to a directory layout: the result then loads in herd and in
+metadata, to a directory layout, and whenever a tokenizer is to travel with a
+model: the result loads back in herd with the same ids, special tokens and
+chat template. SentencePiece and ``tokenizers`` models also load in
 transformers (``AutoTokenizer.from_pretrained``) like any released model.
 """
 
@@ -10,39 +12,65 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from herd.io.atomic import atomic_file, write_atomically
 from herd.tokenizer.base import Tokenizer, TokenizerError
 from herd.tokenizer.hf_engine import HFTokenizer
 from herd.tokenizer.sentencepiece_engine import SentencePieceTokenizer
+from herd.tokenizer.tiktoken_engine import (
+    SPECIALS_FILE,
+    TiktokenTokenizer,
+    write_specials_table,
+    write_tiktoken_ranks,
+)
+
+CONFIG_FILE = "tokenizer_config.json"
 
 
 def save_tokenizer(tokenizer: Tokenizer, folder: str | Path) -> list[Path]:
-    """Write ``tokenizer`` into ``folder``; the files written.
+    """Write ``tokenizer`` into ``folder`` (created if needed); the files written, each atomically.
 
-    SentencePiece models are written as their ``tokenizer.model`` proto,
-    ``tokenizers`` models as ``tokenizer.json``; both get a
-    ``tokenizer_config.json`` naming BOS/EOS and carrying the chat template.
+    * SentencePiece: its ``tokenizer.model`` proto;
+    * ``tokenizers``: its ``tokenizer.json``;
+    * tiktoken (Llama 3 and herd's ``llama3``-style training): the ranks as a
+      tiktoken ``tokenizer.model`` and the special-token table with the BOS/EOS
+      names as :data:`~herd.tokenizer.tiktoken_engine.SPECIALS_FILE`, as
+      ``herd tokenizer train`` writes them.
+
+    Each also gets a ``tokenizer_config.json`` naming BOS/EOS and carrying the chat template.
     """
     folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise TokenizerError(f"{folder}: exists and is not a directory; cannot save a tokenizer in it")
     folder.mkdir(parents=True, exist_ok=True)
-    if isinstance(tokenizer, SentencePieceTokenizer):
-        model = folder / "tokenizer.model"
-        model.write_bytes(tokenizer.model_proto)
-    elif isinstance(tokenizer, HFTokenizer):
-        model = folder / "tokenizer.json"
-        model.write_text(tokenizer.backend.to_str(pretty=True), encoding="utf-8")
-    else:
-        raise TokenizerError(f"{tokenizer.source}: saving a {type(tokenizer).__name__} is not supported")
+    bos, eos = (None if i is None else tokenizer.id_to_piece(i) for i in (tokenizer.bos_id, tokenizer.eos_id))
     config: dict[str, object] = {
         "tokenizer_class": "PreTrainedTokenizerFast",
         "clean_up_tokenization_spaces": False,
     }
-    for key, token_id in (("bos_token", tokenizer.bos_id), ("eos_token", tokenizer.eos_id)):
-        if token_id is not None:
-            config[key] = tokenizer.id_to_piece(token_id)
     if isinstance(tokenizer, SentencePieceTokenizer):
+        written = [_write_bytes(folder / "tokenizer.model", tokenizer.model_proto)]
         config |= {"tokenizer_class": "LlamaTokenizer", "add_bos_token": True, "legacy": True}
+    elif isinstance(tokenizer, HFTokenizer):
+        written = [
+            _write_bytes(folder / "tokenizer.json", tokenizer.backend.to_str(pretty=True).encode("utf-8"))
+        ]
+    elif isinstance(tokenizer, TiktokenTokenizer):
+        model, specials = folder / "tokenizer.model", folder / SPECIALS_FILE
+        with atomic_file(model) as tmp:
+            write_tiktoken_ranks(tokenizer.ranks, tmp)
+        with atomic_file(specials) as tmp:
+            write_specials_table(tmp, tokenizer.special_tokens, bos, eos)
+        written = [model, specials]
+    else:
+        raise TokenizerError(f"{tokenizer.source}: saving a {type(tokenizer).__name__} is not supported")
+    config |= {key: name for key, name in (("bos_token", bos), ("eos_token", eos)) if name is not None}
     if tokenizer.chat_template:
         config["chat_template"] = tokenizer.chat_template
-    config_path = folder / "tokenizer_config.json"
-    config_path.write_text(json.dumps(config, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    return [model, config_path]
+    text = json.dumps(config, indent=2, ensure_ascii=False) + "\n"
+    return [*written, _write_bytes(folder / CONFIG_FILE, text.encode("utf-8"))]
+
+
+def _write_bytes(path: Path, data: bytes) -> Path:
+    """Write ``data`` to ``path`` atomically; ``path``."""
+    write_atomically(path, lambda f: f.write(data))
+    return path
