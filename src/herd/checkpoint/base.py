@@ -31,15 +31,17 @@ class CheckpointInfo:
     extras: dict[str, Any] = field(default_factory=dict)
 
 
-# Files beside the weights that travel with a model directory (tokenizer and generation settings).
-SIDE_FILES = (
+# The files of a model directory that make up its tokenizer (what herd.load_tokenizer and transformers read).
+TOKENIZER_FILES = (
     "tokenizer.model",
     "tokenizer.json",
     "tokenizer_config.json",
     "special_tokens_map.json",
     "special_tokens.json",  # herd-trained tiktoken tokenizers
-    "generation_config.json",
+    "chat_template.jinja",
 )
+# Files beside the weights that travel with a model directory (tokenizer and generation settings).
+SIDE_FILES = (*TOKENIZER_FILES, "generation_config.json")
 SIDE_FILES_EXTRA = "side_files"
 
 

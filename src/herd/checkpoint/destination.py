@@ -38,6 +38,8 @@ from herd.errors import HerdError
 from herd.io.atomic import atomic_dir, atomic_file, is_empty_dir, remove_stale_temporaries
 
 MARKER_NAME = ".herd-checkpoint.json"
+#: Every checkpoint format herd reads and writes; the first two are directories, gguf a file.
+FORMATS = ("hf", "meta", "gguf")
 DIR_FORMATS = ("hf", "meta")
 
 
