@@ -60,7 +60,7 @@ OUTPUT = "output.weight"
 
 
 def reward_tensor_names(config: ModelConfig) -> list[str]:
-    """The canonical tensors of a reward model of ``config``: the decoder's without the output head, then :data:`SCORE`."""
+    """A reward model's canonical tensor names: the decoder's without the output head, then :data:`SCORE`."""
     return [name for name in tensor_names(config) if name != OUTPUT] + [SCORE]
 
 
@@ -70,7 +70,7 @@ def reward_tensor_shape(config: ModelConfig, name: str) -> tuple[int, ...]:
 
 
 def is_sequence_classification(path: Path | str) -> bool:
-    """Whether ``path`` is a Hugging Face directory whose ``config.json`` names a ``*ForSequenceClassification``."""
+    """Whether ``path`` is a Hugging Face directory whose config names a ``*ForSequenceClassification``."""
     path = Path(path)
     if not is_hf_dir(path):
         return False
@@ -146,7 +146,8 @@ class SequenceClassificationReader(HFReader):
 
 
 def open_any_checkpoint(path: Path | str) -> CheckpointReader:
-    """:func:`herd.checkpoint.load.open_checkpoint`, and reward models too (a :class:`SequenceClassificationReader`)."""
+    """:func:`~herd.checkpoint.load.open_checkpoint` that opens reward models too (as a
+    :class:`SequenceClassificationReader`)."""
     if is_sequence_classification(path):
         return SequenceClassificationReader(path)
     return open_checkpoint(path)

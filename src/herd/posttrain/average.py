@@ -46,7 +46,7 @@ UNCOMPARED = ("max_seq_len",)
 
 
 def normalised_weights(weights: Sequence[float] | None, count: int) -> list[float]:
-    """``weights`` scaled to sum to 1 (equal weights when None); negative, non-finite or all-zero ones refused."""
+    """``weights`` scaled to sum 1 (None: equal); negative, non-finite or all-zero weights are refused."""
     if weights is None:
         return [1.0 / count] * count
     if len(weights) != count:

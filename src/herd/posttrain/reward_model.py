@@ -77,7 +77,7 @@ class RewardModel(nn.Module):
     def __init__(
         self, config: ModelConfig, *, pad_id: int | None = None, device: str | torch.device = "cpu"
     ) -> None:
-        """A reward model of ``config`` with uninitialised weights on ``device`` (``"meta"``: none allocated)."""
+        """A reward model of ``config``, weights uninitialised on ``device`` (``"meta"``: none allocated)."""
         super().__init__()
         with torch.device("meta"):
             self.transformer = Transformer(config)
@@ -101,7 +101,7 @@ class RewardModel(nn.Module):
         device: str | torch.device = "cpu",
         pad_id: int | None = None,
     ) -> RewardModel:
-        """A randomly initialised reward model: the decoder as pretraining starts it, the head as documented above."""
+        """A random reward model: the decoder as pretraining starts it, the head as the module says."""
         model = cls(config, pad_id=pad_id, device=device)
         model.transformer.init_weights(seed=seed)
         with torch.no_grad():
@@ -118,7 +118,7 @@ class RewardModel(nn.Module):
         device: str | torch.device = "cpu",
         pad_id: int | None = None,
     ) -> RewardModel:
-        """A reward model initialised from a language model, its head replaced by a new scalar head (Llama 2 §3.2.2).
+        """A reward model from a language model, its head replaced by a new scalar head (Llama 2 §3.2.2).
 
         ``path_or_model``: a checkpoint of any format herd reads (its output
         projection is never read), or a live :class:`Transformer`, whose
@@ -141,7 +141,7 @@ class RewardModel(nn.Module):
         dtype: torch.dtype | str | None = None,
         device: str | torch.device = "cpu",
     ) -> RewardModel:
-        """A reward model saved as ``LlamaForSequenceClassification`` (by herd or transformers), with its pad id."""
+        """A ``LlamaForSequenceClassification`` reward model (saved by herd or transformers), with its pad id."""
         with SequenceClassificationReader(path) as reader:
             pad_id = reader.pad_token_id
             return cls._assemble(reader.config, reader.tensors(), None, dtype, device, pad_id, path)
@@ -239,7 +239,8 @@ class RewardModel(nn.Module):
         dtype: torch.dtype | str | None = None,
         max_shard_bytes: int = DEFAULT_MAX_SHARD_BYTES,
     ) -> Path:
-        """Write this model as a ``LlamaForSequenceClassification`` directory (transformers loads it) with its pad id.
+        """Write this model, with its pad id, as a ``LlamaForSequenceClassification`` directory
+        (transformers loads it).
 
         ``tokenizer`` is saved beside the weights when given. A model without a
         pad id is refused: transformers could not find the last real token of a
@@ -266,6 +267,6 @@ def decoder_names(config: ModelConfig) -> list[str]:
 
 
 def initial_score(config: ModelConfig, seed: int) -> torch.Tensor:
-    """A new head's (1, dim) fp32 weight: N(0, (1/dim)²) from a generator seeded with ``seed`` (module docstring)."""
+    """A new head's (1, dim) fp32 weight, N(0, (1/dim)²), drawn from ``seed`` (see the module)."""
     generator = torch.Generator(device="cpu").manual_seed(seed)
     return torch.randn(1, config.dim, generator=generator) / config.dim
