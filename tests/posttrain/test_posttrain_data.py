@@ -21,6 +21,7 @@ from herd.posttrain.data import (
     Example,
     Preference,
     PreferenceGroup,
+    Prompt,
     SkipCounts,
     SkippedRow,
     mask_special_tokens,
@@ -29,6 +30,7 @@ from herd.posttrain.data import (
     pack,
     read_conversations,
     read_preferences,
+    read_prompts,
     render_conversation,
     render_conversations,
     render_pair,
@@ -356,6 +358,33 @@ def test_preferences_and_bad_rows_by_reason(tmp_path: Path) -> None:
         PreferenceGroup((user("q4"),), ("a", "b"), "negligibly_better", False),
     ]
     assert skipped == PREFERENCE_SKIPS
+
+
+def test_prompts_for_sampling_come_from_any_prompt_row(tmp_path: Path) -> None:
+    """Rejection sampling and PPO read prompts alone: a preference file serves, its other keys unused."""
+    rows = [
+        {"prompt": "q1", "source": "chitchat"},
+        {"messages": [user("q2"), assistant("x"), user("more")], "chosen": "a", "rejected": "b"},
+        {"system": "Be kind.", "prompt": "q3"},
+        {"messages": [user("q"), assistant("a")]},
+        {"source": "nothing"},
+    ]
+    skipped = SkipCounts()
+    assert list(read_prompts(write_jsonl(tmp_path / "prompts.jsonl", rows), skipped)) == [
+        Prompt((user("q1"),)),
+        Prompt((user("q2"), assistant("x"), user("more"))),
+        Prompt(({"role": "system", "content": "Be kind."}, user("q3"))),
+    ]
+    assert skipped == {"last message not from the user": 1, "'prompt' missing": 1}
+
+
+def test_skipped_rows_are_logged_once_per_file(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    path = write_jsonl(tmp_path / "sft.jsonl", CONVERSATION_ROWS)
+    with caplog.at_level("WARNING", logger="herd.posttrain"):
+        list(read_conversations(path))
+    assert [r.getMessage() for r in caplog.records] == [
+        f"{path}: 2 rows read, {SkipCounts(CONVERSATION_SKIPS)}"
+    ]
 
 
 def test_a_ranked_row_is_every_ordered_pair_of_one_prompt() -> None:

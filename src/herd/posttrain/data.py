@@ -18,8 +18,13 @@ same columns (``messages`` as a list of ``{role, content}`` structs):
 
       {"prompt": str | "messages": [...], "responses": [best, ..., worst]}
 
+* prompts alone, for rejection sampling and PPO (Llama 2 §3.2.3): any row with
+  ``prompt`` or ``messages`` ending on a user turn (other keys are ignored, so a
+  preference file serves too).
+
 A row that cannot be used is skipped, never fatal: it is counted by reason
-in a :class:`SkipCounts` and logged with its file and line. A file with no
+in a :class:`SkipCounts`, logged (at debug level) with its file and line, and
+each file's counts are logged once as a warning. A file with no
 usable row at all is an :class:`~herd.errors.InputError` that names the file
 and the reasons. Rows too long for the context are found when they are
 rendered (:func:`render_conversations`, :func:`render_pairs`) or packed
@@ -88,6 +93,13 @@ class Conversation:
 
 
 @dataclass(frozen=True)
+class Prompt:
+    """A conversation waiting for the assistant's answer: an optional system message, then turns ending on the user."""
+
+    messages: tuple[Message, ...]
+
+
+@dataclass(frozen=True)
 class Preference:
     """One comparison: ``chosen`` was preferred to ``rejected`` as the assistant's answer to ``prompt``.
 
@@ -145,6 +157,11 @@ def read_preferences(path: str | Path, skipped: SkipCounts | None = None) -> Ite
     return _read(Path(path), _preference_group, skipped)
 
 
+def read_prompts(path: str | Path, skipped: SkipCounts | None = None) -> Iterator[Prompt]:
+    """The usable prompts of a JSONL or Parquet file (``prompt`` or ``messages``); see :func:`read_conversations`."""
+    return _read(Path(path), lambda row: Prompt(_prompt(row)), skipped)
+
+
 def normalise_rating(value: object) -> str | None:
     """``"Significantly better"`` → ``"significantly_better"``; ``None`` stays ``None``; others are skipped."""
     if value is None:
@@ -170,12 +187,14 @@ def _read(
             here[exc.reason] += 1
             if skipped is not None:
                 skipped[exc.reason] += 1
-            log.warning("%s:%d: skipped: %s", path, line, exc)
+            log.debug("%s:%d: skipped: %s", path, line, exc)
             continue
         used += 1
         yield record
     if not used:
         raise InputError(f"{path}: no usable rows: {here}" if here else f"{path}: no rows (empty file)")
+    if here:
+        log.warning("%s: %d rows read, %s", path, used, here)
 
 
 def _rows(path: Path) -> Iterator[tuple[int, object]]:
