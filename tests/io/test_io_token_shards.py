@@ -97,6 +97,57 @@ def test_later_shards_of_an_interrupted_write_are_removed(tmp_path: Path) -> Non
     assert sorted(p.name for p in (tmp_path / "t").iterdir()) == ["train-00000.bin", "train-00000.idx.npy"]
 
 
+def test_the_dataset_s_largest_token_id(tmp_path: Path) -> None:
+    """Over every split and source: the manifest's max_token_id, else each shard's largest token."""
+    write_dataset(
+        tmp_path, {"train": {"a": [[0, 9, 1]], "b": [[0, 3]]}, "val": {"a": [[0, 12, 1]]}}, vocab_size=16
+    )
+    assert TokenDataset.open(tmp_path).max_token_id() == 12
+    _edit(tmp_path, lambda m: m["splits"]["val"]["a"]["shards"][0].update(max_token_id=14))
+    assert TokenDataset.open(tmp_path).max_token_id() == 14  # the manifest is trusted: no token is read
+    _edit(tmp_path, lambda m: m["splits"]["val"]["a"]["shards"][0].pop("max_token_id"))
+    assert TokenDataset.open(tmp_path).max_token_id() == 12
+
+
+def test_the_manifest_names_its_tokenizer(tmp_path: Path) -> None:
+    """``tokenizer`` is a directory inside the dataset; without the key there is none."""
+    write_dataset(tmp_path, {"train": {"a": [[0, 2, 1]]}}, vocab_size=4)
+    assert TokenDataset.open(tmp_path).tokenizer_dir is None
+    (tmp_path / "tok" / "v1").mkdir(parents=True)
+    _edit(tmp_path, lambda m: m.update(tokenizer="tok/v1"))
+    assert TokenDataset.open(tmp_path).tokenizer_dir == tmp_path / "tok" / "v1"
+
+
+@pytest.mark.parametrize(
+    ("name", "match"),
+    [
+        ("../tok", r"manifest\.json 'tokenizer': path '\.\./tok' leaves"),
+        ("/etc", r"manifest\.json 'tokenizer': path '/etc' is absolute"),
+        (7, r"manifest\.json: tokenizer must be a directory name inside the dataset, got 7"),
+        ("missing", r"manifest\.json: tokenizer 'missing' names no directory \(.*missing is missing\)"),
+    ],
+    ids=["escapes", "absolute", "not-a-name", "missing"],
+)
+def test_a_bad_tokenizer_entry_is_named(tmp_path: Path, name: object, match: str) -> None:
+    data = tmp_path / "data"
+    write_dataset(data, {"train": {"a": [[0, 2, 1]]}}, vocab_size=4)
+    (tmp_path / "tok").mkdir()  # what "../tok" would reach
+    _edit(data, lambda m: m.update(tokenizer=name))
+    with pytest.raises(DataError, match=match):
+        TokenDataset.open(data)
+
+
+def test_a_documents_only_manifest_says_how_to_make_shards(tmp_path: Path) -> None:
+    """A data build without a tokenizer writes a manifest without splits: one line saying what to run."""
+    write_manifest(tmp_path, {"format": FORMAT, "recipe": "demo", "sources": {}, "steps": {}})
+    with pytest.raises(DataError) as info:
+        TokenDataset.open(tmp_path)
+    assert str(info.value) == (
+        f"{tmp_path}: holds no token shards (documents only); make them with "
+        f"`herd data build RECIPE -o {tmp_path} --tokenizer PATH`"
+    )
+
+
 def test_max_token_id_checks_the_vocabulary_without_reading_the_shard(tmp_path: Path) -> None:
     """The recorded id answers the vocabulary check; a manifest from before it existed is read in full."""
     write_dataset(tmp_path, {"train": {"a": [[0, 9, 1]]}}, vocab_size=10)

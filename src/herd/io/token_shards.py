@@ -29,9 +29,18 @@ data build's ``recipe``, ``sources`` and ``steps``, are the writer's and ignored
     ``"uint16"`` or ``"uint32"`` (required).
 ``vocab_size``
     integer >= 0: the vocabulary of the tokenizer that made the ids (0: unknown).
+    A pretraining run whose config leaves ``model.vocab_size`` unset takes it from here.
+``tokenizer``
+    optional: a relative directory inside the dataset holding the files of the
+    tokenizer that made the ids, as :func:`herd.tokenizer.save.save_tokenizer`
+    writes them (``herd data build --tokenizer`` writes ``tokenizer/``). The
+    trainer copies them next to the weights it exports, so the exported model
+    directory loads with its tokenizer (:attr:`TokenDataset.tokenizer_dir`).
 ``splits``
     ``{split: {source: {"weight": w, "shards": [shard, ...]}}}``; ``train`` is
-    required, ``val`` (held-out documents, read once) optional.
+    required, ``val`` (held-out documents, read once) optional. A data build
+    without a tokenizer writes a manifest without ``splits`` (documents only),
+    which :meth:`TokenDataset.open` refuses with how to make the shards.
 ``weight``
     finite number >= 0, the source's share of the training mixture (Llama 1
     §2.1's table; normalised over the sources; default 1).
@@ -54,7 +63,7 @@ data build's ``recipe``, ``sources`` and ``steps``, are the writer's and ignored
 
 Example::
 
-    {"format": "herd-tokens-v1", "dtype": "uint16", "vocab_size": 32000,
+    {"format": "herd-tokens-v1", "dtype": "uint16", "vocab_size": 32000, "tokenizer": "tokenizer",
      "splits": {"train": {"web": {"weight": 0.67, "shards": [
                   {"tokens": "web/train-00000.bin", "index": "web/train-00000.idx.npy",
                    "num_tokens": 1048576, "num_documents": 812, "num_bytes": 4210033,
@@ -214,10 +223,17 @@ class Shard:
     starts: np.ndarray
     num_bytes: int
     files: tuple[Path, ...] = ()  # the .bin and .idx.npy, for the dataset's fingerprint
+    recorded_max: int | None = None  # the manifest's max_token_id, when it has one
 
     @property
     def num_tokens(self) -> int:
         return len(self.tokens)
+
+    def max_token_id(self) -> int:
+        """The largest id in the shard (0 when it holds none): the manifest's, else read from the tokens."""
+        if self.recorded_max is not None:
+            return self.recorded_max
+        return int(self.tokens.max()) if self.num_tokens else 0
 
 
 @dataclass(frozen=True)
@@ -303,14 +319,14 @@ def _open_shard(
             f"{num_tokens} tokens = {expected} bytes"
         )
     tokens = np.memmap(tokens_path, dtype=dtype, mode="r") if num_tokens else np.zeros(0, dtype)
-    if vocab_size is not None and num_tokens:
-        largest = int(tokens.max()) if recorded_max is None else recorded_max
-        if largest >= vocab_size:
-            raise DataError(
-                f"{tokens_path}: token id {largest} is outside the model's vocabulary "
-                f"(vocab_size {vocab_size}, ids 0..{vocab_size - 1})"
-            )
-    return Shard(tokens, _read_index(index_path, num_docs, num_tokens), num_bytes, (tokens_path, index_path))
+    starts = _read_index(index_path, num_docs, num_tokens)
+    shard = Shard(tokens, starts, num_bytes, (tokens_path, index_path), recorded_max)
+    if vocab_size is not None and num_tokens and (largest := shard.max_token_id()) >= vocab_size:
+        raise DataError(
+            f"{tokens_path}: token id {largest} is outside the model's vocabulary "
+            f"(vocab_size {vocab_size}, ids 0..{vocab_size - 1})"
+        )
+    return shard
 
 
 def _read_index(path: Path, num_docs: int, num_tokens: int) -> np.ndarray:
@@ -380,14 +396,39 @@ def dataset_fingerprint(root: Path, manifest_bytes: bytes, splits: Mapping[str, 
     return digest.hexdigest()
 
 
+def _tokenizer_dir(root: Path, manifest: dict[str, Any], manifest_path: Path) -> Path | None:
+    """The directory the manifest's ``tokenizer`` names, which must be one inside ``root`` (None without the key)."""
+    if "tokenizer" not in manifest:
+        return None
+    name = manifest["tokenizer"]
+    if not isinstance(name, str):
+        raise DataError(
+            f"{manifest_path}: tokenizer must be a directory name inside the dataset, got {name!r}"
+        )
+    try:
+        path = contained(root, name, f"{manifest_path} 'tokenizer'")
+    except HerdError as exc:
+        raise DataError(str(exc)) from None
+    if not path.is_dir():
+        raise DataError(f"{manifest_path}: tokenizer {name!r} names no directory ({path} is missing)")
+    return path
+
+
 @dataclass(frozen=True)
 class TokenDataset:
-    """A dataset directory: its manifest's vocabulary size, the sources of each split and a fingerprint."""
+    """A dataset directory: its manifest's vocabulary size and tokenizer, the sources of each split, a fingerprint."""
 
     path: Path
     vocab_size: int
     splits: dict[str, tuple[Source, ...]]
     fingerprint: str = ""
+    # the manifest's "tokenizer": the files of the tokenizer that made the ids
+    tokenizer_dir: Path | None = None
+
+    def max_token_id(self) -> int:
+        """The largest token id in any split: the manifest's ``max_token_id``s, else read from the shards."""
+        shards = [shard for sources in self.splits.values() for source in sources for shard in source.shards]
+        return max((shard.max_token_id() for shard in shards), default=0)
 
     @classmethod
     def open(cls, path: Path | str, model_vocab_size: int | None = None) -> TokenDataset:
@@ -409,6 +450,11 @@ class TokenDataset:
             raise DataError(f"{manifest_path}: corrupt manifest ({exc})") from None
         if manifest.get("format") != FORMAT:
             raise DataError(f"{manifest_path}: format {manifest.get('format')!r}, expected {FORMAT!r}")
+        if "splits" not in manifest:
+            raise DataError(
+                f"{path}: holds no token shards (documents only); make them with "
+                f"`herd data build RECIPE -o {path} --tokenizer PATH`"
+            )
         if manifest.get("dtype") not in DTYPES:
             raise DataError(f"{manifest_path}: dtype {manifest.get('dtype')!r}, expected uint16 or uint32")
         vocab_size = manifest.get("vocab_size", 0)
@@ -417,10 +463,9 @@ class TokenDataset:
         dtype = DTYPES[manifest["dtype"]]
         splits = {
             split: _open_split(path, split, sources, dtype, model_vocab_size)
-            for split, sources in _table(
-                manifest.get("splits", {}), f"{manifest_path}: splits", "a table"
-            ).items()
+            for split, sources in _table(manifest["splits"], f"{manifest_path}: splits", "a table").items()
         }
         if not splits.get("train"):
             raise DataError(f"{manifest_path}: no train split")
-        return cls(path, vocab_size, splits, dataset_fingerprint(path, raw, splits))
+        tokenizer_dir = _tokenizer_dir(path, manifest, manifest_path)
+        return cls(path, vocab_size, splits, dataset_fingerprint(path, raw, splits), tokenizer_dir)
