@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sysconfig
 from collections.abc import Callable
 from pathlib import Path
 
@@ -16,6 +17,7 @@ from herd.cli import main
 from herd.model.build import build_model
 from herd.model.presets import get_preset
 from herd.model.transformer import Transformer
+from herd.tokenizer.train import train_tokenizer
 
 # Two kv heads so the same model writes as 1 or 2 Meta shards.
 TINY = get_preset("llama2-tiny").replace(n_kv_heads=2)
@@ -51,6 +53,20 @@ def tiny_gguf(tiny_model: Transformer, tmp_path_factory: pytest.TempPathFactory)
     """``tiny_model`` as an F32 GGUF file."""
     dst = tmp_path_factory.mktemp("src") / "tiny.gguf"
     return write_gguf(dst, CheckpointInfo(TINY), model_tensors(tiny_model))
+
+
+@pytest.fixture(scope="session")
+def tiny_tokenizer(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A SentencePiece tokenizer directory whose ids fill exactly the rows of :data:`TINY`'s vocabulary."""
+    stdlib = Path(sysconfig.get_paths()["stdlib"])
+    docs = [
+        doc
+        for name in ("json/decoder.py", "textwrap.py")
+        for doc in (stdlib / name).read_text().split("\n\n")
+    ]
+    out = tmp_path_factory.mktemp("tokenizer")
+    train_tokenizer(iter(docs), out, style="llama2", vocab_size=TINY.vocab_size, heldout=0)
+    return out
 
 
 @pytest.fixture

@@ -382,3 +382,28 @@ def test_marker_lists_exactly_what_herd_wrote(fmt: str, tiny_hf: Path, tiny_meta
     assert marker["format"] == fmt
     assert sorted(marker["files"]) == sorted(p.name for p in folder.iterdir() if p.name != MARKER_NAME)
     assert len(marker["files"]) == (2 if fmt == "hf" else 3)  # config + weights; params + 2 shards
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o027])
+@pytest.mark.parametrize("fmt", ["hf", "meta", "gguf"])
+def test_output_is_readable_like_any_file_the_user_writes(
+    fmt: str, umask: int, tiny_hf: Path, tiny_tokenizer: Path, tmp_path: Path, herd_cli: CliRun
+) -> None:
+    """Weights, configs, marker and tokenizer files get open()'s 0666 and mkdir's 0777 less the umask, never
+    the 0600/0700 of a private temporary (022 gives 0644 files and 0755 directories)."""
+    src = tmp_path / "src"
+    shutil.copytree(tiny_hf, src)
+    shutil.copyfile(tiny_tokenizer / "tokenizer.model", src / "tokenizer.model")
+    dst = tmp_path / ("out.gguf" if fmt == "gguf" else "out")
+    old = os.umask(umask)
+    try:
+        code, err = herd_cli(["convert", str(src), str(dst), "--to", fmt])
+    finally:
+        os.umask(old)
+    assert (code, err) == (0, "")
+    written = [dst, *dst.rglob("*")]
+    expected_files = {"hf": 5, "meta": 5, "gguf": 1}[fmt]  # dir, config, weights, marker, tokenizer.model
+    assert len(written) == expected_files and (fmt == "gguf" or (dst / "tokenizer.model").is_file())
+    for path in written:
+        expected = (0o777 if path.is_dir() else 0o666) & ~umask
+        assert path.stat().st_mode & 0o777 == expected, path.name

@@ -160,20 +160,6 @@ def test_unknown_path_and_dtype(tiny: tuple, tmp_path: Path, capsys: pytest.Capt
     assert not (tmp_path / "o").exists()
 
 
-def test_output_permissions_follow_umask(tiny: tuple, tmp_path: Path) -> None:
-    """Atomic output is not left private (mkdtemp's 0700) but as mkdir/open would make it."""
-    import os
-
-    _, src = tiny
-    mask = os.umask(0o022)
-    try:
-        assert main(["convert", str(src), str(tmp_path / "o"), "--to", "hf", "--quiet"]) == 0
-    finally:
-        os.umask(mask)
-    assert (tmp_path / "o").stat().st_mode & 0o777 == 0o755
-    assert (tmp_path / "o" / "config.json").stat().st_mode & 0o777 == 0o644
-
-
 @pytest.mark.slow
 def test_tokenizer_travels_with_conversions(llama3_tokenizer_dir: Path, tmp_path: Path) -> None:
     """Tokenizer files are copied to hf/meta outputs and embedded in GGUF outputs (llama.cpp reads them)."""

@@ -6,6 +6,7 @@ import errno
 import os
 import subprocess
 import sys
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -54,6 +55,53 @@ def test_a_file_appears_whole_with_the_permissions_open_gives(tmp_path: Path) ->
     mask = os.umask(0)
     os.umask(mask)
     assert dst.stat().st_mode & 0o777 == 0o666 & ~mask
+
+
+@pytest.fixture
+def umask_022() -> Iterator[None]:
+    old = os.umask(0o022)
+    yield
+    os.umask(old)
+
+
+def private_copy(path: Path, data: bytes) -> None:
+    """Write ``path`` as libraries that go through their own private temporary do (safetensors: 0600)."""
+    fd, name = tempfile.mkstemp(dir=path.parent)
+    os.write(fd, data)
+    os.close(fd)
+    os.replace(name, path)
+
+
+def test_current_umask_reads_without_changing_it(umask_022: None) -> None:
+    assert atomic.current_umask() == 0o022
+    os.umask(0o027)
+    assert atomic.current_umask() == 0o027
+    assert os.umask(0o022) == 0o027
+
+
+def test_a_file_a_library_wrote_privately_is_readable_like_any_file(tmp_path: Path, umask_022: None) -> None:
+    dst = tmp_path / "model.safetensors"
+    with atomic_file(dst) as tmp:
+        private_copy(tmp, b"weights")
+        assert tmp.stat().st_mode & 0o777 == 0o600
+    assert dst.read_bytes() == b"weights" and dst.stat().st_mode & 0o777 == 0o644
+
+
+def test_every_entry_of_a_directory_is_readable_like_any_file(tmp_path: Path, umask_022: None) -> None:
+    dst = tmp_path / "ckpt"
+    with atomic_dir(dst) as tmp:
+        (tmp / "sub").mkdir(mode=0o700)
+        private_copy(tmp / "sub" / "shard.bin", b"x")
+        (tmp / "config.json").write_text("{}")
+        (tmp / "tool").write_text("#!/bin/sh\n")
+        (tmp / "tool").chmod(0o700)
+        outside = tmp_path / "secret"
+        outside.write_text("not herd's")
+        outside.chmod(0o600)
+        (tmp / "link").symlink_to(outside)
+    modes = {p.name: p.lstat().st_mode & 0o777 for p in [dst, *dst.rglob("*")] if not p.is_symlink()}
+    assert modes == {"ckpt": 0o755, "sub": 0o755, "shard.bin": 0o644, "config.json": 0o644, "tool": 0o744}
+    assert outside.stat().st_mode & 0o777 == 0o600  # a link's target is not herd's output
 
 
 def test_a_failed_write_leaves_the_old_file_and_no_temporary(tmp_path: Path) -> None:

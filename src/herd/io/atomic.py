@@ -29,6 +29,12 @@ without an owner or without herd's pattern are left alone, unless the caller
 holds the folder exclusively (a data build under its lock, a training run
 before it starts), when every entry of the scheme is stale.
 
+Output is readable like any file the user writes: a staging file is created
+with ``open``'s mode and a staging directory with ``mkdir``'s (0666 and 0777
+less the umask), and before the rename every entry in it is given at least
+those permissions (:func:`widen_to_open_modes`), because some libraries write
+through a private temporary of their own (safetensors' files are 0600).
+
 A failed write removes its staging entry. Libraries report a full or
 read-only disk in their own ways (safetensors' ``SafetensorError``, torch's
 ``RuntimeError``, numpy's ``OSError`` without an errno, a compiler's exit
@@ -45,6 +51,7 @@ import re
 import secrets
 import shutil
 import socket
+import stat
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -58,6 +65,51 @@ _HOST = re.sub(r"\W", "_", socket.gethostname(), flags=re.ASCII) or "localhost"
 _OWNED = re.compile(r"\.(?P<name>.+)\.herd-(?P<host>\w+)-(?P<pid>\d+)\.(?:\w+\.(?P<tmp>tmp)|old)", re.ASCII)
 _UNOWNED = re.compile(r"\.(?P<name>.+)\.(?:(?P<tmp>tmp)|old)")
 _PROBE_BYTES = 1 << 20
+
+
+def _umask_at_import() -> int:
+    mask = os.umask(0o077)  # the only portable way to read the umask is to set it, then put it back
+    os.umask(mask)
+    return mask
+
+
+_IMPORT_UMASK = _umask_at_import()
+
+
+def current_umask() -> int:
+    """The process's umask, read without changing it where the system tells (``/proc/self/status``,
+    Linux 4.7+); elsewhere the umask at import, since setting it to read it would race with any
+    thread creating a file meanwhile."""
+    try:
+        with open("/proc/self/status", encoding="ascii", errors="replace") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    return _IMPORT_UMASK
+
+
+def widen_to_open_modes(path: Path) -> None:
+    """Give ``path``, and everything under it when it is a directory, at least the permissions that
+    ``open`` (0666) and ``mkdir`` (0777) give a new entry under the current umask.
+
+    Bits an entry already has are kept (an executable stays executable) and
+    symbolic links are not followed.
+    """
+    umask = current_umask()
+    entries = [path]
+    if path.is_dir() and not path.is_symlink():
+        for root, dirs, files in os.walk(path):
+            entries += [Path(root, name) for name in dirs + files]
+    for entry in entries:
+        info = entry.lstat()
+        if stat.S_ISLNK(info.st_mode):
+            continue
+        wanted = (0o777 if stat.S_ISDIR(info.st_mode) else 0o666) & ~umask
+        mode = stat.S_IMODE(info.st_mode)
+        if mode | wanted != mode:
+            os.chmod(entry, mode | wanted)
 
 
 def staging_prefix(dst: Path, pid: int | None = None) -> str:
@@ -126,8 +178,10 @@ class Staging:
                 self.path = self._owned_name()  # another entry drew the same name: draw again
 
     def commit(self) -> None:
-        """Rename the complete staging entry to ``dst``; on failure it is removed and ``dst`` is as before."""
+        """Rename the complete staging entry to ``dst`` (readable as :func:`widen_to_open_modes` makes it);
+        on failure it is removed and ``dst`` is as before."""
         try:
+            widen_to_open_modes(self.path)
             if self.directory:
                 _replace_dir(self.path, self.dst)
             else:
