@@ -140,13 +140,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(format_tables(manifest))
     draw_png(manifest, out / "data_stats.png")
 
-    overrides = [f"data.path={data_dir}", f"model.vocab_size={tokenizer.vocab_size}", f"out_dir={run_dir}"]
+    # The model's vocabulary comes from the data's manifest, and the export carries the data's tokenizer.
+    overrides = [f"data.path={data_dir}", f"out_dir={run_dir}"]
     if args.steps:
         overrides.append(f"train.steps={args.steps}")
     config = load_config(args.pretrain_config, overrides)
     result = _stage("4. pretrain: tiny Llama-3-shaped model", lambda: pretrain(config), timings)
-    for name in ("tokenizer.model", "special_tokens.json"):
-        shutil.copyfile(tok_dir / name, Path(result.hf_dir) / name)
 
     def samples() -> list[tuple[str, str]]:
         model = herd.load_model(result.hf_dir)

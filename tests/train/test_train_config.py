@@ -9,16 +9,18 @@ import pytest
 from herd.cli import main
 from herd.config import parse_value
 from herd.errors import ConfigError
-from herd.train.config import load_config
+from herd.train.config import VOCAB_FROM_DATA, load_config
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs" / "pretrain"
 
 
 def test_shipped_configs_load() -> None:
     demo = load_config(CONFIGS / "demo.toml")
-    assert demo.model_config().n_kv_heads < demo.model_config().n_heads  # Llama-3 shape: GQA
+    assert demo.vocab_from_data and demo.model["vocab_size"] == VOCAB_FROM_DATA == 0  # the data's
+    model = demo.with_vocab_size(2304).model_config()
+    assert model.n_kv_heads < model.n_heads and model.vocab_size == 2304  # Llama-3 shape: GQA
     llama2 = load_config(CONFIGS / "llama2-7b.toml")
-    assert llama2.model_config().name == "llama2-7b"
+    assert llama2.with_vocab_size(32000).model_config().name == "llama2-7b"
     o, s = llama2.optim, llama2.schedule
     assert (o.lr, o.beta1, o.beta2, o.eps, o.weight_decay, o.grad_clip) == (3e-4, 0.9, 0.95, 1e-5, 0.1, 1.0)
     assert (s.warmup_steps, s.min_lr_ratio) == (2000, 0.1)
@@ -54,7 +56,8 @@ def test_shipped_configs_load() -> None:
             "model.rope_scaling.factor: expected float",
         ),
         ("[model]\npreset = ['llama3-tiny']\n", "model.preset: expected str"),
-        ("[model]\ndim = 64\n", "model: missing key.*n_layers, n_heads, vocab_size.*model.preset"),
+        ("[model]\ndim = 64\n", r"model: missing key\(s\) n_layers, n_heads \(or set model.preset\)"),
+        ("[model]\npreset = 'llama3-tiny'\nvocab_size = -5\n", "vocab_size must be a positive integer, got -5"),
         ("[data]\nweights = {web = 'many'}\n", "data.weights.web: expected float, got 'many'"),
         ("[train]\nsteps = \n", "invalid TOML"),
         ("[train]\nsteps = " + "[" * 5000 + "\n", r"invalid TOML \(nested too deeply\)"),
@@ -73,7 +76,7 @@ def test_overrides_from_the_command_line(tmp_path: Path) -> None:
         ["optim.lr=1e-3", "train.steps=7", "model.dim=64", "data.weights={web = 2, code = 1}", "out_dir=x y"],
     )
     assert config.optim.lr == 1e-3 and config.train.steps == 7 and config.out_dir == "x y"
-    assert config.model_config().dim == 64
+    assert config.with_vocab_size(512).model_config().dim == 64
     assert config.data.weights == {"web": 2.0, "code": 1.0}
     with pytest.raises(ConfigError, match=r"unknown config key.*optim\.lrr"):
         load_config(CONFIGS / "demo.toml", ["optim.lrr=1"])

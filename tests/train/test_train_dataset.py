@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 import shutil
 from collections.abc import Callable
@@ -10,11 +11,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import tiny_config_dict
-from herd.io.token_shards import DataError, TokenDataset, write_dataset
-from herd.train.config import config_from_dict
+from conftest import tiny_config_dict, write_toml
+from herd.cli import main
+from herd.errors import ConfigError
+from herd.io.token_shards import FORMAT, DataError, TokenDataset, write_dataset, write_manifest
+from herd.train.config import VOCAB_FROM_DATA, config_from_dict
 from herd.train.dataset import MixtureSampler, read_windows
-from herd.train.loop import pretrain
+from herd.train.loop import Trainer, pretrain
 
 
 def _sampler(path: Path, weights: list[float], seq_len: int = 16, seed: int = 0) -> MixtureSampler:
@@ -191,6 +194,107 @@ def test_pretrain_checks_token_ids_against_the_model_before_training(tmp_path: P
         tmp_path / "data", {"train": {"web": [[0, *range(2, 90), 1], [0, 96, 1]]}}, vocab_size=96
     )
     config = config_from_dict(tiny_config_dict(data, tmp_path / "run"))
-    with pytest.raises(DataError, match=r"train-00000\.bin: token id 96 is outside the model's vocabulary"):
+    with pytest.raises(ConfigError) as info:
         pretrain(config)
+    # the manifest's 96 cannot hold id 96 either, so leaving the value unset is not offered
+    assert str(info.value) == (
+        f"model.vocab_size 96 is too small for {data}: it holds token id 96 (vocab_size must be at least 97)"
+    )
     assert not (tmp_path / "run").exists()
+
+
+def _vocab_data(path: Path, vocab_size: int) -> Path:
+    """A dataset whose largest token id is 89, made by a tokenizer of ``vocab_size`` ids (0: unknown)."""
+    return write_dataset(path, {"train": {"web": [[0, *range(2, 90), 1]] * 8}}, vocab_size=vocab_size)
+
+
+def _unset(raw: dict) -> dict:
+    """``raw`` without ``model.vocab_size``: the config leaves it to the data."""
+    raw["model"].pop("vocab_size")
+    return raw
+
+
+def test_an_unset_vocab_size_is_the_data_s(tmp_path: Path) -> None:
+    """The model's embedding has the manifest's vocabulary, and the checkpoint's config records it."""
+    data = _vocab_data(tmp_path / "data", 120)
+    config = config_from_dict(_unset(tiny_config_dict(data, tmp_path / "run", train={"steps": 1})))
+    assert config.to_dict()["model"]["vocab_size"] == VOCAB_FROM_DATA
+    trainer = Trainer(config)
+    try:
+        assert trainer.model_config.vocab_size == 120
+        assert tuple(trainer.model.tok_embeddings.weight.shape) == (120, 32)
+        assert trainer.config.model["vocab_size"] == 120  # what a checkpoint's trainer state saves
+    finally:
+        trainer.close()
+
+
+@pytest.mark.parametrize(
+    ("manifest_vocab", "model_vocab", "error", "message"),
+    [
+        (
+            120,
+            64,
+            ConfigError,
+            "model.vocab_size 64 is too small for {data}: it holds token id 89 (vocab_size must be at "
+            "least 90); leave model.vocab_size unset to take the data's 120",
+        ),
+        (
+            120,
+            100,
+            ConfigError,
+            "{data}: token vocabulary 120 exceeds the model's vocab_size 100; leave model.vocab_size "
+            "unset to take the data's 120",
+        ),
+        (
+            0,
+            None,
+            ConfigError,
+            "{data}/manifest.json: records no vocab_size, so model.vocab_size must be set (to at least "
+            "90, the largest token id + 1)",
+        ),
+        (
+            50,
+            None,
+            DataError,
+            "{data}/manifest.json: token id 89 is outside the vocabulary it records (vocab_size 50)",
+        ),
+    ],
+    ids=["below-the-largest-id", "below-the-tokenizer", "unknown", "corrupt-manifest"],
+)
+def test_the_model_s_vocabulary_must_hold_the_data(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    manifest_vocab: int,
+    model_vocab: int | None,
+    error: type[Exception],
+    message: str,
+) -> None:
+    """A set vocab_size is checked against the data's ids and tokenizer; an unset one needs the manifest's."""
+    data = _vocab_data(tmp_path / "data", manifest_vocab)
+    raw = _unset(tiny_config_dict(data, tmp_path / "run"))
+    if model_vocab is not None:
+        raw["model"]["vocab_size"] = model_vocab
+    with pytest.raises(error) as info:
+        pretrain(config_from_dict(raw))
+    assert str(info.value) == message.format(data=data)
+    assert main(["pretrain", str(write_toml(tmp_path / "c.toml", raw))]) == 2
+    assert capsys.readouterr().err == f"herd: error: {message.format(data=data)}\n"
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_documents_only_build_says_how_to_make_token_shards(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """What `herd data build` without a tokenizer writes: documents and a manifest without splits."""
+    data = tmp_path / "data"
+    (data / "documents" / "web").mkdir(parents=True)
+    (data / "documents" / "web" / "00000.jsonl.gz").write_bytes(gzip.compress(b'{"text": "a"}\n'))
+    write_manifest(
+        data, {"format": FORMAT, "recipe": "demo", "sources": {"web": {"documents": 1}}, "steps": {}}
+    )
+    config = write_toml(tmp_path / "c.toml", tiny_config_dict(data, tmp_path / "run"))
+    assert main(["pretrain", str(config)]) == 2
+    assert capsys.readouterr().err == (
+        f"herd: error: {data}: holds no token shards (documents only); make them with "
+        f"`herd data build RECIPE -o {data} --tokenizer PATH`\n"
+    )

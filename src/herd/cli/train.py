@@ -14,7 +14,6 @@ from typing import TYPE_CHECKING
 from herd.argtypes import non_negative_int
 from herd.cli.flags import add_json, add_output, add_quiet, add_set
 from herd.cli.text import print_rows
-from herd.train.config import load_config
 
 if TYPE_CHECKING:
     from herd.train.loop import PretrainResult
@@ -49,7 +48,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         default=None,
         help="restart from the last checkpoint after a crash (fault.max_restarts)",
     )
-    p.add_argument("--print-config", action="store_true", help="print the resolved config as JSON and exit")
+    p.add_argument(
+        "--print-config",
+        action="store_true",
+        help="print the resolved config as JSON and exit (model.vocab_size 0: taken from the dataset's "
+        "manifest when training starts)",
+    )
     add_quiet(p, "no progress bar (log.progress = false)")
     add_json(p, "the run's summary (what summary.json holds)")
     p.set_defaults(func=run)
@@ -64,6 +68,8 @@ def run(args: argparse.Namespace) -> int:
         overrides.append(f"fault.max_restarts={args.max_restarts}")
     if args.quiet:
         overrides.append("log.progress=false")
+    from herd.train.config import load_config  # imports PyTorch (herd.model.config): only to run
+
     config = load_config(args.config, overrides)
     if args.print_config:
         print(json.dumps(config.to_dict(), indent=2))
@@ -106,5 +112,5 @@ def _summary(result: PretrainResult) -> list[tuple[str, object]]:
     if result.loss_plot:
         rows.append(("loss plot", result.loss_plot))
     if result.hf_dir:
-        rows.append(("weights (Hugging Face layout)", result.hf_dir))
+        rows.append(("weights (Hugging Face layout)", f"{result.hf_dir}, {result.tokenizer_note()}"))
     return rows

@@ -107,9 +107,19 @@ class LogConfig:
     tensorboard: bool = True
 
 
+# model.vocab_size when the config leaves it unset: the trainer takes the dataset manifest's vocab_size.
+VOCAB_FROM_DATA = 0
+
+
 @dataclass
 class PretrainConfig:
-    """A whole pretraining run; ``model`` is a preset name plus ModelConfig field overrides."""
+    """A whole pretraining run; ``model`` is a preset name plus ModelConfig field overrides.
+
+    ``model.vocab_size`` left out of the file is :data:`VOCAB_FROM_DATA` (0),
+    also in ``--print-config``: the trainer sets it to the vocabulary of the
+    tokenizer that made the data (:meth:`with_vocab_size`), so a config does
+    not repeat a number the data already knows.
+    """
 
     out_dir: str = "runs/pretrain"
     model: dict[str, Any] = field(default_factory=dict)
@@ -123,8 +133,28 @@ class PretrainConfig:
     log: LogConfig = field(default_factory=LogConfig)
 
     def model_config(self) -> ModelConfig:
-        """The ModelConfig: ``model.preset`` (if any) with the other keys replaced (each type-checked)."""
-        fields = dict(self.model)
+        """The ModelConfig: ``model.preset`` (if any) with the other keys replaced (each type-checked).
+
+        ``model.vocab_size`` must be known: a config that takes it from the data
+        is resolved by the trainer first (:meth:`with_vocab_size`).
+        """
+        if self.vocab_from_data:
+            raise ConfigError("model.vocab_size is unset: it is taken from the dataset when training starts")
+        return self._model_config(self.model)
+
+    @property
+    def vocab_from_data(self) -> bool:
+        """Whether ``model.vocab_size`` is unset, to be taken from the dataset's manifest."""
+        value = self.model.get("vocab_size", VOCAB_FROM_DATA)
+        return loader.has_type(value, int) and value == VOCAB_FROM_DATA
+
+    def with_vocab_size(self, vocab_size: int) -> PretrainConfig:
+        """A copy whose ``model.vocab_size`` is ``vocab_size``."""
+        return dataclasses.replace(self, model={**self.model, "vocab_size": vocab_size})
+
+    @staticmethod
+    def _model_config(model: dict[str, Any]) -> ModelConfig:
+        fields = dict(model)
         preset = loader.coerce(fields.pop("preset", None), str | None, "model.preset")
         hints = get_type_hints(ModelConfig)
         unknown = sorted(set(fields) - set(hints))
@@ -144,7 +174,9 @@ class PretrainConfig:
 
     def validate(self) -> PretrainConfig:
         """Cross-field checks; returns self."""
-        self.model_config()
+        self.model.setdefault("vocab_size", VOCAB_FROM_DATA)
+        # Until the data says, any vocabulary stands in for the unset one to check the other model keys.
+        self._model_config(self.model | ({"vocab_size": 1} if self.vocab_from_data else {}))
         checks = [
             (bool(self.out_dir), "out_dir must not be empty"),
             (self.train.steps > 0, "train.steps must be positive"),

@@ -4,10 +4,11 @@ The trainer, step by step:
 
 1. Join the torchrun process group (if any) and pick the device and numerics:
    bf16 autocast on GPU, fp32 on CPU.
-2. Open the token shards and build the mixture sampler; the global batch of
-   ``batch_tokens / seq_len`` sequences is split over the data-parallel
-   processes and ``micro_batch_size``-sized forward passes (gradient
-   accumulation), so the update does not depend on the world size.
+2. Open the token shards (an unset ``model.vocab_size`` is the manifest's, a
+   set one must hold every token id) and build the mixture sampler; the
+   global batch of ``batch_tokens / seq_len`` sequences is split over the
+   data-parallel processes and ``micro_batch_size``-sized forward passes
+   (gradient accumulation), so the update does not depend on the world size.
 3. Build the model (seeded Llama init), apply activation checkpointing, shard
    it (DDP / FSDP2 / TP) and optionally ``torch.compile`` each block.
 4. Build AdamW and the warmup-cosine schedule.
@@ -25,7 +26,8 @@ The trainer, step by step:
 8. Otherwise step AdamW; log loss, LR, grad norm, tokens/s and MFU;
    periodically evaluate validation loss and bits per byte, and checkpoint.
 9. At the end: validate, checkpoint, export the weights in herd's Hugging Face
-   layout, plot the loss curve and write ``summary.json`` with goodput.
+   layout with the tokenizer the dataset's manifest names, plot the loss
+   curve and write ``summary.json`` with goodput.
 
 A crash (any exception that is not a user error) restarts from the last
 checkpoint up to ``fault.max_restarts`` times.
@@ -45,11 +47,11 @@ from typing import Any
 import torch
 from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
 
-from herd.checkpoint.base import CheckpointInfo, tensor_names
+from herd.checkpoint.base import SIDE_FILES_EXTRA, CheckpointInfo, find_side_files, tensor_names
 from herd.checkpoint.hf import write_hf
 from herd.errors import ConfigError, HerdError
 from herd.io.atomic import atomic_file
-from herd.io.token_shards import Source, TokenDataset
+from herd.io.token_shards import MANIFEST, DataError, Source, TokenDataset
 from herd.model.build import build_model, empty_model
 from herd.model.info import model_info
 from herd.train import checkpointing
@@ -88,6 +90,7 @@ class PretrainResult:
     rollbacks: int
     restarts: int = 0
     hf_dir: str | None = None
+    hf_tokenizer: str | None = None  # the dataset's tokenizer directory whose files the export carries
     loss_plot: str | None = None
     metrics: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
@@ -109,8 +112,55 @@ class PretrainResult:
         if self.loss_plot:
             lines.append(f"- loss curve: ![loss]({self.loss_plot})")
         if self.hf_dir:
-            lines.append(f"- weights (Hugging Face layout): {self.hf_dir}")
+            lines.append(f"- weights (Hugging Face layout): {self.hf_dir}; {self.tokenizer_note()}")
         return "\n".join(lines) + "\n"
+
+    def tokenizer_note(self) -> str:
+        """Whether the exported weights carry their tokenizer, in words."""
+        if self.hf_tokenizer:
+            return f"with the tokenizer from {self.hf_tokenizer}"
+        return "no tokenizer (the dataset's manifest names none): copy its files in before generating"
+
+
+def with_data_vocab(config: PretrainConfig, dataset: TokenDataset) -> PretrainConfig:
+    """``config`` with an unset ``model.vocab_size`` taken from the dataset; a set one checked against its ids.
+
+    The model's embedding must hold every token id of the data (an id outside it
+    is an index error on a CPU and a device-side assert on a GPU, long after
+    start-up) and every id of the tokenizer that made it (the manifest's
+    ``vocab_size``), or the model could not be used with that tokenizer.
+    """
+    largest = dataset.max_token_id()
+    if config.vocab_from_data:
+        manifest = dataset.path / MANIFEST
+        if not dataset.vocab_size:
+            raise ConfigError(
+                f"{manifest}: records no vocab_size, so model.vocab_size must be set "
+                f"(to at least {largest + 1}, the largest token id + 1)"
+            )
+        if largest >= dataset.vocab_size:
+            raise DataError(
+                f"{manifest}: token id {largest} is outside the vocabulary it records "
+                f"(vocab_size {dataset.vocab_size})"
+            )
+        return config.with_vocab_size(dataset.vocab_size)
+    vocab_size = config.model_config().vocab_size
+    unset = (
+        f"; leave model.vocab_size unset to take the data's {dataset.vocab_size}"
+        if dataset.vocab_size > largest
+        else ""
+    )
+    if vocab_size <= largest:
+        raise ConfigError(
+            f"model.vocab_size {vocab_size} is too small for {dataset.path}: it holds token id {largest} "
+            f"(vocab_size must be at least {largest + 1}){unset}"
+        )
+    if vocab_size < dataset.vocab_size:
+        raise ConfigError(
+            f"{dataset.path}: token vocabulary {dataset.vocab_size} exceeds the model's vocab_size "
+            f"{vocab_size}{unset}"
+        )
+    return config
 
 
 def _mixture_weights(config: PretrainConfig, sources: tuple[Source, ...]) -> list[float]:
@@ -139,14 +189,12 @@ class Trainer:
         use_bf16 = config.train.dtype == "bf16" or (config.train.dtype == "auto" and dev.type == "cuda")
         self.autocast_dtype = torch.bfloat16 if use_bf16 else None
         torch.manual_seed(config.train.seed)
-        # 2. data
+        # 2. data, and the model's vocabulary from it
+        self.dataset = TokenDataset.open(config.data.path)
+        self.config = config = with_data_vocab(config, self.dataset)
         self.model_config = config.model_config()
-        self.dataset = TokenDataset.open(config.data.path, self.model_config.vocab_size)
-        if self.dataset.vocab_size > self.model_config.vocab_size:
-            raise ConfigError(
-                f"{config.data.path}: token vocabulary {self.dataset.vocab_size} exceeds the model's "
-                f"vocab_size {self.model_config.vocab_size}"
-            )
+        tokenizer_dir = self.dataset.tokenizer_dir
+        self.tokenizer_files = find_side_files(tokenizer_dir) if tokenizer_dir is not None else []
         seq_len = config.data.seq_len
         train_sources = usable_sources(self.dataset.splits["train"], seq_len)
         self.sampler = MixtureSampler(
@@ -337,13 +385,19 @@ class Trainer:
         return loss, loss / math.log(2) / bytes_per_token(self.val_sources)
 
     def export_hf(self) -> Path | None:
-        """The final weights in herd's Hugging Face layout (loadable by transformers)."""
+        """The final weights in herd's Hugging Face layout (loadable by transformers), with the data's tokenizer.
+
+        The tokenizer files the dataset's manifest names are written next to the
+        weights, so ``herd generate OUT_DIR/hf`` and ``herd.load_tokenizer`` work on
+        the directory as it is.
+        """
         options = StateDictOptions(full_state_dict=True, cpu_offload=True)
         state = get_model_state_dict(self.model, options=options)
         if not self.runtime.is_main:
             return None
         tensors = [(name, state[name]) for name in tensor_names(self.model_config)]
-        return write_hf(self.out_dir / "hf", CheckpointInfo(self.model_config), tensors)
+        info = CheckpointInfo(self.model_config, extras={SIDE_FILES_EXTRA: self.tokenizer_files})
+        return write_hf(self.out_dir / "hf", info, tensors)
 
     # ---- the loop --------------------------------------------------------------------------------
 
@@ -433,6 +487,7 @@ class Trainer:
             skipped_steps=self.skipped,
             rollbacks=self.rollbacks,
             hf_dir=str(hf_dir) if hf_dir else None,
+            hf_tokenizer=str(self.dataset.tokenizer_dir) if hf_dir and self.tokenizer_files else None,
             loss_plot=str(plot) if plot else None,
             metrics=str(self.logger.path),
             extra={
