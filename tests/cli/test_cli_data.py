@@ -72,26 +72,74 @@ def test_bad_flags_are_one_line(
         (GOOD_SOURCE + 'weight = "0.5"\n', "source[0].weight: expected a number, got '0.5'"),
         (GOOD_SOURCE + "reader_args = [1]\n", "source[0].reader_args: expected a table, got [1]"),
         (GOOD_SOURCE + "tasks = 2.5\n", "source[0].tasks: expected an integer, got 2.5"),
-        (GOOD_SOURCE + "wieght = 1\n", "source[0]: unknown key(s) wieght"),
+        (GOOD_SOURCE + "wieght = 1\n", "source[0]: unknown key(s) wieght (did you mean 'weight'? known: "),
         (GOOD_SOURCE + 'steps = "c4"\n', "source[0].steps: expected a list, got 'c4'"),
-        (GOOD_SOURCE + 'steps = [{type = "c5"}]\n', "source[0].steps[0]: unknown step 'c5'"),
+        (
+            GOOD_SOURCE + 'steps = [{type = "c5"}]\n',
+            "source[0] 'web', steps[0] 'c5': unknown step 'c5' (known: book_dedup, bucket_line_dedup, c4, ",
+        ),
+        (
+            GOOD_SOURCE + 'steps = [{type = "c4"}, {type = "gopher_qualty"}]\n',
+            "steps[1] 'gopher_qualty': unknown step 'gopher_qualty' (did you mean 'gopher_quality'? known: ",
+        ),
         (
             GOOD_SOURCE + 'steps = [{type = "c4", min_sentence = 3}]\n',
-            "source[0].steps[0].min_sentence: unknown",
+            "source[0] 'web', steps[0] 'c4': min_sentence: unknown argument (did you mean 'min_sentences'? "
+            "known: drop_curly_bracket, ",
         ),
         (
             GOOD_SOURCE + 'steps = [{type = "gopher_quality", min_words = "50"}]\n',
-            "source[0].steps[0].min_words: expected int, got '50'",
+            "source[0] 'web', steps[0] 'gopher_quality': min_words: expected int, got '50'",
         ),
         (
             GOOD_SOURCE + 'steps = [{type = "dirty_words", words = "sex"}]\n',
-            "source[0].steps[0].words: expected Iterable[str] | None, got 'sex'",
+            "steps[0] 'dirty_words': words: expected Iterable[str] | None, got 'sex'",
         ),
-        (GOOD_SOURCE.replace('"jsonl"', '"jsnol"'), "source[0].reader_args: unknown reader 'jsnol'"),
+        (
+            GOOD_SOURCE + 'steps = [{type = "c4"}, {type = "minhash_dedup", threshold = 1.5}]\n',
+            "source[0] 'web', steps[1] 'minhash_dedup': threshold: must be in [0, 1], got 1.5",
+        ),
+        (
+            GOOD_SOURCE + 'steps = [{type = "gopher_quality", max_words = nan}]\n',
+            "steps[0] 'gopher_quality': max_words: expected int, got nan",
+        ),
+        (
+            GOOD_SOURCE + 'steps = [{type = "semantic_dedup", eps = nan}]\n',
+            "steps[0] 'semantic_dedup': eps: must be in [0, 2], got nan",
+        ),
+        (
+            GOOD_SOURCE + 'steps = [{type = "gopher_repetition", top_ngrams = {"2" = 0.2, "3" = 1.5}}]\n',
+            "steps[0] 'gopher_repetition': top_ngrams.3: must be in [0, 1], got 1.5",
+        ),
+        (
+            GOOD_SOURCE + 'steps = [{type = "c4", min_sentences = -1}]\n',
+            "steps[0] 'c4': min_sentences: must be at least 0, got -1",
+        ),
+        (
+            GOOD_SOURCE + 'steps = [{type = "ngram_coverage", n = 0}]\n',
+            "steps[0] 'ngram_coverage': n: must be at least 1, got 0",
+        ),
+        (
+            GOOD_SOURCE + 'steps = [{type = "wiki_reference", threshold = 0.3}]\n',
+            "source[0] 'web', steps[0] 'wiki_reference': missing argument 'model_path' (str | Path)",
+        ),
+        (
+            GOOD_SOURCE.replace('"jsonl"', '"jsnol"'),
+            "source[0] 'web', reader 'jsnol': unknown reader 'jsnol' (did you mean 'jsonl'? known: arxiv, ",
+        ),
         (GOOD_SOURCE.replace('"web"', '"../web"'), "source[0].name: '../web' is not a plain name"),
         (
             GOOD_SOURCE + 'reader_args = {max_record_bytes = "1MB"}\n',
-            "reader_args.max_record_bytes: expected int",
+            "source[0] 'web', reader 'jsonl': max_record_bytes: expected int, got '1MB'",
+        ),
+        (
+            GOOD_SOURCE.replace('"jsonl"', '"gutenberg"') + "reader_args = {max_record_byte = 5}\n",
+            "reader 'gutenberg': max_record_byte: unknown argument (did you mean 'max_record_bytes'? known: "
+            "max_record_bytes, source)",
+        ),
+        (
+            GOOD_SOURCE.replace('"jsonl"', '"gutenberg"') + "reader_args = {max_record_bytes = 0}\n",
+            "reader 'gutenberg': max_record_bytes: must be at least 1, got 0",
         ),
     ],
 )

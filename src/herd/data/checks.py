@@ -8,6 +8,8 @@ key instead of a ``TypeError`` deep inside a step.
 
 from __future__ import annotations
 
+import difflib
+from collections.abc import Iterable
 from typing import Any
 
 from herd.config import has_type
@@ -35,3 +37,12 @@ def expect_key(table: dict[str, Any], key: str, kind: type, where: str) -> Any:
     if key not in table:
         raise DataInputError(f"{where}: missing key {key!r}")
     return expect(table[key], kind, f"{where}.{key}")
+
+
+def unknown_name(name: Any, known: Iterable[str]) -> str:
+    """``(did you mean 'x'? known: a, b, ...)`` for a mistyped ``name``: the known name closest to it
+    (difflib), if one is close, then all of them."""
+    names = sorted(known)
+    close = difflib.get_close_matches(name, names, n=1) if isinstance(name, str) else []
+    hint = f"did you mean {close[0]!r}? " if close else ""
+    return f"({hint}known: {', '.join(names) or 'none'})"

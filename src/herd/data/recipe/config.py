@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 import herd.config as loader
-from herd.data.checks import expect
+from herd.data.checks import expect, unknown_name
 from herd.data.errors import DataInputError, RecipeError
 from herd.data.recipe.registry import check_reader, check_step
 from herd.errors import ConfigError
@@ -76,6 +76,8 @@ class RecipeConfig:
     # Share of each source's documents (chosen by a hash of the id) held out as the "val" split.
     val_fraction: float = 0.0
     base_dir: Path = Path(".")
+    # The TOML file it was read from (None: made in code); errors found when it is built name it.
+    path: Path | None = None
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.val_fraction < 1.0:
@@ -112,7 +114,7 @@ def _check_table(table: dict[str, Any], types: dict[str, type], where: str) -> N
     """Refuse unknown keys and values of the wrong type, naming ``where.KEY``."""
     unknown = sorted(set(table) - set(types))
     if unknown:
-        raise RecipeError(f"{where}: unknown key(s) {', '.join(unknown)} (known: {', '.join(sorted(types))})")
+        raise RecipeError(f"{where}: unknown key(s) {', '.join(unknown)} {unknown_name(unknown[0], types)}")
     for key, value in table.items():
         expect(value, types[key], f"{where}.{key}")
 
@@ -139,19 +141,39 @@ def _source(table: Any, where: str) -> SourceConfig:
         expect(pattern, str, f"{where}.inputs[{i}]")
     if not table["inputs"]:
         raise RecipeError(f"{where}.inputs: no input patterns")
-    check_reader(table["reader"], table.get("reader_args", {}), f"{where}.reader_args")
+    named = source_where(where, table["name"])
+    check_reader(table["reader"], table.get("reader_args", {}), reader_where(named, table["reader"]))
     steps = []
     for i, step in enumerate(table.get("steps", [])):
-        at = f"{where}.steps[{i}]"
         if not isinstance(step, dict) or "type" not in step:
-            raise RecipeError(f"{at}: a table with a 'type' key is required")
+            raise RecipeError(f"{named}, steps[{i}]: a table with a 'type' key is required")
         args = {k: v for k, v in step.items() if k != "type"}
-        check_step(step["type"], args, at)
+        check_step(step["type"], args, step_where(named, i, step["type"]))
         steps.append(StepConfig(step["type"], args))
     _positive(table.get("weight", 1.0), f"{where}.weight", zero=True)
     _positive(table.get("epochs", 1.0), f"{where}.epochs")
     _positive(table.get("tasks", 1), f"{where}.tasks")
     return SourceConfig(**{**table, "inputs": tuple(table["inputs"]), "steps": tuple(steps)})
+
+
+def source_where(where: str, name: str) -> str:
+    """How errors name a source: ``FILE: source[0] 'web'`` (its place in the file, then its name)."""
+    return f"{where} {name!r}"
+
+
+def reader_where(source: str, reader: Any) -> str:
+    """How errors name a source's reader and its ``reader_args``: ``FILE: source[0] 'web', reader 'jsonl'``."""
+    return f"{source}, reader {reader!r}"
+
+
+def step_where(source: str, index: int, kind: Any) -> str:
+    """How errors name a step: ``FILE: source[0] 'web', steps[2] 'c4'`` (its index and type)."""
+    return f"{source}, steps[{index}] {kind!r}"
+
+
+def recipe_where(recipe: RecipeConfig) -> str:
+    """How errors name a recipe: its file, or ``recipe NAME`` for one made in code."""
+    return str(recipe.path) if recipe.path is not None else f"recipe {recipe.name!r}"
 
 
 def load_recipe(path: str | Path, overrides: Iterable[str] = ()) -> RecipeConfig:
@@ -185,5 +207,6 @@ def _recipe(data: dict[str, Any], path: Path) -> RecipeConfig:
         name=head.get("name", path.stem),
         sources=sources,
         base_dir=path.resolve().parent,
+        path=path,
         **{k: v for k, v in head.items() if k != "name"},
     )
