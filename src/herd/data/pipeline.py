@@ -29,6 +29,7 @@ from herd.data.fingerprint import digest, json_default, pipeline_description, re
 from herd.data.io.atomic_writer import AtomicWriter
 from herd.data.io.reader import Reader
 from herd.data.io.writer import open_writer
+from herd.data.progress import TaskMeter
 from herd.data.stats import StepStats
 from herd.data.step import Step
 from herd.io.atomic import write_atomically
@@ -46,7 +47,10 @@ class Pipeline:
     With ``exclusions``, each step's dropped documents go to
     ``exclusion_dir/<step>/NNNNN.jsonl.gz``, relative to the output directory
     unless absolute (global MinHash's first stage writes its shards elsewhere
-    but its exclusions beside the final output's).
+    but its exclusions beside the final output's). With ``progress``, each task
+    counts what it reads and keeps towards its source's progress line
+    (:mod:`herd.data.progress`); a pipeline that reads another stage's output
+    (global MinHash's last stage) counts nothing, so documents count once.
     """
 
     reader: Reader
@@ -54,6 +58,7 @@ class Pipeline:
     output: str = "{rank:05d}.jsonl.gz"
     exclusions: bool = False
     exclusion_dir: str | Path = EXCLUDED_DIR
+    progress: bool = True
     names: list[str] = field(init=False)
 
     def __post_init__(self) -> None:
@@ -77,11 +82,14 @@ class Pipeline:
         description = self.describe(files)
         fingerprint = digest(description)
         record = read_marker(marker, fingerprint, description)
+        meter = TaskMeter(counting=self.progress)
         if record is not None:
             try:
                 if not output.is_file():
                     raise DataInputError(f"{marker}: its shard {output.name} is missing")
-                return stats_from_record(record, marker, self.names)
+                reused = stats_from_record(record, marker, self.names)
+                meter.reused(reused)
+                return reused
             except DataInputError as exc:
                 log.warning("%s; building this part again", exc)
         marker.unlink(missing_ok=True)
@@ -97,11 +105,13 @@ class Pipeline:
                 for step in task.steps:
                     step.exclusion = open_writer(exclusions[step.name])
                     writers.append(step.exclusion)  # type: ignore[arg-type]
-            stream: Iterable = task.reader.read_files(files)
+            stream: Iterable = meter.reading(task.reader.read_files(files), task.reader.stats)
             for step in task.steps:
                 stream = step.run(stream)
             for doc in stream:
                 out.write(doc)
+                meter.kept()
+            meter.flush()
             while writers:
                 writers.pop(0).close()  # a close that fails removes its own temporary file
         except BaseException:

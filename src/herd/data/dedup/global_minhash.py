@@ -245,7 +245,10 @@ class GlobalMinhash:
         removed = set(np.load(self._file("clusters", rank)).tolist())
         clusters = self._fingerprint("clusters", None, self.before_fingerprints)
         after = Pipeline(
-            StageReader(), [ClusterFilter(removed, clusters), *self.after_steps], exclusions=self.exclusions
+            StageReader(),
+            [ClusterFilter(removed, clusters), *self.after_steps],
+            exclusions=self.exclusions,
+            progress=False,  # stage 1 counted these documents as read
         )
         return after.run_task([self._file("before", rank, ".jsonl.gz")], rank, self.output_dir)
 

@@ -5,7 +5,9 @@ sends it to the whole process group, and a worker would otherwise print its
 own ``KeyboardInterrupt`` traceback), the parent, which does receive it, at
 any moment, pool start-up included, terminates them, and a worker told to terminate discards the
 shard it was writing (no temporary file is left) before it exits quietly.
-The interrupt then reaches the command line as usual (exit 130).
+The interrupt then reaches the command line as usual (exit 130). The workers
+also share the build's progress counters (:mod:`herd.data.progress`), which
+only the pool's initializer can hand to a spawned process.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
+from herd.data import progress
 from herd.data.executor import Executor, T
 from herd.data.pipeline import Pipeline
 
@@ -48,7 +51,9 @@ class LocalExecutor(Executor):
         # and is raised here once the pool exists, which the handler below then terminates.
         blocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
         try:
-            pool = context.Pool(min(self.workers, len(jobs)), initializer=_worker_setup)
+            pool = context.Pool(
+                min(self.workers, len(jobs)), initializer=_worker_setup, initargs=(progress.shared(),)
+            )
         except BaseException:
             signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
             raise
@@ -65,8 +70,9 @@ class LocalExecutor(Executor):
         return results
 
 
-def _worker_setup() -> None:
-    """In each worker: ignore SIGINT (the parent decides), exit through cleanup on SIGTERM."""
+def _worker_setup(counters: Any) -> None:
+    """In each worker: ignore SIGINT (the parent decides), exit through cleanup on SIGTERM, count progress."""
+    progress.share(counters)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})  # a pending Ctrl-C is now ignored
     signal.signal(signal.SIGTERM, _exit_on_terminate)
