@@ -14,12 +14,14 @@ from __future__ import annotations
 
 import importlib.util
 import math
+import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
 from herd.data.document import Document
 from herd.data.errors import DataInputError
+from herd.data.progress import quiet_native_stderr
 from herd.data.quality.lazy import LazyModel
 from herd.data.quality.ngram_lm import NgramModel, sentences
 from herd.data.step import Filter
@@ -33,13 +35,29 @@ class SentenceScorer(Protocol):
     def sentence_log10(self, tokens: list[str]) -> float: ...
 
 
+# What KenLM prints on stderr while it reads a model (from C++, so only fd 2 can catch it): a hint to
+# build a binary, the file's name and a progress ruler with its stars. Anything else it prints passes.
+KENLM_BANNER = re.compile(
+    r"Loading the LM will be faster if you build a binary file\.|Reading .*|-+5-+10-[-0-9]*|\*+"
+)
+
+
 class KenlmScorer:
-    """KenLM's model behind the :class:`SentenceScorer` interface (same tokens, same ``<s>``/``</s>``)."""
+    """KenLM's model behind the :class:`SentenceScorer` interface (same tokens, same ``<s>``/``</s>``).
+
+    The model loads without KenLM's loading banner (:data:`KENLM_BANNER`),
+    which every worker would otherwise print; a file KenLM cannot read is one
+    :class:`DataInputError` with KenLM's reason.
+    """
 
     def __init__(self, path: str | Path) -> None:
         import kenlm
 
-        self.model = kenlm.Model(str(path))
+        with quiet_native_stderr(KENLM_BANNER):
+            try:
+                self.model = kenlm.Model(str(path))
+            except OSError as exc:  # KenLM reports an unreadable model so, whatever the cause
+                raise DataInputError(f"{path}: KenLM cannot read it ({exc})") from None
 
     def sentence_log10(self, tokens: list[str]) -> float:
         return float(self.model.score(" ".join(tokens), bos=True, eos=True))
