@@ -166,6 +166,12 @@ def test_recipe_values_of_the_wrong_type_are_one_line_naming_the_key(
         ({"sources": {"web": {"weight": 1, "epochs": 1}}}, "sources.web: missing key 'documents'"),
         ({"steps": {"web": [{"name": "read:jsonl"}]}}, "steps.web[0]: missing key 'docs_in'"),
         (
+            {"sources": {"web": {"weight": 1, "epochs": 1, "documents": 3, "val_tokens": "7"}}},
+            "sources.web.val_tokens: expected an integer, got '7'",
+        ),
+        ({"tokenizer": 3}, "manifest.json: tokenizer: expected a string, got 3"),
+        ({"documents_only": {"next": 1}}, "manifest.json: documents_only.next: expected a string, got 1"),
+        (
             {"splits": {"train": {"web": {"shards": [{"tokens": 3}]}}}},
             "splits.train.web.shards[0].tokens: expected a",
         ),

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from herd.data.document import Document
+from herd.tokenizer.hf_engine import HFTokenizer
 
 REPO = Path(__file__).resolve().parents[2]
 SAMPLES = REPO / "data" / "samples"
@@ -43,36 +44,65 @@ def write_jsonl(tmp_path: Path) -> Callable[[str, list[dict]], Path]:
     return write
 
 
-class StandInTokenizer:
-    """The ``herd.tokenizer`` interface (encode, vocab_size, eos_id): a byte-level BPE trained here."""
+def _hf(backend: object, eos: str, source: str) -> HFTokenizer:
+    """A herd tokenizer over a ``tokenizers`` model whose end of text is the special token ``eos``."""
+    from tokenizers import AddedToken
 
-    def __init__(self) -> None:
-        from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-
-        self._tok = Tokenizer(models.BPE())
-        self._tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-        self._tok.decoder = decoders.ByteLevel()
-        trainer = trainers.BpeTrainer(
-            vocab_size=400,
-            special_tokens=["<eos>"],
-            initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-            show_progress=False,
-        )
-        self._tok.train_from_iterator(["the quick brown fox jumps over the lazy dog"] * 20, trainer)
-
-    @property
-    def vocab_size(self) -> int:
-        return self._tok.get_vocab_size()
-
-    @property
-    def eos_id(self) -> int:
-        return self._tok.token_to_id("<eos>")
-
-    def encode(self, text: str, bos: bool = False, eos: bool = False) -> list[int]:
-        return self._tok.encode(text, add_special_tokens=False).ids + ([self.eos_id] if eos else [])
+    backend.add_special_tokens([AddedToken(eos, special=True)])  # type: ignore[attr-defined]
+    return HFTokenizer(backend, source=source, eos_id=backend.token_to_id(eos))  # type: ignore[arg-type, attr-defined]
 
 
-@pytest.fixture(scope="session")
-def stand_in_tokenizer() -> StandInTokenizer:
-    """A tiny tokenizer with herd's interface."""
-    return StandInTokenizer()
+def stand_in_tokenizer() -> HFTokenizer:
+    """A herd tokenizer (saved and loaded like a real one): a byte-level BPE of 400 ids trained here."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=400,
+        special_tokens=["<eos>"],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    tok.train_from_iterator(["the quick brown fox jumps over the lazy dog"] * 20, trainer)
+    return _hf(tok, "<eos>", "stand-in BPE")
+
+
+def byte_tokenizer() -> HFTokenizer:
+    """Token ids are the UTF-8 bytes, then 256 as end of text: expected shards are written by hand."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+
+    tok = Tokenizer(models.BPE(vocab=_byte_vocab(), merges=[]))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)
+    tok.decoder = decoders.ByteLevel()
+    return _hf(tok, "<eos>", "bytes")
+
+
+def _byte_vocab() -> dict[str, int]:
+    """GPT-2's byte-to-character table (what ByteLevel maps each byte to) as a vocabulary: byte b is id b."""
+    printable = [
+        *range(ord("!"), ord("~") + 1),
+        *range(ord("¡"), ord("¬") + 1),
+        *range(ord("®"), ord("ÿ") + 1),
+    ]
+    table, extra = {}, 0
+    for b in range(256):
+        if b in printable:
+            table[chr(b)] = b
+        else:
+            table[chr(256 + extra)] = b
+            extra += 1
+    return table
+
+
+def word_tokenizer(words: list[str], vocab_size: int) -> HFTokenizer:
+    """One token a word: ``words[i]`` is id i (unknown words id 0); ``vocab_size - 1`` is end of text."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+
+    vocab = {w: i for i, w in enumerate(words)} | {
+        f"<unused{i}>": i for i in range(len(words), vocab_size - 1)
+    }
+    tok = Tokenizer(models.WordLevel(vocab=vocab, unk_token=words[0]))
+    tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    return _hf(tok, "<eos>", "words")

@@ -28,7 +28,7 @@ from typing import Any
 
 import pytest
 
-from conftest import REPO, SAMPLES, StandInTokenizer, warc_record
+from conftest import REPO, SAMPLES, stand_in_tokenizer, warc_record
 from herd.cli import main
 from herd.data.errors import DataInputError
 from herd.data.recipe.build import build
@@ -125,7 +125,7 @@ def _build(name: str, data: Path, output: Path) -> dict[str, Any]:
     """Build the recipe ``name`` on ``data`` (lingua for LID), one worker, exclusions recorded."""
     rules = [parse_remap(f"{REPO / 'data'}={data}"), parse_remap(f"{REPO / 'data/models/lid.176.bin'}=")]
     recipe = remap_paths(load_recipe(CONFIGS / f"{name}.toml"), rules)
-    return build(dataclasses.replace(recipe, workers=1, exclusions=True), output, StandInTokenizer())
+    return build(dataclasses.replace(recipe, workers=1, exclusions=True), output, stand_in_tokenizer())
 
 
 def _read(files: list[Path]) -> list[dict[str, Any]]:

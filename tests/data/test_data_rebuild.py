@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from conftest import byte_tokenizer, word_tokenizer
 from herd.cli import main
 from herd.data.document import Document
 from herd.data.errors import DataInputError
@@ -22,25 +23,8 @@ from herd.data.step import Step
 from herd.errors import HerdError
 from herd.io.atomic import write_atomically
 
-
-class ByteTokenizer:
-    """Token ids are the UTF-8 bytes, then 256 as end of text: the expected shards are written by hand."""
-
-    vocab_size = 257
-    eos_id = 256
-
-    def encode(self, text: str, bos: bool = False, eos: bool = False) -> list[int]:
-        return list(text.encode()) + ([256] if eos else [])
-
-
-class WordTokenizer:
-    """One token a word (its byte sum mod 999), then 999 as end of text."""
-
-    vocab_size = 1000
-    eos_id = 999
-
-    def encode(self, text: str, bos: bool = False, eos: bool = False) -> list[int]:
-        return [sum(word.encode()) % 999 for word in text.split()] + ([999] if eos else [])
+# Every word of the documents _inputs writes (at most 3 files), so word_tokenizer(WORDS, ...) has one id each.
+WORDS = ["bad", *(f"w{f}x{k}" for f in range(3) for k in range(10))]
 
 
 def _inputs(root: Path, files: int = 2) -> None:
@@ -142,8 +126,8 @@ def _listed(manifest: dict[str, Any]) -> set[str]:
 def test_a_changed_tokenizer_rewrites_every_token_shard(tmp_path: Path) -> None:
     _inputs(tmp_path)
     out = tmp_path / "out"
-    bytes_manifest = build(_recipe(tmp_path), out, ByteTokenizer())  # ~98 tokens a document: 4 shards
-    tokenizer = WordTokenizer()
+    bytes_manifest = build(_recipe(tmp_path), out, byte_tokenizer())  # ~98 tokens a document: 4 shards
+    tokenizer = word_tokenizer(WORDS, 1000)
     manifest = build(_recipe(tmp_path), out, tokenizer)  # 21 tokens a document: 1 shard
     assert manifest["vocab_size"] == 1000 and manifest["sources"]["web"]["tokens"] == 10 * 21
     assert (len(_shards(bytes_manifest)), len(_shards(manifest))) == (4, 1)
@@ -153,10 +137,10 @@ def test_a_changed_tokenizer_rewrites_every_token_shard(tmp_path: Path) -> None:
     tokens = [np.fromfile(out / s["tokens"], dtype=manifest["dtype"]) for s in _shards(manifest)]
     assert np.concatenate(tokens).tolist() == expected
 
-    back = build(_recipe(tmp_path), out, ByteTokenizer())
+    back = build(_recipe(tmp_path), out, byte_tokenizer())
     tokens = [np.fromfile(out / s["tokens"], dtype=back["dtype"]) for s in _shards(back)]
     assert np.concatenate(tokens).tolist() == [
-        t for d in docs for t in ByteTokenizer().encode(d.text, eos=True)
+        t for d in docs for t in byte_tokenizer().encode(d.text, eos=True)
     ]
 
 
@@ -205,7 +189,7 @@ def test_a_failed_write_leaves_no_temporary_file(tmp_path: Path) -> None:
 def test_a_killed_runs_temporary_files_are_removed_by_the_next_build(tmp_path: Path) -> None:
     _inputs(tmp_path)
     out = tmp_path / "out"
-    build(_recipe(tmp_path), out, ByteTokenizer())
+    build(_recipe(tmp_path), out, byte_tokenizer())
     stale = [
         out / "documents/web/.00000.jsonl.gz.tmp",
         out / "documents/web/excluded/dirty_words/.00001.jsonl.gz.tmp",
@@ -215,7 +199,7 @@ def test_a_killed_runs_temporary_files_are_removed_by_the_next_build(tmp_path: P
     for path in stale:
         path.write_bytes(b"half written")
     (out / "notes.tmp").write_text("a user's file with a .tmp suffix is not a temporary of herd's\n")
-    build(_recipe(tmp_path), out, ByteTokenizer())
+    build(_recipe(tmp_path), out, byte_tokenizer())
     assert not any(p.exists() for p in stale)
     assert (out / "notes.tmp").is_file()
     assert sorted(p.name for p in out.rglob("*.tmp")) == ["notes.tmp"]
@@ -249,14 +233,14 @@ def test_an_output_that_is_not_a_build_is_refused(tmp_path: Path, capsys: pytest
 def test_a_manifest_naming_files_outside_the_build_is_refused(tmp_path: Path, name: str) -> None:
     _inputs(tmp_path)
     out = tmp_path / "out"
-    build(_recipe(tmp_path), out, ByteTokenizer())
+    build(_recipe(tmp_path), out, byte_tokenizer())
     manifest = json.loads((out / "manifest.json").read_text())
     victim = tmp_path / "victim.bin"
     victim.write_bytes(b"not herd's")
     _shards(manifest)[0]["tokens"] = name.replace("/tmp/victim.bin", str(victim))
     (out / "manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(HerdError, match=r"manifest\.json: path .* (leaves|is absolute)"):
-        build(_recipe(tmp_path), out, ByteTokenizer())
+        build(_recipe(tmp_path), out, byte_tokenizer())
     assert victim.read_bytes() == b"not herd's"
 
 

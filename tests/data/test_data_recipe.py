@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import REPO, StandInTokenizer, doc
+from conftest import REPO, doc, stand_in_tokenizer
 from herd.cli import main
 from herd.data.errors import DataInputError, RecipeError
 from herd.data.recipe.build import build
@@ -49,7 +49,7 @@ def test_epoch_sampling() -> None:
 
 @pytest.mark.slow
 def test_demo_build_and_stats(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    tokenizer = StandInTokenizer()
+    tokenizer = stand_in_tokenizer()
     manifest = build(load_recipe(REPO / "configs" / "data" / "demo.toml"), tmp_path, tokenizer)
     books = manifest["sources"]["books"]
     assert books["documents"] == 2  # the second edition was a duplicate

@@ -1,22 +1,21 @@
-"""``herd data build``, ``stats``, ``train-lm`` and ``train-classifier``: pretraining data from raw sources."""
+"""``herd data build``, ``stats``, ``train-lm`` and ``train-classifier``: pretraining data from raw sources.
+
+The library modules are imported by the functions that run the commands, so
+``herd --help`` does not load them.
+"""
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
-import logging
+import os
 from pathlib import Path
 from typing import Any
 
 from herd.argtypes import positive_int
-from herd.cli.flags import add_json, add_output, add_set
-from herd.data.quality.training import CLASSIFIER_KINDS, train_classifier, train_ngram_lm
-from herd.data.recipe.build import EXECUTORS, build
-from herd.data.recipe.config import load_recipe
-from herd.data.recipe.remap import parse_remap, remap_paths
-from herd.data.recipe.report import draw_png, format_tables, load_manifest
-from herd.data.recipe.tokenizer import recipe_tokenizer
+from herd.cli.flags import add_json, add_output, add_quiet, add_set, add_threads, apply_threads
+from herd.data.executor import EXECUTORS
+from herd.data.quality import CLASSIFIER_KINDS
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -25,13 +24,17 @@ def register(sub: argparse._SubParsersAction) -> None:
     data_sub = data.add_subparsers(dest="data_command", metavar="COMMAND", required=True)
     b = data_sub.add_parser(
         "build",
-        help="run a data recipe (TOML) into packed token shards",
-        description="Read every source of the recipe, run its filters and deduplication, and with a "
-        "tokenizer pack the kept documents into token shards (mixed by weight and epochs). The tables "
-        "of documents and tokens per source and step are printed at the end and kept in "
-        "OUTPUT/manifest.json. A rebuild into the same OUTPUT redoes only what changed.",
-        epilog="examples:\n  herd data build configs/data/demo.toml -o runs/data --tokenizer tok/\n"
-        "  herd data build configs/data/demo.toml -o runs/data --set recipe.val_fraction=0.01",
+        help="run a data recipe (TOML) into documents and packed token shards",
+        description="Check the whole recipe, then read every source, run its filters and deduplication "
+        "(a progress line per source on stderr), and with a tokenizer pack the kept documents into "
+        "token shards (mixed by weight and epochs, a val_fraction of each source held out) and save "
+        "the tokenizer in OUTPUT/tokenizer. Without one, only the documents are written "
+        "(OUTPUT/documents). The tables of documents and tokens per source and step are printed at "
+        "the end and kept in OUTPUT/manifest.json. A rebuild into the same OUTPUT redoes only what "
+        "changed.",
+        epilog="examples:\n  herd data build configs/data/demo.toml -o runs/demo/data\n"
+        "  herd data build configs/data/demo.toml -o runs/demo/data --tokenizer runs/demo/tokenizer\n"
+        "  herd data build configs/data/demo.toml -o runs/demo/val --set recipe.val_fraction=0.2",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     b.add_argument("config", type=Path, help="recipe TOML, e.g. configs/data/demo.toml")
@@ -39,7 +42,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_set(b, "--set recipe.val_fraction=0.01 --set 'source[0].weight=2'")
     b.add_argument("--tokenizer", help="tokenizer file or model directory (overrides the recipe's)")
     b.add_argument(
-        "--workers", type=positive_int, help="processes for the local executor (overrides the recipe's)"
+        "--workers",
+        type=positive_int,
+        help="processes of the local executor, each running whole tasks of a source (overrides the "
+        "recipe's workers)",
+    )
+    add_threads(b).help = (
+        "PyTorch's CPU threads in each process, for the model-based steps (MiniLM); "
+        "--workers times --threads should not exceed the cores (default: PyTorch's choice)"
     )
     b.add_argument(
         "--executor", choices=EXECUTORS, default="local", help="where the tasks run (default local)"
@@ -55,6 +65,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "from the same place under NEW (longest OLD first; an empty NEW removes the path, so the step's "
         "default applies); repeatable, e.g. --remap data=/scratch/data --remap data/models/lid.176.bin=",
     )
+    add_quiet(b, "no progress lines on stderr")
     add_json(b, "the manifest")
     b.set_defaults(func=_build)
 
@@ -100,11 +111,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     c.add_argument("--positive", nargs="+", required=True, help="JSONL documents or text (one per line)")
     c.add_argument("--negative", nargs="+", required=True, help="JSONL documents or text (one per line)")
     add_output(c, "model file (.bin for fastText, .json for the embedding head)")
+    add_threads(c)
     add_json(c, "the output, kind and example counts")
     c.set_defaults(func=_train_classifier)
 
 
 def _remap_rule(text: str) -> tuple[Path, Path | None]:
+    from herd.data.recipe.remap import parse_remap
+
     try:
         return parse_remap(text)
     except ValueError as exc:
@@ -112,23 +126,45 @@ def _remap_rule(text: str) -> tuple[Path, Path | None]:
 
 
 def _print_manifest(manifest: dict[str, Any], as_json: bool) -> None:
+    from herd.data.recipe.report import format_tables
+
     print(json.dumps(manifest) if as_json else format_tables(manifest))
 
 
 def _build(args: argparse.Namespace) -> int:
+    import dataclasses
+    import logging
+
+    from herd.data.recipe.build import build
+    from herd.data.recipe.config import load_recipe
+    from herd.data.recipe.remap import remap_paths
+    from herd.data.recipe.tokenizer import recipe_tokenizer
+
     logging.basicConfig(level=logging.WARNING, format="%(name)s: %(message)s")
+    if args.threads is not None:
+        os.environ["OMP_NUM_THREADS"] = str(args.threads)  # read by PyTorch in the spawned workers
+        apply_threads(args)
     recipe = load_recipe(args.config, overrides=args.overrides)
     if args.remap:
         recipe = remap_paths(recipe, args.remap)
     if args.workers is not None:
         recipe = dataclasses.replace(recipe, workers=args.workers)
     tokenizer = recipe_tokenizer(recipe, args.tokenizer)
-    manifest = build(recipe, args.output, tokenizer, executor=args.executor, address=args.ray_address)
+    manifest = build(
+        recipe,
+        args.output,
+        tokenizer,
+        executor=args.executor,
+        address=args.ray_address,
+        progress=not args.quiet,
+    )
     _print_manifest(manifest, args.json)
     return 0
 
 
 def _stats(args: argparse.Namespace) -> int:
+    from herd.data.recipe.report import draw_png, load_manifest
+
     manifest = load_manifest(args.directory)
     _print_manifest(manifest, args.json)
     png = args.output or args.directory / "stats.png"
@@ -138,6 +174,8 @@ def _stats(args: argparse.Namespace) -> int:
 
 
 def _train_lm(args: argparse.Namespace) -> int:
+    from herd.data.quality.training import train_ngram_lm
+
     model = train_ngram_lm(args.inputs, args.reader, args.order)
     model.write_arpa(args.output)
     counts = [sum(len(g) == n for g in model.entries) for n in range(1, model.order + 1)]
@@ -149,6 +187,9 @@ def _train_lm(args: argparse.Namespace) -> int:
 
 
 def _train_classifier(args: argparse.Namespace) -> int:
+    from herd.data.quality.training import train_classifier
+
+    apply_threads(args)
     positive, negative = train_classifier(args.kind, args.positive, args.negative, args.output)
     if args.json:
         summary = {"output": str(args.output), "kind": args.kind, "positive": positive, "negative": negative}

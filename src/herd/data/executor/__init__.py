@@ -16,6 +16,8 @@ from herd.data.stats import StepStats, merge_stats
 from herd.io.atomic import remove_stale_temporaries
 
 T = TypeVar("T")
+# Where ``herd data build --executor`` runs a source's tasks: this machine's processes, or a Ray cluster.
+EXECUTORS = ("local", "ray")
 
 
 class Executor:

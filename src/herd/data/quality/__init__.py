@@ -7,3 +7,9 @@ and Llama 3 §3.1.1 adds a fastText and a DistilRoBERTa-style quality
 classifier. Models load lazily in each worker and are left out of pickles, so
 a step built in the parent process travels cheaply to spawned workers.
 """
+
+from typing import Literal
+
+# The classifiers herd data train-classifier trains: wiki_reference's fastText model, embedding_quality's head.
+ClassifierKind = Literal["fasttext", "embedding"]
+CLASSIFIER_KINDS: tuple[ClassifierKind, ...] = ("fasttext", "embedding")

@@ -10,15 +10,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Literal
 
 from herd.data.pipeline import expand_inputs
+from herd.data.quality import ClassifierKind
 from herd.data.quality.examples import read_examples
 from herd.data.quality.ngram_lm import NgramModel, estimate_kneser_ney, sentences
 from herd.data.recipe.registry import make_reader
-
-ClassifierKind = Literal["fasttext", "embedding"]
-CLASSIFIER_KINDS: tuple[ClassifierKind, ...] = ("fasttext", "embedding")
 
 
 def train_ngram_lm(inputs: Iterable[str | Path], reader: str = "wikipedia", order: int = 5) -> NgramModel:

@@ -5,9 +5,21 @@ Layout of the output directory::
     documents/<source>/NNNNN.jsonl.gz     kept documents per shard (+ .done markers, excluded/)
     documents/<source>/.minhash/          global MinHash stages (sources with tasks > 1)
     tokens/<source>/train-NNNNN.bin/.idx.npy
+    tokenizer/                             the tokenizer that made the token ids (herd.load_tokenizer reads it)
     manifest.json                          herd-tokens-v1 + per-source counts + per-step stats
 
-The token shards and the manifest's format are :mod:`herd.io.token_shards`.
+The token shards and the manifest's format are :mod:`herd.io.token_shards`;
+the manifest's ``tokenizer`` key names the tokenizer's folder, so the next
+stage sets its vocabulary from the dataset and ships the tokenizer with the
+weights it exports. A build without a tokenizer writes the documents only and
+says so in the manifest (``documents_only``: what it made and the command that
+packs token shards).
+
+Before anything is read or written the whole recipe is made ready
+(:func:`prepare`): every source's reader and steps are built, their files
+found and every input pattern expanded, so a mistake in the last source's last
+step is one error naming the recipe, the source and the step, not a failure
+after the first sources ran.
 
 Document stages resume shard by shard (see :mod:`herd.data.pipeline`): a
 shard is reused only when its marker's fingerprint matches the current recipe
@@ -32,31 +44,45 @@ import contextlib
 import fcntl
 import json
 import logging
+import os
 import re
+import shutil
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from herd.data.dedup.global_minhash import GlobalMinhash, global_minhash_index
 from herd.data.document import Document
 from herd.data.errors import DataInputError
-from herd.data.executor import Executor
+from herd.data.executor import EXECUTORS, Executor
 from herd.data.executor.local import LocalExecutor
 from herd.data.executor.ray import RayExecutor
 from herd.data.io.jsonl import JsonlReader
+from herd.data.io.reader import Reader
 from herd.data.pipeline import DONE_DIR, EXCLUDED_DIR, Pipeline, expand_inputs
-from herd.data.recipe.config import RecipeConfig, SourceConfig
+from herd.data.progress import SourceProgress
+from herd.data.recipe.config import (
+    RecipeConfig,
+    SourceConfig,
+    reader_where,
+    recipe_where,
+    source_where,
+    step_where,
+)
 from herd.data.recipe.registry import make_reader, make_step
-from herd.data.recipe.report import load_manifest, manifest_shards
-from herd.data.recipe.tokenize import TextTokenizer, is_held_out, tokenize_source
+from herd.data.recipe.report import TOKENIZER_DIR, load_manifest, manifest_shards
+from herd.data.recipe.tokenize import is_held_out, tokenize_source
 from herd.data.stats import StepStats
-from herd.io.atomic import remove_stale_temporaries, write_atomically
+from herd.data.step import Step
+from herd.io.atomic import atomic_dir, remove_stale_temporaries, write_atomically
 from herd.io.token_shards import FORMAT, MANIFEST, SHARD_SUFFIXES, token_dtype, write_manifest
 from herd.paths import contained
+from herd.tokenizer.base import Tokenizer
+from herd.tokenizer.save import save_tokenizer
 
 log = logging.getLogger("herd.data")
 
-EXECUTORS = ("local", "ray")
 # Written into every build directory: what lets a later build reuse (and clean) it.
 BUILD_MARKER = ".herd-build.json"
 BUILD_FORMAT = "herd-data-build-v1"
@@ -65,47 +91,86 @@ LOCK = ".herd-build.lock"
 _RANK_FILE = re.compile(r"(\d{5})\.(jsonl\.gz|json)")
 
 
-def _inputs(recipe: RecipeConfig, source: SourceConfig) -> list[Path]:
-    patterns = [p if Path(p).is_absolute() else str(recipe.base_dir / p) for p in source.inputs]
-    return expand_inputs(patterns)
-
-
 def resolve_paths(args: dict[str, Any], base_dir: Path) -> dict[str, Any]:
     """Step arguments naming files (keys ending in ``_path`` or ``_file``) made relative to the recipe."""
-    return {
-        k: str(base_dir / v) if k.endswith(("_path", "_file")) and isinstance(v, str) and v else v
-        for k, v in args.items()
-    }
+    return {k: str(base_dir / v) if is_file_argument(k, v) else v for k, v in args.items()}
+
+
+def is_file_argument(key: str, value: Any) -> bool:
+    """Whether a step argument names a file (its key ends in ``_path`` or ``_file``, its value is a path)."""
+    return key.endswith(("_path", "_file")) and isinstance(value, str) and bool(value)
+
+
+@dataclass
+class PreparedSource:
+    """A source ready to run: its reader and steps made, its input files found, its documents' folder,
+    and the index of the ``minhash_dedup`` step that runs as global stages (None: none does)."""
+
+    config: SourceConfig
+    reader: Reader
+    steps: list[Step]
+    inputs: list[Path]
+    documents: Path
+    minhash: int | None
+
+
+def prepare(recipe: RecipeConfig, output: Path) -> list[PreparedSource]:
+    """Every source of ``recipe`` made ready to run into ``output``, before anything is read or written.
+
+    :func:`~herd.data.recipe.config.load_recipe` has checked names, types and
+    ranges; this adds what needs the file system and the final paths (after
+    ``--remap`` or ``--set``): every file a step names (``*_path``,
+    ``*_file``) exists, every step's and reader's constructor accepts its
+    arguments (a step that needs a model has one), every input pattern
+    matches a file, and a global ``minhash_dedup`` can run across the
+    source's tasks. The first problem is one :class:`DataInputError` naming
+    the recipe, the source and the step.
+    """
+    prepared = []
+    for i, source in enumerate(recipe.sources):
+        where = source_where(f"{recipe_where(recipe)}: source[{i}]", source.name)
+        reader = make_reader(source.reader, dict(source.reader_args), reader_where(where, source.reader))
+        reader.source = reader.source or source.name
+        steps = []
+        for j, step in enumerate(source.steps):
+            at = step_where(where, j, step.type)
+            args = resolve_paths(step.args, recipe.base_dir)
+            for key, value in args.items():
+                if is_file_argument(key, value) and not os.path.exists(value):
+                    raise DataInputError(f"{at}: {key}: {value}: no such file or directory")
+            steps.append(make_step(step.type, args, at))
+        patterns = [p if Path(p).is_absolute() else str(recipe.base_dir / p) for p in source.inputs]
+        try:
+            inputs = expand_inputs(patterns)
+        except DataInputError as exc:
+            raise DataInputError(f"{where}: inputs: {exc}") from None
+        documents = contained(output / "documents", source.name, f"{where}: name")
+        minhash = global_minhash_index(steps, source.tasks, where)
+        prepared.append(PreparedSource(source, reader, steps, inputs, documents, minhash))
+    return prepared
 
 
 def run_source(
-    recipe: RecipeConfig, source: SourceConfig, out: Path, executor: str = "local", address: str | None = None
+    recipe: RecipeConfig, source: PreparedSource, executor: str = "local", address: str | None = None
 ) -> list[StepStats]:
-    """Read, filter and dedup one source into ``out``; the merged stats of its steps.
+    """Read, filter and dedup one prepared source into its documents folder; the merged stats of its steps.
 
     A ``minhash_dedup`` step with ``scope = "global"`` in a source with
     ``tasks > 1`` runs as the stages of :mod:`herd.data.dedup.global_minhash`.
     """
-    where = f"source {source.name!r}"
-    if executor not in EXECUTORS:
-        raise DataInputError(f"executor {executor!r}: expected one of {', '.join(EXECUTORS)}")
-    reader = make_reader(source.reader, dict(source.reader_args), where)
-    reader.source = reader.source or source.name
-    steps = [make_step(s.type, resolve_paths(s.args, recipe.base_dir), where) for s in source.steps]
-    pipeline = Pipeline(reader, steps, exclusions=recipe.exclusions)
-    inputs = _inputs(recipe, source)
+    tasks, out = source.config.tasks, source.documents
+    pipeline = Pipeline(source.reader, source.steps, exclusions=recipe.exclusions)
 
     def executor_for(part: Pipeline, output_dir: Path) -> Executor:
         if executor == "ray":
-            return RayExecutor(part, inputs, output_dir, tasks=source.tasks, address=address)
-        return LocalExecutor(part, inputs, output_dir, tasks=source.tasks, workers=recipe.workers)
+            return RayExecutor(part, source.inputs, output_dir, tasks=tasks, address=address)
+        return LocalExecutor(part, source.inputs, output_dir, tasks=tasks, workers=recipe.workers)
 
-    index = global_minhash_index(steps, source.tasks, where)
-    if index is None:
+    if source.minhash is None:
         stats = executor_for(pipeline, out).run()
     else:
-        stats = GlobalMinhash(pipeline, index, out, source.tasks).run(executor_for)
-    _remove_leftovers(out, source.tasks, [s.name for s in steps] if recipe.exclusions else [])
+        stats = GlobalMinhash(pipeline, source.minhash, out, tasks).run(executor_for)
+    _remove_leftovers(out, tasks, [s.name for s in source.steps] if recipe.exclusions else [])
     return stats
 
 
@@ -137,7 +202,7 @@ def _rank(path: Path) -> int:
 
 
 def _tokenize_splits(
-    recipe: RecipeConfig, source: SourceConfig, docs_dir: Path, output: Path, tokenizer: TextTokenizer
+    recipe: RecipeConfig, source: SourceConfig, docs_dir: Path, output: Path, tokenizer: Tokenizer
 ) -> dict[str, dict[str, Any]]:
     """Tokenize a source's kept documents: "train" over its epochs, "val" (held out) once."""
     files = [docs_dir / f"{rank:05d}.jsonl.gz" for rank in range(source.tasks)]
@@ -160,34 +225,67 @@ def _tokenize_splits(
 def build(
     recipe: RecipeConfig,
     output: str | Path,
-    tokenizer: TextTokenizer | None = None,
+    tokenizer: Tokenizer | None = None,
     executor: str = "local",
     address: str | None = None,
+    progress: bool = False,
 ) -> dict[str, Any]:
-    """Run the recipe into ``output`` and return the manifest it writes."""
+    """Run the recipe into ``output`` and return the manifest it writes.
+
+    The recipe is made ready first (:func:`prepare`), so a mistake anywhere in
+    it stops the build before ``output`` is touched. With a ``tokenizer``, the
+    kept documents are packed into token shards and the tokenizer is saved in
+    ``output/tokenizer``; ``progress`` shows each source's progress line on
+    stderr (:mod:`herd.data.progress`).
+    """
     output = Path(output)
+    if executor not in EXECUTORS:
+        raise DataInputError(f"executor {executor!r}: expected one of {', '.join(EXECUTORS)}")
+    sources = prepare(recipe, output)
     claim_output(output)
     with _exclusive(output):
         clean_output(output)
-        return _run(recipe, output, tokenizer, executor, address)
+        return _run(recipe, sources, output, tokenizer, executor, address, progress)
 
 
 def _run(
-    recipe: RecipeConfig, output: Path, tokenizer: TextTokenizer | None, executor: str, address: str | None
+    recipe: RecipeConfig,
+    sources: Sequence[PreparedSource],
+    output: Path,
+    tokenizer: Tokenizer | None,
+    executor: str,
+    address: str | None,
+    progress: bool,
 ) -> dict[str, Any]:
     """The body of :func:`build`, once ``output`` is claimed and cleaned."""
     manifest: dict[str, Any] = {"format": FORMAT, "recipe": recipe.name, "sources": {}, "steps": {}}
     if tokenizer is not None:
-        manifest.update(dtype=token_dtype(tokenizer.vocab_size), vocab_size=tokenizer.vocab_size)
+        with atomic_dir(output / TOKENIZER_DIR) as staging:
+            save_tokenizer(tokenizer, staging)
+        manifest.update(
+            dtype=token_dtype(tokenizer.vocab_size),
+            vocab_size=tokenizer.vocab_size,
+            tokenizer=TOKENIZER_DIR,
+            val_fraction=recipe.val_fraction,
+        )
         manifest["splits"] = {"train": {}, "val": {}} if recipe.val_fraction else {"train": {}}
-    for source in recipe.sources:
-        docs_dir = contained(output / "documents", source.name, f"recipe {recipe.name!r}: source name")
-        stats = run_source(recipe, source, docs_dir, executor, address)
+    else:
+        manifest["documents_only"] = documents_only(recipe, output)
+    for prepared in sources:
+        source = prepared.config
+        with SourceProgress(source.name, enabled=progress) as line:
+            stats = run_source(recipe, prepared, executor, address)
+            line.finish(read=stats[0].kept, kept=stats[-1].kept, num_bytes=stats[0].bytes_in)
         manifest["steps"][source.name] = [s.to_dict() for s in stats]
-        kept = stats[-1].kept
-        entry: dict[str, Any] = {"documents": kept, "weight": source.weight, "epochs": source.epochs}
+        entry: dict[str, Any] = {
+            "documents": stats[-1].kept,
+            "weight": source.weight,
+            "epochs": source.epochs,
+        }
         if tokenizer is not None:
-            for split, packed in _tokenize_splits(recipe, source, docs_dir, output, tokenizer).items():
+            for split, packed in _tokenize_splits(
+                recipe, source, prepared.documents, output, tokenizer
+            ).items():
                 if split == "train":
                     entry.update(
                         sampled_documents=packed["documents"], tokens=packed["tokens"], bytes=packed["bytes"]
@@ -202,6 +300,17 @@ def _run(
         manifest["sources"][source.name] = entry
     write_manifest(output, manifest)
     return manifest
+
+
+def documents_only(recipe: RecipeConfig, output: Path) -> dict[str, str]:
+    """What a build without a tokenizer made, and the command that packs token shards from it."""
+    recipe_path = recipe.path if recipe.path is not None else "RECIPE"
+    return {
+        "documents": "documents/<source>/NNNNN.jsonl.gz",
+        "token_shards": "none (no tokenizer)",
+        "next": f"herd data build {recipe_path} -o {output} --tokenizer PATH "
+        '(or tokenizer = "PATH" under [recipe])',
+    }
 
 
 def claim_output(output: Path) -> None:
@@ -244,7 +353,8 @@ def _exclusive(output: Path) -> Iterator[None]:
 
 
 def clean_output(output: Path) -> None:
-    """Remove what a rebuild replaces: a killed run's temporary files, the previous manifest and its shards.
+    """Remove what a rebuild replaces: a killed run's temporary files, the previous manifest, its shards
+    and its tokenizer.
 
     The manifest goes last, so that until this build ends the directory
     holds no manifest describing shards being rewritten. A previous manifest
@@ -256,9 +366,13 @@ def clean_output(output: Path) -> None:
         log.info("%s: temporary file of an interrupted run; removed", leftover.path)
     previous = output / MANIFEST
     if previous.is_file():
-        for path in manifest_shards(load_manifest(output), previous):
+        manifest = load_manifest(output)
+        for path in manifest_shards(manifest, previous):
             if path.name.endswith(SHARD_SUFFIXES) and not path.is_dir():  # only what tokenization writes
                 path.unlink(missing_ok=True)
+        tokenizer = output / TOKENIZER_DIR
+        if manifest.get("tokenizer") == TOKENIZER_DIR and tokenizer.is_dir() and not tokenizer.is_symlink():
+            shutil.rmtree(tokenizer)
         previous.unlink()
 
 

@@ -13,6 +13,9 @@ from herd.io.atomic import write_atomically
 from herd.io.token_shards import MANIFEST
 from herd.paths import contained
 
+# The folder of a build's output that holds the tokenizer of its token shards (the manifest's "tokenizer").
+TOKENIZER_DIR = "tokenizer"
+
 
 def load_manifest(directory: str | Path) -> dict[str, Any]:
     """The ``manifest.json`` of a build directory, its structure checked (see :func:`check_manifest`)."""
@@ -31,17 +34,23 @@ def check_manifest(manifest: Any, path: Path) -> None:
     """Raise a :class:`DataInputError` naming the key when ``manifest`` lacks what the tables and chart read.
 
     That is: ``sources`` (per source ``weight``, ``epochs``, ``documents`` and
-    optional ``sampled_documents``, ``tokens``, ``bytes``), ``steps`` (per
-    source a list of step stats) and ``splits`` (per split and source a list of
-    ``shards`` naming their ``tokens`` and ``index`` files).
+    optional ``sampled_documents``, ``tokens``, ``bytes``, ``val_documents``,
+    ``val_tokens``), ``steps`` (per source a list of step stats), ``splits``
+    (per split and source a list of ``shards`` naming their ``tokens`` and
+    ``index`` files), and the optional ``tokenizer`` folder and
+    ``documents_only`` table of strings.
     """
     expect(manifest, dict, str(path))
+    if "tokenizer" in manifest:
+        expect(manifest["tokenizer"], str, f"{path}: tokenizer")
+    for key, value in expect(manifest.get("documents_only", {}), dict, f"{path}: documents_only").items():
+        expect(value, str, f"{path}: documents_only.{key}")
     for name, source in expect(manifest.get("sources", {}), dict, f"{path}: sources").items():
         where = f"{path}: sources.{name}"
         expect(source, dict, where)
         for key, kind in (("weight", float), ("epochs", float), ("documents", int)):
             expect_key(source, key, kind, where)
-        for key in ("sampled_documents", "tokens", "bytes"):
+        for key in ("sampled_documents", "tokens", "bytes", "val_documents", "val_tokens"):
             if key in source:
                 expect(source[key], int, f"{where}.{key}")
     for name, steps in expect(manifest.get("steps", {}), dict, f"{path}: steps").items():
@@ -69,21 +78,35 @@ def manifest_shards(manifest: dict[str, Any], path: Path) -> list[Path]:
 
 
 def format_tables(manifest: dict[str, Any]) -> str:
-    """Per-source counts, then per-step in/kept/dropped-by-reason lines."""
+    """Per-source counts (tokens and the validation split's counts when there are any), then per-step
+    in/kept/dropped-by-reason lines, then where the tokenizer is or, without one, what was made."""
+    sources = manifest.get("sources", {})
+    columns = [("weight", 8, ".3f"), ("epochs", 8, ".2f"), ("documents", 12, ",")]
+    if any("tokens" in s for s in sources.values()):
+        columns += [("sampled_documents", 12, ","), ("tokens", 14, ","), ("bytes", 14, ",")]
+    if any("val_documents" in s for s in sources.values()):
+        columns += [("val_documents", 10, ","), ("val_tokens", 12, ",")]
+    titles = {"sampled_documents": "sampled", "val_documents": "val docs", "val_tokens": "val tokens"}
     lines = [f"recipe {manifest.get('recipe', '?')}", ""]
-    lines.append(
-        f"{'source':<16}{'weight':>8}{'epochs':>8}{'documents':>12}{'sampled':>12}{'tokens':>14}{'bytes':>14}"
-    )
-    for name, s in manifest.get("sources", {}).items():
+    lines.append(f"{'source':<16}" + "".join(f"{titles.get(key, key):>{width}}" for key, width, _ in columns))
+    for name, s in sources.items():
         lines.append(
-            f"{name:<16}{s['weight']:>8.3f}{s['epochs']:>8.2f}{s['documents']:>12,}"
-            f"{s.get('sampled_documents', 0):>12,}{s.get('tokens', 0):>14,}{s.get('bytes', 0):>14,}"
+            f"{name:<16}" + "".join(f"{s.get(key, 0):>{width}{kind}}" for key, width, kind in columns)
         )
     lines += ["", f"{'source':<16}{'step':<24}{'in':>10}{'kept':>10}  dropped"]
     for name, steps in manifest.get("steps", {}).items():
         for step in steps:
             dropped = ", ".join(f"{reason} {n:,}" for reason, n in step["dropped"].items()) or "-"
             lines.append(f"{name:<16}{step['name']:<24}{step['docs_in']:>10,}{step['kept']:>10,}  {dropped}")
+    if "tokenizer" in manifest:
+        lines += ["", f"tokenizer: {manifest['tokenizer']}/ (the one that made the token ids)"]
+    if "documents_only" in manifest:
+        made = manifest["documents_only"]
+        lines += [
+            "",
+            f"documents only: {made.get('documents', 'documents/')}; token shards: {made.get('token_shards', 'none')}",
+            f"to pack token shards: {made.get('next', 'give herd data build a --tokenizer')}",
+        ]
     return "\n".join(lines)
 
 
