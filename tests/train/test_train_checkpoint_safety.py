@@ -168,7 +168,7 @@ def test_cli_resume_from_a_planted_checkpoint_is_one_line(
 ) -> None:
     marker = tmp_path / "pwned"
     (run_copy / STEP_4 / ".metadata").write_bytes(_live_payload(marker))
-    config = write_toml(tmp_path / "c.toml", tiny_config_dict(dataset_dir, run_copy, train={"steps": 8}))
+    config = write_toml(tmp_path / "c.toml", tiny_config_dict(dataset_dir, run_copy, train={"steps": 4}))
     assert main(["pretrain", str(config), "--resume"]) == 2
     err = capsys.readouterr().err
     assert len(err.splitlines()) == 1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import random
 import shutil
 import signal
@@ -13,12 +14,15 @@ import pytest
 import torch
 
 from conftest import VOCAB, _documents, losses, run_cli, tiny_config_dict, write_toml
+from herd.cli import main
 from herd.errors import CheckpointError
 from herd.io.token_shards import write_dataset
 from herd.train import checkpointing
 from herd.train.config import PretrainConfig, config_from_dict
 from herd.train.loop import Trainer, pretrain
 from herd.train.metrics import METRICS_FILE, read_metrics
+
+STEP_4 = "checkpoints/step_00000004"
 
 
 def _wait(proc, timeout: float = 120) -> None:
@@ -154,3 +158,59 @@ def test_resume_on_a_rebuilt_dataset_is_refused(tmp_path: Path) -> None:
         CheckpointError, match=rf"{data}: the dataset changed since checkpoint .*step_00000004"
     ):
         pretrain(config_from_dict(raw), resume=True)
+
+
+def test_resume_without_set_continues_the_run_as_it_was(
+    dataset_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A run started with --set resumes with that value from its checkpoint; the file's differs and is not applied."""
+    full = pretrain(config_from_dict(tiny_config_dict(dataset_dir, tmp_path / "full", optim={"lr": 5e-3})))
+    config = write_toml(tmp_path / "c.toml", tiny_config_dict(dataset_dir, tmp_path / "run"))  # lr 1e-2
+    _crash_once_at(monkeypatch, 6)
+    assert main(["pretrain", str(config), "--set", "optim.lr=5e-3"]) == 1  # the crash: an internal error
+    assert "simulated node failure" in capsys.readouterr().err
+    assert main(["pretrain", str(config), "--resume"]) == 0
+    err = capsys.readouterr().err
+    assert err.splitlines() == [
+        f"resume: the run keeps its saved config; not applied from {config}: optim.lr = 0.01 (saved 0.005) "
+        "(pass --set KEY=VALUE to change them)"
+    ]
+    assert losses(tmp_path / "run") == losses(tmp_path / "full")
+    assert json.loads((tmp_path / "run" / "summary.json").read_text())["final_loss"] == full.final_loss
+
+
+def test_resume_applies_and_reports_the_values_given_now(
+    dataset_dir: Path, run_copy: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Each flag that changes a saved value is one line on stderr; unchanged ones are silent."""
+    config = write_toml(tmp_path / "c.toml", tiny_config_dict(dataset_dir, run_copy, train={"steps": 4}))
+    flags = ["--set", "train.steps=6", "--set", "optim.lr=0.01", "--max-restarts", "2", "--quiet"]
+    assert main(["pretrain", str(config), "--resume", *flags, "--print-config"]) == 0
+    printed, err = capsys.readouterr()
+    expected = [
+        "resume: train.steps 4 → 6 (the LR schedule is re-planned over 6 steps)",
+        "resume: fault.max_restarts 0 → 2",
+    ]
+    assert err.splitlines() == expected
+    assert json.loads(printed)["train"]["steps"] == 6 and json.loads(printed)["out_dir"] == str(run_copy)
+    assert main(["pretrain", str(config), "--resume", *flags]) == 0
+    assert capsys.readouterr().err.splitlines() == expected
+    assert sorted(losses(run_copy)) == list(range(1, 7))
+    saved = checkpointing.read_trainer_state(checkpointing.latest_checkpoint(run_copy))["config"]
+    assert (saved["train"]["steps"], saved["fault"]["max_restarts"], saved["out_dir"]) == (
+        6,
+        2,
+        str(run_copy),
+    )
+
+
+def test_resume_still_refuses_an_incompatible_change(
+    dataset_dir: Path, run_copy: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = write_toml(tmp_path / "c.toml", tiny_config_dict(dataset_dir, run_copy, train={"steps": 4}))
+    assert main(["pretrain", str(config), "--resume", "--set", "model.n_layers=3"]) == 2
+    assert capsys.readouterr().err.splitlines() == [
+        "resume: model.n_layers 2 → 3",
+        f"herd: error: cannot resume from {run_copy / STEP_4}: incompatible config: "
+        "model.n_layers: checkpoint 2, config 3",
+    ]

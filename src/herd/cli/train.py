@@ -1,7 +1,9 @@
 """``herd pretrain CONFIG.toml [--set section.key=value ...] [--resume | --overwrite] [--max-restarts N]``.
 
 Multi-process runs: ``torchrun --nproc-per-node N -m herd.cli pretrain CONFIG.toml``
-(see docs/pretrain.md). Only rank 0 prints the summary.
+(see docs/pretrain.md). Only rank 0 prints the summary and the resume report.
+With ``--resume`` the run's saved config is the base and the flags given now
+apply on top (:mod:`herd.train.resume`).
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 from typing import TYPE_CHECKING
 
 from herd.argtypes import non_negative_int
@@ -29,14 +32,19 @@ def register(sub: argparse._SubParsersAction) -> None:
         "(Hugging Face layout) and summary.json go to the run directory (out_dir).",
         epilog="examples:\n  herd pretrain configs/pretrain/demo.toml --set data.path=runs/data\n"
         "  herd pretrain configs/pretrain/demo.toml -o runs/demo2 --set train.steps=50 --json\n"
-        "  herd pretrain configs/pretrain/demo.toml --resume",
+        "  herd pretrain configs/pretrain/demo.toml --resume --set train.steps=400",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("config", help="TOML config file")
     add_set(p, "--set optim.lr=3e-4 --set model.dim=256")
     add_output(p, "run directory (overrides the config's out_dir)", required=False)
     start = p.add_mutually_exclusive_group()
-    start.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in out_dir")
+    start.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue from the newest checkpoint in out_dir, with the run's saved config "
+        "(the flags given now apply on top; other changes to CONFIG do not)",
+    )
     start.add_argument(
         "--overwrite",
         action="store_true",
@@ -52,7 +60,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--print-config",
         action="store_true",
         help="print the resolved config as JSON and exit (model.vocab_size 0: taken from the dataset's "
-        "manifest when training starts)",
+        "manifest when training starts; with --resume, the run's saved config with the flags applied)",
     )
     add_quiet(p, "no progress bar (log.progress = false)")
     add_json(p, "the run's summary (what summary.json holds)")
@@ -68,9 +76,18 @@ def run(args: argparse.Namespace) -> int:
         overrides.append(f"fault.max_restarts={args.max_restarts}")
     if args.quiet:
         overrides.append("log.progress=false")
-    from herd.train.config import load_config  # imports PyTorch (herd.model.config): only to run
+    # The config modules import PyTorch (herd.model.config): imported only when the command runs.
+    if args.resume:
+        from herd.train.resume import resume_config
 
-    config = load_config(args.config, overrides)
+        config, report = resume_config(args.config, overrides)
+        if os.environ.get("RANK", "0") == "0":
+            for line in report:
+                print(line, file=sys.stderr)
+    else:
+        from herd.train.config import load_config
+
+        config = load_config(args.config, overrides)
     if args.print_config:
         print(json.dumps(config.to_dict(), indent=2))
         return 0

@@ -290,18 +290,20 @@ def read_trainer_state(path: Path) -> dict[str, Any]:
     return _validate_trainer_state(state, state_path)
 
 
-def _lookup(config: dict[str, Any], dotted: str) -> Any:
+def lookup(config: dict[str, Any], dotted: str) -> Any:
+    """The value at the dotted key ``dotted`` of a config dict (None when it is not there)."""
     node: Any = config
     for part in dotted.split("."):
         node = node.get(part) if isinstance(node, dict) else None
     return node
 
 
-def _flatten(value: Any, prefix: str) -> dict[str, Any]:
+def flatten(value: Any, prefix: str = "") -> dict[str, Any]:
+    """Every leaf of a config dict by its dotted key (under ``prefix``), in sorted order."""
     if isinstance(value, dict):
         out: dict[str, Any] = {}
         for key in sorted(value):
-            out |= _flatten(value[key], f"{prefix}.{key}")
+            out |= flatten(value[key], f"{prefix}.{key}" if prefix else key)
         return out
     return {prefix: value}
 
@@ -310,7 +312,7 @@ def check_compatible(saved: dict[str, Any], current: dict[str, Any], path: Path)
     """Refuse to resume when a setting that shapes the model or the data order differs; name each."""
     diffs = []
     for key in RESUME_MUST_MATCH:
-        old, new = _flatten(_lookup(saved, key), key), _flatten(_lookup(current, key), key)
+        old, new = flatten(lookup(saved, key), key), flatten(lookup(current, key), key)
         for name in sorted(set(old) | set(new)):
             if old.get(name) != new.get(name):
                 diffs.append(f"{name}: checkpoint {old.get(name)!r}, config {new.get(name)!r}")
