@@ -9,6 +9,7 @@ rounding compounded over the steps: 1e-4 relative.
 from __future__ import annotations
 
 import shutil
+import warnings
 from pathlib import Path
 
 import pytest
@@ -16,6 +17,7 @@ import pytest
 from conftest import losses, run_herd, tiny_config_dict, write_toml
 from herd.train import checkpointing
 from herd.train.config import config_from_dict
+from herd.train.distributed import init_runtime
 from herd.train.loop import pretrain
 
 TOLERANCE = 1e-4
@@ -93,3 +95,14 @@ def test_sharded_tied_embeddings_match_one_process(dataset_dir: Path, tmp_path: 
     raw = tiny_config_dict(dataset_dir, tmp_path / "sharded", parallel=parallel, **sections)
     run_herd("pretrain", str(write_toml(tmp_path / "c.toml", raw)), nproc=2)
     _assert_close(losses(tmp_path / "sharded"), losses(tmp_path / "single"))
+
+
+@pytest.mark.parametrize(("rank", "shown"), [("0", 1), ("1", 0)])
+def test_library_warnings_show_on_rank_0_only(monkeypatch: pytest.MonkeyPatch, rank: str, shown: int) -> None:
+    """Every process runs the same code: rank 0 shows a library's warning once for all of them."""
+    monkeypatch.setenv("RANK", rank)  # WORLD_SIZE stays 1: no process group is joined
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        init_runtime("cpu")
+        warnings.warn("a library's warning", UserWarning, stacklevel=1)
+    assert [str(w.message) for w in caught] == ["a library's warning"] * shown

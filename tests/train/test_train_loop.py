@@ -8,8 +8,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import losses, tiny_config_dict
+from conftest import losses, tiny_config_dict, write_toml
 from herd.checkpoint.load import load_model
+from herd.cli import main
+from herd.errors import ConfigError
+from herd.train import loop
 from herd.train.config import config_from_dict
 from herd.train.loop import Trainer, pretrain
 from herd.train.metrics import METRICS_FILE, gpu_peak_flops, read_metrics
@@ -148,3 +151,23 @@ def test_gpu_peak_table() -> None:
     assert gpu_peak_flops("NVIDIA H100 80GB HBM3") == 989e12
     assert gpu_peak_flops("NVIDIA A100-SXM4-80GB") == 312e12
     assert gpu_peak_flops("Some Future Accelerator") is None
+
+
+def test_threads_are_set_before_training(
+    dataset_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`herd pretrain --threads N`: PyTorch runs on N threads by the time training starts."""
+    seen = []
+
+    def stop(config: object, **kwargs: object) -> None:
+        seen.append(torch.get_num_threads())
+        raise ConfigError("stopped before training")
+
+    monkeypatch.setattr(loop, "pretrain", stop)
+    config = write_toml(tmp_path / "c.toml", tiny_config_dict(dataset_dir, tmp_path / "run"))
+    before = torch.get_num_threads()
+    try:
+        assert main(["pretrain", str(config), "--threads", "3"]) == 2
+    finally:
+        torch.set_num_threads(before)
+    assert seen == [3] and "stopped before training" in capsys.readouterr().err

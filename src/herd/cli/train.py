@@ -15,7 +15,7 @@ import sys
 from typing import TYPE_CHECKING
 
 from herd.argtypes import non_negative_int
-from herd.cli.flags import add_json, add_output, add_quiet, add_set
+from herd.cli.flags import add_json, add_output, add_quiet, add_set, add_threads, apply_threads
 from herd.cli.text import print_rows
 
 if TYPE_CHECKING:
@@ -63,6 +63,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "manifest when training starts; with --resume, the run's saved config with the flags applied)",
     )
     add_quiet(p, "no progress bar (log.progress = false)")
+    add_threads(p)
     add_json(p, "the run's summary (what summary.json holds)")
     p.set_defaults(func=run)
 
@@ -91,6 +92,7 @@ def run(args: argparse.Namespace) -> int:
     if args.print_config:
         print(json.dumps(config.to_dict(), indent=2))
         return 0
+    apply_threads(args)
     from herd.train.loop import pretrain  # distributed training and logging: imported only to train
 
     result = pretrain(config, resume=args.resume, overwrite=args.overwrite)

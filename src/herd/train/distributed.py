@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import time
+import warnings
 from dataclasses import dataclass
 
 import torch
@@ -53,10 +54,25 @@ class Runtime:
         return value.detach().cpu().double()
 
 
+def quiet_other_ranks(rank: int) -> None:
+    """Hide Python warnings on every process but rank 0.
+
+    Every process runs the same code, so a library's warning (PyTorch's, under
+    torchrun or from DCP) would be printed once per process; rank 0 prints it
+    for all of them.
+    """
+    if rank != 0:
+        warnings.simplefilter("ignore")
+
+
 def init_runtime(device: str) -> Runtime:
-    """Join the torchrun process group if there is one, and pick this process's device."""
+    """Join the torchrun process group if there is one, and pick this process's device.
+
+    Only rank 0 shows library warnings from here on (:func:`quiet_other_ranks`).
+    """
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
+    quiet_other_ranks(rank)
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
