@@ -95,12 +95,7 @@ def test_a_rebuild_replaces_the_tokenizer_and_one_without_a_tokenizer_removes_it
     assert herd.load_tokenizer(out / "tokenizer").encode("é") == [0xC3, 0xA9]
     manifest = build(recipe, out)
     assert not (out / "tokenizer").exists() and "tokenizer" not in manifest
-    assert sorted(p.name for p in out.iterdir()) == [
-        ".herd-build.json",
-        "documents",
-        "manifest.json",
-        "tokens",
-    ]
+    assert sorted(p.name for p in out.iterdir()) == [".herd-build.json", "documents", "manifest.json"]
 
 
 def test_the_documented_flow_documents_then_a_trained_tokenizer_then_token_shards(

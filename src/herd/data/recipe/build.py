@@ -373,7 +373,23 @@ def clean_output(output: Path) -> None:
         tokenizer = output / TOKENIZER_DIR
         if manifest.get("tokenizer") == TOKENIZER_DIR and tokenizer.is_dir() and not tokenizer.is_symlink():
             shutil.rmtree(tokenizer)
+        _remove_empty_folders(output / "tokens")
         previous.unlink()
+
+
+def _remove_empty_folders(root: Path) -> None:
+    """Remove the folders under ``root`` (and ``root``) that removing token shards left empty, deepest first.
+
+    A documents-only rebuild then leaves no ``tokens/`` behind; folders still
+    holding files (a removed source's shards, which no manifest lists) stay.
+    """
+    if not root.is_dir() or root.is_symlink():
+        return
+    for folder in sorted((p for p in root.rglob("*") if p.is_dir() and not p.is_symlink()), reverse=True):
+        if not any(folder.iterdir()):
+            folder.rmdir()
+    if not any(root.iterdir()):
+        root.rmdir()
 
 
 def is_build(directory: Path) -> bool:
