@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import shutil
 from abc import ABC, abstractmethod
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +21,10 @@ import torch
 
 from herd.errors import CheckpointError
 from herd.model.config import ModelConfig
+
+
+class MissingTensorError(CheckpointError):
+    """A checkpoint lacks a tensor its config implies (a reader raises it for a name it does not hold)."""
 
 
 @dataclass
@@ -43,6 +48,24 @@ TOKENIZER_FILES = (
 # Files beside the weights that travel with a model directory (tokenizer and generation settings).
 SIDE_FILES = (*TOKENIZER_FILES, "generation_config.json")
 SIDE_FILES_EXTRA = "side_files"
+
+
+# herd's names for the float types, however a format spells them (safetensors, GGUF, torch).
+_FLOAT_NAMES = {
+    "F32": "fp32",
+    "FLOAT32": "fp32",
+    "BF16": "bf16",
+    "BFLOAT16": "bf16",
+    "F16": "fp16",
+    "FLOAT16": "fp16",
+}
+
+
+def storage_name(stored: str) -> str:
+    """herd's name of a storage type: fp32, bf16 or fp16 for the floats (``F32``, ``torch.bfloat16``),
+    any other type in lower case (GGUF's ``Q4_1`` is ``q4_1``)."""
+    stored = stored.removeprefix("torch.")
+    return _FLOAT_NAMES.get(stored.upper(), stored.lower())
 
 
 def find_side_files(folder: Path) -> list[Path]:
@@ -117,6 +140,28 @@ class CheckpointReader(ABC):
     @abstractmethod
     def get(self, name: str) -> torch.Tensor:
         """The canonical tensor ``name`` (in the file's own dtype where it has one; dequantized otherwise)."""
+
+    def storage(self, name: str) -> tuple[str, int]:
+        """How the canonical tensor ``name`` is stored: its type (:func:`storage_name`) and element count.
+
+        Readers answer from the file's header; this fallback reads the tensor.
+        """
+        tensor = self.get(name)
+        return storage_name(str(tensor.dtype)), tensor.numel()
+
+    def stored_dtype(self) -> str | None:
+        """The storage types of the weight matrices (norms aside), the one holding the most parameters
+        first, joined by ``+``: ``bf16`` for a uniform checkpoint, ``q4_1+q8_0`` for a mixed GGUF;
+        None when the checkpoint holds none of them (a GGUF of metadata only)."""
+        counts: Counter[str] = Counter()
+        for name in tensor_names(self.config):
+            if len(expected_shape(self.config, name)) == 2:
+                try:
+                    stored, numel = self.storage(name)
+                except MissingTensorError:
+                    continue
+                counts[stored] += numel
+        return "+".join(stored for stored, _ in counts.most_common()) or None
 
     def tensors(self) -> Iterator[tuple[str, torch.Tensor]]:
         """All canonical tensors in checkpoint order, one at a time."""

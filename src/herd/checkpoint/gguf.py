@@ -28,6 +28,7 @@ weights F32, F16, BF16 or Q8_0 (rows that are not a multiple of Q8_0's
 from __future__ import annotations
 
 import itertools
+import math
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
@@ -36,13 +37,21 @@ import numpy as np
 import torch
 from gguf import GGML_QUANT_SIZES, GGMLQuantizationType, GGUFValue, LlamaFileType, RopeScalingType
 
-from herd.checkpoint.base import CheckpointInfo, CheckpointReader, check_shape, expected_shape, tensor_names
+from herd.checkpoint.base import (
+    CheckpointInfo,
+    CheckpointReader,
+    MissingTensorError,
+    check_shape,
+    expected_shape,
+    storage_name,
+    tensor_names,
+)
 from herd.checkpoint.destination import staged_checkpoint
 from herd.checkpoint.names import NameMap
 from herd.checkpoint.permute import halves_to_interleaved, interleaved_to_halves
 from herd.errors import CheckpointError, ConfigError
 from herd.io.fields import Fields
-from herd.io.gguf import GGUFFile, TensorSlot, write_gguf_file
+from herd.io.gguf import GGUFFile, TensorEntry, TensorSlot, write_gguf_file
 from herd.model.config import ModelConfig, RopeScaling
 from herd.model.rope import rope_frequencies
 
@@ -225,12 +234,21 @@ class GGUFReader(CheckpointReader):
             return _FLOAT_TYPES.get(types.pop(), torch.float32)
         return torch.float32
 
-    def get(self, name: str) -> torch.Tensor:
+    def _entry(self, name: str) -> TensorEntry:
+        """The directory entry of the canonical tensor ``name`` (the embedding for a tied output)."""
         if name == "output.weight" and self.config.tie_embeddings:
             name = "tok_embeddings.weight"
         entry = self._entries.get(name)
         if entry is None:
-            raise CheckpointError(f"{self.path}: tensor {NAMES.to_format(name)} is missing")
+            raise MissingTensorError(f"{self.path}: tensor {NAMES.to_format(name)} is missing")
+        return entry
+
+    def storage(self, name: str) -> tuple[str, int]:
+        entry = self._entry(name)
+        return storage_name(entry.type_name), math.prod(entry.shape)
+
+    def get(self, name: str) -> torch.Tensor:
+        entry = self._entry(name)
         tensor = check_shape(self.config, name, self.file.decode(entry), self.path)
         heads = _qk_heads(self.config, name)
         if heads is not None:

@@ -11,6 +11,7 @@ v4, the released checkpoints) or ``rope_parameters`` (v5); both are read.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,14 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
-from herd.checkpoint.base import CheckpointInfo, CheckpointReader, check_shape, copy_side_files
+from herd.checkpoint.base import (
+    CheckpointInfo,
+    CheckpointReader,
+    MissingTensorError,
+    check_shape,
+    copy_side_files,
+    storage_name,
+)
 from herd.checkpoint.destination import staged_checkpoint
 from herd.checkpoint.names import NameMap
 from herd.errors import CheckpointError, ConfigError, HerdError
@@ -220,13 +228,25 @@ class HFReader(CheckpointReader):
             self._files[file] = handle
         return handle
 
-    def get(self, name: str) -> torch.Tensor:
+    def _locate(self, name: str) -> tuple[Path, str]:
+        """The file holding the canonical tensor ``name`` and its name there."""
         if name == "output.weight" and name not in self._where and self.config.tie_embeddings:
             name = "tok_embeddings.weight"
         try:
-            file, key = self._where[name]
+            return self._where[name]
         except KeyError:
-            raise CheckpointError(f"{self.path}: tensor {NAMES.to_format(name)} is missing") from None
+            raise MissingTensorError(f"{self.path}: tensor {NAMES.to_format(name)} is missing") from None
+
+    def storage(self, name: str) -> tuple[str, int]:
+        file, key = self._locate(name)
+        try:
+            view = self._open(file).get_slice(key)
+            return storage_name(view.get_dtype()), math.prod(view.get_shape())
+        except (SafetensorError, OSError, RuntimeError) as exc:
+            raise CheckpointError(f"{file}: cannot read the header of tensor {key} ({exc})") from None
+
+    def get(self, name: str) -> torch.Tensor:
+        file, key = self._locate(name)
         try:
             tensor = self._open(file).get_tensor(key)
         except (SafetensorError, OSError, RuntimeError) as exc:

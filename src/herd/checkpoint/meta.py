@@ -47,9 +47,11 @@ from tqdm import tqdm
 from herd.checkpoint.base import (
     CheckpointInfo,
     CheckpointReader,
+    MissingTensorError,
     check_shape,
     copy_side_files,
     expected_shape,
+    storage_name,
     tensor_names,
 )
 from herd.checkpoint.destination import staged_checkpoint
@@ -267,9 +269,12 @@ class MetaReader(CheckpointReader):
 
     def _raw(self, index: int, name: str) -> torch.Tensor:
         tensor = self._shards[index].get(name)
+        if tensor is None:
+            raise MissingTensorError(f"{self._files[index]}: tensor {name} is missing")
         if not isinstance(tensor, torch.Tensor):
-            problem = "is missing" if tensor is None else f"is a {type(tensor).__name__}, not a tensor"
-            raise CheckpointError(f"{self._files[index]}: tensor {name} {problem}")
+            raise CheckpointError(
+                f"{self._files[index]}: tensor {name} is a {type(tensor).__name__}, not a tensor"
+            )
         return tensor
 
     def _find_embedding_split(self, dim: int) -> EmbeddingSplit:
@@ -342,6 +347,10 @@ class MetaReader(CheckpointReader):
             )
         except ConfigError as exc:
             raise CheckpointError(f"{params.source}: {exc}") from None
+
+    def storage(self, name: str) -> tuple[str, int]:
+        """The dtype of shard 0's memory-mapped slice (no data is read) and the merged tensor's size."""
+        return storage_name(str(self._raw(0, name).dtype)), math.prod(expected_shape(self.config, name))
 
     def get(self, name: str) -> torch.Tensor:
         """The merged tensor ``name`` in herd's layout (q/k rows in rotate-half order)."""

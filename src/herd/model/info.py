@@ -20,6 +20,9 @@ class ModelInfo:
     """What ``herd model info`` reports."""
 
     name: str
+    dtype: str | None
+    tied_embeddings: bool
+    context_length: int
     parameters: int
     non_embedding_parameters: int
     training_flops_per_token: int
@@ -39,8 +42,20 @@ def count_parameters(config: ModelConfig) -> int:
     return sum(p.numel() for p in empty_model(config, "meta").parameters())
 
 
-def model_info(config: ModelConfig, seq_len: int | None = None) -> ModelInfo:
-    """Parameter counts, training FLOPs per token at ``seq_len`` (default: the context) and memory."""
+def format_bytes(size: int) -> str:
+    """``size`` for people, in the largest binary unit it reaches: ``512 bytes``, ``1.50 KiB``,
+    ``256.00 MiB``, ``12.55 GiB``."""
+    for unit, scale in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if size >= scale:
+            return f"{size / scale:.2f} {unit}"
+    return f"{size} bytes"
+
+
+def model_info(config: ModelConfig, seq_len: int | None = None, dtype: str | None = "fp32") -> ModelInfo:
+    """Parameter counts, training FLOPs per token at ``seq_len`` (default: the context) and memory.
+
+    ``dtype``: how the weights are stored (a checkpoint's, reported as given; None: no weights stored).
+    """
     seq_len = seq_len or config.max_seq_len
     total = count_parameters(config)
     embedding = config.vocab_size * config.dim
@@ -49,6 +64,9 @@ def model_info(config: ModelConfig, seq_len: int | None = None) -> ModelInfo:
     attention = 12 * config.n_layers * config.n_heads * config.head_dim * seq_len
     return ModelInfo(
         name=config.name,
+        dtype=dtype,
+        tied_embeddings=config.tie_embeddings,
+        context_length=config.max_seq_len,
         parameters=total,
         non_embedding_parameters=non_embedding,
         training_flops_per_token=6 * matmul_params + attention,

@@ -8,6 +8,8 @@ norm eps, tied embeddings) at a size that trains on a laptop CPU.
 
 from __future__ import annotations
 
+import difflib
+
 from herd.errors import ConfigError
 from herd.model.config import ModelConfig, RopeScaling
 
@@ -116,12 +118,34 @@ def preset_names() -> list[str]:
     return list(_PRESETS)
 
 
+def close_presets(name: str) -> list[str]:
+    """The preset names ``name`` is most likely a typo of (``llama3-8bb`` → ``llama3-8b``); none if no
+    name is close.
+
+    Names at least 80% similar (difflib's ratio, ignoring case) are candidates;
+    only those within 0.05 of the best are kept, best first, so a clear best
+    match comes alone.
+    """
+    scores = {p: difflib.SequenceMatcher(None, name.lower(), p).ratio() for p in _PRESETS}
+    best = max(scores.values())
+    close = [p for p, score in scores.items() if score >= max(0.8, best - 0.05)]
+    return sorted(close, key=lambda p: -scores[p])
+
+
+def unknown_preset(name: str) -> ConfigError:
+    """The one-line error for a preset name that does not exist, suggesting the closest names."""
+    close = close_presets(name)
+    if close:
+        return ConfigError(f"unknown preset {name!r}; did you mean {' or '.join(close)}?")
+    return ConfigError(f"unknown preset {name!r}; known presets: {', '.join(_PRESETS)}")
+
+
 def get_preset(name: str) -> ModelConfig:
     """The :class:`ModelConfig` of a named preset (e.g. ``llama2-70b``)."""
     try:
         fields = _PRESETS[name]
     except KeyError:
-        raise ConfigError(f"unknown preset {name!r}; known presets: {', '.join(_PRESETS)}") from None
+        raise unknown_preset(name) from None
     return ModelConfig(name=name, **fields)
 
 
