@@ -102,12 +102,17 @@ def register(sub: argparse._SubParsersAction) -> None:
     decode = tok_sub.add_parser(
         "decode",
         help="print the text of ids",
-        description="Decode IDS to text.",
-        epilog="example:\n  herd tokenizer decode tok/ 9906 1917",
+        description="Decode IDS (or, without them, the ids on stdin) to text. Standard input takes what "
+        "herd tokenizer encode prints: ids separated by spaces, commas or lines, a JSON list, --json's "
+        '{"ids": [...]} or --pieces\'s id<TAB>piece lines, so encode | decode round-trips.',
+        epilog="examples:\n  herd tokenizer decode tok/ 9906 1917\n"
+        "  herd tokenizer encode tok/ 'Hello world' | herd tokenizer decode tok/",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     decode.add_argument("tokenizer", metavar="TOKENIZER", help=TOKENIZER_HELP)
-    decode.add_argument("ids", nargs="+", type=non_negative_int, metavar="ID")
+    decode.add_argument(
+        "ids", nargs="*", type=non_negative_int, metavar="ID", help="token ids (default: read stdin)"
+    )
     add_json(decode, 'the text: {"text": ...}')
     decode.set_defaults(func=_decode)
 
@@ -182,8 +187,40 @@ def _encode(args: argparse.Namespace) -> int:
     return 0
 
 
+def parse_ids(text: str, source: str = "standard input") -> list[int]:
+    """The token ids in ``text``, in any form ``herd tokenizer encode`` prints them.
+
+    A JSON list of ids, a JSON object with an ``ids`` list (``--json``), lines
+    of ``id<TAB>piece`` (``--pieces``: the id is what precedes the tab), or ids
+    separated by whitespace and/or commas.
+    """
+    stripped = text.strip()
+    if stripped.startswith(("[", "{")):
+        try:
+            value = json.loads(stripped)
+        except ValueError as exc:
+            raise TokenizerError(f"{source}: not valid JSON ({exc})") from None
+        ids = value.get("ids") if isinstance(value, dict) else value
+        if not isinstance(ids, list) or not all(type(i) is int and i >= 0 for i in ids):
+            raise TokenizerError(f'{source}: expected a JSON list of token ids or {{"ids": [...]}}')
+        return ids
+    if "\t" in stripped:
+        words = [line.split("\t", 1)[0] for line in stripped.splitlines() if line.strip()]
+    else:
+        words = stripped.replace(",", " ").split()
+    words = [word.strip() for word in words]
+    for word in words:
+        if not (word.isascii() and word.isdigit()):
+            raise TokenizerError(
+                f"{source}: {word[:40]!r} is not a token id (expected ids separated by spaces or "
+                "commas, a JSON list, or what herd tokenizer encode prints)"
+            )
+    return [int(word) for word in words]
+
+
 def _decode(args: argparse.Namespace) -> int:
-    text = load_tokenizer(args.tokenizer).decode(args.ids)
+    ids = args.ids if args.ids else parse_ids(read_stdin())
+    text = load_tokenizer(args.tokenizer).decode(ids)
     print(json.dumps({"text": text}, ensure_ascii=False) if args.json else text)
     return 0
 
