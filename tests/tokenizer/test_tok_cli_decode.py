@@ -34,21 +34,29 @@ def run(
 @pytest.mark.parametrize("fmt", list(ENCODE_FORMATS))
 def test_encode_output_decodes_back_to_the_text(
     fmt: str,
-    llama3_model: Path,
-    llama3: TiktokenTokenizer,
+    llama3_trained_dir: Path,
     corpus: list[str],
     capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    tok = str(llama3_model)
+    """A small tiktoken model (it loads in milliseconds), so every probe runs through both commands."""
+    tok = str(llama3_trained_dir)
     for text in corpus[-17:]:  # the hand-written probes: scripts, emoji, tabs, whitespace runs, specials
         assert main(["tokenizer", "encode", tok, text, *ENCODE_FORMATS[fmt]]) == 0
         printed = capsys.readouterr().out
         assert run(capsys, monkeypatch, ["tokenizer", "decode", tok], printed.encode()) == text + "\n"
+
+
+def test_special_ids_separated_by_commas(
+    llama3_model: Path,
+    llama3: TiktokenTokenizer,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     ids = llama3.encode("<|eot_id|> is special", allow_special=True, bos=True)
-    assert ids[:2] == [llama3.bos_id, llama3.special_id("<|eot_id|>")]
+    assert ids[:2] == [128000, 128009]
     stdin = ",".join(map(str, ids)).encode()
-    assert run(capsys, monkeypatch, ["tokenizer", "decode", tok, "--json"], stdin) == (
+    assert run(capsys, monkeypatch, ["tokenizer", "decode", str(llama3_model), "--json"], stdin) == (
         '{"text": "<|begin_of_text|><|eot_id|> is special"}\n'
     )
 
