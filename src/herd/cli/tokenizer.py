@@ -40,7 +40,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "normalization); VOCAB counts every piece. llama3: byte-level BPE with Llama 3's pre-tokenizer "
         "pattern, written as a tiktoken tokenizer.model plus special_tokens.json; VOCAB counts BPE ranks and "
         "the special tokens come on top. One document in 1/HELDOUT is held out and used to report vocabulary "
-        "size, bytes per token and tokens per word next to the official Llama 3 tokenizer.",
+        "size, bytes per token and tokens per word next to the official Llama 3 tokenizer. A corpus too "
+        "small for VOCAB gives the size it supports, in both styles, and the output says so.",
         epilog="examples:\n  herd tokenizer train --style llama2 --vocab-size 32000 -o tok/ corpus.txt\n"
         "  herd tokenizer train --style llama3 --vocab-size 128000 -o tok3/ shard-*.jsonl --field text",
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -75,7 +76,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--reference", default=None, help="tokenizer to compare with (default: official Llama 3)"
     )
     add_quiet(train)
-    add_json(train, "the output, vocabulary size and held-out statistics")
+    add_json(
+        train,
+        "the output, vocabulary size (in ids, and in VOCAB's unit as requested and as trained) and held-out "
+        "statistics",
+    )
     train.set_defaults(func=_train)
 
     encode = tok_sub.add_parser(
@@ -151,6 +156,8 @@ def _train(args: argparse.Namespace) -> int:
         summary = {
             "output": str(result.out_dir),
             "vocab_size": result.tokenizer.vocab_size,
+            "requested_vocab_size": result.requested_vocab_size,
+            "trained_vocab_size": result.trained_vocab_size,
             "heldout_documents": result.heldout_documents,
             "heldout_bytes": result.heldout_bytes,
             "stats": [dataclasses.asdict(s) for s in result.stats],

@@ -12,6 +12,11 @@
 
 One document in every ``1/heldout`` is kept out of training and used to report
 bytes per token and tokens per word, next to a reference tokenizer on the same text.
+
+Both styles treat ``vocab_size`` alike when the corpus is too small to reach
+it (too few distinct pieces or merges): training succeeds with the size the
+corpus supports, and the result says so (:attr:`TrainResult.shortfall`:
+``asked for 128,000 BPE ranks, the corpus supports 45,884; trained 45,884``).
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ import tokenizers
 from tokenizers import Regex, models, trainers
 from tokenizers import pre_tokenizers as pre
 
+from herd.io.atomic import atomic_file, write_atomically
 from herd.tokenizer.base import Tokenizer, TokenizerError, cpu_count
 from herd.tokenizer.bytelevel import piece_to_bytes
 from herd.tokenizer.sentencepiece_engine import SentencePieceTokenizer
@@ -76,19 +82,43 @@ class TokenizerStats:
     tokens_per_word: float
 
 
+# What ``vocab_size`` counts in each style.
+VOCAB_UNITS = {"llama2": "pieces", "llama3": "BPE ranks"}
+
+
 @dataclass(frozen=True)
 class TrainResult:
-    """What :func:`train_tokenizer` wrote and how well it compresses held-out text."""
+    """What :func:`train_tokenizer` wrote and how well it compresses held-out text.
+
+    ``requested_vocab_size`` is the ``vocab_size`` asked for, ``trained_vocab_size``
+    what was trained, in the same unit (:data:`VOCAB_UNITS`); the second is
+    smaller when the corpus cannot support the first.
+    """
 
     tokenizer: Tokenizer
     out_dir: Path
     heldout_documents: int
     heldout_bytes: int
     stats: tuple[TokenizerStats, ...]
+    style: str
+    requested_vocab_size: int
+    trained_vocab_size: int
+
+    @property
+    def shortfall(self) -> str | None:
+        """One line saying that the corpus supported fewer pieces or ranks than asked for; None if it did not."""
+        if self.trained_vocab_size >= self.requested_vocab_size:
+            return None
+        return (
+            f"asked for {self.requested_vocab_size:,} {VOCAB_UNITS[self.style]}, the corpus supports "
+            f"{self.trained_vocab_size:,}; trained {self.trained_vocab_size:,}"
+        )
 
     def report(self) -> str:
-        """A small table: vocabulary, bytes per token and tokens per word of each tokenizer."""
-        lines = [f"held-out: {self.heldout_documents} documents, {self.heldout_bytes} bytes"]
+        """The :attr:`shortfall` if any, then a small table: vocabulary, bytes per token and tokens per
+        word of each tokenizer."""
+        lines = [] if self.shortfall is None else [self.shortfall]
+        lines.append(f"held-out: {self.heldout_documents} documents, {self.heldout_bytes} bytes")
         lines.append(f"{'tokenizer':<40} {'vocab':>8} {'tokens':>10} {'bytes/token':>12} {'tokens/word':>12}")
         for s in self.stats:
             lines.append(
@@ -146,12 +176,15 @@ def _train_llama2(texts: Iterator[str], out: Path, vocab_size: int, specials: Se
             control_symbols=list(specials),
             num_threads=cpu_count(),
             minloglevel=2,
+            # a soft limit: a corpus with fewer distinct pieces than vocab_size gives the pieces it has,
+            # as the llama3 style does, instead of an error
+            hard_vocab_limit=False,
             **LLAMA2_TRAINER,
         )
     except RuntimeError as exc:
         raise TokenizerError(f"SentencePiece training failed: {str(exc).strip()}") from None
     out.mkdir(parents=True, exist_ok=True)
-    (out / "tokenizer.model").write_bytes(model.getvalue())
+    write_atomically(out / "tokenizer.model", lambda f: f.write(model.getvalue()))
     return SentencePieceTokenizer.from_file(out / "tokenizer.model")
 
 
@@ -188,8 +221,10 @@ def _train_llama3(
         raise TokenizerError(f"special token {clash[0]!r} is already in the Llama 3 table")
     table = {renamed.get(name, name): token_id for name, token_id in table.items()}
     out.mkdir(parents=True, exist_ok=True)
-    write_tiktoken_ranks(ranks, out / "tokenizer.model")
-    write_specials_table(out / SPECIALS_FILE, table, BEGIN_OF_TEXT, END_OF_TEXT)
+    with atomic_file(out / "tokenizer.model") as tmp:
+        write_tiktoken_ranks(ranks, tmp)
+    with atomic_file(out / SPECIALS_FILE) as tmp:
+        write_specials_table(tmp, table, BEGIN_OF_TEXT, END_OF_TEXT)
     return TiktokenTokenizer.from_file(out / "tokenizer.model", table)
 
 
@@ -233,4 +268,7 @@ def train_tokenizer(
     else:
         tokenizer = _train_llama3(documents, out, vocab_size, specials, num_special)
     stats = tuple(measure(t, split.heldout) for t in (tokenizer, *references)) if split.heldout else ()
-    return TrainResult(tokenizer, out, len(split.heldout), split.heldout_bytes, stats)
+    trained = len(tokenizer.ranks) if isinstance(tokenizer, TiktokenTokenizer) else tokenizer.vocab_size
+    return TrainResult(
+        tokenizer, out, len(split.heldout), split.heldout_bytes, stats, style, vocab_size, trained
+    )
