@@ -4,10 +4,11 @@
 (:mod:`herd.infer.completion`); :class:`Engine` holds a model's cache and
 (optionally compiled) decode step for reuse; :func:`generate_ids` is the
 token-level loop; :func:`quantize_model` swaps linear layers for int8/int4
-weight-only versions; :class:`ChatSession` keeps a conversation.
+weight-only versions; :func:`chat` answers a list of messages in the model's
+chat format and :class:`ChatSession` keeps a conversation.
 """
 
-from herd.infer.chat_session import ChatSession
+from herd.infer.chat_session import ChatSession, chat
 from herd.infer.completion import Completion, generate
 from herd.infer.engine import Engine
 from herd.infer.generate import Generated, generate_ids
@@ -20,6 +21,7 @@ __all__ = [
     "Engine",
     "Generated",
     "SamplingParams",
+    "chat",
     "generate",
     "generate_ids",
     "quantize_model",
