@@ -1,18 +1,24 @@
 """The ``herd`` console script: Ctrl-C during start-up is exit 130, like Ctrl-C at any later moment.
 
-Importing the command tree (argparse, then PyTorch for most commands) takes a
-noticeable time on a loaded machine. A SIGINT in that window would otherwise
-surface as a ``KeyboardInterrupt`` traceback from inside some library's import.
-Until :func:`herd.cli.main` is running, with its own handling, an interrupt
-prints the same line it prints and exits 130 at once.
+Python starts, then imports :mod:`herd.cli` (argparse and herd's small
+modules; the command modules and PyTorch come later, inside
+:func:`herd.cli.main`, which installs its own SIGINT handling). A SIGINT in
+this first window would otherwise surface as a ``KeyboardInterrupt``
+traceback from inside some import. Until :func:`herd.cli.main` replaces it,
+an interrupt prints the same line ``main`` prints and exits 130 at once.
 """
 
 from __future__ import annotations
 
+# The C core of the signal module: importing signal itself builds its enums (enum, functools,
+# collections: about 15 ms), time during which Ctrl-C would still be a traceback.
+import _signal
 import os
-import signal
 import sys
-from types import FrameType
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing
+if TYPE_CHECKING:
+    from types import FrameType
 
 
 def _interrupted(signum: int, frame: FrameType | None) -> None:
@@ -21,11 +27,10 @@ def _interrupted(signum: int, frame: FrameType | None) -> None:
 
 
 def main() -> int:
-    """Import the command tree under the start-up handler, then run it with Python's own."""
-    previous = signal.signal(signal.SIGINT, _interrupted)
+    """Import the command line under the start-up handler, then run it (it restores this handler at its end)."""
+    _signal.signal(_signal.SIGINT, _interrupted)
     from herd.cli import main as run
 
-    signal.signal(signal.SIGINT, previous)
     return run(sys.argv[1:])
 
 

@@ -15,12 +15,15 @@ import signal
 import subprocess
 import sys
 import time
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from herd.cli import main
+import herd.infer.loading
+from herd.cli import _interrupted, main
+from herd.errors import HerdError
 
 Setup = Callable[[Path], None]
 
@@ -177,9 +180,9 @@ def test_invalid_utf8_on_stdin_is_named(argv: list[str], llama3_tokenizer_dir: P
     assert err.strip() == "herd: error: standard input is not valid UTF-8 (byte 0xc3 at offset 3)"
 
 
-@pytest.mark.parametrize("delay", [0.05, 0.3, 1.5], ids=["importing", "building the parser", "generating"])
+@pytest.mark.parametrize("delay", [0.05, 0.3, 1.5], ids=["starting", "importing PyTorch", "later"])
 def test_ctrl_c_exits_130_without_a_traceback(delay: float, default_sigint: Callable[[], None]) -> None:
-    """SIGINT while herd imports its command tree (PyTorch), or while it works, is exit 130 and one line."""
+    """SIGINT while herd starts, imports the command and PyTorch, or works, is exit 130 and one line."""
     process = subprocess.Popen(
         [*HERD, "generate", "llama2-tiny", "--random", "--prompt", "hi", "--max-new-tokens", "100000000"],
         stdout=subprocess.PIPE,
@@ -193,17 +196,35 @@ def test_ctrl_c_exits_130_without_a_traceback(delay: float, default_sigint: Call
     assert b"Traceback" not in err and err.decode().strip().endswith("herd: error: interrupted")
 
 
+# Calls herd.cli's SIGINT handler from the body of a module named torch, as when Ctrl-C lands in PyTorch's import.
+IN_TORCH_IMPORT = """
+from herd.cli import _interrupted
+body = compile("import sys\\n_interrupted(2, sys._getframe())", "torch/__init__.py", "exec")
+exec(body, {"__name__": "torch", "_interrupted": _interrupted})
+print("the import went on")
+"""
+
+
+def test_ctrl_c_in_pytorchs_import_exits_at_once() -> None:
+    """PyTorch's import swallows KeyboardInterrupt, so an interrupt there ends herd at once; elsewhere it raises."""
+    result = subprocess.run(
+        [sys.executable, "-c", IN_TORCH_IMPORT], capture_output=True, text=True, timeout=60
+    )
+    assert (result.returncode, result.stdout, result.stderr) == (130, "", "herd: error: interrupted\n")
+    with pytest.raises(KeyboardInterrupt):
+        _interrupted(signal.SIGINT, sys._getframe())
+
+
 def test_internal_error_is_one_line_exit_1(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """A bug (not bad input) is still one line, exit 1, with the way to see the traceback."""
-    import herd.cli.model
 
-    def broken(spec: str) -> None:
+    def broken(*args: object, **kwargs: object) -> None:
         raise ZeroDivisionError("division by zero")
 
-    monkeypatch.setattr(herd.cli.model, "resolve_config", broken)
-    assert main(["model", "info", "llama3-tiny"]) == 1
+    monkeypatch.setattr(herd.infer.loading, "load_for_inference", broken)
+    assert main(["generate", *TINY]) == 1
     err = capsys.readouterr().err.strip()
     assert err == (
         "herd: error: internal error: ZeroDivisionError: division by zero "
@@ -211,10 +232,68 @@ def test_internal_error_is_one_line_exit_1(
     )
 
 
-def test_closed_pipe_is_quiet() -> None:
-    """``herd model presets | head -1``: the reader leaving early is not an error."""
-    process = subprocess.Popen([*HERD, "model", "presets"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    assert process.stdout is not None
+def test_library_warnings_are_one_line_each_and_once(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A warning is ``herd: warning: MESSAGE (Category)``, without its source line, once however often it comes."""
+
+    def noisy(*args: object, **kwargs: object) -> None:
+        warnings.warn("TypedStorage is deprecated.\n  It will be removed", UserWarning, stacklevel=1)
+        warnings.warn("TypedStorage is deprecated.\n  It will be removed", UserWarning, stacklevel=1)
+        warnings.warn("a different one", FutureWarning, stacklevel=1)
+        raise HerdError("no model today")
+
+    monkeypatch.setattr(herd.infer.loading, "load_for_inference", noisy)
+    shown_before = warnings.showwarning
+    assert main(["generate", *TINY]) == 2
+    assert capsys.readouterr().err.splitlines() == [
+        "herd: warning: TypedStorage is deprecated. It will be removed (UserWarning)",
+        "herd: warning: a different one (FutureWarning)",
+        "herd: error: no model today",
+    ]
+    assert warnings.showwarning is shown_before
+
+
+WARN = (
+    "import warnings, herd.cli\nwith herd.cli.warning_lines():\n    warnings.warn('old API', UserWarning)\n"
+)
+
+
+@pytest.mark.parametrize(
+    ("options", "env"),
+    [([], {}), (["-W", "default"], {}), ([], {"PYTHONWARNINGS": "default"})],
+    ids=["plain", "-W default", "PYTHONWARNINGS=default"],
+)
+def test_python_warning_options_keep_pythons_format(options: list[str], env: dict[str, str]) -> None:
+    base = {k: v for k, v in os.environ.items() if k != "PYTHONWARNINGS"}
+    result = subprocess.run(
+        [sys.executable, *options, "-c", WARN], capture_output=True, text=True, env=base | env, timeout=60
+    )
+    if options or env:
+        assert result.stderr == "<string>:3: UserWarning: old API\n"
+    else:
+        assert result.stderr == "herd: warning: old API (UserWarning)\n"
+
+
+@pytest.mark.parametrize(
+    ("argv", "read"),
+    [
+        (["--help"], 0),
+        (["model", "presets"], 0),
+        (["tokenizer", "encode", "{tokenizer}", "--file", "{text}", "--pieces"], 10),
+    ],
+    ids=["--help", "model presets", "tokenizer encode | head -c 10"],
+)
+def test_closed_pipe_is_quiet(argv: list[str], read: int, llama3_tokenizer_dir: Path, tmp_path: Path) -> None:
+    """``herd ... | head``: the reader leaving, before the output or in its middle, is not an error."""
+    (tmp_path / "big.txt").write_text("hello world " * 100_000)
+    paths = {"tokenizer": llama3_tokenizer_dir / "tokenizer.model", "text": tmp_path / "big.txt"}
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}  # block-buffered, as in a shell
+    process = subprocess.Popen(
+        [*HERD, *(a.format(**paths) for a in argv)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env
+    )
+    assert process.stdout is not None and process.stderr is not None
+    assert len(process.stdout.read(read)) == read
     process.stdout.close()
-    err = process.stderr.read() if process.stderr else b""
-    assert process.wait(timeout=60) == 0 and b"Traceback" not in err
+    err = process.stderr.read()
+    assert process.wait(timeout=120) == 0 and err == b"", err.decode()

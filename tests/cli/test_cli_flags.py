@@ -23,11 +23,13 @@ from herd.checkpoint.base import CheckpointInfo
 from herd.checkpoint.hf import write_hf
 from herd.checkpoint.load import model_tensors
 from herd.cli import build_parser, main
+from herd.cli.flags import DTYPE_SYNONYMS, FLOAT_DTYPES
+from herd.model.build import DTYPES, SYNONYMS
 from herd.train.config import PretrainConfig
 from herd.train.loop import PretrainResult
 
 ROOT = Path(__file__).resolve().parents[2]
-STAGES = ("model", "tokenizer", "checkpoint", "data", "infer", "train")
+STAGES = ("model", "tokenizer", "checkpoint", "data", "infer", "train", "posttrain")
 SHARED = {"output": ["-o", "--output"], "overrides": ["--set"], "json": ["--json"], "quiet": ["--quiet"]}
 
 
@@ -58,8 +60,17 @@ def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
 
 
 def test_the_tree_has_every_stage_and_no_other() -> None:
-    assert [p[0] for p in ALL if len(p) == 1] == ["chat", "convert", "generate", "pretrain"]
-    assert {p[0] for p in ALL} == {"chat", "convert", "data", "generate", "model", "pretrain", "tokenizer"}
+    assert [p[0] for p in ALL if len(p) == 1] == ["average", "chat", "convert", "generate", "pretrain"]
+    assert {p[0] for p in ALL} == {
+        "average",
+        "chat",
+        "convert",
+        "data",
+        "generate",
+        "model",
+        "pretrain",
+        "tokenizer",
+    }
 
 
 @pytest.mark.parametrize("path", ALL, ids=[" ".join(p) for p in ALL])
@@ -81,6 +92,15 @@ def test_help_explains(path: tuple[str, ...], capsys: pytest.CaptureFixture[str]
         main([*path, "--help"])
     assert exit_.value.code == 0
     assert leaf(path).description and leaf(path).description in capsys.readouterr().out.replace("\n", " ")
+
+
+def test_dtype_names_are_the_librarys() -> None:
+    """herd.cli.flags writes the dtype names out (a parser is built without PyTorch): herd.model.build's."""
+    assert tuple(DTYPES) == FLOAT_DTYPES
+    assert set(DTYPE_SYNONYMS) == {*SYNONYMS, "f32", "f16"}
+    for name, dtype in SYNONYMS.items():
+        assert DTYPES[DTYPE_SYNONYMS[name]] == dtype, name
+    assert DTYPES[DTYPE_SYNONYMS["f32"]] == DTYPES["fp32"] and DTYPES[DTYPE_SYNONYMS["f16"]] == DTYPES["fp16"]
 
 
 def test_stage_packages_hold_no_command_line_code() -> None:
@@ -118,12 +138,24 @@ def tiny_hf(tmp_path: Path) -> Path:
 
 def test_convert_dtype_vocabulary(tiny_hf: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """fp16 and GGUF's own f16 are one name; q8_0 exists only for gguf, and asking hf for it writes nothing."""
-    code, out, err = run(capsys, "convert", str(tiny_hf), str(tmp_path / "m.gguf"), "--to", "gguf")
+    # The tiny checkpoint has no tokenizer: its GGUFs are written without a vocabulary (--no-vocab).
+    code, out, err = run(
+        capsys, "convert", str(tiny_hf), str(tmp_path / "m.gguf"), "--to", "gguf", "--no-vocab"
+    )
     assert code == 0, err
     for dtype in ("fp16", "F16"):
         gguf = tmp_path / f"{dtype}.gguf"
         code, out, err = run(
-            capsys, "convert", str(tiny_hf), str(gguf), "--to", "gguf", "--dtype", dtype, "--json"
+            capsys,
+            "convert",
+            str(tiny_hf),
+            str(gguf),
+            "--to",
+            "gguf",
+            "--dtype",
+            dtype,
+            "--json",
+            "--no-vocab",
         )
         assert code == 0, err
         assert json.loads(out) == {
@@ -131,6 +163,7 @@ def test_convert_dtype_vocabulary(tiny_hf: Path, tmp_path: Path, capsys: pytest.
             "output": str(gguf),
             "format": "gguf",
             "dtype": "fp16",
+            "tokenizer": None,
         }
         types = {t.name: t.tensor_type for t in GGUFReader(gguf).tensors}
         assert types["blk.0.attn_q.weight"] == GGMLQuantizationType.F16

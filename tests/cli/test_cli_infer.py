@@ -7,9 +7,12 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 from infer_helpers import tiny_model
 
 import herd
+import herd.cli.infer as cli_infer
+import herd.infer.quantize as quantize
 from herd.checkpoint.base import CheckpointInfo
 from herd.checkpoint.hf import write_hf
 from herd.checkpoint.load import model_tensors
@@ -149,16 +152,58 @@ def test_chat_smollm2_piped(
     assert len(replies) == 2 and replies[0] == replies[1] and "Paris" in replies[0]
 
 
-def test_chat_trims_history_and_survives_errors(
+@pytest.mark.slow
+def test_herd_chat_returns_what_the_command_prints(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, smollm2_gguf: Path
+) -> None:
+    question = "What is the capital of France?"
+    code, out, err = chat(
+        capsys, monkeypatch, question + "\n", str(smollm2_gguf), "--greedy", "--max-new-tokens", "16"
+    )
+    model, tokenizer = herd.load_model(smollm2_gguf), load_tokenizer(smollm2_gguf)
+    reply = herd.chat(
+        model, tokenizer, [{"role": "user", "content": question}], max_new_tokens=16, temperature=0
+    )
+    assert code == 0 and "Paris" in reply and out == reply + "\n", err
+
+
+# Six messages that fill the byte-level model's context of 256 (old ones are dropped), then one that
+# cannot fit, then one more. Seeded: the random model samples bytes, and an unseeded newline byte would
+# change the count of replies.
+TRIMMED_TURNS = "".join(f"message {i} " + "z" * 60 + "\n" for i in range(6)) + "w" * 400 + "\nlast\n"
+TRIMMED_ARGS = (*TINY, "--max-new-tokens", "20", "--system", "be brief", "--seed", "0")
+
+
+def test_piped_chat_stops_at_the_first_failed_turn(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    turns = "".join(f"message {i} " + "z" * 60 + "\n" for i in range(6)) + "w" * 400 + "\nlast\n"
-    # Seeded: the random model samples bytes, and an unseeded newline byte would change the count.
-    argv = (*TINY, "--max-new-tokens", "20", "--system", "be brief", "--seed", "0")
-    code, out, err = chat(capsys, monkeypatch, turns, *argv)
-    assert code == 0
+    code, out, err = chat(capsys, monkeypatch, TRIMMED_TURNS, *TRIMMED_ARGS)
+    assert code == 2
+    # BOS, "[INST] <<SYS>>\nbe brief\n<</SYS>>\n\n" (34 bytes), 400 w's, " [/INST]" (8): 443 tokens
+    assert (
+        err
+        == "herd: error: the message does not fit the context: 443 tokens plus 20 for the reply exceed 256\n"
+    )
+    assert out.count("\n") == 6  # the six messages before it were answered, "last" was never read
+
+
+class Terminal(io.StringIO):
+    """Standard input typed by a person."""
+
+    def isatty(self) -> bool:
+        return True
+
+
+def test_interactive_chat_goes_on_after_a_failed_turn_and_exits_2(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("sys.stdin", Terminal(TRIMMED_TURNS))
+    code, out, err = run(capsys, "chat", *TRIMMED_ARGS)
+    assert code == 2
     assert err.count("herd: error: the message does not fit the context") == 1
     assert out.count("\n") == 7  # every other message was answered
+    monkeypatch.setattr("sys.stdin", Terminal("hello\n/exit\n"))
+    assert run(capsys, "chat", *TRIMMED_ARGS)[0] == 0
 
 
 def test_chat_ctrl_c_ends_cleanly(
@@ -178,4 +223,34 @@ def test_help_explains(capsys: pytest.CaptureFixture[str]) -> None:
         with pytest.raises(SystemExit):
             main([command, "--help"])
         out = capsys.readouterr().out
-        assert "--max-new-tokens" in out and "--quantize" in out and "--random" in out
+        assert (
+            "--max-new-tokens" in out and "--quantize" in out and "--random" in out and "--threads N" in out
+        )
+    with pytest.raises(SystemExit):
+        main(["chat", "--help"])
+    assert "piped input stops at the first failed turn" in capsys.readouterr().out
+
+
+def test_quantization_choices_are_the_librarys() -> None:
+    """The command line writes them out (its --help imports no PyTorch): herd.infer.quantize's."""
+    assert (cli_infer.QUANT_MODES, cli_infer.INT4_GROUP_SIZES) == (
+        quantize.QUANT_MODES,
+        quantize.INT4_GROUP_SIZES,
+    )
+
+
+def test_threads_sets_pytorch_threads(capsys: pytest.CaptureFixture[str]) -> None:
+    before = torch.get_num_threads()
+    wanted = 1 if before > 1 else 2
+    try:
+        result = run_json(
+            capsys, "generate", *TINY, "--prompt", "hi", "--max-new-tokens", "2", "--threads", str(wanted)
+        )
+        assert torch.get_num_threads() == wanted and len(result["token_ids"]) <= 2
+    finally:
+        torch.set_num_threads(before)
+    with pytest.raises(SystemExit) as exit_:
+        main(["generate", *TINY, "--prompt", "hi", "--threads", "0"])
+    assert (
+        exit_.value.code == 2 and "argument --threads: must be at least 1, got 0" in capsys.readouterr().err
+    )

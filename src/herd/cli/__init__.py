@@ -3,30 +3,62 @@
 Every stage's commands live in ``herd.cli.<stage>`` (the stage packages hold no
 command-line code). Each such module exposes ``register(sub)``, which adds its
 parser(s) to the top-level subparsers and sets ``func`` to a callable taking the
-parsed ``argparse.Namespace`` and returning an exit code; :data:`COMMAND_MODULES`
-lists them in the order they appear in ``herd --help``. Errors caused by input
-are :class:`herd.errors.HerdError` (or ``OSError``) and are printed as one line
-(``herd: error: ...``) with exit code 2; see :func:`main` for the others.
+parsed ``argparse.Namespace`` and returning an exit code. :data:`COMMANDS` lists
+every top-level command with its module and one-line help, in ``herd --help``
+order, so that ``herd --help`` and ``herd --version`` import no command module
+(and no PyTorch) and ``herd COMMAND ...`` imports only that command's module.
+Errors caused by input are :class:`herd.errors.HerdError` (or ``OSError``) and
+are printed as one line (``herd: error: ...``) with exit code 2; see
+:func:`main` for the others.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import errno
+import importlib
 import os
+import signal
 import sys
+import threading
 import traceback
-from collections.abc import Sequence
+import warnings
+from collections.abc import Collection, Iterator, Sequence
+from dataclasses import dataclass
+from types import FrameType
 from typing import NoReturn
 
 from herd import __version__
-from herd.cli import checkpoint, data, infer, model, tokenizer, train
 from herd.errors import HerdError
 
-# The modules that register commands, in the order they appear in --help. They are imported with
-# herd.cli, not when the parser is built: the console script (herd.console) imports herd.cli under its
-# start-up Ctrl-C handler, and an interrupt must not land in PyTorch's import, which swallows it.
-COMMAND_MODULES = (model, checkpoint, tokenizer, infer, data, train)
+
+@dataclass(frozen=True)
+class Command:
+    """A top-level command: its name, the module of ``herd.cli`` that registers it, its ``--help`` line."""
+
+    name: str
+    module: str
+    help: str
+
+
+# Every top-level command in --help order. A module that registers several commands (infer: generate
+# and chat) lists them next to each other. tests/cli/test_cli_startup.py checks that each module
+# registers exactly its commands, in this order and with this help.
+COMMANDS = (
+    Command("model", "model", "inspect model architectures and presets"),
+    Command("convert", "checkpoint", "convert a checkpoint between hf, meta and gguf"),
+    Command(
+        "tokenizer",
+        "tokenizer",
+        "train, inspect and run tokenizers (SentencePiece, tiktoken, tokenizer.json, GGUF)",
+    ),
+    Command("generate", "infer", "continue a prompt (streaming, KV-cached)"),
+    Command("chat", "infer", "interactive, streaming chat in the model's chat format"),
+    Command("data", "data", "build pretraining data from raw sources"),
+    Command("pretrain", "train", "pretrain a Llama-family model on packed token shards"),
+    Command("average", "posttrain", "average checkpoints of one architecture (Llama 3 model averaging)"),
+)
 
 
 class Parser(argparse.ArgumentParser):
@@ -40,8 +72,12 @@ class Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The top-level parser with every available subcommand."""
+def build_parser(commands: Collection[str] | None = None) -> argparse.ArgumentParser:
+    """The top-level parser: every command complete, or only those named in ``commands``.
+
+    A command left out is still listed (name and help, for ``herd --help`` and
+    the "invalid choice" message) without importing its module.
+    """
     parser = Parser(
         prog="herd",
         description="The Llama family recipe: data, tokenizers, models, checkpoints, training, inference.",
@@ -51,9 +87,20 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"herd {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for module in COMMAND_MODULES:
-        module.register(sub)
+    wanted = {c.module for c in COMMANDS if commands is None or c.name in commands}
+    for command in COMMANDS:
+        if command.name in sub.choices:  # registered with an earlier command of its module
+            continue
+        if command.module in wanted:
+            importlib.import_module(f"{__name__}.{command.module}").register(sub)
+        else:
+            sub.add_parser(command.name, help=command.help, add_help=False)
     return parser
+
+
+def requested_command(argv: Sequence[str]) -> str | None:
+    """The command ``argv`` names: its first word that is not an option (``herd`` has no option with a value)."""
+    return next((word for word in argv if not word.startswith("-")), None)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -62,29 +109,94 @@ def main(argv: Sequence[str] | None = None) -> int:
     Exit codes: 0 success, 2 bad input (a :class:`HerdError`, an ``OSError``
     such as a read-only or full destination, invalid UTF-8, a bad flag), 130
     interrupted (Ctrl-C at any moment, start-up included), 1 an internal error
-    (a bug: one line, the traceback only with ``HERD_TRACEBACK=1``).
+    (a bug: one line, the traceback only with ``HERD_TRACEBACK=1``). A reader
+    that leaves early (``herd ... | head``) ends the command quietly with 0.
+    Python warnings from libraries are one line each (:func:`warning_lines`).
     """
+    argv = sys.argv[1:] if argv is None else list(argv)
+    with _interrupts_during_import(), warning_lines():
+        try:
+            command = requested_command(argv)
+            parser = build_parser(() if command is None else (command,))
+            args = parser.parse_args(argv)
+            if not getattr(args, "func", None):
+                parser.print_help()
+                return 2
+            code = int(args.func(args) or 0)
+            sys.stdout.flush()  # here, not at exit, where a closed pipe would print "Exception ignored"
+            return code
+        except KeyboardInterrupt:
+            _error("interrupted")
+            return 130
+        except SystemExit:  # argparse's --help and one-line flag errors carry their own exit code
+            _flush_stdout()
+            raise
+        except BrokenPipeError:
+            _quiet_stdout()
+            return 0
+        except BaseException as exc:  # library errors that are not Exception subclasses too (DCP's)
+            code, message = describe(exc)
+            if code == 1 and os.environ.get("HERD_TRACEBACK"):
+                traceback.print_exc()
+            _error(message)
+            return code
+
+
+@contextlib.contextmanager
+def warning_lines() -> Iterator[None]:
+    """Show each Python warning as ``herd: warning: MESSAGE (Category)`` on stderr, once per message.
+
+    A library's warning is news to the user, its source line is not. Which
+    warnings show stays Python's choice (its default filters); only how, and
+    that a message repeated from other places shows once. Someone who sets
+    ``-W`` or ``PYTHONWARNINGS`` (``-W default``) gets Python's own format.
+    """
+    if sys.warnoptions:
+        yield
+        return
+    shown: set[tuple[type[Warning], str]] = set()
+
+    def show(message: Warning | str, category: type[Warning], *args: object, **kwargs: object) -> None:
+        text = _one_line(str(message))
+        if (category, text) not in shown:
+            shown.add((category, text))
+            print(f"herd: warning: {text} ({category.__name__})", file=sys.stderr)
+
+    previous = warnings.showwarning
+    warnings.showwarning = show
     try:
-        parser = build_parser()
-        args = parser.parse_args(argv)
-        if not getattr(args, "func", None):
-            parser.print_help()
-            return 2
-        return int(args.func(args) or 0)
-    except KeyboardInterrupt:
-        _error("interrupted")
-        return 130
-    except SystemExit:  # argparse's --help and one-line flag errors carry their own exit code
-        raise
-    except BrokenPipeError:
-        _quiet_stdout()
-        return 0
-    except BaseException as exc:  # library errors that are not Exception subclasses too (DCP's)
-        code, message = describe(exc)
-        if code == 1 and os.environ.get("HERD_TRACEBACK"):
-            traceback.print_exc()
-        _error(message)
-        return code
+        yield
+    finally:
+        warnings.showwarning = previous
+
+
+def _interrupted(signum: int, frame: FrameType | None) -> None:
+    """SIGINT during a command: ``KeyboardInterrupt``, or exit 130 at once while PyTorch is being imported.
+
+    PyTorch's import swallows a ``KeyboardInterrupt`` (``torch._C`` imports
+    NumPy and only warns when that fails), so Ctrl-C in that window would be
+    lost and the command would run on. Nothing a command must clean up exists
+    before its first ``import torch``.
+    """
+    while frame is not None:
+        if frame.f_code.co_name == "<module>" and frame.f_globals.get("__name__") == "torch":
+            os.write(2, b"herd: error: interrupted\n")
+            os._exit(130)
+        frame = frame.f_back
+    raise KeyboardInterrupt
+
+
+@contextlib.contextmanager
+def _interrupts_during_import() -> Iterator[None]:
+    """Install :func:`_interrupted` for SIGINT (in the main thread; Python allows no other) and restore after."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, _interrupted)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def describe(exc: BaseException) -> tuple[int, str]:
@@ -126,6 +238,14 @@ def _one_line(text: str) -> str:
 
 def _error(message: str) -> None:
     print(f"herd: error: {message}", file=sys.stderr)
+
+
+def _flush_stdout() -> None:
+    """Flush stdout; a reader that left early (``herd --help | head -1``) is not an error."""
+    try:
+        sys.stdout.flush()
+    except BrokenPipeError:
+        _quiet_stdout()
 
 
 def _quiet_stdout() -> None:

@@ -20,13 +20,13 @@ import argparse
 from collections.abc import Sequence
 from pathlib import Path
 
-from herd.model.build import DTYPES, SYNONYMS
+from herd.argtypes import positive_int
 
-# The library's dtype names (herd.model.build), and every other spelling a user may type for them:
-# PyTorch's (float32, ...) and GGUF's (f32, f16).
-FLOAT_DTYPES = tuple(DTYPES)
-_NAME_OF = {dtype: name for name, dtype in DTYPES.items()}
-DTYPE_SYNONYMS = {"f32": "fp32", "f16": "fp16"} | {name: _NAME_OF[dtype] for name, dtype in SYNONYMS.items()}
+# The library's dtype names (herd.model.build.DTYPES), and every other spelling a user may type for
+# them: PyTorch's (herd.model.build.SYNONYMS) and GGUF's (f32, f16). Written out rather than imported,
+# so that building a parser does not import PyTorch; tests/cli/test_cli_flags.py checks they agree.
+FLOAT_DTYPES = ("fp32", "bf16", "fp16")
+DTYPE_SYNONYMS = {"f32": "fp32", "f16": "fp16", "float32": "fp32", "bfloat16": "bf16", "float16": "fp16"}
 
 
 def add_output(
@@ -109,8 +109,6 @@ def add_threads(parser: argparse.ArgumentParser) -> argparse.Action:
     busy or small machine fewer threads can decode several times faster than
     more, because the threads wait for each other, so the choice is the user's.
     """
-    from herd.argtypes import positive_int
-
     return parser.add_argument(
         "--threads",
         type=positive_int,

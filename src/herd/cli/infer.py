@@ -11,26 +11,29 @@ import argparse
 import dataclasses
 import json
 import sys
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from herd.argtypes import device
-from herd.cli.flags import add_dtype, add_json
+from herd.cli import describe
+from herd.cli.flags import add_dtype, add_json, add_threads, apply_threads
 from herd.errors import HerdError
-from herd.infer.chat_session import ChatSession
-from herd.infer.completion import Completion, generate
-from herd.infer.engine import Engine
-from herd.infer.generate import check_max_new_tokens, generate_ids
-from herd.infer.loading import check_model_spec, load_for_inference
-from herd.infer.quantize import INT4_GROUP_SIZES, QUANT_MODES
-from herd.infer.sampling import SamplingParams
 from herd.stdin import read_stdin, read_stdin_line
-from herd.tokenizer.base import Tokenizer
+
+if TYPE_CHECKING:  # the library (and PyTorch) is imported when a command runs, not to build its --help
+    from herd.infer.completion import Completion
+    from herd.infer.engine import Engine
+    from herd.infer.sampling import SamplingParams
+    from herd.tokenizer.base import Tokenizer
 
 MODEL_HELP = (
     "a checkpoint herd loads (Hugging Face or Meta directory, GGUF file), or a preset name with --random"
 )
 CHAT_DEFAULT_TEMPERATURE = 0.7
 CHAT_DEFAULT_TOP_P = 0.9
+# herd.infer.quantize's QUANT_MODES and INT4_GROUP_SIZES, written out so that --help does not import
+# PyTorch; tests/cli/test_cli_infer.py checks they agree.
+QUANT_MODES = ("int8", "int4")
+INT4_GROUP_SIZES = (32, 64, 128, 256)
 
 
 def _add_model_args(parser: argparse.ArgumentParser) -> None:
@@ -64,6 +67,7 @@ def _add_model_args(parser: argparse.ArgumentParser) -> None:
         help="torch.compile the decode step (slow first tokens; on a GPU also captured as a CUDA graph)",
     )
     parser.add_argument("--device", type=device, default="cpu", help="cpu, cuda, cuda:N or mps (default cpu)")
+    add_threads(parser)
 
 
 def _add_sampling_args(parser: argparse.ArgumentParser, max_new_tokens: int, default_mode: str) -> None:
@@ -124,7 +128,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         "tokenizer's jinja template such as ChatML). Type a message and press Enter; /reset starts over, "
         "/exit (or Ctrl-D, Ctrl-C) quits. Old turns are dropped when the conversation outgrows the "
         "context. Reads stdin line by line, so it can be piped.",
-        epilog="example:\n  printf 'Hi!\\n/exit\\n' | herd chat SmolLM2-135M-Instruct.Q4_1.gguf --greedy",
+        epilog="exit status:\n"
+        "  0 at /exit, end of input or Ctrl-C. 2 when a turn fails (a message too long for the context):\n"
+        "  piped input stops at the first failed turn; an interactive chat reports it, goes on, and\n"
+        "  exits 2 at the end.\n"
+        "example:\n  printf 'Hi!\\n/exit\\n' | herd chat SmolLM2-135M-Instruct.Q4_1.gguf --greedy",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     _add_model_args(chat)
@@ -138,6 +146,8 @@ def _sampling(
     args: argparse.Namespace, default_temperature: float, default_top_p: float | None
 ) -> SamplingParams:
     """Sampling from the flags; a filter flag alone (--top-p ...) samples at temperature 1 when the default is greedy."""
+    from herd.infer.sampling import SamplingParams
+
     filters = args.top_k is not None or args.top_p is not None or args.min_p is not None
     if args.greedy and filters:
         raise HerdError("--greedy cannot be combined with --top-k, --top-p or --min-p")
@@ -159,6 +169,12 @@ def _sampling(
 
 
 def _load(args: argparse.Namespace) -> tuple[Engine, Tokenizer]:
+    """The engine and tokenizer of the model flags, on ``--threads`` threads."""
+    from herd.infer.engine import Engine
+    from herd.infer.generate import generate_ids
+    from herd.infer.loading import load_for_inference
+
+    apply_threads(args)
     model, tokenizer = load_for_inference(
         args.model,
         tokenizer=args.tokenizer,
@@ -192,6 +208,10 @@ def _write(stream: TextIO, text: str) -> None:
 
 
 def _generate(args: argparse.Namespace) -> int:
+    from herd.infer.completion import generate
+    from herd.infer.generate import check_max_new_tokens
+    from herd.infer.loading import check_model_spec
+
     prompt = read_stdin() if args.prompt == "-" else args.prompt
     if not prompt:
         raise HerdError("the prompt is empty")
@@ -220,6 +240,11 @@ def _generate(args: argparse.Namespace) -> int:
 
 
 def _chat(args: argparse.Namespace) -> int:
+    """The chat loop; exit status 2 when a turn failed (piped input stops at the first failure)."""
+    from herd.infer.chat_session import ChatSession
+    from herd.infer.generate import check_max_new_tokens
+    from herd.infer.loading import check_model_spec
+
     check_max_new_tokens(args.max_new_tokens)
     sampling = _sampling(args, CHAT_DEFAULT_TEMPERATURE, CHAT_DEFAULT_TOP_P)
     check_model_spec(args.model, args.random)
@@ -235,6 +260,7 @@ def _chat(args: argparse.Namespace) -> int:
     interactive = sys.stdin.isatty()
     if interactive:
         print(f"herd chat: {args.model}. /reset starts over, /exit quits.", file=sys.stderr)
+    failed = False
     try:
         while True:
             if interactive:
@@ -255,9 +281,12 @@ def _chat(args: argparse.Namespace) -> int:
             try:
                 session.send(message, stream=lambda text: _write(sys.stdout, text))
             except HerdError as exc:
-                print(f"herd: error: {exc}", file=sys.stderr)
+                if not interactive:  # a script's later turns may depend on this one: stop here
+                    raise
+                print(f"herd: error: {describe(exc)[1]}", file=sys.stderr)
+                failed = True
                 continue
             _write(sys.stdout, "\n")
     except KeyboardInterrupt:
         _write(sys.stdout, "\n")
-    return 0
+    return 2 if failed else 0
