@@ -120,3 +120,12 @@ def test_a_file_in_place_of_the_folder_is_a_clear_error(llama3: TiktokenTokenize
     (tmp_path / "f").write_text("x")
     with pytest.raises(HerdError, match="exists and is not a directory"):
         save_tokenizer(llama3, tmp_path / "f")
+
+
+def test_a_tokenizer_json_is_not_saved_where_a_tokenizer_model_would_shadow_it(
+    smollm2_gguf: Path, llama3: TiktokenTokenizer, tmp_path: Path
+) -> None:
+    save_tokenizer(llama3, tmp_path)
+    with pytest.raises(HerdError, match=r"holds a tokenizer\.model, which load_tokenizer would read instead"):
+        save_tokenizer(load_tokenizer(smollm2_gguf), tmp_path)
+    assert load_tokenizer(tmp_path).encode("hello world") == llama3.encode("hello world")

@@ -51,6 +51,11 @@ def save_tokenizer(tokenizer: Tokenizer, folder: str | Path) -> list[Path]:
         written = [_write_bytes(folder / "tokenizer.model", tokenizer.model_proto)]
         config |= {"tokenizer_class": "LlamaTokenizer", "add_bos_token": True, "legacy": True}
     elif isinstance(tokenizer, HFTokenizer):
+        if (folder / "tokenizer.model").exists():
+            raise TokenizerError(
+                f"{folder}: holds a tokenizer.model, which load_tokenizer would read instead of the "
+                "tokenizer.json to be saved; save into another folder"
+            )
         written = [
             _write_bytes(folder / "tokenizer.json", tokenizer.backend.to_str(pretty=True).encode("utf-8"))
         ]
