@@ -63,7 +63,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     vocab.add_argument(
         "--no-vocab",
         action="store_true",
-        help="--to gguf: write a GGUF without vocabulary; llama.cpp will refuse to load it",
+        help="write a GGUF without vocabulary; llama.cpp will refuse to load it (--to gguf only)",
     )
     p.add_argument(
         "--force",
