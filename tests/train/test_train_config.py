@@ -57,7 +57,10 @@ def test_shipped_configs_load() -> None:
         ),
         ("[model]\npreset = ['llama3-tiny']\n", "model.preset: expected str"),
         ("[model]\ndim = 64\n", r"model: missing key\(s\) n_layers, n_heads \(or set model.preset\)"),
-        ("[model]\npreset = 'llama3-tiny'\nvocab_size = -5\n", "vocab_size must be a positive integer, got -5"),
+        (
+            "[model]\npreset = 'llama3-tiny'\nvocab_size = -5\n",
+            "vocab_size must be a positive integer, got -5",
+        ),
         ("[data]\nweights = {web = 'many'}\n", "data.weights.web: expected float, got 'many'"),
         ("[train]\nsteps = \n", "invalid TOML"),
         ("[train]\nsteps = " + "[" * 5000 + "\n", r"invalid TOML \(nested too deeply\)"),
