@@ -180,7 +180,7 @@ def test_the_docs_have_examples() -> None:
     assert any(e.argv[:1] == ("convert",) for e in EXAMPLES)
     assert len(EXAMPLES) > 30
     readme = next(e for e in EXAMPLES if e.argv == ("model", "info", "llama3.1-405b"))
-    assert readme.output[0].startswith("model ") and len(readme.output) == 8
+    assert readme.output[0].startswith("model ") and len(readme.output) == 11
 
 
 @pytest.mark.parametrize("example", EXAMPLES, ids=[f"{e.where} herd {' '.join(e.argv)}" for e in EXAMPLES])
