@@ -3,7 +3,9 @@
 Multi-process runs: ``torchrun --nproc-per-node N -m herd.cli pretrain CONFIG.toml``
 (see docs/pretrain.md). Only rank 0 prints the summary and the resume report.
 With ``--resume`` the run's saved config is the base and the flags given now
-apply on top (:mod:`herd.train.resume`).
+apply on top (:mod:`herd.train.resume`). The flags, the config resolution and
+the summary rows every training run shares are here, for ``herd sft`` too
+(:mod:`herd.cli.posttrain`).
 """
 
 from __future__ import annotations
@@ -19,24 +21,20 @@ from herd.cli.flags import add_json, add_output, add_quiet, add_set, add_threads
 from herd.cli.text import print_rows
 
 if TYPE_CHECKING:
-    from herd.train.loop import PretrainResult
+    from herd.train.config import ConfigT
+    from herd.train.objective import RunResult
+    from herd.train.pretrain_objective import PretrainResult
 
 
-def register(sub: argparse._SubParsersAction) -> None:
-    """Add ``herd pretrain``."""
-    p = sub.add_parser(
-        "pretrain",
-        help="pretrain a Llama-family model on packed token shards",
-        description="Pretrain from a TOML config (configs/pretrain/*.toml); any key can be overridden "
-        "with --set. Checkpoints, metrics.jsonl, TensorBoard logs, the loss plot, the final weights "
-        "(Hugging Face layout) and summary.json go to the run directory (out_dir).",
-        epilog="examples:\n  herd pretrain configs/pretrain/demo.toml --set data.path=runs/data\n"
-        "  herd pretrain configs/pretrain/demo.toml -o runs/demo2 --set train.steps=50 --json\n"
-        "  herd pretrain configs/pretrain/demo.toml --resume --set train.steps=400",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+def add_run_flags(p: argparse.ArgumentParser, *, set_example: str, print_config: str) -> None:
+    """The flags every training command shares (``herd pretrain``, ``herd sft``), each with one meaning.
+
+    CONFIG, ``--set``, ``-o``, ``--resume | --overwrite``, ``--max-restarts``,
+    ``--print-config`` (``print_config`` says what is special in the printed
+    config), ``--quiet``, ``--threads`` and ``--json``.
+    """
     p.add_argument("config", help="TOML config file")
-    add_set(p, "--set optim.lr=3e-4 --set model.dim=256")
+    add_set(p, set_example)
     add_output(p, "run directory (overrides the config's out_dir)", required=False)
     start = p.add_mutually_exclusive_group()
     start.add_argument(
@@ -59,17 +57,40 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--print-config",
         action="store_true",
-        help="print the resolved config as JSON and exit (model.vocab_size 0: taken from the dataset's "
-        "manifest when training starts; with --resume, the run's saved config with the flags applied)",
+        help=f"print the resolved config as JSON and exit ({print_config}; with --resume, the run's saved "
+        "config with the flags applied)",
     )
     add_quiet(p, "no progress bar (log.progress = false)")
     add_threads(p)
     add_json(p, "the run's summary (what summary.json holds)")
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    """Add ``herd pretrain``."""
+    p = sub.add_parser(
+        "pretrain",
+        help="pretrain a Llama-family model on packed token shards",
+        description="Pretrain from a TOML config (configs/pretrain/*.toml); any key can be overridden "
+        "with --set. Checkpoints, metrics.jsonl, TensorBoard logs, the loss plot, the final weights "
+        "(Hugging Face layout) and summary.json go to the run directory (out_dir).",
+        epilog="examples:\n  herd pretrain configs/pretrain/demo.toml --set data.path=runs/data\n"
+        "  herd pretrain configs/pretrain/demo.toml -o runs/demo2 --set train.steps=50 --json\n"
+        "  herd pretrain configs/pretrain/demo.toml --resume --set train.steps=400",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    add_run_flags(
+        p,
+        set_example="--set optim.lr=3e-4 --set model.dim=256",
+        print_config="model.vocab_size 0: taken from the dataset's manifest when training starts",
+    )
     p.set_defaults(func=run)
 
 
-def run(args: argparse.Namespace) -> int:
-    """Resolve the config from the file and the flags, then pretrain (or only print the config)."""
+def resolve_config(args: argparse.Namespace, cls: type[ConfigT]) -> ConfigT:
+    """The run's config (a ``cls``) from CONFIG and the flags; with ``--resume``, the saved one with the flags on top.
+
+    Only rank 0 prints the lines that report what a resume changes.
+    """
     overrides = list(args.overrides)
     if args.output is not None:
         overrides.append(f"out_dir={json.dumps(str(args.output))}")
@@ -77,18 +98,40 @@ def run(args: argparse.Namespace) -> int:
         overrides.append(f"fault.max_restarts={args.max_restarts}")
     if args.quiet:
         overrides.append("log.progress=false")
-    # The config modules import PyTorch (herd.model.config): imported only when the command runs.
     if args.resume:
         from herd.train.resume import resume_config
 
-        config, report = resume_config(args.config, overrides)
-        if os.environ.get("RANK", "0") == "0":
+        config, report = resume_config(args.config, overrides, cls)
+        if is_rank_0():
             for line in report:
                 print(line, file=sys.stderr)
-    else:
-        from herd.train.config import load_config
+        return config
+    from herd.train.config import load_run_config
 
-        config = load_config(args.config, overrides)
+    return load_run_config(cls, args.config, overrides)
+
+
+def is_rank_0() -> bool:
+    """Whether this is the process that prints (the only one, or rank 0 under torchrun)."""
+    return os.environ.get("RANK", "0") == "0"
+
+
+def print_result(args: argparse.Namespace, result: RunResult, rows: list[tuple[str, object]]) -> None:
+    """On rank 0: the result as JSON with ``--json``, else its summary ``rows``."""
+    if not is_rank_0():
+        return
+    if args.json:
+        print(json.dumps(result.to_dict(), indent=2))
+    else:
+        print_rows(rows)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Resolve the config from the file and the flags, then pretrain (or only print the config)."""
+    # The config modules import PyTorch (herd.model.config): imported only when the command runs.
+    from herd.train.config import PretrainConfig
+
+    config = resolve_config(args, PretrainConfig)
     if args.print_config:
         print(json.dumps(config.to_dict(), indent=2))
         return 0
@@ -96,25 +139,24 @@ def run(args: argparse.Namespace) -> int:
     from herd.train.loop import pretrain  # distributed training and logging: imported only to train
 
     result = pretrain(config, resume=args.resume, overwrite=args.overwrite)
-    if os.environ.get("RANK", "0") == "0":
-        if args.json:
-            print(json.dumps(result.to_dict(), indent=2))
-        else:
-            print_rows(_summary(result))
+    print_result(args, result, _summary(result))
     return 0
 
 
-def _summary(result: PretrainResult) -> list[tuple[str, object]]:
-    """The rows of the summary printed for people: progress, losses, speed, faults and where things are."""
+def optional(value: float | None) -> str:
+    """A loss with four decimals, or ``n/a``."""
+    return f"{value:.4f}" if value is not None else "n/a"
 
-    def optional(value: float | None) -> str:
-        return f"{value:.4f}" if value is not None else "n/a"
 
+def run_rows(
+    result: RunResult, held_out: list[tuple[str, object]], outputs: list[tuple[str, object]]
+) -> list[tuple[str, object]]:
+    """The summary rows of any run: progress, losses (``held_out`` after the train loss), speed, faults, files."""
     rows: list[tuple[str, object]] = [
         ("run directory", result.out_dir),
         ("steps", f"{result.steps:,} ({result.tokens:,} tokens)"),
         ("final train loss", f"{result.final_loss:.4f}"),
-        ("validation loss", f"{optional(result.val_loss)} nats/token, {optional(result.val_bpb)} bits/byte"),
+        *held_out,
         ("throughput", f"{result.tokens_per_s:,.0f} tokens/s, MFU {100 * result.mfu:.1f}%"),
         ("goodput", f"{100 * result.goodput:.1f}%"),
         (
@@ -130,6 +172,11 @@ def _summary(result: PretrainResult) -> list[tuple[str, object]]:
         )
     if result.loss_plot:
         rows.append(("loss plot", result.loss_plot))
-    if result.hf_dir:
-        rows.append(("weights (Hugging Face layout)", f"{result.hf_dir}, {result.tokenizer_note()}"))
-    return rows
+    return rows + outputs
+
+
+def _summary(result: PretrainResult) -> list[tuple[str, object]]:
+    """The rows of the pretraining summary printed for people."""
+    validation = f"{optional(result.val_loss)} nats/token, {optional(result.val_bpb)} bits/byte"
+    weights = [("weights (Hugging Face layout)", f"{result.hf_dir}, {result.tokenizer_note()}")]
+    return run_rows(result, [("validation loss", validation)], weights if result.hf_dir else [])

@@ -3,8 +3,8 @@
 A checkpoint ``<out_dir>/checkpoints/step_NNNNNNNN/`` holds everything needed
 to continue bit-exactly: the model and AdamW state (DCP shards, written by every
 process; DCP reshards on load, so an FSDP run resumes on a different world
-size), ``trainer.json`` (step, data-sampler position, fault-detector state,
-goodput counters, the dataset's fingerprint and the config) and
+size), ``trainer.json`` (step, the objective's data position, fault-detector
+state, goodput counters, the data's fingerprint and the config) and
 ``rng-<rank>.json`` (each process's Python/NumPy/torch RNG state).
 
 Nothing in a checkpoint is unpickled, so a checkpoint from elsewhere cannot run
@@ -53,8 +53,6 @@ from herd.train.distributed import Runtime
 
 TRAINER_STATE = "trainer.json"
 _STEP_DIR = re.compile(r"^step_(\d{8})$")
-# Config sections that must match to resume; the rest (LR, logging, checkpoint cadence, ...) may change.
-RESUME_MUST_MATCH = ("model", "data.path", "data.seq_len", "data.weights", "train.seed", "train.batch_tokens")
 # The trainer state's keys and the JSON types each must have (bool is not accepted as a number).
 _STATE_TYPES: dict[str, tuple[type, ...]] = {
     "step": (int,),
@@ -267,9 +265,6 @@ def _validate_trainer_state(state: Any, state_path: Path) -> dict[str, Any]:
             raise bad(
                 key, " or ".join(t.__name__ for t in types) + (" >= 0" if types == (int,) else ""), value
             )
-    taken = state["data"].get("taken")
-    if not isinstance(taken, list) or not all(_is_number(t, (int,)) and t >= 0 for t in taken):
-        raise bad("data.taken", "a list of integers >= 0", taken)
     fault = state["fault"]
     if not (fault.get("ema") is None or _is_number(fault.get("ema"), (int, float))):
         raise bad("fault.ema", "a number or null", fault.get("ema"))
@@ -308,26 +303,23 @@ def flatten(value: Any, prefix: str = "") -> dict[str, Any]:
     return {prefix: value}
 
 
-def check_compatible(saved: dict[str, Any], current: dict[str, Any], path: Path) -> None:
-    """Refuse to resume when a setting that shapes the model or the data order differs; name each."""
+def check_compatible(
+    saved: dict[str, Any], current: dict[str, Any], path: Path, must_match: tuple[str, ...]
+) -> None:
+    """Refuse to resume when a setting that shapes the model or the data order differs; name each.
+
+    ``must_match`` are the dotted keys (sections or values) the run's objective
+    cannot change mid-run (:attr:`herd.train.objective.Objective.resume_keys`);
+    the rest (LR, logging, checkpoint cadence, ...) may change.
+    """
     diffs = []
-    for key in RESUME_MUST_MATCH:
+    for key in must_match:
         old, new = flatten(lookup(saved, key), key), flatten(lookup(current, key), key)
         for name in sorted(set(old) | set(new)):
             if old.get(name) != new.get(name):
                 diffs.append(f"{name}: checkpoint {old.get(name)!r}, config {new.get(name)!r}")
     if diffs:
         raise CheckpointError(f"cannot resume from {path}: incompatible config: " + "; ".join(diffs))
-
-
-def check_data(saved: dict[str, Any], fingerprint: str, data_path: str, path: Path) -> None:
-    """Refuse to resume when the dataset at ``data_path`` is not the one the checkpoint was trained on."""
-    if saved["data_fingerprint"] != fingerprint:
-        raise CheckpointError(
-            f"{data_path}: the dataset changed since checkpoint {path} was written (its manifest or shard "
-            "sizes differ), so the resumed run would not continue the same data; point data.path at the "
-            "original dataset, or start a new run"
-        )
 
 
 def load_checkpoint(

@@ -1,4 +1,4 @@
-"""The pretraining config: TOML sections as validated dataclasses, overridable from the command line.
+"""Training configs: TOML sections as validated dataclasses, overridable from the command line.
 
 Defaults are the Llama recipe (docs/spec.md §3; Llama 1 §2.2, Llama 2 §2.2): AdamW
 β 0.9/0.95, eps 1e-5, weight decay 0.1, clipping 1.0, 2,000 warmup steps,
@@ -6,7 +6,10 @@ cosine decay to 10% of the peak. The file is read by :mod:`herd.config`, the
 loader every stage shares: unknown keys are rejected by name, every value is
 type-checked, and any key can be overridden with ``--set section.key=value``
 (the value is read as a TOML literal, or as a string when it is not one). This
-module adds the checks only a pretraining run needs (:meth:`PretrainConfig.validate`).
+module defines the sections every run shares (:class:`RunConfig`: optimiser,
+schedule, batch, parallelism, checkpoints, faults, logging) and the pretraining
+run's (:class:`PretrainConfig`: the model and the token shards) with the
+checks only it needs; post-training configs extend :class:`RunConfig` the same way.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ import dataclasses
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, get_type_hints
+from typing import Any, Literal, Self, TypeVar, get_type_hints
 
 import herd.config as loader
 from herd.deprecation import moved_names
@@ -107,23 +110,20 @@ class LogConfig:
     tensorboard: bool = True
 
 
-# model.vocab_size when the config leaves it unset: the trainer takes the dataset manifest's vocab_size.
-VOCAB_FROM_DATA = 0
-
-
 @dataclass
-class PretrainConfig:
-    """A whole pretraining run; ``model`` is a preset name plus ModelConfig field overrides.
+class RunConfig:
+    """What every training run shares, whatever it optimises: where it writes, and how the trainer runs.
 
-    ``model.vocab_size`` left out of the file is :data:`VOCAB_FROM_DATA` (0),
-    also in ``--print-config``: the trainer sets it to the vocabulary of the
-    tokenizer that made the data (:meth:`with_vocab_size`), so a config does
-    not repeat a number the data already knows.
+    The sections of :class:`herd.train.loop.Trainer` (optimiser, schedule,
+    batch and numerics, parallelism, checkpoints, fault handling, logging).
+    A run's config extends it with what its objective needs
+    (:class:`herd.train.objective.Objective`): :class:`PretrainConfig` the model
+    shape and the token shards, post-training configs the checkpoint to start
+    from and the chat data. Each subclass adds its checks by extending
+    :meth:`checks`.
     """
 
     out_dir: str = "runs/pretrain"
-    model: dict[str, Any] = field(default_factory=dict)
-    data: DataConfig = field(default_factory=DataConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
@@ -131,6 +131,61 @@ class PretrainConfig:
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
     fault: FaultConfig = field(default_factory=FaultConfig)
     log: LogConfig = field(default_factory=LogConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def checks(self) -> list[tuple[bool, str]]:
+        """Cross-field checks as (holds, message when it does not), in the order they are reported."""
+        return [
+            (bool(self.out_dir), "out_dir must not be empty"),
+            (self.train.batch_tokens > 0, "train.batch_tokens must be positive"),
+            (self.train.micro_batch_size > 0, "train.micro_batch_size must be positive"),
+            (self.train.seed >= 0, "train.seed must be >= 0"),
+            (self.optim.lr > 0, "optim.lr must be positive"),
+            (0 <= self.optim.beta1 < 1, "optim.beta1 must be in [0, 1)"),
+            (0 <= self.optim.beta2 < 1, "optim.beta2 must be in [0, 1)"),
+            (self.optim.eps > 0, "optim.eps must be positive"),
+            (self.optim.weight_decay >= 0, "optim.weight_decay must be >= 0"),
+            (self.optim.grad_clip > 0, "optim.grad_clip must be positive"),
+            (0 <= self.schedule.min_lr_ratio <= 1, "schedule.min_lr_ratio must be in [0, 1]"),
+            (self.schedule.warmup_steps >= 0, "schedule.warmup_steps must be >= 0"),
+            (self.schedule.anneal_steps >= 0, "schedule.anneal_steps must be >= 0"),
+            (self.checkpoint.every > 0, "checkpoint.every must be positive"),
+            (self.checkpoint.keep > 0, "checkpoint.keep must be positive"),
+            (self.parallel.tp > 0, "parallel.tp must be positive"),
+            (self.fault.max_restarts >= 0, "fault.max_restarts must be >= 0"),
+            (self.fault.spike_factor >= 0, "fault.spike_factor must be >= 0 (0: off)"),
+            (self.fault.spike_warmup >= 0, "fault.spike_warmup must be >= 0"),
+            (self.log.every > 0, "log.every must be positive"),
+            (self.log.val_every >= 0, "log.val_every must be >= 0 (0: only at the end)"),
+            (self.log.val_batches >= 0, "log.val_batches must be >= 0"),
+        ]
+
+    def validate(self) -> Self:
+        """Raise a :class:`ConfigError` for the first check of :meth:`checks` that fails; returns self."""
+        for ok, message in self.checks():
+            if not ok:
+                raise ConfigError(message)
+        return self
+
+
+# model.vocab_size when the config leaves it unset: the trainer takes the dataset manifest's vocab_size.
+VOCAB_FROM_DATA = 0
+
+
+@dataclass
+class PretrainConfig(RunConfig):
+    """A whole pretraining run: the trainer's sections, plus ``model`` (a preset name and ModelConfig field overrides) and ``data``.
+
+    ``model.vocab_size`` left out of the file is :data:`VOCAB_FROM_DATA` (0),
+    also in ``--print-config``: the trainer sets it to the vocabulary of the
+    tokenizer that made the data (:meth:`with_vocab_size`), so a config does
+    not repeat a number the data already knows.
+    """
+
+    model: dict[str, Any] = field(default_factory=dict)
+    data: DataConfig = field(default_factory=DataConfig)
 
     def model_config(self) -> ModelConfig:
         """The ModelConfig: ``model.preset`` (if any) with the other keys replaced (each type-checked).
@@ -169,56 +224,45 @@ class PretrainConfig:
             raise ConfigError(f"model: missing key(s) {', '.join(missing)} (or set model.preset)")
         return ModelConfig.from_dict(fields)
 
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+    def checks(self) -> list[tuple[bool, str]]:
+        """The trainer's checks, then the run length and the data's."""
+        return [
+            *super().checks(),
+            (self.train.steps > 0, "train.steps must be positive"),
+            (self.data.seq_len > 0, "data.seq_len must be positive"),
+            (all(w >= 0 for w in self.data.weights.values()), "data.weights must be >= 0"),
+        ]
 
     def validate(self) -> PretrainConfig:
-        """Cross-field checks; returns self."""
+        """Cross-field checks (the model keys first); returns self."""
         self.model.setdefault("vocab_size", VOCAB_FROM_DATA)
         # Until the data says, any vocabulary stands in for the unset one to check the other model keys.
         self._model_config(self.model | ({"vocab_size": 1} if self.vocab_from_data else {}))
-        checks = [
-            (bool(self.out_dir), "out_dir must not be empty"),
-            (self.train.steps > 0, "train.steps must be positive"),
-            (self.train.batch_tokens > 0, "train.batch_tokens must be positive"),
-            (self.train.micro_batch_size > 0, "train.micro_batch_size must be positive"),
-            (self.data.seq_len > 0, "data.seq_len must be positive"),
-            (self.train.seed >= 0, "train.seed must be >= 0"),
-            (self.optim.lr > 0, "optim.lr must be positive"),
-            (0 <= self.optim.beta1 < 1, "optim.beta1 must be in [0, 1)"),
-            (0 <= self.optim.beta2 < 1, "optim.beta2 must be in [0, 1)"),
-            (self.optim.eps > 0, "optim.eps must be positive"),
-            (self.optim.weight_decay >= 0, "optim.weight_decay must be >= 0"),
-            (self.optim.grad_clip > 0, "optim.grad_clip must be positive"),
-            (0 <= self.schedule.min_lr_ratio <= 1, "schedule.min_lr_ratio must be in [0, 1]"),
-            (self.schedule.warmup_steps >= 0, "schedule.warmup_steps must be >= 0"),
-            (self.schedule.anneal_steps >= 0, "schedule.anneal_steps must be >= 0"),
-            (self.checkpoint.every > 0, "checkpoint.every must be positive"),
-            (self.checkpoint.keep > 0, "checkpoint.keep must be positive"),
-            (self.parallel.tp > 0, "parallel.tp must be positive"),
-            (self.fault.max_restarts >= 0, "fault.max_restarts must be >= 0"),
-            (self.fault.spike_factor >= 0, "fault.spike_factor must be >= 0 (0: off)"),
-            (self.fault.spike_warmup >= 0, "fault.spike_warmup must be >= 0"),
-            (self.log.every > 0, "log.every must be positive"),
-            (self.log.val_every >= 0, "log.val_every must be >= 0 (0: only at the end)"),
-            (self.log.val_batches >= 0, "log.val_batches must be >= 0"),
-            (all(w >= 0 for w in self.data.weights.values()), "data.weights must be >= 0"),
-        ]
-        for ok, message in checks:
-            if not ok:
-                raise ConfigError(message)
-        return self
+        return super().validate()
+
+
+ConfigT = TypeVar("ConfigT", bound=RunConfig)
+
+
+def run_config_from_dict(cls: type[ConfigT], data: dict[str, Any]) -> ConfigT:
+    """A validated ``cls`` (a :class:`RunConfig`) from a raw dict."""
+    return loader.from_dict(cls, data).validate()
+
+
+def load_run_config(cls: type[ConfigT], path: Path | str | None, overrides: Iterable[str] = ()) -> ConfigT:
+    """Read a TOML config of ``cls`` (the defaults when ``path`` is None) and apply ``--set`` overrides."""
+    data = {} if path is None else loader.load_toml(path)
+    return run_config_from_dict(cls, loader.apply_overrides(data, overrides))
 
 
 def config_from_dict(data: dict[str, Any]) -> PretrainConfig:
     """A validated :class:`PretrainConfig` from a raw dict."""
-    return loader.from_dict(PretrainConfig, data).validate()
+    return run_config_from_dict(PretrainConfig, data)
 
 
 def load_config(path: Path | str | None, overrides: Iterable[str] = ()) -> PretrainConfig:
-    """Read a TOML config (or start from the defaults when ``path`` is None) and apply overrides."""
-    data = {} if path is None else loader.load_toml(path)
-    return config_from_dict(loader.apply_overrides(data, overrides))
+    """Read a pretraining TOML config (or start from the defaults when ``path`` is None) and apply overrides."""
+    return load_run_config(PretrainConfig, path, overrides)
 
 
 # The loader of every stage's config is herd.config.

@@ -105,17 +105,17 @@ def shutdown(runtime: Runtime) -> None:
         dist.destroy_process_group()
 
 
-def materialize(model: Transformer, device: torch.device, seed: int) -> None:
-    """Allocate and initialise a model that was built and sharded on the meta device.
+def decoder(model: nn.Module) -> Transformer:
+    """The Transformer whose blocks are sharded, recomputed and compiled: ``model``, or its ``transformer``.
 
-    FSDP2's recipe for models larger than one device: build on ``meta`` (no
-    memory), shard (``fully_shard``, tensor parallelism), then allocate only
-    this process's shards and initialise them (:meth:`Transformer.init_weights`
-    gives the same weights as an unsharded build with the same seed).
+    A model that wraps a decoder (a reward model's scalar head on a
+    :class:`Transformer`, :class:`herd.posttrain.reward_model.RewardModel`)
+    exposes it as ``transformer``.
     """
-    model.allocate(device)
-    with torch.no_grad():
-        model.init_weights(seed=seed)
+    found = model if isinstance(model, Transformer) else getattr(model, "transformer", None)
+    if not isinstance(found, Transformer):
+        raise TypeError(f"{type(model).__name__} is neither a Transformer nor has a 'transformer'")
+    return found
 
 
 def strategy_of(config: ParallelConfig, runtime: Runtime) -> str:
@@ -158,22 +158,27 @@ def apply_tensor_parallel(model: Transformer, mesh: DeviceMesh) -> None:
         block.attention.n_kv_heads //= tp
 
 
-def parallelize(model: Transformer, config: ParallelConfig, runtime: Runtime) -> tuple[nn.Module, str]:
-    """Wrap ``model`` for the chosen scheme; returns the module to train and the scheme's name."""
+def parallelize(model: nn.Module, config: ParallelConfig, runtime: Runtime) -> tuple[nn.Module, str]:
+    """Wrap ``model`` for the chosen scheme; returns the module to train and the scheme's name.
+
+    FSDP2 shards each block of its :func:`decoder`, then the whole model (any
+    other parameters, such as a reward model's head, with the root).
+    """
     strategy = strategy_of(config, runtime)
+    blocks = decoder(model).layers
     dp_mesh = None
     if config.tp > 1:
         mesh = init_device_mesh(
             runtime.device.type, (runtime.world_size // config.tp, config.tp), mesh_dim_names=("dp", "tp")
         )
-        apply_tensor_parallel(model, mesh["tp"])
+        apply_tensor_parallel(decoder(model), mesh["tp"])
         dp_mesh = mesh["dp"]
     if strategy == "fsdp":
         from torch.distributed.fsdp import fully_shard
 
         if dp_mesh is None:
             dp_mesh = init_device_mesh(runtime.device.type, (runtime.world_size,))
-        for block in model.layers:
+        for block in blocks:
             fully_shard(block, mesh=dp_mesh)
         fully_shard(model, mesh=dp_mesh)
         return model, strategy

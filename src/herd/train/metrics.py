@@ -92,6 +92,7 @@ class MetricsLogger:
         enabled: bool,
         progress: bool,
         tensorboard: bool,
+        desc: str = "pretrain",
     ) -> None:
         self.enabled = enabled
         self.path = Path(out_dir) / METRICS_FILE
@@ -105,7 +106,7 @@ class MetricsLogger:
         if progress:
             from tqdm import tqdm
 
-            self.bar = tqdm(total=total_steps, initial=start_step, desc="pretrain", unit="step")
+            self.bar = tqdm(total=total_steps, initial=start_step, desc=desc, unit="step")
         if tensorboard:
             try:
                 from torch.utils.tensorboard import SummaryWriter
@@ -144,9 +145,12 @@ class MetricsLogger:
                 gnorm=f"{record['grad_norm']:.3f}",
                 lr=f"{record['lr']:.2e}",
             )
-        elif self.bar is not None and "val_loss" in record:
-            bpb = f" val_bpb {record['val_bpb']:.4f}" if "val_bpb" in record else ""
-            self.bar.write(f"step {step}: val_loss {record['val_loss']:.4f}{bpb}")
+
+    def log_validation(self, step: int, metrics: dict[str, float]) -> None:
+        """The held-out metrics of ``step`` as one record, and one line above the bar."""
+        self.log({"step": step, **metrics})
+        if self.enabled and self.bar is not None:
+            self.bar.write(f"step {step}: " + " ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
 
     def event(self, step: int, text: str) -> None:
         """A one-line note (skipped step, rollback, restart) in the log and above the bar."""
@@ -190,8 +194,8 @@ def read_metrics(path: Path | str, *, partial_last: bool = False) -> list[dict[s
     return records
 
 
-def plot_losses(records: list[dict[str, Any]], dst: Path) -> Path | None:
-    """A PNG of training (and validation) loss against step; None when matplotlib is missing."""
+def plot_losses(records: list[dict[str, Any]], dst: Path, val_key: str = "val_loss") -> Path | None:
+    """A PNG of training (and validation: the ``val_key`` records) loss against step; None without matplotlib."""
     try:
         import matplotlib
 
@@ -200,7 +204,7 @@ def plot_losses(records: list[dict[str, Any]], dst: Path) -> Path | None:
     except ImportError:
         return None
     train = [(r["step"], r["loss"]) for r in records if "loss" in r]
-    val = [(r["step"], r["val_loss"]) for r in records if "val_loss" in r]
+    val = [(r["step"], r[val_key]) for r in records if val_key in r]
     fig, ax = plt.subplots(figsize=(7, 4))
     if train:
         ax.plot(*zip(*train, strict=True), label="train", linewidth=1)

@@ -1,4 +1,4 @@
-"""``herd pretrain CONFIG --resume``: a run continues with the config it was saved with.
+"""``herd pretrain CONFIG --resume`` (and ``herd sft``): a run continues with the config it was saved with.
 
 Every checkpoint's trainer state holds the run's config (resolved: an unset
 ``model.vocab_size`` is saved as the value taken from the data). Resuming starts
@@ -23,7 +23,13 @@ from typing import Any
 from herd.config import apply_overrides
 from herd.errors import CheckpointError, ConfigError
 from herd.train import checkpointing
-from herd.train.config import VOCAB_FROM_DATA, PretrainConfig, config_from_dict, load_config
+from herd.train.config import (
+    VOCAB_FROM_DATA,
+    ConfigT,
+    PretrainConfig,
+    load_run_config,
+    run_config_from_dict,
+)
 
 # What a change of a key does to the run, said after the line that reports it.
 _CONSEQUENCES = {"train.steps": "the LR schedule is re-planned over {new} steps"}
@@ -44,27 +50,29 @@ def _covered(key: str, explicit: Sequence[str]) -> bool:
     return any(key == e or key.startswith(e + ".") for e in explicit)
 
 
-def resume_config(path: Path | str, overrides: Sequence[str]) -> tuple[PretrainConfig, list[str]]:
-    """The config that resumes the run of the config file ``path``, and the lines that report changes.
+def resume_config(
+    path: Path | str, overrides: Sequence[str], cls: type[ConfigT] = PretrainConfig
+) -> tuple[ConfigT, list[str]]:
+    """The config (a ``cls``) that resumes the run of the config file ``path``, and the lines that report changes.
 
     The run is the one in the ``out_dir`` of the file with ``overrides``
     applied. Without a checkpoint there, that config and no lines: the
     trainer then says there is nothing to resume.
     """
-    current = load_config(path, overrides)
+    current = load_run_config(cls, path, overrides)
     latest = checkpointing.latest_checkpoint(current.out_dir)
     if latest is None:
         return current, []
     try:
-        saved = config_from_dict(copy.deepcopy(checkpointing.read_trainer_state(latest)["config"]))
+        saved = run_config_from_dict(cls, copy.deepcopy(checkpointing.read_trainer_state(latest)["config"]))
     except ConfigError as exc:
         raise CheckpointError(
             f"{latest}: the config saved with this checkpoint is not valid ({exc})"
         ) from None
     before = saved.to_dict()
     # The run continues where it was found, whatever out_dir it was saved with.
-    resumed = config_from_dict(
-        apply_overrides(copy.deepcopy(before) | {"out_dir": current.out_dir}, overrides)
+    resumed = run_config_from_dict(
+        cls, apply_overrides(copy.deepcopy(before) | {"out_dir": current.out_dir}, overrides)
     )
     after = resumed.to_dict()
     explicit = override_keys(overrides)
@@ -76,7 +84,8 @@ def resume_config(path: Path | str, overrides: Sequence[str]) -> tuple[PretrainC
             lines.append(
                 f"resume: {key} {_show(old)} → {_show(new)}" + (f" ({why.format(new=new)})" if why else "")
             )
-    in_file, in_run = checkpointing.flatten(load_config(path).to_dict()), checkpointing.flatten(before)
+    in_file = checkpointing.flatten(load_run_config(cls, path).to_dict())
+    in_run = checkpointing.flatten(before)
     ignored = [
         f"{key} = {_show(in_file.get(key))} (saved {_show(in_run.get(key))})"
         for key in sorted(set(in_file) | set(in_run))
