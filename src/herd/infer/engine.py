@@ -20,6 +20,7 @@ tokens.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable, Sequence
 
 import torch
@@ -63,6 +64,20 @@ class PaddedBatch:
         if self.padded:
             idx = torch.arange(columns, device=self.tokens.device).unsqueeze(0)
             self.key_mask = idx >= self.pad_tensor
+
+    def repeat_rows(self, copies: int) -> PaddedBatch:
+        """The batch with each row repeated ``copies`` times in a row (row ``i`` → rows ``i*copies .. i*copies+copies-1``).
+
+        The layout of :meth:`Engine.prefill` with ``copies``: the rows that
+        sample a prompt's continuations share its padding, positions and key mask.
+        """
+        repeated = copy.copy(self)
+        repeated.tokens = self.tokens.repeat_interleave(copies, dim=0)
+        repeated.pad = [pad for pad in self.pad for _ in range(copies)]
+        repeated.pad_tensor = self.pad_tensor.repeat_interleave(copies, dim=0)
+        if self.key_mask is not None:
+            repeated.key_mask = self.key_mask.repeat_interleave(copies, dim=0)
+        return repeated
 
 
 class Engine:
@@ -133,10 +148,22 @@ class Engine:
         )
         return self.model.output(hidden[:, -1])
 
-    def prefill(self, batch: PaddedBatch, new_tokens: int) -> torch.Tensor:
-        """Fill the cache with ``batch`` (room for ``new_tokens`` more columns); the last position's logits."""
+    def prefill(self, batch: PaddedBatch, new_tokens: int, *, copies: int = 1) -> torch.Tensor:
+        """Fill the cache with ``batch`` (room for ``new_tokens`` more columns); the last position's logits.
+
+        ``copies`` > 1 prepares ``copies`` continuations of every row (K samples
+        per prompt, Llama 2 §3.2.3 rejection sampling) from one prefill: the
+        prompts run through the model once, then each row's keys and values are
+        copied to rows ``i*copies .. i*copies+copies-1`` of the cache and the
+        logits repeated likewise, so decoding continues on
+        ``batch.repeat_rows(copies)`` exactly as if every prompt had been
+        given ``copies`` times.
+        """
+        if isinstance(copies, bool) or not isinstance(copies, int) or copies < 1:
+            raise HerdError(f"copies must be a positive integer, got {copies!r}")
+        rows = len(batch.pad)
         columns = batch.width + new_tokens
-        self._ensure_cache(len(batch.pad), columns)
+        self._ensure_cache(rows * copies, columns)
         start = 0
         if len(batch.pad) == 1:
             prompt = batch.tokens[0].tolist()
@@ -152,7 +179,16 @@ class Engine:
                 batch.tokens[:, begin:end], begin, batch.positions(begin, end), batch.key_mask
             )
         assert logits is not None
-        return logits
+        if copies == 1:
+            return logits
+        for layer in self.cache.layers:  # from a copy of the prompt rows, as the targets overlap them
+            layer.k[: rows * copies, :, : batch.width] = layer.k[:rows, :, : batch.width].repeat_interleave(
+                copies, 0
+            )
+            layer.v[: rows * copies, :, : batch.width] = layer.v[:rows, :, : batch.width].repeat_interleave(
+                copies, 0
+            )
+        return logits.repeat_interleave(copies, dim=0)
 
     def decode(self, batch: PaddedBatch, tokens: torch.Tensor, column: int) -> torch.Tensor:
         """Feed one new token per row (batch,) at cache column ``column``; the next logits (batch, vocab)."""

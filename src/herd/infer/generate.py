@@ -74,27 +74,41 @@ def generate_ids(
     stop_ids: Collection[int] = (),
     on_token: TokenCallback | None = None,
     vocab_limit: int | None = None,
+    num_samples: int = 1,
 ) -> list[Generated]:
     """Generate from each prompt (lists of token ids) in one left-padded batch.
 
     ``vocab_limit`` restricts the choice to ids below it: a model may have more
     embedding rows than its tokenizer has ids (padded vocabularies).
+
+    ``num_samples`` K > 1 draws K continuations of every prompt (rejection
+    sampling's K samples per prompt, Llama 2 §3.2.3) while running each prompt
+    through the model once: the prefill's KV cache rows are copied to the K
+    rows of its samples (:meth:`Engine.prefill` with ``copies``). The result
+    has ``len(prompts) * K`` entries, sample ``j`` of prompt ``i`` at
+    ``i * K + j``, and equals generating from the list with each prompt
+    repeated K times: row ``i * K + j`` samples with seed ``seed + i * K + j``,
+    and ``on_token`` receives that row number.
     """
     sampling = sampling or SamplingParams()
     check_max_new_tokens(max_new_tokens)
     check_prompts(prompts, engine.context, engine.vocab_size)
-    budgets = [min(max_new_tokens, engine.context - len(p)) for p in prompts]
+    if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 1:
+        raise HerdError(f"num_samples must be a positive integer, got {num_samples!r}")
+    rows = [list(p) for p in prompts for _ in range(num_samples)]
+    budgets = [min(max_new_tokens, engine.context - len(p)) for p in rows]
     steps = max(budgets)
     stops = frozenset(stop_ids)
-    results = [Generated() for _ in prompts]
-    active = set(range(len(prompts)))
+    results = [Generated() for _ in rows]
+    active = set(range(len(rows)))
     started = time.perf_counter()
     first_token = started
     with torch.inference_mode():
         batch = PaddedBatch(prompts, pad_id=prompts[0][0], device=engine.device)
-        sampler = Sampler(sampling, len(prompts), vocab_limit or engine.vocab_size, engine.device)
-        sampler.observe_prompts([list(p) for p in prompts])
-        logits = engine.prefill(batch, steps)
+        sampler = Sampler(sampling, len(rows), vocab_limit or engine.vocab_size, engine.device)
+        sampler.observe_prompts(rows)
+        logits = engine.prefill(batch, steps, copies=num_samples)
+        batch = batch.repeat_rows(num_samples)
         for step in range(steps):
             logits = logits[:, :vocab_limit]
             tokens = sampler.sample(logits)
