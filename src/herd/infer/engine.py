@@ -181,13 +181,10 @@ class Engine:
         assert logits is not None
         if copies == 1:
             return logits
-        for layer in self.cache.layers:  # from a copy of the prompt rows, as the targets overlap them
-            layer.k[: rows * copies, :, : batch.width] = layer.k[:rows, :, : batch.width].repeat_interleave(
-                copies, 0
-            )
-            layer.v[: rows * copies, :, : batch.width] = layer.v[:rows, :, : batch.width].repeat_interleave(
-                copies, 0
-            )
+        width = batch.width
+        for layer in self.cache.layers:
+            for buffer in (layer.k, layer.v):  # from a copy of the prompt rows: the target rows overlap them
+                buffer[: rows * copies, :, :width] = buffer[:rows, :, :width].repeat_interleave(copies, 0)
         return logits.repeat_interleave(copies, dim=0)
 
     def decode(self, batch: PaddedBatch, tokens: torch.Tensor, column: int) -> torch.Tensor:
