@@ -23,6 +23,7 @@ from herd.checkpoint.gguf import GGUFReader
 from herd.checkpoint.hf import write_hf
 from herd.checkpoint.load import model_tensors
 from herd.cli import main
+from herd.io.gguf import GGUFFile
 from herd.model.build import build_model
 from herd.model.config import ModelConfig
 from herd.tokenizer import Tokenizer, load_tokenizer
@@ -85,6 +86,36 @@ def test_gguf_with_tokenizer_loads_in_llama_cpp_and_tokenizes_like_herd(
         expected = tokenizer.encode(text)
         assert llama_cpp_ids(gguf, text) == expected
         assert load_tokenizer(gguf).encode(text) == expected
+
+
+def test_a_model_with_more_rows_than_ids_gets_placeholders_llama_cpp_loads(
+    trained: Path, tmp_path: Path, herd_cli: CliRun
+) -> None:
+    """Rows rounded up to a multiple of 64: the vocabulary is padded as llama.cpp's converter pads it
+    (``[PAD{id}]``, unused, score -10000 for SentencePiece), llama.cpp loads the model and tokenizes like
+    herd, and herd reads back the tokenizer it wrote."""
+    tokenizer = load_tokenizer(trained)
+    rows = (tokenizer.vocab_size // 64 + 1) * 64
+    src = hf_without_tokenizer(tmp_path / "hf", rows)
+    gguf = tmp_path / "m.gguf"
+    assert herd_cli(["convert", str(src), str(gguf), "--to", "gguf", "--tokenizer", str(trained)]) == (0, "")
+    with GGUFFile(gguf) as file:
+        meta = file.metadata_values()
+    padding = range(tokenizer.vocab_size, rows)
+    assert meta["tokenizer.ggml.tokens"][tokenizer.vocab_size :] == [f"[PAD{i}]" for i in padding]
+    assert set(meta["tokenizer.ggml.token_type"][tokenizer.vocab_size :]) == {5}  # unused
+    if "tokenizer.ggml.scores" in meta:
+        assert set(meta["tokenizer.ggml.scores"][tokenizer.vocab_size :]) == {-10000.0}
+    llm = llama_cpp.Llama(model_path=str(gguf), n_ctx=32, n_threads=1, verbose=False)
+    try:
+        assert llm.n_vocab() == rows
+        for text in TEXTS:
+            assert llm.tokenize(text.encode(), add_bos=False, special=False) == tokenizer.encode(text)
+    finally:
+        llm.close()
+    read_back = load_tokenizer(gguf)
+    assert read_back.vocab_size == tokenizer.vocab_size
+    assert [read_back.encode(t) for t in TEXTS] == [tokenizer.encode(t) for t in TEXTS]
 
 
 def test_tokenizer_can_be_another_gguf_file(smollm2_gguf: Path, tmp_path: Path, herd_cli: CliRun) -> None:

@@ -140,13 +140,8 @@ def _write_gguf(
                 "file or directory), or pass --no-vocab to write a GGUF without vocabulary (llama.cpp will "
                 "refuse to load it)"
             )
-    if tokenizer is not None and tokenizer.vocab_size != reader.config.vocab_size:
+    if tokenizer is not None:
         check_vocab_fits(tokenizer, reader.config.vocab_size)
-        print(
-            f"herd: warning: {dst}: the tokenizer has {tokenizer.vocab_size} ids but the model "
-            f"{reader.config.vocab_size} vocabulary rows; llama.cpp loads only a GGUF where they match",
-            file=sys.stderr,
-        )
     tensors = _progress(reader, f"{src.name} → gguf", progress)
     write_gguf(dst, reader.info, tensors, dtype=gguf_dtype, tokenizer=tokenizer)
 

@@ -308,7 +308,8 @@ def _add_metadata(writer: gguf.GGUFWriter, config: ModelConfig, wanted: GGMLQuan
 def _add_tokenizer(
     writer: gguf.GGUFWriter, info: CheckpointInfo, tokenizer: object | None, dst: Path
 ) -> None:
-    """Vocabulary metadata: from a herd tokenizer if given, else the source GGUF's raw fields."""
+    """Vocabulary metadata: from a herd tokenizer if given (padded to the model's vocabulary rows), else
+    the source GGUF's raw fields."""
     if tokenizer is not None:
         try:
             from herd.tokenizer import write_gguf_tokenizer
@@ -316,7 +317,7 @@ def _add_tokenizer(
             raise CheckpointError(
                 f"{dst}: cannot write the tokenizer (herd.tokenizer.write_gguf_tokenizer is unavailable)"
             ) from None
-        write_gguf_tokenizer(writer, tokenizer)
+        write_gguf_tokenizer(writer, tokenizer, info.config.vocab_size)
         return
     fields: dict[str, GGUFValue] = info.extras.get(TOKENIZER_EXTRA) or {}
     for key, field in fields.items():
@@ -334,8 +335,9 @@ def write_gguf(
     """Write a Llama-architecture GGUF file atomically, streaming ``tensors`` (canonical herd names).
 
     ``dtype``: f32, f16, bf16 or q8_0 for the 2-D weights (norms stay F32).
-    ``tokenizer``: a herd tokenizer, written with ``herd.tokenizer.write_gguf_tokenizer``;
-    without one, the ``tokenizer.*`` fields of a GGUF source (``info.extras``) are copied.
+    ``tokenizer``: a herd tokenizer, written with ``herd.tokenizer.write_gguf_tokenizer``
+    (placeholders fill the rows past its last id, as llama.cpp needs); without one, the
+    ``tokenizer.*`` fields of a GGUF source (``info.extras``) are copied.
     Tied embeddings are written once, as ``token_embd`` (llama.cpp reuses it as the output).
     """
     dst = Path(dst)

@@ -11,6 +11,14 @@ Reading rebuilds the tokenizer with the reference library: a SentencePiece
 model for ``llama`` (so a Llama 2 GGUF tokenizes exactly as its
 ``tokenizer.model``), a ``tokenizers`` BPE for ``gpt2`` whose pre-tokenizer is
 the one llama.cpp uses for that ``pre`` name.
+
+**Padded vocabularies.** llama.cpp loads a model only if its vocabulary has
+one entry per embedding row, so a model with more rows than its tokenizer has
+ids (a vocabulary rounded up to a multiple of 64, say) gets placeholders for
+the extra ids, as llama.cpp's own converter writes them: ``[PAD{id}]``, type
+unused, score -10000 in a ``llama`` vocabulary. Neither tokenizer ever
+produces them, and reading drops them again, so the tokenizer read back is the
+one written.
 """
 
 from __future__ import annotations
@@ -35,6 +43,9 @@ from herd.tokenizer.sentencepiece_engine import SentencePieceTokenizer
 from herd.tokenizer.tiktoken_engine import LLAMA3_PATTERN, TiktokenTokenizer
 
 _SP_BPE = 2  # sentencepiece TrainerSpec.ModelType.BPE
+_UNUSED = int(gguf.TokenType.UNUSED)
+# The score of a placeholder in a ``llama`` vocabulary (llama.cpp's convert_hf_to_gguf.py).
+PLACEHOLDER_SCORE = -10000.0
 
 
 def _gpt2_regex() -> pre.PreTokenizer:
@@ -97,20 +108,22 @@ def read_gguf_tokenizer(source: str | Path | GGUFFile | gguf.GGUFReader) -> Toke
     fields = Fields(values, name, "metadata key", error=TokenizerError)
     kind = fields.text("tokenizer.ggml.model")
     tokens: list[str] = fields.array("tokenizer.ggml.tokens", of=str)
-    vocab = len(tokens)
-    types: list[int] = fields.array("tokenizer.ggml.token_type", [int(gguf.TokenType.NORMAL)] * vocab, of=int)
-    if len(types) != vocab:
-        raise TokenizerError(f"{name}: {vocab} tokens but {len(types)} token types")
+    count = len(tokens)
+    types: list[int] = fields.array("tokenizer.ggml.token_type", [int(gguf.TokenType.NORMAL)] * count, of=int)
+    if len(types) != count:
+        raise TokenizerError(f"{name}: {count} tokens but {len(types)} token types")
+    vocab = _unpadded_size(tokens, types)
+    tokens, types = tokens[:vocab], types[:vocab]
     bos = fields.integer("tokenizer.ggml.bos_token_id", None, minimum=0, below=vocab)
     eos = fields.integer("tokenizer.ggml.eos_token_id", None, minimum=0, below=vocab)
     template = fields.text("tokenizer.chat_template", None)
     if kind == "llama":
         scores: list[float] = fields.array("tokenizer.ggml.scores", of=float)
-        if len(scores) != vocab:
-            raise TokenizerError(f"{name}: {vocab} tokens but {len(scores)} scores")
+        if len(scores) != count:
+            raise TokenizerError(f"{name}: {count} tokens but {len(scores)} scores")
         proto = _sentencepiece_proto(
             tokens,
-            scores,
+            scores[:vocab],
             types,
             unk=fields.integer("tokenizer.ggml.unknown_token_id", 0, minimum=0, below=vocab),
             bos=bos,
@@ -128,6 +141,30 @@ def read_gguf_tokenizer(source: str | Path | GGUFFile | gguf.GGUFReader) -> Toke
     raise TokenizerError(
         f"{name}: GGUF tokenizer model {kind!r} is not supported (expected 'llama' or 'gpt2')"
     )
+
+
+def placeholder(token_id: int) -> str:
+    """The token that stands for ``token_id`` past a tokenizer's last id (llama.cpp's spelling)."""
+    return f"[PAD{token_id}]"
+
+
+def _unpadded_size(tokens: list[str], types: list[int]) -> int:
+    """The number of ids before the trailing run of placeholders (:func:`placeholder`, type unused)."""
+    size = len(tokens)
+    while size and types[size - 1] == _UNUSED and tokens[size - 1] == placeholder(size - 1):
+        size -= 1
+    return size
+
+
+def _placeholders(tokenizer: Tokenizer, rows: int | None) -> list[str]:
+    """The placeholders for ids ``tokenizer.vocab_size``..``rows - 1`` (none when ``rows`` is None)."""
+    if rows is None:
+        return []
+    if rows < tokenizer.vocab_size:
+        raise TokenizerError(
+            f"{tokenizer.source}: {tokenizer.vocab_size} ids do not fit a model of {rows} vocabulary rows"
+        )
+    return [placeholder(i) for i in range(tokenizer.vocab_size, rows)]
 
 
 def _sentencepiece_proto(
@@ -196,18 +233,24 @@ def _byte_level_bpe(
     return backend
 
 
-def write_gguf_tokenizer(writer: gguf.GGUFWriter, tokenizer: Tokenizer) -> None:
+def write_gguf_tokenizer(
+    writer: gguf.GGUFWriter, tokenizer: Tokenizer, vocab_size: int | None = None
+) -> None:
     """Add ``tokenizer``'s ``tokenizer.ggml.*`` metadata (and chat template) to a GGUF being written.
 
     SentencePiece models are written as ``llama`` vocabularies; Llama 3
     (tiktoken) and byte-level ``tokenizer.json`` BPEs as ``gpt2`` with merges.
+    ``vocab_size``: the model's embedding rows; ids past the tokenizer's are
+    written as placeholders (see the module), since llama.cpp needs one token
+    per row. A tokenizer with more ids than rows is refused.
     """
+    padding = _placeholders(tokenizer, vocab_size)
     if isinstance(tokenizer, SentencePieceTokenizer):
-        _write_sentencepiece(writer, tokenizer)
+        _write_sentencepiece(writer, tokenizer, padding)
     elif isinstance(tokenizer, TiktokenTokenizer):
-        _write_tiktoken(writer, tokenizer)
+        _write_tiktoken(writer, tokenizer, padding)
     elif isinstance(tokenizer, HFTokenizer):
-        _write_hf(writer, tokenizer)
+        _write_hf(writer, tokenizer, padding)
     else:
         raise TokenizerError(f"{tokenizer.source}: cannot write a {type(tokenizer).__name__} to GGUF")
     for add, token_id in (
@@ -226,13 +269,15 @@ def write_gguf_tokenizer(writer: gguf.GGUFWriter, tokenizer: Tokenizer) -> None:
         writer.add_chat_template(tokenizer.chat_template)
 
 
-def _write_sentencepiece(writer: gguf.GGUFWriter, tokenizer: SentencePieceTokenizer) -> None:
+def _write_sentencepiece(
+    writer: gguf.GGUFWriter, tokenizer: SentencePieceTokenizer, padding: list[str]
+) -> None:
     proto = tokenizer.proto
     writer.add_tokenizer_model("llama")
     writer.add_tokenizer_pre("default")
-    writer.add_token_list([p.piece for p in proto.pieces])
-    writer.add_token_scores([p.score for p in proto.pieces])
-    writer.add_token_types([int(p.type) for p in proto.pieces])
+    writer.add_token_list([p.piece for p in proto.pieces] + padding)
+    writer.add_token_scores([p.score for p in proto.pieces] + [PLACEHOLDER_SCORE] * len(padding))
+    writer.add_token_types([int(p.type) for p in proto.pieces] + [_UNUSED] * len(padding))
     writer.add_add_space_prefix(proto.normalizer_spec.add_dummy_prefix)
     unk = tokenizer.processor.unk_id()
     if unk >= 0:
@@ -240,16 +285,21 @@ def _write_sentencepiece(writer: gguf.GGUFWriter, tokenizer: SentencePieceTokeni
 
 
 def _write_byte_level(
-    writer: gguf.GGUFWriter, tokens: list[str], types: list[int], merges: list[str], pre_name: str
+    writer: gguf.GGUFWriter,
+    tokens: list[str],
+    types: list[int],
+    merges: list[str],
+    pre_name: str,
+    padding: list[str],
 ) -> None:
     writer.add_tokenizer_model("gpt2")
     writer.add_tokenizer_pre(pre_name)
-    writer.add_token_list(tokens)
-    writer.add_token_types(types)
+    writer.add_token_list(tokens + padding)
+    writer.add_token_types(types + [_UNUSED] * len(padding))
     writer.add_token_merges(merges)
 
 
-def _write_tiktoken(writer: gguf.GGUFWriter, tokenizer: TiktokenTokenizer) -> None:
+def _write_tiktoken(writer: gguf.GGUFWriter, tokenizer: TiktokenTokenizer, padding: list[str]) -> None:
     tokens: list[str | None] = [None] * tokenizer.vocab_size
     types = [int(gguf.TokenType.NORMAL)] * tokenizer.vocab_size
     for token, rank in tokenizer.ranks.items():
@@ -261,7 +311,7 @@ def _write_tiktoken(writer: gguf.GGUFWriter, tokenizer: TiktokenTokenizer) -> No
             f"{tokenizer.source}: id {tokens.index(None)} is unused; GGUF needs contiguous ids"
         )
     merges = [f"{bytes_to_piece(a)} {bytes_to_piece(b)}" for a, b in merges_from_ranks(tokenizer.ranks)]
-    _write_byte_level(writer, [t for t in tokens if t is not None], types, merges, "llama-bpe")
+    _write_byte_level(writer, [t for t in tokens if t is not None], types, merges, "llama-bpe", padding)
 
 
 def _detect_pre(tokenizer: HFTokenizer, config: dict[str, Any]) -> str:
@@ -287,7 +337,7 @@ def _comparable(node: Any) -> Any:
     return node
 
 
-def _write_hf(writer: gguf.GGUFWriter, tokenizer: HFTokenizer) -> None:
+def _write_hf(writer: gguf.GGUFWriter, tokenizer: HFTokenizer, padding: list[str]) -> None:
     config = tokenizer.model_json()
     model = config["model"]
     if model.get("type") != "BPE" or model.get("byte_fallback"):
@@ -305,4 +355,4 @@ def _write_hf(writer: gguf.GGUFWriter, tokenizer: HFTokenizer) -> None:
         for i in range(tokenizer.vocab_size)
     ]
     merges = [m if isinstance(m, str) else " ".join(m) for m in model["merges"]]
-    _write_byte_level(writer, tokens, types, merges, pre_name)
+    _write_byte_level(writer, tokens, types, merges, pre_name, padding)
