@@ -1,4 +1,4 @@
-"""Post-training commands: ``herd average`` (Llama 3 §4.1.5 model averaging).
+"""Post-training commands: ``herd sft`` (Llama 2 §3.1 supervised fine-tuning), ``herd average`` (Llama 3 §4.1.5 model averaging).
 
 The library code is :mod:`herd.posttrain`; it is imported when a command runs,
 so building the command tree imports no PyTorch.
@@ -8,9 +8,14 @@ from __future__ import annotations
 
 import argparse
 import json
+from typing import TYPE_CHECKING
 
 from herd.argtypes import non_negative_float
-from herd.cli.flags import add_dtype, add_json, add_quiet
+from herd.cli.flags import add_dtype, add_json, add_quiet, apply_threads
+from herd.cli.train import add_run_flags, optional, print_result, resolve_config, run_rows
+
+if TYPE_CHECKING:
+    from herd.posttrain.sft import SFTResult
 
 
 def weight_list(text: str) -> list[float]:
@@ -48,6 +53,31 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_quiet(p)
     add_json(p, "the inputs, their normalised weights, the output and the dtype")
     p.set_defaults(func=run_average)
+    register_sft(sub)
+
+
+def register_sft(sub: argparse._SubParsersAction) -> None:
+    """Add ``herd sft CONFIG`` with the flags every training command has (:func:`herd.cli.train.add_run_flags`)."""
+    p = sub.add_parser(
+        "sft",
+        help="supervised fine-tuning on chat conversations (Llama 2 SFT)",
+        description="Fine-tune the checkpoint `init` of a TOML config (configs/posttrain/*-sft.toml) on chat "
+        "conversations (JSONL rows {messages: [{role, content}, ...]}), with the loss on the assistant's "
+        "answers only (Llama 2 §3.1, Llama 3 §4.1.3), on the pretraining trainer: checkpoints, --resume, "
+        "metrics.jsonl, the loss plot and summary.json go to the run directory (out_dir), the fine-tuned "
+        "weights with their tokenizer to OUT/final (Hugging Face layout). Rows that cannot be used are "
+        "skipped and counted by reason.",
+        epilog="examples:\n  herd sft configs/posttrain/sft-demo.toml -o runs/sft --set train.steps=4\n"
+        "  herd sft configs/posttrain/sft-demo.toml -o runs/sft --resume --set train.steps=8\n"
+        "  herd sft configs/posttrain/llama3-sft.toml --set init=path/to/model --print-config",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    add_run_flags(
+        p,
+        set_example="--set train.steps=20 --set optim.lr=1e-5",
+        print_config="train.steps 0: data.epochs passes over the packed data",
+    )
+    p.set_defaults(func=run_sft)
 
 
 def run_average(args: argparse.Namespace) -> int:
@@ -65,3 +95,40 @@ def run_average(args: argparse.Namespace) -> int:
     else:
         print(f"wrote {out}")
     return 0
+
+
+def run_sft(args: argparse.Namespace) -> int:
+    """Run ``herd sft``: resolve the config, fine-tune, print the summary (or only print the config)."""
+    from herd.posttrain.config import SFTConfig
+
+    config = resolve_config(args, SFTConfig)
+    if args.print_config:
+        print(json.dumps(config.to_dict(), indent=2))
+        return 0
+    apply_threads(args)
+    from herd.posttrain.sft import sft
+
+    result = sft(config, resume=args.resume, overwrite=args.overwrite)
+    print_result(args, result, sft_rows(result))
+    return 0
+
+
+def sft_rows(result: SFTResult) -> list[tuple[str, object]]:
+    """The summary of an SFT run: the trainer's rows, the eval loss, the data used and skipped, the weights."""
+    from herd.posttrain.data import SkipCounts
+
+    used = ", ".join(f"{n:,} {name}" for name, n in result.conversations.items())
+    data = [
+        ("eval loss", f"{optional(result.eval_loss)} nats/answer token"),
+        (
+            "conversations",
+            f"{used}; {result.packed_sequences:,} packed sequences, {result.epochs:.2f} epochs",
+        ),
+    ]
+    for name, counts in result.skipped_rows.items():
+        skipped = SkipCounts(counts)
+        data.append((f"skipped rows ({name})", str(skipped) if skipped else "none"))
+    weights = [
+        ("weights (Hugging Face layout)", f"{result.final_dir}, with the tokenizer from {result.tokenizer}")
+    ]
+    return run_rows(result, data, weights if result.final_dir else [])
