@@ -63,3 +63,19 @@ def test_cache_key_follows_source_headers_and_flags(tmp_path: Path) -> None:
     assert second != first
     source.write_text('#include "k.h"\n// edited\n')
     assert name(["-O3"]) not in (first, second)
+
+
+def test_constant_result_sets_the_mark_pytorch_sets() -> None:
+    """herd marks NativeLibrary.available as PyTorch's assume_constant_result would, without importing dynamo."""
+    import torch._dynamo.decorators
+
+    def ours() -> bool:
+        return True
+
+    def theirs() -> bool:
+        return True
+
+    build.constant_result(ours)
+    torch._dynamo.decorators.assume_constant_result(theirs)
+    assert vars(ours) == vars(theirs) and vars(theirs)
+    assert vars(NativeLibrary.available) == vars(theirs)

@@ -39,6 +39,17 @@ def cpu_has(*flags: str) -> bool:
     return all(flag in present for flag in flags)
 
 
+def constant_result(fn: Callable[..., bool]) -> Callable[..., bool]:
+    """``torch.compiler.assume_constant_result`` without importing ``torch._dynamo`` on every start.
+
+    Compiled code then takes ``fn``'s answer as given, without tracing the build.
+    PyTorch's function imports the whole compiler stack (1.5 s) only to set this
+    mark on ``fn``; tests/kernels checks the mark is the one PyTorch sets.
+    """
+    fn._dynamo_marked_constant = True  # type: ignore[attr-defined]
+    return fn
+
+
 @dataclass
 class NativeLibrary:
     """One kernel source and what it takes to run: each kernel module's declaration (its ``LIBRARY``).
@@ -55,7 +66,7 @@ class NativeLibrary:
     register: Callable[[], None]
     loaded: bool | None = None
 
-    @torch.compiler.assume_constant_result  # compiled code takes the answer as given, without tracing the build
+    @constant_result
     def available(self) -> bool:
         """Whether this source's ``torch.ops.herd`` operators can run here; builds and loads them on the
         first call."""

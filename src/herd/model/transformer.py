@@ -9,10 +9,10 @@ RoPE layout follows Hugging Face (see ``herd.model.rope``).
 from __future__ import annotations
 
 import math
+import sys
 
 import torch
 from torch import nn
-from torch.distributed.tensor import DTensor, distribute_tensor
 
 from herd.errors import HerdError
 from herd.kernels.attention import takes_first_key
@@ -181,6 +181,8 @@ class Transformer(nn.Module):
         a sharded model (FSDP2 or tensor-parallel DTensors, each process keeping
         its own slice) starts from exactly the weights of the unsharded one.
         """
+        # A parameter can be a DTensor only once torch.distributed.tensor is imported (1.5 s, so not here).
+        dtensors = sys.modules.get("torch.distributed.tensor")
         generator = torch.Generator(device="cpu")
         if seed is not None:
             generator.manual_seed(seed)
@@ -191,8 +193,8 @@ class Transformer(nn.Module):
             else:
                 sigma = out_std if name.endswith(("wo.weight", "w2.weight")) else std
                 value = torch.randn(param.shape, generator=generator, dtype=torch.float32) * sigma
-            if isinstance(param, DTensor):  # keep this process's slice; every process drew the same tensor
-                value = distribute_tensor(
+            if dtensors and isinstance(param, dtensors.DTensor):  # keep this process's slice of the same draw
+                value = dtensors.distribute_tensor(
                     value.to(param.device), param.device_mesh, param.placements, src_data_rank=None
                 )
             param.copy_(value)
