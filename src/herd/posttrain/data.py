@@ -36,6 +36,8 @@ token that ends each assistant turn. :func:`pack` concatenates rendered
 conversations into fixed-length training sequences with per-position document
 ids, so attention stays inside each conversation (the model's document
 masking, Llama 3 §3.2) and a packed example computes what it would alone.
+:class:`EpochStream` is the order in which training draws them, epoch by
+epoch, with its position saved for an exact resume.
 """
 
 from __future__ import annotations
@@ -49,6 +51,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
+import numpy as np
 import torch
 
 from herd.errors import ConfigError, InputError
@@ -537,3 +540,57 @@ def _packed(group: Sequence[Example], seq_len: int, pad_id: int) -> PackedSequen
     targets += [IGNORE_INDEX] * padding
     documents += [len(group)] * padding
     return PackedSequence(torch.tensor(inputs), torch.tensor(targets), torch.tensor(documents))
+
+
+# --- the training stream -------------------------------------------------------------------------
+
+
+class EpochStream:
+    """Indices into ``size`` training items, epoch after epoch, each epoch in a fresh order.
+
+    Epoch ``e`` visits every item once, in the permutation drawn from
+    ``(seed, e)``, so the whole stream is fixed by the seed and the position
+    in it is one number, :attr:`taken`: saved with every checkpoint
+    (:meth:`state_dict`), it lets a resumed run draw exactly what an
+    uninterrupted one would. Every post-training objective draws its
+    examples (packed sequences, preference rows) from one.
+    """
+
+    def __init__(self, size: int, seed: int) -> None:
+        if size < 1:
+            raise ValueError(f"an epoch stream needs at least one item, got {size}")
+        self.size = size
+        self.seed = seed
+        self.taken = 0  # items of the stream drawn so far
+        self._orders: dict[int, np.ndarray] = {}
+
+    def order(self, epoch: int) -> np.ndarray:
+        """The order of the items in ``epoch``: the permutation drawn from (seed, epoch)."""
+        if epoch not in self._orders:
+            self._orders = {e: o for e, o in self._orders.items() if e >= epoch - 1}
+            self._orders[epoch] = np.random.default_rng([self.seed, epoch]).permutation(self.size)
+        return self._orders[epoch]
+
+    def take(self, n: int) -> list[int]:
+        """The next ``n`` indices of the stream (crossing into the next epoch where one ends)."""
+        picks = []
+        for k in range(self.taken, self.taken + n):
+            epoch, i = divmod(k, self.size)
+            picks.append(int(self.order(epoch)[i]))
+        self.taken += n
+        return picks
+
+    @property
+    def epochs(self) -> float:
+        """Passes over the items made so far."""
+        return self.taken / self.size
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"taken": self.taken}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Continue from a saved position; ValueError when ``state`` is not one."""
+        taken = state.get("taken")
+        if not isinstance(taken, int) or isinstance(taken, bool) or taken < 0:
+            raise ValueError(f"taken: expected an integer >= 0, got {taken!r}")
+        self.taken = taken
