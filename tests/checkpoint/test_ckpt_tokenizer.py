@@ -119,7 +119,8 @@ def test_a_model_with_more_rows_than_ids_gets_placeholders_llama_cpp_loads(
 
 
 def test_tokenizer_can_be_another_gguf_file(smollm2_gguf: Path, tmp_path: Path, herd_cli: CliRun) -> None:
-    """The SmolLM2 GGUF's byte-level vocabulary (and chat template) travel into a new model's GGUF."""
+    """The SmolLM2 GGUF's byte-level vocabulary, chat template and BOS setting (false: llama.cpp adds no
+    BOS) travel into a new model's GGUF."""
     src = hf_without_tokenizer(tmp_path / "hf", 49152)
     gguf = tmp_path / "m.gguf"
     assert herd_cli(["convert", str(src), str(gguf), "--to", "gguf", "--tokenizer", str(smollm2_gguf)]) == (
@@ -131,8 +132,9 @@ def test_tokenizer_can_be_another_gguf_file(smollm2_gguf: Path, tmp_path: Path, 
     written = llama_cpp.Llama(model_path=str(gguf), vocab_only=True, verbose=False)
     ids = original.tokenize(text.encode(), add_bos=False, special=True)
     assert written.tokenize(text.encode(), add_bos=False, special=True) == ids
-    template = "tokenizer.chat_template"
-    assert written.metadata[template] == original.metadata[template]
+    for key in ("tokenizer.chat_template", "tokenizer.ggml.add_bos_token"):
+        assert written.metadata[key] == original.metadata[key]
+    assert original.metadata["tokenizer.ggml.add_bos_token"] == "false"
 
 
 def test_tokenizer_replaces_a_gguf_sources_vocabulary(

@@ -9,6 +9,7 @@ from pathlib import Path
 import gguf
 import pytest
 
+from herd.io.gguf import GGUFFile
 from herd.tokenizer import (
     HFTokenizer,
     TiktokenTokenizer,
@@ -193,3 +194,41 @@ def test_tokenizer_json_to_gguf_round_trip(smollm: Tokenizer, tmp_path: Path, co
     back = read_gguf_tokenizer(reader)
     assert back.encode_batch(corpus) == smollm.encode_batch(corpus)
     assert (back.bos_id, back.eos_id, back.chat_template) == (1, 2, smollm.chat_template)
+
+
+def _with_bos_settings(src: Path, dst: Path, pre_name: str, add_bos: bool | None) -> Path:
+    """The vocabulary (``tokenizer.*`` keys) of ``src`` in a metadata-only GGUF with ``pre`` = ``pre_name``
+    and ``tokenizer.ggml.add_bos_token`` = ``add_bos`` (None: absent, so llama.cpp's default applies)."""
+    with GGUFFile(src) as file:
+        fields = {k: v for k, v in file.metadata.items() if k.startswith("tokenizer.")}
+    del fields["tokenizer.ggml.pre"], fields["tokenizer.ggml.add_bos_token"]
+    writer = gguf.GGUFWriter(dst, "llama")
+    for key, field in fields.items():
+        writer.add_key_value(key, field.value, field.type, field.sub_type)
+    writer.add_tokenizer_pre(pre_name)
+    if add_bos is not None:
+        writer.add_add_bos_token(add_bos)
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    return dst
+
+
+@pytest.mark.parametrize(
+    ("pre_name", "add_bos"), [("smollm", None), ("llama-bpe", None), ("llama-bpe", False), ("gpt-2", True)]
+)
+def test_add_bos_token_survives_a_read_and_a_write(
+    llama3_trained_dir: Path, tmp_path: Path, pre_name: str, add_bos: bool | None
+) -> None:
+    """A GGUF herd writes from a byte-level vocabulary it read adds BOS exactly when llama.cpp adds it
+    with the original: the flag, or llama.cpp's default for the ``pre`` name when the flag is absent."""
+    llama_cpp = pytest.importorskip("llama_cpp")
+    base = _write_vocab_gguf(tmp_path / "base.gguf", load_tokenizer(llama3_trained_dir))
+    source = _with_bos_settings(base, tmp_path / "source.gguf", pre_name, add_bos)
+    model = llama_cpp.Llama(str(source), vocab_only=True, verbose=False)
+    expected = llama_cpp.llama_vocab_get_add_bos(llama_cpp.llama_model_get_vocab(model.model))
+    model.close()
+    written = _write_vocab_gguf(tmp_path / "written.gguf", read_gguf_tokenizer(source))
+    with GGUFFile(written) as file:
+        assert file.metadata_values()["tokenizer.ggml.add_bos_token"] is expected

@@ -12,6 +12,16 @@ model for ``llama`` (so a Llama 2 GGUF tokenizes exactly as its
 ``tokenizer.model``), a ``tokenizers`` BPE for ``gpt2`` whose pre-tokenizer is
 the one llama.cpp uses for that ``pre`` name.
 
+**BOS.** ``tokenizer.ggml.add_bos_token`` says whether llama.cpp puts BOS in
+front of text it tokenizes (absent: llama.cpp's default, true for ``llama``
+and for ``pre`` = ``llama-bpe``, false for other ``gpt2`` vocabularies). A
+``gpt2`` vocabulary read with the flag set gets a post-processor that prepends
+BOS, as Llama 3's ``tokenizer.json`` has; writing a byte-level BPE sets the flag
+from its post-processor, so the flag of a GGUF (SmolLM2's false) survives a
+read and a write. SentencePiece and tiktoken tokenizers carry no such flag:
+Llama 1/2 and Llama 3 always start with BOS, so they are written with the flag
+set whenever they have a BOS.
+
 **Padded vocabularies.** llama.cpp loads a model only if its vocabulary has
 one entry per embedding row, so a model with more rows than its tokenizer has
 ids (a vocabulary rounded up to a multiple of 64, say) gets placeholders for
@@ -31,7 +41,7 @@ from typing import Any
 import gguf
 import tokenizers
 from sentencepiece import sentencepiece_model_pb2
-from tokenizers import Regex, decoders, models
+from tokenizers import Regex, decoders, models, processors
 from tokenizers import pre_tokenizers as pre
 
 from herd.io.fields import Fields
@@ -71,6 +81,8 @@ def _pre_tokenizer(name: str) -> tuple[pre.PreTokenizer, bool]:
 
 
 _PRE_NAMES = ("llama-bpe", "smollm", "gpt-2")
+# The ``pre`` names for which llama.cpp adds BOS when ``tokenizer.ggml.add_bos_token`` is absent.
+_BOS_BY_DEFAULT = ("llama-bpe", "llama3")
 
 
 def _open(source: str | Path | GGUFFile | gguf.GGUFReader) -> tuple[dict[str, Any], str]:
@@ -135,6 +147,12 @@ def read_gguf_tokenizer(source: str | Path | GGUFFile | gguf.GGUFReader) -> Toke
         merges: list[str] = fields.array("tokenizer.ggml.merges", of=str)
         pre_name = fields.text("tokenizer.ggml.pre", "default")
         backend = _byte_level_bpe(tokens, merges, types, pre_name, name)
+        if bos is not None and fields.flag("tokenizer.ggml.add_bos_token", pre_name in _BOS_BY_DEFAULT):
+            backend.post_processor = processors.TemplateProcessing(
+                single=[tokens[bos], "$A"],
+                pair=[tokens[bos], "$A", tokens[bos], "$B:1"],
+                special_tokens=[(tokens[bos], bos)],
+            )
         return HFTokenizer(
             backend, source=name, bos_id=bos, eos_id=eos, chat_template=template, gguf_pre=pre_name
         )
@@ -259,7 +277,7 @@ def write_gguf_tokenizer(
     ):
         if token_id is not None:
             add(token_id)
-    writer.add_add_bos_token(tokenizer.bos_id is not None)
+    writer.add_add_bos_token(_adds_bos(tokenizer))
     writer.add_add_eos_token(False)
     specials = tokenizer.special_tokens
     for add, name in ((writer.add_eot_token_id, "<|eot_id|>"), (writer.add_eom_token_id, "<|eom_id|>")):
@@ -267,6 +285,15 @@ def write_gguf_tokenizer(
             add(specials[name])
     if tokenizer.chat_template:
         writer.add_chat_template(tokenizer.chat_template)
+
+
+def _adds_bos(tokenizer: Tokenizer) -> bool:
+    """Whether text is tokenized with BOS in front (``tokenizer.ggml.add_bos_token``; see the module)."""
+    if tokenizer.bos_id is None:
+        return False
+    if isinstance(tokenizer, HFTokenizer):
+        return tokenizer.backend.encode("", add_special_tokens=True).ids[:1] == [tokenizer.bos_id]
+    return True
 
 
 def _write_sentencepiece(
