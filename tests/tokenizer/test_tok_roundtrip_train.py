@@ -14,7 +14,7 @@ from tiktoken.load import load_tiktoken_bpe
 from herd.cli import main
 from herd.errors import HerdError
 from herd.tokenizer import TiktokenTokenizer, Tokenizer, TokenizerError, check_vocab_fits, load_tokenizer
-from herd.tokenizer.corpus import iter_documents
+from herd.tokenizer.corpus import iter_documents, total_bytes
 from herd.tokenizer.tiktoken_engine import LLAMA3_PATTERN
 
 # SentencePiece turns "▁" (U+2581, its whitespace marker) into a space when decoding: not round-trippable.
@@ -187,3 +187,22 @@ def test_every_compression_herd_reads_is_streamed_as_its_inner_format(tmp_path: 
     (tmp_path / "a.jsonl.xz").write_bytes(lzma.compress(body))
     (tmp_path / "b.jsonl.bz2").write_bytes(bz2.compress(body))
     assert list(iter_documents([tmp_path / "a.jsonl.xz", tmp_path / "b.jsonl.bz2"])) == ["one", "two"] * 2
+
+
+def test_the_progress_total_is_never_passed(tmp_path: Path) -> None:
+    """The trainer's progress counts the UTF-8 bytes of the documents: plain inputs total their size on
+    disk, which bounds that; a compressed or Parquet input, whose text outgrows the file, has no total."""
+    import gzip
+
+    text = "ünïcödé text, repeated.\n" * 200 + "\n" + '{"text": "a JSON line"}\n' * 5
+    (tmp_path / "a.txt").write_text(text, encoding="utf-8")
+    (tmp_path / "b.jsonl").write_text('{"text": "caf\\u00e9"}\n', encoding="utf-8")
+    (tmp_path / "a.txt.gz").write_bytes(gzip.compress(text.encode()))
+    plain = [tmp_path / "a.txt", tmp_path / "b.jsonl"]
+    read = sum(len(d.encode("utf-8")) for d in iter_documents(plain))
+    assert read <= total_bytes(plain) == sum(p.stat().st_size for p in plain)
+    compressed = [tmp_path / "a.txt.gz"]
+    assert sum(len(d.encode("utf-8")) for d in iter_documents(compressed)) > compressed[0].stat().st_size
+    assert total_bytes(compressed) is None and total_bytes([*plain, *compressed]) is None
+    (tmp_path / "c.parquet").write_bytes(b"PAR1")  # never opened: the suffix decides
+    assert total_bytes([tmp_path / "c.parquet"]) is None

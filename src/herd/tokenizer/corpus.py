@@ -72,16 +72,22 @@ def _parquet_documents(path: Path, field: str) -> Iterator[str]:
                 yield text
 
 
+def _kind(path: Path) -> tuple[str, bool]:
+    """The suffix naming ``path``'s format (``.jsonl``; ``""`` for none) and whether it is compressed."""
+    suffixes = [x.lower() for x in path.suffixes]
+    compressed = bool(suffixes) and suffixes[-1] in SUFFIXES
+    if compressed:
+        suffixes.pop()
+    return (suffixes[-1] if suffixes else ""), compressed
+
+
 def iter_documents(paths: Sequence[str | Path], field: str = "text") -> Iterator[str]:
     """Every document of every file, in order; ``.jsonl``/``.json``, ``.parquet``, else plain text."""
     for name in paths:
         path = Path(name)
         if not path.is_file():
             raise TokenizerError(f"{path}: training file not found")
-        suffixes = [x.lower() for x in path.suffixes]
-        if suffixes and suffixes[-1] in SUFFIXES:
-            suffixes.pop()
-        suffix = suffixes[-1] if suffixes else ""
+        suffix, _ = _kind(path)
         try:
             if suffix in (".jsonl", ".json"):
                 yield from _jsonl_documents(path, field)
@@ -93,6 +99,21 @@ def iter_documents(paths: Sequence[str | Path], field: str = "text") -> Iterator
             raise TokenizerError(f"{path}: cannot decompress ({exc})") from None
 
 
-def total_bytes(paths: Sequence[str | Path]) -> int:
-    """Size of the input files on disk (the progress bar's total)."""
-    return sum(Path(p).stat().st_size for p in paths if Path(p).is_file())
+def total_bytes(paths: Sequence[str | Path]) -> int | None:
+    """The progress bar's total, in the unit its progress counts: UTF-8 bytes of the documents read.
+
+    For plain text and JSONL that is at most the files' size on disk, the total
+    given (blank lines and JSON syntax are not document text). A compressed or
+    Parquet file holds more text than its size, and how much is unknown until it
+    is read: then None, no total (the bar shows the bytes read so far).
+    """
+    size = 0
+    for name in paths:
+        path = Path(name)
+        if not path.is_file():
+            continue
+        suffix, compressed = _kind(path)
+        if compressed or suffix == ".parquet":
+            return None
+        size += path.stat().st_size
+    return size
