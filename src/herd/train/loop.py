@@ -20,7 +20,9 @@ The trainer, step by step:
    an old one); with ``resume``, restore model, optimizer, step, data
    position, fault detector and RNG from the newest checkpoint, after checking
    the config (the objective's ``resume_keys``) and that the data is the one
-   it was trained on (its fingerprint).
+   it was trained on (its fingerprint). Before restoring, while the model
+   holds its initial weights, the objective derives what it needs from them
+   (``prepare_run``: DPO's reference log-probabilities).
 6. Each step: set the LR; take this process's micro-batches, sum their loss
    units over every process (the step's normaliser, known before any backward
    pass), then for each micro-batch compute the objective's summed loss,
@@ -45,7 +47,7 @@ import contextlib
 import json
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, cast
 
@@ -133,6 +135,8 @@ class Trainer:
         self.last_checkpoint_time = self.start_time
         # 5. out_dir and resume
         latest = prepare(self.out_dir, start, self.runtime)
+        with self._inference():
+            self.objective.prepare_run(self.model, self.out_dir)
         if latest is not None:
             self._restore(latest, check=True)
         self.flops_per_token = model_info(self.model_config, self.objective.seq_len).training_flops_per_token
@@ -261,15 +265,20 @@ class Trainer:
 
     # ---- validation and export ------------------------------------------------------------------
 
-    @torch.no_grad()
-    def validate(self) -> dict[str, float]:
-        """The objective's held-out metrics, in eval mode under the run's autocast (empty without held-out data)."""
+    @contextlib.contextmanager
+    def _inference(self) -> Iterator[None]:
+        """Eval mode, no gradients, the run's autocast; back to train mode after."""
         self.model.eval()
         try:
-            with self._autocast():
-                return self.objective.validate(self.model)
+            with torch.no_grad(), self._autocast():
+                yield
         finally:
             self.model.train()
+
+    def validate(self) -> dict[str, float]:
+        """The objective's held-out metrics, in eval mode under the run's autocast (empty without held-out data)."""
+        with self._inference():
+            return self.objective.validate(self.model)
 
     def export(self) -> Path | None:
         """Gather the full weights (every process takes part) and let the objective write them (main process)."""

@@ -23,6 +23,8 @@ the loss plot. An objective supplies the rest:
 ``fingerprint``             identifies the data (``check_fingerprint`` refuses another on resume)
 ``build_model(device)``     the model to train, weights not yet set (on ``meta`` when sharded)
 ``init_weights(model, d)``  its initial weights: random (pretraining) or a checkpoint's
+``prepare_run(model, o)``   what it derives from the initial weights before training, kept in
+                            the run directory ``o`` (DPO's reference log-probabilities)
 ``micro_batches()``         this data-parallel rank's micro-batches of the next step
 ``count(batch)``            the loss units of a micro-batch (tokens, target tokens, pairs)
 ``loss(model, batch)``      the summed loss of a micro-batch and summed extra statistics
@@ -36,7 +38,8 @@ the loss plot. An objective supplies the rest:
 The model is a :class:`~herd.model.transformer.Transformer` or a module that
 holds one as ``transformer`` (a reward model's scalar head), whose blocks the
 trainer shards and recomputes (:func:`decoder`); anything else an objective
-needs and does not train (DPO's frozen reference model) it holds itself.
+needs and does not train it derives in :meth:`Objective.prepare_run` (DPO's
+reference log-probabilities, so that no frozen copy of the model is held).
 
 **The loss of a step** is Σ loss_sum / Σ count over every micro-batch of
 every data-parallel rank. The trainer sums the counts of the step's
@@ -257,6 +260,17 @@ class Objective(ABC, Generic[BatchT]):
         In a sharded run the model was built on the meta device and sharded:
         :func:`allocate` it on ``device`` first, then set this process's shards
         (:func:`copy_weights` does both kinds of parameter).
+        """
+
+    def prepare_run(self, model: nn.Module, out_dir: Path) -> None:
+        """Compute, or read back from ``out_dir``, what the objective derives from the initial weights.
+
+        Called once per attempt on every process, after ``out_dir`` is prepared
+        and before a checkpoint is restored, so ``model`` (trained in this run)
+        holds its initial weights; in eval mode, without gradients, under the
+        run's autocast. DPO computes its reference log-probabilities here
+        (Llama 3 §4.1.4) and keeps them in ``out_dir`` for a resumed run. Nothing
+        by default.
         """
 
     # ---- the data --------------------------------------------------------------------------------
