@@ -580,6 +580,17 @@ class EpochStream:
         self.taken += n
         return picks
 
+    def upcoming(self) -> Iterator[int]:
+        """The indices from the current position on, without taking them: :meth:`take` ``(n)`` returns the first ``n``.
+
+        For a consumer that draws until its batch is full (DPO packs pairs into rows).
+        """
+        k = self.taken
+        while True:
+            epoch, i = divmod(k, self.size)
+            yield int(self.order(epoch)[i])
+            k += 1
+
     @property
     def epochs(self) -> float:
         """Passes over the items made so far."""
