@@ -58,6 +58,7 @@ COMMANDS = (
     Command("data", "data", "build pretraining data from raw sources"),
     Command("pretrain", "train", "pretrain a Llama-family model on packed token shards"),
     Command("average", "posttrain", "average checkpoints of one architecture (Llama 3 model averaging)"),
+    Command("sft", "posttrain", "supervised fine-tuning on chat conversations (Llama 2 SFT)"),
 )
 
 
