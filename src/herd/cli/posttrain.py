@@ -1,4 +1,5 @@
-"""Post-training commands: ``herd sft`` (Llama 2 §3.1 supervised fine-tuning), ``herd average`` (Llama 3 §4.1.5 model averaging).
+"""Post-training commands: ``herd sft`` (Llama 2 §3.1 supervised fine-tuning), ``herd average`` (Llama 3 §4.1.5 model averaging),
+``herd rs`` (Llama 2 §3.2.3 rejection sampling).
 
 The library code is :mod:`herd.posttrain`; it is imported when a command runs,
 so building the command tree imports no PyTorch.
@@ -11,10 +12,12 @@ import json
 from typing import TYPE_CHECKING
 
 from herd.argtypes import non_negative_float
-from herd.cli.flags import add_dtype, add_json, add_quiet, apply_threads
+from herd.cli.flags import add_dtype, add_json, add_output, add_quiet, add_set, add_threads, apply_threads
+from herd.cli.text import print_rows
 from herd.cli.train import add_run_flags, optional, print_result, resolve_config, run_rows
 
 if TYPE_CHECKING:
+    from herd.posttrain.rejection_sampling import RSResult
     from herd.posttrain.sft import SFTResult
 
 
@@ -54,6 +57,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_json(p, "the inputs, their normalised weights, the output and the dtype")
     p.set_defaults(func=run_average)
     register_sft(sub)
+    register_rs(sub)
 
 
 def register_sft(sub: argparse._SubParsersAction) -> None:
@@ -78,6 +82,34 @@ def register_sft(sub: argparse._SubParsersAction) -> None:
         print_config="train.steps 0: data.epochs passes over the packed data",
     )
     p.set_defaults(func=run_sft)
+
+
+def register_rs(sub: argparse._SubParsersAction) -> None:
+    """Add ``herd rs CONFIG [-o DIR] [--set KEY=VALUE] [--threads N] [--json] [--quiet]``."""
+    p = sub.add_parser(
+        "rs",
+        help="rejection sampling: the reward model's best of K answers per prompt as SFT data (Llama 2)",
+        description="Draw K answers to every prompt of a TOML config's `prompts` file from the `policy` model "
+        "(each prompt prefilled once for its K samples), score each answer with the `reward_model`, and keep "
+        "the best as a supervised fine-tuning example (Llama 2 §3.2.3, Llama 3 §4.2.2). `temperatures` "
+        "holds one temperature per round; a prompt's target is its best answer over all rounds, as Llama 2 "
+        "pooled its iterations. Writes DIR/sft.jsonl (read by herd sft), samples.jsonl, summary.json, "
+        "reward_vs_k.png (the best and median reward of the first k samples, Llama 2 Figure 7) and report.md. "
+        "Progress is kept per batch of prompts in DIR/progress.jsonl: running the same command again after "
+        "an interruption continues where it stopped and writes the same files.",
+        epilog="examples:\n  herd rs configs/posttrain/rs-demo.toml\n"
+        "  herd rs configs/posttrain/rs-demo.toml -o runs/posttrain/rs-k8 --set samples=8 "
+        "--set 'temperatures=[1.2, 1.3]'\n"
+        "  herd rs configs/posttrain/rs-demo.toml --threads 2 --json --quiet",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("config", help="TOML config file (configs/posttrain/rs-demo.toml)")
+    add_output(p, "output directory (overrides the config's output)", required=False)
+    add_set(p, "--set samples=8 --set limit=10")
+    add_threads(p)
+    add_quiet(p)
+    add_json(p, "the run's figures and summary")
+    p.set_defaults(func=run_rs)
 
 
 def run_average(args: argparse.Namespace) -> int:
@@ -132,3 +164,48 @@ def sft_rows(result: SFTResult) -> list[tuple[str, object]]:
         ("weights (Hugging Face layout)", f"{result.final_dir}, with the tokenizer from {result.tokenizer}")
     ]
     return run_rows(result, data, weights if result.final_dir else [])
+
+
+def run_rs(args: argparse.Namespace) -> int:
+    """Run ``herd rs``: sample, score and select, then print what was written."""
+    from herd.posttrain.rejection_sampling import load_rs_config, rejection_sample
+
+    config = load_rs_config(args.config, args.overrides, output=args.output)
+    apply_threads(args)
+    result = rejection_sample(config, progress=not args.quiet)
+    if args.json:
+        print(json.dumps(result.to_dict(), indent=2))
+    else:
+        print_rows(rs_rows(result))
+    return 0
+
+
+def rs_rows(result: RSResult) -> list[tuple[str, object]]:
+    """The summary of a rejection-sampling run: what was sampled, the rewards per round, the files."""
+    summary = result.summary
+    rows: list[tuple[str, object]] = [
+        ("output", result.output),
+        ("prompts", f"{result.prompts} x {result.samples_per_prompt} samples x {result.rounds} round(s)"),
+        (
+            "this run",
+            f"{result.samples_drawn} samples in {result.sampling_seconds:.1f} s "
+            f"({result.samples_per_second:.2f} samples/s); {result.batches_done_before} batches were done before",
+        ),
+    ]
+    for r in summary.get("rounds", []):
+        rows.append(
+            (
+                f"round {r['round'] + 1} (T {r['temperature']:g})",
+                f"mean best reward {optional(r['mean_best_reward'])}, mean median {optional(r['mean_median_reward'])}, "
+                f"pooled best {optional(r['mean_pooled_best_reward'])}",
+            )
+        )
+    if summary:
+        rows += [
+            (
+                "SFT targets",
+                f"{summary['sft_rows']} rows, mean reward {optional(summary['mean_best_reward'])}",
+            ),
+            ("files", "sft.jsonl samples.jsonl summary.json reward_vs_k.png report.md"),
+        ]
+    return rows
