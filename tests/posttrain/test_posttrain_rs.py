@@ -14,6 +14,7 @@ import json
 import statistics
 import subprocess
 import sys
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
@@ -323,3 +324,81 @@ def test_the_demo_config_reads_the_bundled_policy_and_sample_prompts(smollm2_ggu
 def test_the_command_module_imports_no_torch() -> None:
     code = "import sys, herd.cli.posttrain; assert 'torch' not in sys.modules, 'torch imported'"
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+@pytest.fixture
+def herd_main(monkeypatch: pytest.MonkeyPatch) -> Callable[[list[str]], int]:
+    """``herd.cli.main``, with ``rs`` in the command table if the table does not list it yet."""
+    import herd.cli as cli
+
+    if "rs" not in {command.name for command in cli.COMMANDS}:
+        row = cli.Command("rs", "posttrain", "rejection sampling")
+        monkeypatch.setattr(cli, "COMMANDS", (*cli.COMMANDS, row))
+    return cli.main
+
+
+def write_toml(path: Path, models: dict[str, Path], **changes: object) -> Path:
+    values = {
+        "policy": str(models["policy"]),
+        "reward_model": str(models["rm"]),
+        "prompts": str(models["prompts"]),
+        "samples": 4,
+        "temperatures": [1.2, 1.0],
+        "max_new_tokens": 10,
+        "batch_prompts": 4,
+        "seed": 7,
+        **changes,
+    }
+    path.write_text("".join(f"{key} = {json.dumps(value)}\n" for key, value in values.items()))
+    return path
+
+
+def test_the_command_writes_what_the_library_writes(
+    run: Path,
+    models: dict[str, Path],
+    tmp_path: Path,
+    herd_main: Callable[[list[str]], int],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    toml = write_toml(tmp_path / "rs.toml", models, samples=2, limit=1)
+    out = tmp_path / "out"
+    threads = str(torch.get_num_threads())  # the same kernels' threads as the library run's
+    args = ["rs", str(toml), "-o", str(out), "--set", "samples=4", "--set", "limit=0", "--threads", threads]
+    assert herd_main([*args, "--json", "--quiet"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["complete"] and printed["samples_drawn"] == 2 * USABLE * 4
+    assert printed["output"] == str(out) and printed["summary"]["sft_rows"] == USABLE
+    for name in FILES:
+        assert (out / name).read_bytes() == (run / name).read_bytes(), name
+    assert herd_main(args) == 0  # again: nothing left to sample, a summary for people
+    text = capsys.readouterr().out
+    assert "round 2 (T 1)" in text and "0 samples" in text and "SFT targets" in text
+
+
+def test_the_command_reports_bad_input_in_one_line_with_exit_2(
+    models: dict[str, Path],
+    tmp_path: Path,
+    herd_main: Callable[[list[str]], int],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    out = tmp_path / "out"
+    toml = write_toml(tmp_path / "rs.toml", models, reward_model=str(models["other"]))
+    assert herd_main(["rs", str(toml), "-o", str(out), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("herd: error: reward_model: ") and err.count("\n") == 1
+    bad = tmp_path / "empty.jsonl"
+    bad.write_text("\n")
+    assert herd_main(["rs", str(toml), "-o", str(out), "--set", f"prompts={json.dumps(str(bad))}"]) == 2
+    assert capsys.readouterr().err == f"herd: error: {bad}: no rows (empty file)\n"
+    assert herd_main(["rs", str(toml), "--set", "sample=3"]) == 2
+    assert capsys.readouterr().err == "herd: error: unknown config key(s): sample\n"
+    assert not out.exists()
+
+
+def test_help_shows_an_example(
+    herd_main: Callable[[list[str]], int], capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exited:
+        herd_main(["rs", "--help"])
+    assert exited.value.code == 0
+    assert "herd rs configs/posttrain/rs-demo.toml" in capsys.readouterr().out
