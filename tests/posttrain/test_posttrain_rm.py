@@ -1,0 +1,439 @@
+"""Reward-model training on the one trainer: the loss, ranked rows, learning, per-rating accuracy, resume, the export, bad input.
+
+The model is a tiny random Llama in Hugging Face layout with a real tokenizer
+(the llama2-style SentencePiece model of conftest.py, 500 ids) saved beside
+it. The preferences are separable: the chosen answer calls a fruit "fresh
+good", the rejected one "rotten bad", so a reward model learns them in a
+few dozen steps; ratings cycle through Llama 2's four levels, some rows are
+rankings of three answers and some are marked ``safety``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+from herd.checkpoint.base import SIDE_FILES_EXTRA, CheckpointInfo
+from herd.checkpoint.hf import write_hf
+from herd.checkpoint.load import model_tensors
+from herd.errors import ConfigError, InputError
+from herd.model.build import build_model
+from herd.model.presets import get_preset
+from herd.posttrain.data import RATINGS, read_preferences
+from herd.posttrain.reward_model import RewardModel
+from herd.posttrain.rm import (
+    SCORE_PLOT,
+    RewardBatch,
+    RewardObjective,
+    RMConfig,
+    RMResult,
+    collate,
+    train_rm,
+)
+from herd.tokenizer import Tokenizer
+from herd.tokenizer.chat import Llama2Chat
+from herd.tokenizer.save import save_tokenizer
+from herd.train.config import run_config_from_dict
+from herd.train.distributed import Runtime
+from herd.train.loop import Trainer
+from herd.train.metrics import METRICS_FILE, read_metrics
+from herd.train.objective import Placement
+
+FRUITS = ["apple", "pear", "plum", "fig", "lime", "peach", "grape", "melon", "berry", "cherry"]
+# Llama 2 Table 27's small margins, written out by hand (not read from herd.posttrain.losses).
+SMALL = {"significantly_better": 1.0, "better": 2 / 3, "slightly_better": 1 / 3, "negligibly_better": 0.0}
+
+
+def pair_row(rng: random.Random, n: int) -> dict[str, Any]:
+    fruit = rng.choice(FRUITS)
+    row: dict[str, Any] = {
+        "prompt": f"{fruit} {n}?",
+        "chosen": f"fresh good {fruit}",
+        "rejected": f"rotten bad {fruit}",
+    }
+    if n % 5:  # every fifth row is unrated
+        row["rating"] = RATINGS[n % 4]
+    if n % 7 == 0:
+        row["safety"] = True
+    return row
+
+
+def ranked_row(rng: random.Random, n: int) -> dict[str, Any]:
+    fruit = rng.choice(FRUITS)
+    return {
+        "prompt": f"rank {fruit} {n}",
+        "responses": [
+            f"fresh good {fruit}",
+            f"plain {fruit}",
+            f"rotten bad {fruit}",
+        ],
+    }
+
+
+def write_rows(path: Path, rows: list[Any]) -> Path:
+    path.write_text("".join((r if isinstance(r, str) else json.dumps(r)) + "\n" for r in rows))
+    return path
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory: pytest.TempPathFactory, llama2_tokenizer: Tokenizer) -> Path:
+    """``init/`` (a tiny model with its tokenizer), ``train.jsonl`` (pairs, rankings, two bad rows), ``val.jsonl``."""
+    root = tmp_path_factory.mktemp("rm")
+    config = get_preset("llama2-tiny").replace(
+        dim=32,
+        n_layers=2,
+        n_heads=4,
+        n_kv_heads=2,
+        multiple_of=16,
+        vocab_size=llama2_tokenizer.vocab_size,
+        max_seq_len=128,
+    )
+    files = save_tokenizer(llama2_tokenizer, root / "tokenizer")
+    info = CheckpointInfo(config, extras={SIDE_FILES_EXTRA: files})
+    write_hf(root / "init", info, model_tensors(build_model(config, seed=0)))
+    rng = random.Random(0)
+    train = [pair_row(rng, n) if n % 6 else ranked_row(rng, n) for n in range(120)]
+    bad = ["{not json", json.dumps({"prompt": "no answers", "rejected": "only this"})]
+    write_rows(root / "train.jsonl", train + bad)
+    write_rows(root / "val.jsonl", [pair_row(rng, n) for n in range(1000, 1040)])
+    return root
+
+
+def raw_config(root: Path, out: Path, **sections: Any) -> dict[str, Any]:
+    """A raw RM config of the workspace: 8 rows of up to 128 tokens per step, 2 micro-batches of 4."""
+    base: dict[str, Any] = {
+        "out_dir": str(out),
+        "init": str(root / "init"),
+        "margin": "small",
+        "data": {"train": str(root / "train.jsonl"), "val": str(root / "val.jsonl"), "seq_len": 128},
+        "optim": {"lr": 3e-3},
+        "train": {"steps": 12, "batch_tokens": 8 * 128, "micro_batch_size": 4},
+        "checkpoint": {"every": 4},
+        "log": {"progress": False, "tensorboard": False},
+    }
+    for section, values in sections.items():
+        if isinstance(values, dict):
+            base.setdefault(section, {}).update(values)
+        else:
+            base[section] = values
+    return base
+
+
+def make_config(root: Path, out: Path, **sections: Any) -> RMConfig:
+    return run_config_from_dict(RMConfig, raw_config(root, out, **sections))
+
+
+def cpu_placement() -> Placement:
+    return Placement(Runtime(0, 1, torch.device("cpu")), 0, 1)
+
+
+def losses(out: Path) -> dict[int, float]:
+    return {r["step"]: r["loss"] for r in read_metrics(out / METRICS_FILE) if "loss" in r}
+
+
+def initial_model(root: Path, seed: int = 0) -> RewardModel:
+    return RewardModel.from_pretrained_lm(root / "init", seed=seed, dtype=torch.float32).eval()
+
+
+def alone(model: RewardModel, ids: list[int]) -> float:
+    """The score of one sequence, by itself, at its last token."""
+    with torch.no_grad():
+        return float(model(torch.tensor([ids]), torch.tensor([len(ids) - 1]))[0])
+
+
+def responses_of(batch: RewardBatch) -> dict[tuple[int, int], list[int]]:
+    """(row, response) → the response's token ids, cut out of the packed rows by their document ids."""
+    out = {}
+    for r in range(batch.tokens.shape[0]):
+        for d in range(batch.last_index.shape[1]):
+            ids = batch.tokens[r][batch.document_ids[r] == d].tolist()
+            if ids:
+                assert batch.last_index[r, d] == (batch.document_ids[r] == d).nonzero().max()
+                out[r, d] = ids
+    return out
+
+
+@pytest.fixture(scope="module")
+def finished(workspace: Path, tmp_path_factory: pytest.TempPathFactory) -> RMResult:
+    """A 40-step run with validation every 10 steps and the export."""
+    out = tmp_path_factory.mktemp("finished") / "run"
+    sections = {"train": {"steps": 40}, "log": {"val_every": 10}, "checkpoint": {"every": 20}}
+    return train_rm(make_config(workspace, out, **sections))
+
+
+def test_accuracy_rises_from_chance_on_held_out_pairs_and_is_reported(finished: RMResult) -> None:
+    out = Path(finished.out_dir)
+    records = read_metrics(out / METRICS_FILE)
+    evals = [(r["step"], r["eval_accuracy"]) for r in records if "eval_accuracy" in r]
+    assert [step for step, _ in evals] == [10, 20, 30, 40]
+    assert finished.eval_accuracy == evals[-1][1] >= 0.9
+    # The untrained head ranks the near-identical pairs all alike, often all wrong; the hand count is below.
+    assert finished.eval_accuracy_before <= 0.5
+    assert finished.eval_loss < math.log(2) < records[0]["loss"] + 0.05
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["eval_accuracy"] == finished.eval_accuracy
+    assert summary["skipped_rows"] == {"train": {"invalid JSON": 1, "'chosen' missing": 1}, "val": {}}
+    assert summary["rows"] == {"train": 120, "val": 40}
+    assert summary["pairs"] == {"train": 100 + 20 * 3, "val": 40}  # a ranking of three gives three pairs
+    assert (
+        summary["final_dir"] == str(out / "final") and summary["steps"] == 40 and summary["margin"] == "small"
+    )
+    assert summary["epochs"] == pytest.approx(40 * 8 / 120)
+    assert list(summary["accuracy"]) == [*RATINGS, "all"]
+    assert summary["accuracy"]["all"]["after"] == finished.eval_accuracy
+    assert summary["accuracy"]["all"]["before"] == finished.eval_accuracy_before
+    after = summary["scores"]["after"]
+    assert after["chosen_mean"] > after["rejected_mean"] and after["chosen_std"] > 0
+    assert set(summary["scores"]["before"]) == set(after)
+    for plot in (finished.score_plot, finished.loss_plot):
+        assert Path(plot).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert finished.score_plot == str(out / SCORE_PLOT)
+
+
+def test_per_rating_accuracy_is_a_hand_count_before_and_after(
+    finished: RMResult, workspace: Path, llama2_tokenizer: Tokenizer
+) -> None:
+    """Score every val pair alone, with the initial model and with the exported one, and count per rating
+    the pairs ranked right (chosen strictly higher)."""
+    fmt = Llama2Chat(llama2_tokenizer)
+    rows = [json.loads(line) for line in (workspace / "val.jsonl").read_text().splitlines()]
+    models = {
+        "before": initial_model(workspace),
+        "after": RewardModel.from_pretrained(finished.final_dir).eval(),
+    }
+    for when, model in models.items():
+        hits: dict[str, list[bool]] = {level: [] for level in [*RATINGS, "all"]}
+        for row in rows:
+            prompt = {"role": "user", "content": row["prompt"]}
+            chosen, rejected = (
+                alone(model, fmt.render([prompt, {"role": "assistant", "content": row[key]}]).ids)
+                for key in ("chosen", "rejected")
+            )
+            for level in ("all", row.get("rating")):
+                if level:
+                    hits[level].append(chosen > rejected)
+        for level, found in hits.items():
+            assert finished.accuracy[level]["pairs"] == len(found)
+            assert finished.accuracy[level][when] == pytest.approx(sum(found) / len(found), abs=1e-12), (
+                when,
+                level,
+            )
+
+
+def test_final_loads_alone_in_transformers_with_herd_s_scores(
+    finished: RMResult, workspace: Path, llama2_tokenizer: Tokenizer
+) -> None:
+    transformers = pytest.importorskip("transformers")
+    final = Path(finished.final_dir)
+    fmt = Llama2Chat(llama2_tokenizer)
+    texts = ["fresh good fig", "rotten bad fig", "fig"]
+    seqs = [
+        fmt.render([{"role": "user", "content": "is the fig ok?"}, {"role": "assistant", "content": t}]).ids
+        for t in texts
+    ]
+    width = max(map(len, seqs))
+    pad = finished.pad_id
+    assert pad == llama2_tokenizer.bos_id  # the tokenizer has no padding token
+    tokens = torch.tensor([s + [pad] * (width - len(s)) for s in seqs])
+    hf = transformers.AutoModelForSequenceClassification.from_pretrained(
+        final, torch_dtype=torch.float32
+    ).eval()
+    assert hf.config.pad_token_id == pad
+    herd = RewardModel.from_pretrained(final).eval()
+    with torch.no_grad():
+        theirs = hf(tokens).logits[:, 0]
+        ours = herd(tokens)
+    torch.testing.assert_close(theirs, ours, atol=1e-4, rtol=1e-4)
+    assert [alone(herd, s) for s in seqs] == pytest.approx(ours.tolist(), abs=1e-5)
+    assert ours[0] > ours[1]  # trained: good above bad
+    initial = initial_model(workspace)
+    assert abs(alone(initial, seqs[0]) - float(ours[0])) > 0.1  # the trained weights, not the init's
+    auto = transformers.AutoTokenizer.from_pretrained(final)
+    assert auto(texts[0], add_special_tokens=False)["input_ids"] == llama2_tokenizer.encode(texts[0])
+
+
+def test_the_first_step_s_loss_is_the_mean_margin_loss_over_pairs(workspace: Path, tmp_path: Path) -> None:
+    """Every response of the step's rows scored alone by the initial reward model; Table 27's small margins by
+    hand; −log σ(r_c − r_r − m) averaged over the pairs in float64."""
+    trainer = Trainer(make_config(workspace, tmp_path / "run"), objective=RewardObjective)
+    drawn: list[RewardBatch] = []
+    original = trainer.objective.micro_batches
+
+    def recorded() -> list[RewardBatch]:
+        drawn.extend(original())
+        return drawn
+
+    trainer.objective.micro_batches = recorded  # type: ignore[method-assign]
+    loss, _, _ = trainer.train_step()
+    trainer.close()
+    reference = initial_model(workspace)
+    terms = []
+    for batch in drawn:
+        scores = {key: alone(reference, ids) for key, ids in responses_of(batch).items()}
+        k = batch.last_index.shape[1]
+        for better, worse, rating in zip(
+            batch.better.tolist(), batch.worse.tolist(), batch.ratings, strict=True
+        ):
+            margin = SMALL[rating] if rating else 0.0
+            d = scores[divmod(better, k)] - scores[divmod(worse, k)] - margin
+            terms.append(math.log1p(math.exp(-d)))
+    assert len(drawn) == 2 and len(terms) > 8  # 8 rows, some of them rankings of three
+    assert any(r in ("significantly_better", "better") for b in drawn for r in b.ratings)
+    assert loss == pytest.approx(sum(terms) / len(terms), rel=1e-5)
+
+
+def test_a_ranked_row_is_scored_once_and_gives_every_ordered_pair(
+    workspace: Path, tmp_path: Path, llama2_tokenizer: Tokenizer
+) -> None:
+    """One forward pass over one packed row of the four responses; the loss equals scoring each of the six
+    ordered pairs separately (no rating, so no margin)."""
+    answers = [
+        "fresh good fig",
+        "good fig",
+        "plain fig",
+        "rotten bad fig",
+    ]
+    path = write_rows(tmp_path / "ranked.jsonl", [{"prompt": "rank the fig", "responses": answers}])
+    # The row (4 responses) is longer than the model's context (128): each response starts at position 0.
+    raw = raw_config(
+        workspace,
+        tmp_path / "run",
+        data={"train": str(path), "val": "", "seq_len": 192},
+        train={"batch_tokens": 192, "micro_batch_size": 1},
+    )
+    objective = RewardObjective(run_config_from_dict(RMConfig, raw), cpu_placement())
+    (row,) = objective.train_split.rows
+    fmt = Llama2Chat(llama2_tokenizer)
+    rendered = [
+        fmt.render([{"role": "user", "content": "rank the fig"}, {"role": "assistant", "content": a}]).ids
+        for a in answers
+    ]
+    assert [list(s) for s in row.sequences] == rendered
+    batch = collate([row], objective.pad_id)
+    assert objective.count(batch) == 6
+    assert batch.tokens.shape == (1, sum(map(len, rendered)))  # each response once
+    model = initial_model(workspace)
+    calls = []
+    forward = model.transformer.hidden_states
+
+    def counted(tokens: torch.Tensor, **kwargs: Any) -> torch.Tensor:
+        calls.append(tokens.shape)
+        return forward(tokens, **kwargs)
+
+    model.transformer.hidden_states = counted  # type: ignore[method-assign]
+    with torch.no_grad():
+        loss = objective.loss(model, batch).loss_sum
+    assert calls == [batch.tokens.shape]
+    model.transformer.hidden_states = forward  # type: ignore[method-assign]
+    scores = [alone(model, ids) for ids in rendered]
+    pairs = [(i, j) for i in range(4) for j in range(i + 1, 4)]
+    expected = sum(math.log1p(math.exp(-(scores[i] - scores[j]))) for i, j in pairs)
+    assert float(loss) == pytest.approx(expected, rel=1e-5)
+
+
+def test_each_epoch_visits_every_row_once_in_a_new_order(workspace: Path, tmp_path: Path) -> None:
+    raw = raw_config(
+        workspace, tmp_path / "run", train={"steps": 0, "batch_tokens": 128, "micro_batch_size": 1}
+    )
+    raw["data"]["epochs"] = 2
+    objective = RewardObjective(run_config_from_dict(RMConfig, raw), cpu_placement())
+    rows = len(objective.train_split.rows)
+    assert objective.steps == 2 * rows
+    assert objective.config.schedule.warmup_steps == math.ceil(0.03 * 2 * rows)  # Llama 2: 3% of the steps
+    first = [tuple(objective.micro_batches()[0].tokens[0].tolist()) for _ in range(rows)]
+    second = [tuple(objective.micro_batches()[0].tokens[0].tolist()) for _ in range(rows)]
+    assert sorted(first) == sorted(second) and len(set(first)) == rows
+    assert first != second
+    assert objective.state_dict() == {"taken": 2 * rows}
+
+
+def test_data_safety_picks_the_safety_or_the_helpfulness_rows(workspace: Path, tmp_path: Path) -> None:
+    rows = [json.loads(line) for line in (workspace / "train.jsonl").read_text().splitlines()[:-2]]
+    marked = sum(1 for r in rows if r.get("safety"))
+    for safety, kept, reason in (
+        ("only", marked, "not a safety row (data.safety = only)"),
+        ("exclude", len(rows) - marked, "safety row (data.safety = exclude)"),
+    ):
+        raw = raw_config(workspace, tmp_path / safety, data={"safety": safety})
+        objective = RewardObjective(run_config_from_dict(RMConfig, raw), cpu_placement())
+        assert len(objective.train_split.rows) == kept
+        assert objective.train_split.skipped[reason] == len(rows) - kept
+
+
+def test_max_pairs_keeps_the_first_rows(workspace: Path, tmp_path: Path) -> None:
+    raw = raw_config(workspace, tmp_path / "run", data={"max_pairs": 10, "max_val_pairs": 4})
+    objective = RewardObjective(run_config_from_dict(RMConfig, raw), cpu_placement())
+    assert objective.val_split is not None and objective.val_split.pairs == 4
+    train = objective.train_split
+    first = [g.responses for g in read_preferences(workspace / "train.jsonl")][: len(train.rows)]
+    assert train.pairs >= 10 and train.pairs - len(train.rows[-1].pairs) < 10
+    assert [len(row.sequences) for row in train.rows] == [len(r) for r in first]
+
+
+def _crash_once_at(monkeypatch: pytest.MonkeyPatch, step: int) -> None:
+    original = Trainer.train_step
+    crashed: list[int] = []
+
+    def flaky(self: Trainer) -> tuple[float, float, float]:
+        if self.step == step and not crashed:
+            crashed.append(step)
+            raise RuntimeError("simulated node failure")
+        return original(self)
+
+    monkeypatch.setattr(Trainer, "train_step", flaky)
+
+
+def test_a_crashed_run_resumes_exactly(
+    workspace: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two epochs over 24 rows; crashed two steps after a checkpoint of the second epoch and resumed: the same
+    losses in the same data order, and the same held-out figures, as an uninterrupted run."""
+    rng = random.Random(1)
+    small = write_rows(tmp_path / "small.jsonl", [pair_row(rng, n) for n in range(24)])
+    sections = {
+        "data": {"train": str(small), "epochs": 2},
+        "train": {"steps": 0},
+        "checkpoint": {"every": 2, "export_hf": False},
+    }
+    full = train_rm(make_config(workspace, tmp_path / "full", **sections))
+    assert full.steps == 6 and full.epochs == 2
+    config = make_config(workspace, tmp_path / "run", **sections)
+    _crash_once_at(monkeypatch, 5)
+    with pytest.raises(RuntimeError, match="simulated"):
+        train_rm(config)
+    resumed = train_rm(config, resume=True)
+    assert losses(tmp_path / "run") == losses(tmp_path / "full")
+    assert resumed.final_loss == full.final_loss
+    assert resumed.accuracy == full.accuracy and resumed.scores == full.scores
+
+
+def test_a_file_without_chosen_is_one_error_and_writes_nothing(workspace: Path, tmp_path: Path) -> None:
+    bad = write_rows(tmp_path / "bad.jsonl", [{"prompt": "is it ok?", "rejected": "no"}] * 3)
+    config = make_config(workspace, tmp_path / "run", data={"train": str(bad)})
+    with pytest.raises(InputError) as info:
+        train_rm(config)
+    assert str(info.value) == f"{bad}: no usable rows: 3 skipped (3 'chosen' missing)"
+    assert not (tmp_path / "run").exists()
+
+
+def test_config_checks_and_defaults(workspace: Path, tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"unknown config key\(s\): data.trian"):
+        run_config_from_dict(RMConfig, raw_config(workspace, tmp_path, data={"trian": "x"}))
+    with pytest.raises(ConfigError, match="margin") as info:
+        run_config_from_dict(RMConfig, raw_config(workspace, tmp_path, margin="huge"))
+    assert "\n" not in str(info.value) and "huge" in str(info.value)
+    with pytest.raises(ConfigError, match=r"data\.safety"):
+        run_config_from_dict(RMConfig, raw_config(workspace, tmp_path, data={"safety": "some"}))
+    with pytest.raises(ConfigError, match="init must name the checkpoint"):
+        run_config_from_dict(RMConfig, raw_config(workspace, tmp_path, init=""))
+    defaults = run_config_from_dict(RMConfig, {"init": "x", "data": {"train": "y"}})
+    assert defaults.optim.lr == 1e-5 and defaults.margin == "small"
+    assert (defaults.schedule.warmup_ratio, defaults.schedule.min_lr_ratio) == (0.03, 0.1)
+    assert (defaults.train.steps, defaults.data.epochs) == (0, 1)
+    assert defaults.train.batch_tokens // defaults.data.seq_len == 512  # 512 pairs per step
