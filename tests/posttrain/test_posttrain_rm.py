@@ -25,7 +25,7 @@ from herd.checkpoint.load import model_tensors
 from herd.errors import ConfigError, InputError
 from herd.model.build import build_model
 from herd.model.presets import get_preset
-from herd.posttrain.data import RATINGS, read_preferences
+from herd.posttrain.data import RATINGS
 from herd.posttrain.reward_model import RewardModel
 from herd.posttrain.rm import (
     SCORE_PLOT,
@@ -366,14 +366,19 @@ def test_data_safety_picks_the_safety_or_the_helpfulness_rows(workspace: Path, t
         assert objective.train_split.skipped[reason] == len(rows) - kept
 
 
-def test_max_pairs_keeps_the_first_rows(workspace: Path, tmp_path: Path) -> None:
-    raw = raw_config(workspace, tmp_path / "run", data={"max_pairs": 10, "max_val_pairs": 4})
-    objective = RewardObjective(run_config_from_dict(RMConfig, raw), cpu_placement())
-    assert objective.val_split is not None and objective.val_split.pairs == 4
-    train = objective.train_split
-    first = [g.responses for g in read_preferences(workspace / "train.jsonl")][: len(train.rows)]
-    assert train.pairs >= 10 and train.pairs - len(train.rows[-1].pairs) < 10
-    assert [len(row.sequences) for row in train.rows] == [len(r) for r in first]
+def test_max_pairs_draws_a_seeded_sample_of_rows(workspace: Path, tmp_path: Path) -> None:
+    def sample(seed: int) -> RewardObjective:
+        raw = raw_config(workspace, tmp_path / "run", data={"max_pairs": 10, "max_val_pairs": 4})
+        raw["train"]["seed"] = seed
+        return RewardObjective(run_config_from_dict(RMConfig, raw), cpu_placement())
+
+    whole = RewardObjective(make_config(workspace, tmp_path / "run"), cpu_placement()).train_split.rows
+    first, again, other = sample(0), sample(0), sample(1)
+    assert first.val_split is not None and first.val_split.pairs == 4
+    rows = first.train_split.rows
+    assert first.train_split.pairs >= 10 > first.train_split.pairs - len(rows[-1].pairs)
+    assert set(rows) < set(whole) and rows != whole[: len(rows)]  # drawn, not the file's head
+    assert again.train_split.rows == rows and other.train_split.rows != rows
 
 
 def _crash_once_at(monkeypatch: pytest.MonkeyPatch, step: int) -> None:

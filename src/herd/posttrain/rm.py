@@ -20,8 +20,8 @@ metrics are pretraining's. What is particular to the reward model:
   response its own document (attention stays inside it, its positions start at
   0), so every response is scored exactly once, as it would be alone, at its
   last token. Rows that cannot be used (unreadable, too long, left out by
-  ``data.safety``) are counted by reason. ``data.max_pairs`` keeps only the
-  first rows of the file. Each epoch visits the rows in a fresh order
+  ``data.safety``) are counted by reason. ``data.max_pairs`` keeps a sample
+  of the rows drawn from ``train.seed`` (a file may be sorted by source). Each epoch visits the rows in a fresh order
   (:class:`~herd.posttrain.data.EpochStream`); the position in that stream is
   saved with every checkpoint, so a resumed run sees exactly the rows an
   uninterrupted one would.
@@ -62,6 +62,7 @@ from itertools import pairwise
 from pathlib import Path
 from typing import Any, Literal, cast
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -125,7 +126,7 @@ class RMDataConfig:
     safety: Literal["all", "only", "exclude"] = (
         "all"  # rows marked safety: true: kept, the only ones, left out
     )
-    max_pairs: int = 0  # use the file's first rows up to this many pairs; 0: all
+    max_pairs: int = 0  # a sample of the rows (drawn from train.seed) up to this many pairs; 0: every row
     max_val_pairs: int = 0  # the same for data.val
 
 
@@ -262,21 +263,32 @@ def render_row(fmt: ChatFormat, group: PreferenceGroup, seq_len: int, max_len: i
 
 
 def read_split(
-    path: str, fmt: ChatFormat, data: RMDataConfig, max_len: int, max_pairs: int
+    path: str, fmt: ChatFormat, data: RMDataConfig, max_len: int, max_pairs: int, seed: int
 ) -> PreferenceSplit:
-    """Read and render the preference rows of ``path`` (up to ``max_pairs`` pairs; 0: all).
+    """Read and render the preference rows of ``path`` that ``data.safety`` keeps.
 
-    An :class:`InputError` naming the file when no row is usable.
+    With ``max_pairs`` (0: every row), a sample: the rows in the order of a
+    permutation drawn from ``seed``, rendered until they hold ``max_pairs``
+    pairs (rows not drawn are neither rendered nor counted). An
+    :class:`InputError` naming the file when no row is usable.
     """
     skipped = SkipCounts()
+    kept: list[PreferenceGroup] = []
+    for group in read_preferences(path, skipped):
+        try:
+            keep_for_safety(group, data.safety)
+        except SkippedRow as exc:
+            skipped[exc.reason] += 1
+            continue
+        kept.append(group)
+    order = np.random.default_rng(seed).permutation(len(kept)) if max_pairs else range(len(kept))
     rows: list[ScoredRow] = []
     pairs = 0
-    for group in read_preferences(path, skipped):
+    for i in order:
         if max_pairs and pairs >= max_pairs:
             break
         try:
-            keep_for_safety(group, data.safety)
-            row = render_row(fmt, group, data.seq_len, max_len)
+            row = render_row(fmt, kept[i], data.seq_len, max_len)
         except SkippedRow as exc:
             skipped[exc.reason] += 1
             continue
@@ -472,8 +484,11 @@ class RewardObjective(Objective[RewardBatch]):
         fmt = chat_format(self.tokenizer, None if config.chat_format == "auto" else config.chat_format)
         max_len = min(config.data.seq_len, self.model_config.max_seq_len)
         data = config.data
-        self.train_split = read_split(data.train, fmt, data, max_len, data.max_pairs)
-        self.val_split = read_split(data.val, fmt, data, max_len, data.max_val_pairs) if data.val else None
+        seed = config.train.seed
+        self.train_split = read_split(data.train, fmt, data, max_len, data.max_pairs, seed)
+        self.val_split = (
+            read_split(data.val, fmt, data, max_len, data.max_val_pairs, seed) if data.val else None
+        )
         self.pad_id = pad_token_id(self.tokenizer)
         self._check_pad_id()
         self.seq_len = data.seq_len
