@@ -59,6 +59,11 @@ COMMANDS = (
     Command("pretrain", "train", "pretrain a Llama-family model on packed token shards"),
     Command("average", "posttrain", "average checkpoints of one architecture (Llama 3 model averaging)"),
     Command("sft", "posttrain", "supervised fine-tuning on chat conversations (Llama 2 SFT)"),
+    Command(
+        "rs",
+        "posttrain",
+        "rejection sampling: the reward model's best of K answers per prompt as SFT data (Llama 2)",
+    ),
 )
 
 
