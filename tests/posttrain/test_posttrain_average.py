@@ -100,7 +100,7 @@ def test_streams_one_tensor_per_input(
     calls: list[tuple[int, str]] = []
     alive: dict[int, weakref.ref[torch.Tensor]] = {}
     opened: list[CheckpointReader] = []
-    real_open = average_module.open_any_checkpoint
+    real_open = average_module.open_checkpoint
 
     def tracking_open(path: Path | str) -> CheckpointReader:
         reader = real_open(path)
@@ -118,7 +118,7 @@ def test_streams_one_tensor_per_input(
         reader.get = get  # type: ignore[method-assign]
         return reader
 
-    monkeypatch.setattr(average_module, "open_any_checkpoint", tracking_open)
+    monkeypatch.setattr(average_module, "open_checkpoint", tracking_open)
     average_checkpoints(hf_dirs, tmp_path / "avg")
     names = [name for name, _ in model_tensors(build_model(CONFIG))]
     assert calls == [(i, name) for name in names for i in range(3)]

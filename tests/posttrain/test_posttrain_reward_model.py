@@ -15,11 +15,18 @@ import pytest
 import torch
 from transformers import AutoModelForSequenceClassification, LlamaConfig, LlamaForSequenceClassification
 
-from herd.checkpoint.base import CheckpointInfo
+from herd.checkpoint.base import SIDE_FILES_EXTRA, CheckpointInfo
 from herd.checkpoint.gguf import write_gguf
 from herd.checkpoint.hf import INDEX_NAME, config_to_hf, write_hf
-from herd.checkpoint.load import model_tensors
-from herd.checkpoint.sequence_classification import SCORE, SequenceClassificationReader
+from herd.checkpoint.inspect import resolve_model
+from herd.checkpoint.load import load_model, model_tensors, open_checkpoint
+from herd.checkpoint.sequence_classification import (
+    ARCHITECTURE,
+    SCORE,
+    SequenceClassificationReader,
+    write_sequence_classification,
+)
+from herd.cli import main
 from herd.errors import CheckpointError, ConfigError, InputError
 from herd.model.build import build_model
 from herd.model.config import ModelConfig
@@ -189,7 +196,10 @@ def test_bad_input_is_one_clear_line(tmp_path: Path) -> None:
         RewardModel.random(GQA).save_pretrained(tmp_path / "nopad")
     with pytest.raises(ConfigError, match="pad_token_id 300 is not a token id"):
         RewardModel.random(GQA, pad_id=300).save_pretrained(tmp_path / "badpad")
-    assert not (tmp_path / "nopad").exists() and not (tmp_path / "badpad").exists()
+    headless = [(name, tensor) for name, tensor in rm.tensors() if name != SCORE]
+    with pytest.raises(CheckpointError, match=f"expected one {SCORE} among the tensors, got 0"):
+        write_sequence_classification(tmp_path / "headless", CheckpointInfo(GQA), headless, pad_token_id=PAD)
+    assert list(tmp_path.iterdir()) == []  # nothing staged is left behind
     lm = write_hf(tmp_path / "lm", CheckpointInfo(GQA), model_tensors(build_model(GQA)))
     with pytest.raises(CheckpointError, match=r"LlamaForCausalLM.*not a sequence classifier"):
         RewardModel.from_pretrained(lm)
@@ -208,9 +218,34 @@ def test_a_bad_head_is_refused(saved: tuple[RewardModel, Path], tmp_path: Path) 
     wrong = RewardModel.random(rm.config, pad_id=PAD)
     wrong.score = torch.nn.Linear(rm.config.dim, 2, bias=False)
     with pytest.raises(
-        CheckpointError, match=rf"{SCORE} has shape \(2, 64\) but a one-label head is \(1, 64\)"
+        CheckpointError, match=rf"{SCORE} has shape \(2, 64\) but the config implies \(1, 64\)"
     ):
         RewardModel.from_pretrained(wrong.save_pretrained(tmp_path / "wrong"))
+
+
+def test_the_checkpoint_layer_opens_a_reward_model(
+    saved: tuple[RewardModel, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """open_checkpoint reads the decoder and the shape-checked head; what needs a language model refuses
+    a reward model in one line; model info sizes it."""
+    rm, path = saved
+    with open_checkpoint(path) as reader:
+        assert isinstance(reader, SequenceClassificationReader) and reader.pad_token_id == PAD
+        assert reader.names() == [name for name, _ in rm.tensors()] and reader.names()[-1] == SCORE
+        assert torch.equal(reader.get(SCORE), rm.score.weight)
+        assert reader.info.extras[SIDE_FILES_EXTRA] == []
+    with pytest.raises(
+        CheckpointError,
+        match=r"rm: a reward model \(\w+\), not a language model; .*RewardModel\.from_pretrained$",
+    ):
+        load_model(path)
+    assert main(["convert", str(path), str(tmp_path / "out"), "--to", "gguf", "--quiet"]) == 2
+    assert capsys.readouterr().err.strip() == (
+        f"herd: error: {path}: a reward model ({ARCHITECTURE}); herd convert converts language models only"
+    )
+    assert not (tmp_path / "out").exists()
+    config, dtype = resolve_model(str(path))
+    assert config == rm.config.replace(name="rm") and dtype == "fp32"
 
 
 @pytest.mark.slow

@@ -123,6 +123,7 @@ def expected_shape(config: ModelConfig, name: str) -> tuple[int, ...]:
         "w1": (config.hidden_dim, d),
         "w3": (config.hidden_dim, d),
         "w2": (d, config.hidden_dim),
+        "score": (1, d),  # a reward model's one-label head (LlamaForSequenceClassification)
     }
     return shapes[leaf]
 
@@ -141,6 +142,10 @@ class CheckpointReader(ABC):
     def get(self, name: str) -> torch.Tensor:
         """The canonical tensor ``name`` (in the file's own dtype where it has one; dequantized otherwise)."""
 
+    def names(self) -> list[str]:
+        """The canonical names :meth:`tensors` yields, in order: a language model's :func:`tensor_names`."""
+        return tensor_names(self.config)
+
     def storage(self, name: str) -> tuple[str, int]:
         """How the canonical tensor ``name`` is stored: its type (:func:`storage_name`) and element count.
 
@@ -154,7 +159,7 @@ class CheckpointReader(ABC):
         first, joined by ``+``: ``bf16`` for a uniform checkpoint, ``q4_1+q8_0`` for a mixed GGUF;
         None when the checkpoint holds none of them (a GGUF of metadata only)."""
         counts: Counter[str] = Counter()
-        for name in tensor_names(self.config):
+        for name in self.names():
             if len(expected_shape(self.config, name)) == 2:
                 try:
                     stored, numel = self.storage(name)
@@ -164,8 +169,8 @@ class CheckpointReader(ABC):
         return "+".join(stored for stored, _ in counts.most_common()) or None
 
     def tensors(self) -> Iterator[tuple[str, torch.Tensor]]:
-        """All canonical tensors in checkpoint order, one at a time."""
-        for name in tensor_names(self.config):
+        """All canonical tensors in checkpoint order (:meth:`names`), one at a time."""
+        for name in self.names():
             yield name, self.get(name)
 
     def close(self) -> None:  # noqa: B027 (optional hook: most readers hold nothing to release)
@@ -176,6 +181,11 @@ class CheckpointReader(ABC):
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def expected_tensors(reader: CheckpointReader) -> dict[str, tuple[int, ...]]:
+    """The canonical tensors ``reader.tensors()`` yields, each with the shape its config implies."""
+    return {name: expected_shape(reader.config, name) for name in reader.names()}
 
 
 def check_shape(config: ModelConfig, name: str, tensor: torch.Tensor, source: Path | str) -> torch.Tensor:

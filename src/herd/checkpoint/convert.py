@@ -29,6 +29,7 @@ from herd.checkpoint.base import (
 from herd.checkpoint.destination import FORMATS, check_destination, clean_leftovers
 from herd.checkpoint.hf import write_hf
 from herd.checkpoint.load import open_checkpoint
+from herd.checkpoint.sequence_classification import ARCHITECTURE, SequenceClassificationReader
 from herd.errors import HerdError
 from herd.model.build import parse_dtype
 from herd.tokenizer import Tokenizer, check_vocab_fits, load_tokenizer
@@ -91,6 +92,10 @@ def convert(
     check_destination(src, dst, to, force=force)
     new_tokenizer = None if tokenizer is None else load_tokenizer(tokenizer)
     with open_checkpoint(src) as reader, tempfile.TemporaryDirectory() as scratch:
+        if isinstance(reader, SequenceClassificationReader):
+            raise HerdError(
+                f"{src}: a reward model ({ARCHITECTURE}); herd convert converts language models only"
+            )
         if new_tokenizer is not None:
             check_vocab_fits(new_tokenizer, reader.config.vocab_size)
         if to == "gguf":
@@ -158,7 +163,7 @@ def _side_files(
     if path is None or tokenizer is None:
         if SIDE_FILES_EXTRA in reader.info.extras:
             return reader.info.extras[SIDE_FILES_EXTRA]
-        return _gguf_tokenizer_files(src, scratch)
+        return gguf_tokenizer_files(src, scratch)
     kept = [f for f in reader.info.extras.get(SIDE_FILES_EXTRA, []) if f.name not in TOKENIZER_FILES]
     return kept + _tokenizer_files(Path(path), tokenizer, scratch)
 
@@ -180,11 +185,18 @@ def _dir_tokenizer(src: Path) -> Tokenizer | None:
     return load_tokenizer(src)
 
 
-def _gguf_tokenizer_files(src: Path, scratch: Path) -> list[Path]:
-    """The vocabulary of a GGUF source written as directory files (``tokenizer.json``/``.model`` + config)."""
+def gguf_tokenizer_files(src: Path, folder: Path) -> list[Path]:
+    """The vocabulary embedded in the GGUF file ``src``, saved into ``folder`` as a model directory's
+    tokenizer files (``tokenizer.json`` or ``tokenizer.model``, and ``tokenizer_config.json`` with the
+    chat template; :func:`~herd.tokenizer.save.save_tokenizer`).
+
+    For a directory checkpoint made from a GGUF file (``herd convert``, averaging), to travel beside the
+    weights as a directory source's tokenizer files do. A GGUF without a readable vocabulary gives none,
+    with a warning: the weights are still worth writing.
+    """
     try:
         tokenizer = load_tokenizer(src)
     except HerdError as exc:
         print(f"herd: warning: {src}: no tokenizer written ({exc})", file=sys.stderr)
         return []
-    return save_tokenizer(tokenizer, scratch)
+    return save_tokenizer(tokenizer, folder)

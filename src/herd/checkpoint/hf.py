@@ -6,6 +6,8 @@ unchanged, and any Hugging Face Llama checkpoint loads in herd. Above
 with a ``model.safetensors.index.json`` weight map, as ``save_pretrained`` does.
 ``config.json`` may describe RoPE with ``rope_theta``/``rope_scaling`` (transformers
 v4, the released checkpoints) or ``rope_parameters`` (v5); both are read.
+A reward model's head, ``score.weight``, has the same name in herd and on disk
+(:mod:`herd.checkpoint.sequence_classification`).
 """
 
 from __future__ import annotations
@@ -44,6 +46,7 @@ NAMES = NameMap(
         "model.embed_tokens.weight": "tok_embeddings.weight",
         "model.norm.weight": "norm.weight",
         "lm_head.weight": "output.weight",
+        "score.weight": "score.weight",
     },
     layer_prefix="model.layers.{}.",
     layer={
@@ -267,8 +270,14 @@ def write_hf(
     *,
     dtype: torch.dtype | None = None,
     max_shard_bytes: int = DEFAULT_MAX_SHARD_BYTES,
+    extra_config: dict[str, Any] | None = None,
 ) -> Path:
-    """Write a Hugging Face Llama directory atomically, streaming tensors into shards."""
+    """Write a Hugging Face Llama directory atomically, streaming tensors into shards.
+
+    ``tensors``: canonical names, ``score.weight`` included for a reward model.
+    ``extra_config``: keys merged into ``config.json`` over the Llama ones
+    (a reward model's architecture, labels and pad id).
+    """
     dst = Path(dst)
     with staged_checkpoint(dst, "hf") as tmp:
         shards: list[list[str]] = []
@@ -305,6 +314,6 @@ def write_hf(
             index = {"metadata": {"total_size": total}, "weight_map": weight_map}
             (tmp / INDEX_NAME).write_text(json.dumps(index, indent=2) + "\n")
         copy_side_files(info, tmp)
-        config = config_to_hf(info.config, seen_dtype)
+        config = config_to_hf(info.config, seen_dtype) | (extra_config or {})
         (tmp / "config.json").write_text(json.dumps(config, indent=2) + "\n")
     return dst

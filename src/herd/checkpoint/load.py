@@ -14,6 +14,11 @@ import torch
 import herd.model.build as build
 from herd.checkpoint.base import SIDE_FILES_EXTRA, CheckpointReader, find_side_files, tensor_names
 from herd.checkpoint.hf import HFReader, is_hf_dir
+from herd.checkpoint.sequence_classification import (
+    ARCHITECTURE,
+    SequenceClassificationReader,
+    is_sequence_classification,
+)
 from herd.deprecation import moved_names
 from herd.errors import CheckpointError
 from herd.io.gguf import is_gguf
@@ -40,12 +45,17 @@ def detect_format(path: Path) -> str:
 
 
 def open_checkpoint(path: Path | str) -> CheckpointReader:
-    """A lazy reader for the checkpoint at ``path``, whatever its format."""
+    """A lazy reader for the checkpoint at ``path``, whatever its format.
+
+    A reward model (a ``LlamaForSequenceClassification`` directory) opens as a
+    :class:`~herd.checkpoint.sequence_classification.SequenceClassificationReader`,
+    whose tensors are the decoder's and the score head.
+    """
     path = Path(path)
     fmt = detect_format(path)
     reader: CheckpointReader
     if fmt == "hf":
-        reader = HFReader(path)
+        reader = SequenceClassificationReader(path) if is_sequence_classification(path) else HFReader(path)
     elif fmt == "meta":
         from herd.checkpoint.meta import MetaReader
 
@@ -72,6 +82,11 @@ def load_model(
     if isinstance(path_or_preset, str) and is_preset(path_or_preset) and not Path(path_or_preset).exists():
         return build.build_model(get_preset(path_or_preset), dtype, device).eval()
     with open_checkpoint(path_or_preset) as reader:
+        if isinstance(reader, SequenceClassificationReader):
+            raise CheckpointError(
+                f"{path_or_preset}: a reward model ({ARCHITECTURE}), not a language model; load it with "
+                "herd.posttrain.reward_model.RewardModel.from_pretrained"
+            )
         model = build.empty_model(reader.config, "meta")
         state = {}
         for name, tensor in reader.tensors():

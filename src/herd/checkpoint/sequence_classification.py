@@ -8,7 +8,11 @@ no ``lm_head``, and ``score.weight`` of shape (num_labels, hidden) = (1, dim);
 ``config.json`` names the architecture, one label and the ``pad_token_id``.
 
 In herd's canonical names the same checkpoint is the decoder's tensors without
-``output.weight``, followed by :data:`SCORE` (:func:`reward_tensor_names`).
+``output.weight``, followed by :data:`SCORE` (:func:`reward_tensor_names`),
+whose shape :func:`herd.checkpoint.base.expected_shape` knows. The Hugging Face
+reader and writer handle it like any tensor; this module adds the config keys
+and their checks, and :func:`herd.checkpoint.load.open_checkpoint` opens such a
+directory as a :class:`SequenceClassificationReader`.
 
 **Which token is scored.** transformers reads each row at the rightmost token
 that is not ``pad_token_id``, for right and left padding alike.
@@ -21,33 +25,14 @@ Llama 3 end-of-turn token that closes every answer must not double as padding
 
 from __future__ import annotations
 
-import json
+import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import torch
-from safetensors import SafetensorError, safe_open
-from safetensors.torch import save_file
 
-from herd.checkpoint.base import (
-    SIDE_FILES_EXTRA,
-    CheckpointInfo,
-    CheckpointReader,
-    expected_shape,
-    find_side_files,
-    tensor_names,
-)
-from herd.checkpoint.destination import MARKER_NAME, staged_checkpoint
-from herd.checkpoint.hf import (
-    DEFAULT_MAX_SHARD_BYTES,
-    INDEX_NAME,
-    SINGLE_NAME,
-    HFReader,
-    is_hf_dir,
-    shard_path,
-    write_hf,
-)
-from herd.checkpoint.load import open_checkpoint
+from herd.checkpoint.base import SIDE_FILES_EXTRA, TOKENIZER_FILES, CheckpointInfo, tensor_names
+from herd.checkpoint.hf import DEFAULT_MAX_SHARD_BYTES, HFReader, is_hf_dir, write_hf
 from herd.errors import CheckpointError, ConfigError
 from herd.io.fields import Fields, read_json_object
 from herd.model.config import ModelConfig
@@ -62,11 +47,6 @@ OUTPUT = "output.weight"
 def reward_tensor_names(config: ModelConfig) -> list[str]:
     """A reward model's canonical tensor names: the decoder's without the output head, then :data:`SCORE`."""
     return [name for name in tensor_names(config) if name != OUTPUT] + [SCORE]
-
-
-def reward_tensor_shape(config: ModelConfig, name: str) -> tuple[int, ...]:
-    """The shape tensor ``name`` of a reward model of ``config`` must have ((1, dim) for the score head)."""
-    return (1, config.dim) if name == SCORE else expected_shape(config, name)
 
 
 def is_sequence_classification(path: Path | str) -> bool:
@@ -109,56 +89,11 @@ class SequenceClassificationReader(HFReader):
         self.pad_token_id: int | None = fields.integer(
             "pad_token_id", None, minimum=0, below=self.config.vocab_size
         )
-        self._where[SCORE] = self._score_location()
-        self.info.extras[SIDE_FILES_EXTRA] = find_side_files(self.path)
+        if SCORE not in self._where:
+            raise CheckpointError(f"{self.path}: tensor {SCORE} is missing")
 
-    def _score_location(self) -> tuple[Path, str]:
-        """The safetensors file holding ``score.weight`` (listed by the index, or the single file)."""
-        index = self.path / INDEX_NAME
-        if index.is_file():
-            file = read_json_object(index, CheckpointError)["weight_map"].get(SCORE)
-            if file is not None:
-                return shard_path(self.path, file, index), SCORE
-        elif SCORE in self._open(self.path / SINGLE_NAME).keys():  # noqa: SIM118 (safe_open is not iterable)
-            return self.path / SINGLE_NAME, SCORE
-        raise CheckpointError(f"{self.path}: tensor {SCORE} is missing")
-
-    def get(self, name: str) -> torch.Tensor:
-        if name == OUTPUT:
-            raise CheckpointError(f"{self.path}: a reward model has no {OUTPUT} (its head is {SCORE})")
-        if name != SCORE:
-            return super().get(name)
-        file, key = self._where[SCORE]
-        try:
-            tensor = self._open(file).get_tensor(key)
-        except (SafetensorError, OSError, RuntimeError) as exc:
-            raise CheckpointError(f"{file}: cannot read tensor {key} ({exc})") from None
-        want = reward_tensor_shape(self.config, SCORE)
-        if tuple(tensor.shape) != want:
-            raise CheckpointError(
-                f"{file}: tensor {SCORE} has shape {tuple(tensor.shape)} but a one-label head is {want}"
-            )
-        return tensor
-
-    def tensors(self) -> Iterator[tuple[str, torch.Tensor]]:
-        for name in reward_tensor_names(self.config):
-            yield name, self.get(name)
-
-
-def open_any_checkpoint(path: Path | str) -> CheckpointReader:
-    """:func:`~herd.checkpoint.load.open_checkpoint` that opens reward models too (as a
-    :class:`SequenceClassificationReader`)."""
-    if is_sequence_classification(path):
-        return SequenceClassificationReader(path)
-    return open_checkpoint(path)
-
-
-def expected_tensors(reader: CheckpointReader) -> dict[str, tuple[int, ...]]:
-    """The canonical tensors ``reader.tensors()`` yields, each with the shape its config implies."""
-    config = reader.config
-    if isinstance(reader, SequenceClassificationReader):
-        return {name: reward_tensor_shape(config, name) for name in reward_tensor_names(config)}
-    return {name: expected_shape(config, name) for name in tensor_names(config)}
+    def names(self) -> list[str]:
+        return reward_tensor_names(self.config)
 
 
 def write_sequence_classification(
@@ -174,71 +109,45 @@ def write_sequence_classification(
     """Write a reward model as a one-label ``LlamaForSequenceClassification`` directory, atomically.
 
     ``tensors``: the canonical tensors of :func:`reward_tensor_names`, streamed
-    (``score.weight`` anywhere among them). The decoder is written by
-    :func:`herd.checkpoint.hf.write_hf` (shards, tokenizer side files of
-    ``info``, config); the score head becomes one more shard and the config
-    gains the architecture, one label and ``pad_token_id``. ``tokenizer``, when
-    given, is saved beside the weights (:func:`herd.tokenizer.save.save_tokenizer`).
-    Like every herd checkpoint, the directory appears whole or not at all.
+    (``score.weight`` anywhere among them), written by
+    :func:`herd.checkpoint.hf.write_hf` with the tokenizer side files of
+    ``info``; the config gains the architecture, one label and ``pad_token_id``.
+    ``tokenizer``, when given, is saved beside the weights in place of ``info``'s
+    tokenizer files (:func:`herd.tokenizer.save.save_tokenizer`). Like every
+    herd checkpoint, the directory appears whole or not at all.
     """
     dst = Path(dst)
     if not 0 <= pad_token_id < info.config.vocab_size:
         raise ConfigError(
             f"{dst}: pad_token_id {pad_token_id} is not a token id (vocabulary of {info.config.vocab_size})"
         )
-    score: list[torch.Tensor] = []
-    total_bytes = 0
-
-    def decoder() -> Iterator[tuple[str, torch.Tensor]]:
-        nonlocal total_bytes
-        for name, tensor in tensors:
-            total_bytes += tensor.numel() * (dtype or tensor.dtype).itemsize
-            if name == SCORE:
-                score.append(tensor if dtype is None else tensor.to(dtype))
-            else:
-                yield name, tensor
-
-    with staged_checkpoint(dst, "hf") as tmp:
-        inner = write_hf(tmp / "decoder", info, decoder(), dtype=dtype, max_shard_bytes=max_shard_bytes)
-        if len(score) != 1:
-            raise CheckpointError(f"{dst}: expected one {SCORE} among the tensors, got {len(score)}")
-        (inner / MARKER_NAME).unlink()
-        for entry in inner.iterdir():
-            entry.rename(tmp / entry.name)
-        inner.rmdir()
-        _add_score_shard(tmp, score[0], total_bytes)
+    head = {
+        "architectures": [ARCHITECTURE],
+        "num_labels": 1,
+        "id2label": {"0": "LABEL_0"},
+        "label2id": {"LABEL_0": 0},
+        "pad_token_id": pad_token_id,
+    }
+    with tempfile.TemporaryDirectory() as scratch:
         if tokenizer is not None:
-            save_tokenizer(tokenizer, tmp)
-        config = json.loads((tmp / "config.json").read_text())
-        config |= {
-            "architectures": [ARCHITECTURE],
-            "num_labels": 1,
-            "id2label": {"0": "LABEL_0"},
-            "label2id": {"LABEL_0": 0},
-            "pad_token_id": pad_token_id,
-        }
-        (tmp / "config.json").write_text(json.dumps(config, indent=2) + "\n")
-    return dst
+            kept = [f for f in info.extras.get(SIDE_FILES_EXTRA, []) if Path(f).name not in TOKENIZER_FILES]
+            saved = save_tokenizer(tokenizer, scratch)
+            info = CheckpointInfo(info.config, info.extras | {SIDE_FILES_EXTRA: kept + saved})
+        return write_hf(
+            dst,
+            info,
+            _one_score(tensors, dst),
+            dtype=dtype,
+            max_shard_bytes=max_shard_bytes,
+            extra_config=head,
+        )
 
 
-def _add_score_shard(folder: Path, score: torch.Tensor, total_bytes: int) -> None:
-    """Store ``score`` as the last safetensors shard of the decoder ``write_hf`` wrote into ``folder``.
-
-    The weights always end up as shards listed by an index: transformers reads
-    a lone ``model.safetensors`` in preference to an index, so the single file
-    of a small model is renamed to the first of two shards.
-    """
-    index = folder / INDEX_NAME
-    if index.is_file():
-        weight_map: dict[str, str] = json.loads(index.read_text())["weight_map"]
-    else:
-        weight_map = dict.fromkeys(safe_open(str(folder / SINGLE_NAME), framework="pt").keys(), SINGLE_NAME)
-    files = sorted(set(weight_map.values()))
-    names = [f"model-{i + 1:05d}-of-{len(files) + 1:05d}.safetensors" for i in range(len(files) + 1)]
-    renamed = dict(zip(files, names, strict=False))
-    for old, new in renamed.items():
-        (folder / old).rename(folder / new)
-    save_file({SCORE: score.contiguous()}, str(folder / names[-1]), metadata={"format": "pt"})
-    weight_map = {name: renamed[file] for name, file in weight_map.items()} | {SCORE: names[-1]}
-    text = json.dumps({"metadata": {"total_size": total_bytes}, "weight_map": weight_map}, indent=2)
-    index.write_text(text + "\n")
+def _one_score(tensors: Iterable[tuple[str, torch.Tensor]], dst: Path) -> Iterator[tuple[str, torch.Tensor]]:
+    """``tensors`` as they come; after the last, an error (and nothing written) unless one was the score."""
+    count = 0
+    for name, tensor in tensors:
+        count += name == SCORE
+        yield name, tensor
+    if count != 1:
+        raise CheckpointError(f"{dst}: expected one {SCORE} among the tensors, got {count}")

@@ -28,14 +28,13 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from herd.checkpoint.base import SIDE_FILES_EXTRA, CheckpointInfo, CheckpointReader
-from herd.checkpoint.convert import _gguf_tokenizer_files
+from herd.checkpoint.base import SIDE_FILES_EXTRA, CheckpointInfo, CheckpointReader, expected_tensors
+from herd.checkpoint.convert import gguf_tokenizer_files
 from herd.checkpoint.destination import check_destination, clean_leftovers
 from herd.checkpoint.hf import write_hf
+from herd.checkpoint.load import open_checkpoint
 from herd.checkpoint.sequence_classification import (
     SequenceClassificationReader,
-    expected_tensors,
-    open_any_checkpoint,
     write_sequence_classification,
 )
 from herd.errors import CheckpointError, ConfigError
@@ -87,13 +86,13 @@ def average_checkpoints(
     for path in paths:
         check_destination(path, output, "hf", force=force)
     with ExitStack() as stack:
-        readers = [stack.enter_context(open_any_checkpoint(path)) for path in paths]
+        readers = [stack.enter_context(open_checkpoint(path)) for path in paths]
         names = check_compatible(paths, readers)
         scratch = Path(stack.enter_context(tempfile.TemporaryDirectory()))
         first = readers[0]
         side_files = first.info.extras.get(SIDE_FILES_EXTRA)
         if side_files is None:  # a GGUF: its vocabulary, written as directory files
-            side_files = _gguf_tokenizer_files(paths[0], scratch)
+            side_files = gguf_tokenizer_files(paths[0], scratch)
         info = CheckpointInfo(first.config, {SIDE_FILES_EXTRA: side_files})
         tensors = tqdm(
             _averaged(paths, readers, names, weights, target),
