@@ -13,8 +13,8 @@ from typing import TYPE_CHECKING
 
 from herd.argtypes import non_negative_float
 from herd.cli.flags import add_dtype, add_json, add_output, add_quiet, add_set, add_threads, apply_threads
+from herd.cli.runs import add_run_flags, optional, print_result, resolve_config, run_rows
 from herd.cli.text import print_rows
-from herd.cli.train import add_run_flags, optional, print_result, resolve_config, run_rows
 
 if TYPE_CHECKING:
     from herd.posttrain.rejection_sampling import RSResult
@@ -61,7 +61,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def register_sft(sub: argparse._SubParsersAction) -> None:
-    """Add ``herd sft CONFIG`` with the flags every training command has (:func:`herd.cli.train.add_run_flags`)."""
+    """Add ``herd sft CONFIG`` with the flags every training command has (:func:`herd.cli.runs.add_run_flags`)."""
     p = sub.add_parser(
         "sft",
         help="supervised fine-tuning on chat conversations (Llama 2 SFT)",
