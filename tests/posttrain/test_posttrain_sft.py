@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from herd.checkpoint.base import SIDE_FILES_EXTRA, CheckpointInfo
 from herd.checkpoint.hf import write_hf
 from herd.checkpoint.load import load_model, model_tensors
+from herd.cli import main
 from herd.errors import ConfigError, InputError
 from herd.model.build import build_model
 from herd.model.cross_entropy import IGNORE_INDEX
@@ -291,7 +292,7 @@ def test_a_crashed_run_resumes_exactly(
     """Two epochs; crashed two steps into the second (after a checkpoint of the first), resumed: the same
     losses, in the same order of the data, as an uninterrupted run."""
     rng = random.Random(1)
-    small = write_rows(tmp_path / "small.jsonl", [addition(rng) for _ in range(60)])
+    small = write_rows(tmp_path / "small.jsonl", [addition(rng) for _ in range(40)])
     sections = {
         "data": {"train": str(small)},
         "train": {"steps": 0, "batch_tokens": 4 * 64},
@@ -344,3 +345,104 @@ def test_config_checks(workspace: Path, tmp_path: Path) -> None:
         64 * 4096,
     )
     assert (defaults.train.steps, defaults.data.epochs, defaults.data.seq_len) == (0, 2, 4096)
+
+
+def test_eval_loss_is_the_mean_over_the_answer_tokens_of_log_val_batches(
+    workspace: Path, tmp_path: Path
+) -> None:
+    """``log.val_batches`` micro-batches of the packed val file, by hand; 0 turns validation off."""
+    raw = raw_config(workspace, tmp_path / "run", train={"micro_batch_size": 2}, log={"val_batches": 1})
+    objective = SFTObjective(run_config_from_dict(SFTConfig, raw), cpu_placement())
+    model = load_model(workspace / "init", dtype=torch.float32)
+    with torch.no_grad():
+        got = objective.validate(model)
+        first = stack(objective.val_split.sequences[:2])
+        logits = model(first.inputs, document_ids=first.document_ids)
+    expected = F.cross_entropy(logits.flatten(0, 1), first.targets.flatten(), ignore_index=IGNORE_INDEX)
+    assert got == {"eval_loss": pytest.approx(expected.item(), rel=1e-5)}
+    raw["log"]["val_batches"] = 0
+    assert SFTObjective(run_config_from_dict(SFTConfig, raw), cpu_placement()).validate(model) == {}
+
+
+# ---- the command ---------------------------------------------------------------------------------
+
+DEMO = Path(__file__).resolve().parents[2] / "configs" / "posttrain" / "sft-demo.toml"
+
+
+def herd_sft(root: Path, out: Path, *flags: str, train: Path | None = None) -> list[str]:
+    """``herd sft`` on the shipped demo config, pointed at the workspace's model and data (2 steps)."""
+    sets = {
+        "init": root / "init",
+        "data.train": train or root / "train.jsonl",
+        "data.val": root / "val.jsonl",
+        "data.seq_len": 64,
+        "train.steps": 2,
+        "log.tensorboard": "false",
+    }
+    return ["sft", str(DEMO), "-o", str(out), *(f"--set={k}={v}" for k, v in sets.items()), *flags]
+
+
+def test_the_command_prints_the_summary_with_the_skipped_rows(
+    workspace: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "run"
+    assert main(herd_sft(workspace, out, "--quiet")) == 0
+    rows = dict(line.split("  ", 1) for line in capsys.readouterr().out.splitlines())
+    rows = {key.strip(): value.strip() for key, value in rows.items()}
+    assert rows["steps"] == "2 (1,024 tokens)"
+    assert rows["skipped rows (train)"] == (
+        "3 skipped (1 'messages' missing, 1 invalid JSON, 1 last message not from the assistant)"
+    )
+    assert rows["skipped rows (val)"] == "none"
+    assert rows["eval loss"].endswith(" nats/answer token") and rows["conversations"].startswith(
+        "200 train, 24 val"
+    )
+    assert (
+        rows["weights (Hugging Face layout)"]
+        == f"{out / 'final'}, with the tokenizer from {workspace / 'init'}"
+    )
+    assert main(herd_sft(workspace, out, "--quiet", "--json", "--overwrite")) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed == json.loads((out / "summary.json").read_text())
+    assert printed["skipped_rows"]["train"]["invalid JSON"] == 1
+
+
+def test_the_command_resumes_with_the_saved_config(
+    workspace: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``--resume`` continues the run as it was saved; a longer run is one reported change."""
+    out = tmp_path / "run"
+    assert main(herd_sft(workspace, out, "--quiet")) == 0
+    capsys.readouterr()
+    assert main(herd_sft(workspace, out, "--quiet", "--resume", "--set=train.steps=3")) == 0
+    assert capsys.readouterr().err.splitlines() == [
+        "resume: train.steps 2 → 3 (the LR schedule is re-planned over 3 steps)"
+    ]
+    assert sorted(losses(out)) == [1, 2, 3]
+
+
+@pytest.mark.parametrize("problem", ["no usable rows", "tokenizer too big", "unknown key"])
+def test_bad_input_is_one_line_exit_2_and_writes_nothing(
+    workspace: Path,
+    tmp_path: Path,
+    llama3_tokenizer_dir: Path,
+    capsys: pytest.CaptureFixture[str],
+    problem: str,
+) -> None:
+    out = tmp_path / "run"
+    bad = write_rows(tmp_path / "bad.jsonl", BAD_ROWS)
+    argv = {
+        "no usable rows": herd_sft(workspace, out, train=bad),
+        "tokenizer too big": herd_sft(workspace, out, f"--set=tokenizer={llama3_tokenizer_dir}"),
+        "unknown key": herd_sft(workspace, out, "--set=data.trian=x.jsonl"),
+    }[problem]
+    expected = {
+        "no usable rows": f"{bad}: no usable rows: 3 skipped (1 'messages' missing, 1 invalid JSON, "
+        "1 last message not from the assistant)",
+        "tokenizer too big": "has 128257 ids but the model's vocabulary has only 500 rows",
+        "unknown key": "unknown config key(s): data.trian",
+    }[problem]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert len(err.splitlines()) == 1 and err.startswith("herd: error: ") and expected in err
+    assert not out.exists()

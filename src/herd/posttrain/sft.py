@@ -25,8 +25,9 @@ pretraining has. What is particular to SFT:
   loss is the sum over its target tokens divided by their number, counted over
   every micro-batch and process before the backward pass, so it is the mean
   per answer token of the whole global batch, however the batch is split.
-* **Validation**: ``eval_loss``, the mean loss per answer token on the whole
-  ``data.val`` file.
+* **Validation**: ``eval_loss``, the mean loss per answer token on the
+  packed ``data.val`` file (its first ``log.val_batches`` micro-batches, as
+  pretraining validates on that many held-out micro-batches).
 * **Output**: ``OUTPUT/final/``, the weights in herd's Hugging Face layout
   with the tokenizer files (transformers' ``AutoModelForCausalLM`` and
   ``AutoTokenizer`` load it alone), and ``summary.json`` with the skipped rows
@@ -236,11 +237,18 @@ class SFTObjective(Objective[Batch]):
         return LossTerms(self._loss_sum(model, batch))
 
     def validate(self, model: nn.Module) -> dict[str, float]:
-        """``eval_loss``: the mean loss per answer token on the whole validation file."""
-        if self.val_split is None:
-            return {}
-        sequences = self.val_split.sequences
+        """``eval_loss``: the mean loss per answer token of the first ``log.val_batches`` micro-batches of the val file.
+
+        As pretraining's held-out windows, a fixed set: the packing's order is
+        drawn from the seed, so it is a sample of the file's conversations (all
+        of them when ``log.val_batches`` × ``train.micro_batch_size`` covers the
+        packed file).
+        """
         mb = self.config.train.micro_batch_size
+        limit = self.config.log.val_batches * mb
+        sequences = self.val_split.sequences[:limit] if self.val_split is not None else []
+        if not sequences:
+            return {}
         total, count = 0.0, 0
         for i in range(0, len(sequences), mb):
             batch = stack(sequences[i : i + mb])
