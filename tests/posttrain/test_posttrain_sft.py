@@ -31,7 +31,7 @@ from herd.posttrain.sft import SFTObjective, SFTResult, sft, stack
 from herd.tokenizer import Tokenizer, load_tokenizer
 from herd.tokenizer.base import TokenizerError
 from herd.tokenizer.save import save_tokenizer
-from herd.train.config import run_config_from_dict
+from herd.train.config import load_run_config, run_config_from_dict
 from herd.train.dataset import Batch
 from herd.train.distributed import Runtime
 from herd.train.loop import Trainer
@@ -446,3 +446,16 @@ def test_bad_input_is_one_line_exit_2_and_writes_nothing(
     err = capsys.readouterr().err
     assert len(err.splitlines()) == 1 and err.startswith("herd: error: ") and expected in err
     assert not out.exists()
+
+
+def test_the_shipped_recipes_carry_the_papers_values() -> None:
+    """docs/spec.md §5.1 (Llama 2 §3.1) and §5.6 (Llama 3 §4.1.3)."""
+    configs = DEMO.parent
+    llama2 = load_run_config(SFTConfig, configs / "llama2-sft.toml")
+    assert (llama2.optim.lr, llama2.optim.weight_decay, llama2.data.epochs) == (2e-5, 0.1, 2)
+    assert llama2.train.batch_tokens == 64 * llama2.data.seq_len and llama2.data.seq_len == 4096
+    assert llama2.train.steps == 0 and llama2.chat_format == "llama2"
+    llama3 = load_run_config(SFTConfig, configs / "llama3-sft.toml")
+    assert (llama3.optim.lr, llama3.chat_format) == (1e-5, "llama3")
+    demo = load_run_config(SFTConfig, DEMO)
+    assert demo.init == "smollm2-135m-instruct" and demo.optim.lr == 2e-5
