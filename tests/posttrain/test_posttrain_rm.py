@@ -12,7 +12,10 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import random
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -416,6 +419,47 @@ def test_a_crashed_run_resumes_exactly(
     assert losses(tmp_path / "run") == losses(tmp_path / "full")
     assert resumed.final_loss == full.final_loss
     assert resumed.accuracy == full.accuracy and resumed.scores == full.scores
+
+
+# Runs train_rm on the config (JSON) named by argv[1]: what `herd rm` does, under torchrun.
+RUN_RM = """
+import json, sys
+from herd.posttrain.rm import RMConfig, train_rm
+from herd.train.config import run_config_from_dict
+train_rm(run_config_from_dict(RMConfig, json.loads(open(sys.argv[1]).read())))
+"""
+
+
+@pytest.mark.slow
+def test_two_fsdp_processes_match_one(workspace: Path, tmp_path: Path) -> None:
+    """Sharded: the reward model is built on the meta device, each process sets its shards of the init
+    checkpoint and the new head; the losses, held-out figures and the export equal one process's."""
+    sections = {"train": {"steps": 4}, "checkpoint": {"every": 4}, "data": {"max_val_pairs": 8}}
+    single = train_rm(make_config(workspace, tmp_path / "single", **sections))
+    raw = raw_config(workspace, tmp_path / "sharded", parallel={"strategy": "fsdp"}, **sections)
+    config = tmp_path / "sharded.json"
+    config.write_text(json.dumps(raw))
+    script = tmp_path / "run_rm.py"
+    script.write_text(RUN_RM)
+    launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2"]
+    done = subprocess.run(
+        [*launcher, str(script), str(config)],
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    summary = json.loads((tmp_path / "sharded" / "summary.json").read_text())
+    assert summary["extra"]["strategy"] == "fsdp" and summary["extra"]["world_size"] == 2
+    got, expected = losses(tmp_path / "sharded"), losses(tmp_path / "single")
+    assert sorted(got) == sorted(expected)
+    for step, loss in expected.items():
+        assert got[step] == pytest.approx(loss, rel=1e-4), step
+    assert summary["accuracy"] == single.accuracy
+    ours = RewardModel.from_pretrained(tmp_path / "sharded" / "final").state_dict()
+    for name, tensor in RewardModel.from_pretrained(single.final_dir).state_dict().items():
+        torch.testing.assert_close(ours[name], tensor, rtol=1e-3, atol=1e-5, msg=name)
 
 
 def test_a_file_without_chosen_is_one_error_and_writes_nothing(workspace: Path, tmp_path: Path) -> None:
