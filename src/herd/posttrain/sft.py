@@ -38,32 +38,27 @@ from __future__ import annotations
 
 import hashlib
 import math
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
 
-import numpy as np
 import torch
 from torch import nn
 
-from herd.checkpoint.base import SIDE_FILES_EXTRA, CheckpointInfo, find_side_files, tensor_names
-from herd.checkpoint.hf import write_hf
-from herd.checkpoint.load import load_model, open_checkpoint
+from herd.checkpoint.base import tensor_names
+from herd.checkpoint.load import load_model
 from herd.errors import ConfigError, InputError
 from herd.model.cross_entropy import IGNORE_INDEX
-from herd.posttrain.config import SFTConfig, resolve_init
+from herd.posttrain.config import SFTConfig, Start
 from herd.posttrain.data import (
+    EpochStream,
     PackedSequence,
     SkipCounts,
     pack,
     read_conversations,
     render_conversations,
 )
-from herd.tokenizer.base import Tokenizer, check_vocab_fits
-from herd.tokenizer.chat import ChatFormat, chat_format
-from herd.tokenizer.load import load_tokenizer
-from herd.tokenizer.save import save_tokenizer
+from herd.tokenizer.chat import ChatFormat
 from herd.train.dataset import Batch
 from herd.train.loop import train
 from herd.train.objective import (
@@ -161,19 +156,15 @@ class SFTObjective(Objective[Batch]):
         for key, path in (("data.train", config.data.train), ("data.val", config.data.val)):
             if path and not Path(path).is_file():
                 raise ConfigError(f"{key}: no such file: {path}")
-        self.init = resolve_init(config.init)
-        with open_checkpoint(self.init) as reader:
-            self.model_config = reader.config
+        self.start = Start.resolve(config.init, config.tokenizer, config.chat_format)
+        self.model_config = self.start.model_config
         self.seq_len = seq_len = config.data.seq_len
         if seq_len > self.model_config.max_seq_len:
             raise ConfigError(
-                f"data.seq_len {seq_len} exceeds the context length {self.model_config.max_seq_len} of {self.init}"
+                f"data.seq_len {seq_len} exceeds the context length {self.model_config.max_seq_len} "
+                f"of {self.start.init}"
             )
-        self.tokenizer_source = Path(config.tokenizer) if config.tokenizer else self.init
-        self.tokenizer: Tokenizer = load_tokenizer(self.tokenizer_source)
-        check_vocab_fits(self.tokenizer, self.model_config.vocab_size)
-        fmt = chat_format(self.tokenizer, None if config.chat_format == "auto" else config.chat_format)
-        seed, pad_id = config.train.seed, self.tokenizer.eos_id or 0
+        seed, pad_id, fmt = config.train.seed, self.start.tokenizer.eos_id or 0, self.start.chat
         self.train_split = pack_file(config.data.train, fmt, seq_len, seed, pad_id)
         self.val_split = pack_file(config.data.val, fmt, seq_len, seed, pad_id) if config.data.val else None
         self.layout = batch_layout(config.train, seq_len, placement)
@@ -181,34 +172,20 @@ class SFTObjective(Objective[Batch]):
         packed = len(self.train_split.sequences)
         self.steps = config.train.steps or math.ceil(config.data.epochs * packed / self.sequences_per_step)
         self.fingerprint = fingerprint(self.train_split.sequences)
-        self.taken = 0  # sequences of the training stream drawn so far
-        self._orders: dict[int, np.ndarray] = {}
+        self.stream = EpochStream(packed, seed)
 
     def init_weights(self, model: nn.Module, device: torch.device) -> None:
         """The weights of ``init``, in fp32; a sharded model keeps its slices of them."""
         if is_meta(model):
             allocate(model, device)
-        state = load_model(self.init, dtype=torch.float32).state_dict()
-        copy_weights(model, state, str(self.init))
+        state = load_model(self.start.init, dtype=torch.float32).state_dict()
+        copy_weights(model, state, str(self.start.init))
 
     # ---- data ------------------------------------------------------------------------------------
 
-    def _order(self, epoch: int) -> np.ndarray:
-        """The order of the packed sequences in ``epoch``: a permutation drawn from (train.seed, epoch)."""
-        if epoch not in self._orders:
-            self._orders = {e: o for e, o in self._orders.items() if e >= epoch - 1}
-            rng = np.random.default_rng([self.config.train.seed, epoch])
-            self._orders[epoch] = rng.permutation(len(self.train_split.sequences))
-        return self._orders[epoch]
-
     def micro_batches(self) -> list[Batch]:
         """The next ``sequences_per_step`` sequences of the epoch stream; this rank's share in micro-batches."""
-        sequences = self.train_split.sequences
-        picks = []
-        for k in range(self.taken, self.taken + self.sequences_per_step):
-            epoch, i = divmod(k, len(sequences))
-            picks.append(sequences[int(self._order(epoch)[i])])
-        self.taken += self.sequences_per_step
+        picks = [self.train_split.sequences[i] for i in self.stream.take(self.sequences_per_step)]
         return [stack(list(mine)) for mine in self.layout.split(picks)]
 
     def count(self, batch: Batch) -> int:
@@ -216,13 +193,10 @@ class SFTObjective(Objective[Batch]):
         return int((batch.targets != IGNORE_INDEX).sum())
 
     def state_dict(self) -> dict[str, Any]:
-        return {"taken": self.taken}
+        return self.stream.state_dict()
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        taken = state.get("taken")
-        if not isinstance(taken, int) or isinstance(taken, bool) or taken < 0:
-            raise ValueError(f"taken: expected an integer >= 0, got {taken!r}")
-        self.taken = taken
+        self.stream.load_state_dict(state)
 
     # ---- loss, validation, export -----------------------------------------------------------------
 
@@ -257,20 +231,9 @@ class SFTObjective(Objective[Batch]):
         return {"eval_loss": total / count}
 
     def export(self, state: dict[str, torch.Tensor], out_dir: Path) -> Path:
-        """``out_dir/final``: herd's Hugging Face layout with the tokenizer's files.
-
-        A tokenizer directory's own files are copied (its config, special tokens
-        and generation settings travel unchanged); a tokenizer read from a GGUF
-        or a single file is saved in the layout transformers reads
-        (:func:`herd.tokenizer.save.save_tokenizer`).
-        """
+        """``out_dir/final``: herd's Hugging Face layout with the tokenizer's files (:meth:`Start.write_final`)."""
         tensors = [(name, state[name]) for name in tensor_names(self.model_config)]
-        source = self.tokenizer_source
-        side_files = find_side_files(source) if source.is_dir() else []
-        with tempfile.TemporaryDirectory(prefix="herd-tokenizer-") as staging:
-            files = side_files or save_tokenizer(self.tokenizer, staging)
-            info = CheckpointInfo(self.model_config, extras={SIDE_FILES_EXTRA: files})
-            return write_hf(out_dir / FINAL_DIR, info, tensors)
+        return self.start.write_final(tensors, out_dir / FINAL_DIR)
 
     def result(
         self, figures: dict[str, Any], validation: dict[str, float], exported: Path | None
@@ -281,10 +244,10 @@ class SFTObjective(Objective[Batch]):
             **figures,
             eval_loss=validation.get("eval_loss"),
             final_dir=str(exported) if exported else None,
-            tokenizer=str(self.tokenizer_source),
+            tokenizer=str(self.start.tokenizer_source),
             conversations={name: split.conversations for name, split in used.items()},
             packed_sequences=len(self.train_split.sequences),
-            epochs=self.taken / len(self.train_split.sequences),
+            epochs=self.stream.epochs,
             skipped_rows={name: dict(split.skipped) for name, split in used.items()},
         )
 
