@@ -15,6 +15,7 @@ checks only it needs; post-training configs extend :class:`RunConfig` the same w
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -51,11 +52,20 @@ class OptimConfig:
 
 @dataclass
 class ScheduleConfig:
-    """Linear warmup, cosine decay to ``min_lr_ratio``·peak, optional final linear anneal to 0 (Llama 3 §3.4.3)."""
+    """Linear warmup, cosine decay to ``min_lr_ratio``·peak, optional final linear anneal to 0 (Llama 3 §3.4.3).
+
+    The warmup lasts ``warmup_steps``, or ``warmup_ratio`` of the run's steps
+    when that is longer (Llama 2's reward models warm up over 3% of the steps).
+    """
 
     warmup_steps: int = 2000
+    warmup_ratio: float = 0.0
     min_lr_ratio: float = 0.1
     anneal_steps: int = 0
+
+    def warmup(self, steps: int) -> int:
+        """The warmup steps of a run of ``steps``: ``max(warmup_steps, ⌈warmup_ratio × steps⌉)``."""
+        return max(self.warmup_steps, math.ceil(self.warmup_ratio * steps))
 
 
 @dataclass
@@ -150,6 +160,7 @@ class RunConfig:
             (self.optim.grad_clip > 0, "optim.grad_clip must be positive"),
             (0 <= self.schedule.min_lr_ratio <= 1, "schedule.min_lr_ratio must be in [0, 1]"),
             (self.schedule.warmup_steps >= 0, "schedule.warmup_steps must be >= 0"),
+            (0 <= self.schedule.warmup_ratio < 1, "schedule.warmup_ratio must be in [0, 1)"),
             (self.schedule.anneal_steps >= 0, "schedule.anneal_steps must be >= 0"),
             (self.checkpoint.every > 0, "checkpoint.every must be positive"),
             (self.checkpoint.keep > 0, "checkpoint.keep must be positive"),

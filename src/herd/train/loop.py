@@ -121,7 +121,7 @@ class Trainer:
         self.schedule = LRSchedule(
             config.optim.lr,
             self.steps,
-            config.schedule.warmup_steps,
+            config.schedule.warmup(self.steps),
             config.schedule.min_lr_ratio,
             config.schedule.anneal_steps,
         )
