@@ -53,7 +53,6 @@ over 3% of the steps, 512 pairs per step, the small margins.
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import math
 from collections.abc import Sequence
@@ -139,7 +138,7 @@ class RMOptimConfig(OptimConfig):
 
 @dataclass
 class RMScheduleConfig(ScheduleConfig):
-    """Warmup over ``warmup_ratio`` of the steps (Llama 2: 3%), at least ``warmup_steps``; cosine to 10%."""
+    """Warmup over 3% of the steps (Llama 2 §3.2.2), then cosine to 10% of the peak."""
 
     warmup_steps: int = 0
     warmup_ratio: float = 0.03
@@ -186,7 +185,6 @@ class RMConfig(RunConfig):
             (self.data.max_pairs >= 0, "data.max_pairs must be >= 0 (0: every row)"),
             (self.data.max_val_pairs >= 0, "data.max_val_pairs must be >= 0 (0: every row)"),
             (self.train.steps >= 0, "train.steps must be >= 0 (0: data.epochs passes over the data)"),
-            (0 <= self.schedule.warmup_ratio < 1, "schedule.warmup_ratio must be in [0, 1)"),
         ]
 
 
@@ -496,9 +494,7 @@ class RewardObjective(Objective[RewardBatch]):
         self.sequences_per_step = self.layout.sequences
         rows = len(self.train_split.rows)
         self.steps = config.train.steps or math.ceil(data.epochs * rows / self.sequences_per_step)
-        warmup = max(config.schedule.warmup_steps, math.ceil(config.schedule.warmup_ratio * self.steps))
-        schedule = dataclasses.replace(config.schedule, warmup_steps=warmup, warmup_ratio=0.0)
-        self.config: RMConfig = dataclasses.replace(config, schedule=schedule)
+        self.config: RMConfig = config
         self.fingerprint = fingerprint(self.train_split.rows)
         self.stream = EpochStream(rows, config.train.seed)
         self.before: HeldOut | None = None
