@@ -14,7 +14,6 @@ import json
 import statistics
 import subprocess
 import sys
-from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
@@ -24,6 +23,7 @@ import torch
 from herd.checkpoint.base import CheckpointInfo
 from herd.checkpoint.hf import write_hf
 from herd.checkpoint.load import load_model, model_tensors
+from herd.cli import main
 from herd.config import from_dict
 from herd.errors import ConfigError, InputError
 from herd.infer import Engine, SamplingParams, generate_ids
@@ -326,17 +326,6 @@ def test_the_command_module_imports_no_torch() -> None:
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
-@pytest.fixture
-def herd_main(monkeypatch: pytest.MonkeyPatch) -> Callable[[list[str]], int]:
-    """``herd.cli.main``, with ``rs`` in the command table if the table does not list it yet."""
-    import herd.cli as cli
-
-    if "rs" not in {command.name for command in cli.COMMANDS}:
-        row = cli.Command("rs", "posttrain", "rejection sampling")
-        monkeypatch.setattr(cli, "COMMANDS", (*cli.COMMANDS, row))
-    return cli.main
-
-
 def write_toml(path: Path, models: dict[str, Path], **changes: object) -> Path:
     values = {
         "policy": str(models["policy"]),
@@ -357,20 +346,19 @@ def test_the_command_writes_what_the_library_writes(
     run: Path,
     models: dict[str, Path],
     tmp_path: Path,
-    herd_main: Callable[[list[str]], int],
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     toml = write_toml(tmp_path / "rs.toml", models, samples=2, limit=1)
     out = tmp_path / "out"
     threads = str(torch.get_num_threads())  # the same kernels' threads as the library run's
     args = ["rs", str(toml), "-o", str(out), "--set", "samples=4", "--set", "limit=0", "--threads", threads]
-    assert herd_main([*args, "--json", "--quiet"]) == 0
+    assert main([*args, "--json", "--quiet"]) == 0
     printed = json.loads(capsys.readouterr().out)
     assert printed["complete"] and printed["samples_drawn"] == 2 * USABLE * 4
     assert printed["output"] == str(out) and printed["summary"]["sft_rows"] == USABLE
     for name in FILES:
         assert (out / name).read_bytes() == (run / name).read_bytes(), name
-    assert herd_main(args) == 0  # again: nothing left to sample, a summary for people
+    assert main(args) == 0  # again: nothing left to sample, a summary for people
     text = capsys.readouterr().out
     assert "round 2 (T 1)" in text and "0 samples" in text and "SFT targets" in text
 
@@ -378,27 +366,24 @@ def test_the_command_writes_what_the_library_writes(
 def test_the_command_reports_bad_input_in_one_line_with_exit_2(
     models: dict[str, Path],
     tmp_path: Path,
-    herd_main: Callable[[list[str]], int],
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     out = tmp_path / "out"
     toml = write_toml(tmp_path / "rs.toml", models, reward_model=str(models["other"]))
-    assert herd_main(["rs", str(toml), "-o", str(out), "--quiet"]) == 2
+    assert main(["rs", str(toml), "-o", str(out), "--quiet"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("herd: error: reward_model: ") and err.count("\n") == 1
     bad = tmp_path / "empty.jsonl"
     bad.write_text("\n")
-    assert herd_main(["rs", str(toml), "-o", str(out), "--set", f"prompts={json.dumps(str(bad))}"]) == 2
+    assert main(["rs", str(toml), "-o", str(out), "--set", f"prompts={json.dumps(str(bad))}"]) == 2
     assert capsys.readouterr().err == f"herd: error: {bad}: no rows (empty file)\n"
-    assert herd_main(["rs", str(toml), "--set", "sample=3"]) == 2
+    assert main(["rs", str(toml), "--set", "sample=3"]) == 2
     assert capsys.readouterr().err == "herd: error: unknown config key(s): sample\n"
     assert not out.exists()
 
 
-def test_help_shows_an_example(
-    herd_main: Callable[[list[str]], int], capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_help_shows_an_example(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exited:
-        herd_main(["rs", "--help"])
+        main(["rs", "--help"])
     assert exited.value.code == 0
     assert "herd rs configs/posttrain/rs-demo.toml" in capsys.readouterr().out
