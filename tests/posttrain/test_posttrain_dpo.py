@@ -32,7 +32,7 @@ from herd.posttrain.data import EpochStream
 from herd.posttrain.dpo import REFERENCE_FILE, DPOConfig, DPOObjective, DPOResult, PairBatch, dpo, pack_pairs
 from herd.tokenizer import Tokenizer
 from herd.tokenizer.save import save_tokenizer
-from herd.train.config import run_config_from_dict
+from herd.train.config import load_run_config, run_config_from_dict
 from herd.train.distributed import Runtime
 from herd.train.loop import Trainer
 from herd.train.metrics import METRICS_FILE, read_metrics
@@ -491,3 +491,10 @@ def test_config_checks_and_defaults(workspace: Path, tmp_path: Path) -> None:
         ).nll_weight
         == 0.0
     )
+
+
+@pytest.mark.parametrize("name", ["dpo-demo", "llama3-dpo"])
+def test_the_recipes_are_llama_3_s(name: str) -> None:
+    """Both configs load and keep Llama 3 §4.1.4's values: lr 1e-5, β 0.1, masking and the 0.2 NLL term."""
+    config = load_run_config(DPOConfig, Path(__file__).parents[2] / "configs/posttrain" / f"{name}.toml")
+    assert (config.optim.lr, config.beta, config.variant, config.nll_weight) == (1e-5, 0.1, "llama3", 0.2)
