@@ -586,6 +586,7 @@ def plot_reward_vs_k(curves: Sequence[dict[str, Any]], dst: Path) -> Path:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     fig, ax = plt.subplots(figsize=(7, 4))
     for curve in curves:
@@ -593,6 +594,7 @@ def plot_reward_vs_k(curves: Sequence[dict[str, Any]], dst: Path) -> Path:
         (line,) = ax.plot(curve["k"], curve["max"], "o-", label=f"max, {label}")
         ax.plot(curve["k"], curve["median"], "s--", color=line.get_color(), label=f"median, {label}")
     ax.set_xlabel("samples per prompt (k)")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_ylabel("reward (mean over prompts)")
     ax.set_title("Rejection sampling: best and median of the first k samples")
     ax.grid(alpha=0.3)
