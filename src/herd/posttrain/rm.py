@@ -405,7 +405,7 @@ def plot_scores(before: HeldOut | None, after: HeldOut, dst: Path) -> Path | Non
         accuracy = float((held.chosen > held.rejected).double().mean())
         ax.set_title(f"{title}: accuracy {100 * accuracy:.1f}% ({len(held.ratings)} pairs)")
         ax.set_xlabel("score")
-        ax.set_ylabel("pairs")
+        ax.set_ylabel("answers")
         ax.legend()
     fig.tight_layout()
     with atomic_file(dst) as tmp:
