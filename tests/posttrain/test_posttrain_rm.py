@@ -43,7 +43,7 @@ from herd.posttrain.rm import (
 from herd.tokenizer import Tokenizer
 from herd.tokenizer.chat import Llama2Chat
 from herd.tokenizer.save import save_tokenizer
-from herd.train.config import run_config_from_dict
+from herd.train.config import load_run_config, run_config_from_dict
 from herd.train.distributed import Runtime
 from herd.train.loop import Trainer
 from herd.train.metrics import METRICS_FILE, read_metrics
@@ -436,7 +436,7 @@ def test_a_crashed_run_resumes_exactly(
 RUN_RM = """
 import json, sys
 from herd.posttrain.rm import RMConfig, train_rm
-from herd.train.config import run_config_from_dict
+from herd.train.config import load_run_config, run_config_from_dict
 train_rm(run_config_from_dict(RMConfig, json.loads(open(sys.argv[1]).read())))
 """
 
@@ -497,3 +497,26 @@ def test_config_checks_and_defaults(workspace: Path, tmp_path: Path) -> None:
     assert (defaults.schedule.warmup_ratio, defaults.schedule.min_lr_ratio) == (0.03, 0.1)
     assert (defaults.train.steps, defaults.data.epochs) == (0, 1)
     assert defaults.train.batch_tokens // defaults.data.seq_len == 512  # 512 pairs per step
+
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.parametrize(
+    ("name", "margin", "safety", "rows_per_step"),
+    [
+        ("rm-demo", "small", "all", 8),
+        ("llama2-rm-helpful", "small", "exclude", 512),
+        ("llama2-rm-safety", "small", "only", 512),
+        ("llama3-rm", "none", "all", 512),
+    ],
+)
+def test_the_configs_load_with_the_papers_values(
+    name: str, margin: str, safety: str, rows_per_step: int
+) -> None:
+    config = load_run_config(RMConfig, ROOT / "configs" / "posttrain" / f"{name}.toml")
+    assert (config.margin, config.data.safety) == (margin, safety)
+    assert config.train.batch_tokens == rows_per_step * config.data.seq_len
+    assert (config.optim.lr, config.schedule.warmup_ratio, config.schedule.min_lr_ratio) == (1e-5, 0.03, 0.1)
+    assert (config.train.steps, config.data.epochs) == (0, 1)
+    assert (ROOT / config.data.train).is_file() and (ROOT / config.data.val).is_file()
