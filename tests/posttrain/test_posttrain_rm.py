@@ -16,7 +16,7 @@ import os
 import random
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -497,6 +497,64 @@ def test_config_checks_and_defaults(workspace: Path, tmp_path: Path) -> None:
     assert (defaults.schedule.warmup_ratio, defaults.schedule.min_lr_ratio) == (0.03, 0.1)
     assert (defaults.train.steps, defaults.data.epochs) == (0, 1)
     assert defaults.train.batch_tokens // defaults.data.seq_len == 512  # 512 pairs per step
+
+
+@pytest.fixture
+def herd_main(monkeypatch: pytest.MonkeyPatch) -> Callable[[list[str]], int]:
+    """``herd.cli.main``, with ``rm`` in the command table if the table does not list it yet."""
+    import herd.cli as cli
+
+    if "rm" not in {command.name for command in cli.COMMANDS}:
+        row = cli.Command(
+            "rm", "posttrain", "train a reward model on preference pairs (Llama 2 reward models)"
+        )
+        monkeypatch.setattr(cli, "COMMANDS", (*cli.COMMANDS, row))
+    return cli.main
+
+
+def write_toml(path: Path, raw: dict[str, Any]) -> Path:
+    """A raw config (scalars and one level of tables) as TOML."""
+    lines = [f"{key} = {json.dumps(value)}" for key, value in raw.items() if not isinstance(value, dict)]
+    for section, values in raw.items():
+        if isinstance(values, dict):
+            lines += [f"[{section}]", *(f"{key} = {json.dumps(value)}" for key, value in values.items())]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_herd_rm_prints_the_accuracy_per_rating(
+    workspace: Path, tmp_path: Path, herd_main: Callable[[list[str]], int], capsys: pytest.CaptureFixture[str]
+) -> None:
+    toml = write_toml(tmp_path / "rm.toml", raw_config(workspace, tmp_path / "unused"))
+    out = tmp_path / "out"
+    assert herd_main(["rm", str(toml), "-o", str(out), "--set", "train.steps=2", "--quiet"]) == 0
+    text = capsys.readouterr().out
+    summary = json.loads((out / "summary.json").read_text())
+    lines = [line.split() for line in text.splitlines()]
+    assert ["held-out", "accuracy", "before", "→", "after", "training", "(pairs)"] in lines
+    for level, words in (("significantly_better", 2), ("negligibly_better", 4), ("all", 1)):
+        row = summary["accuracy"][level]
+        expected = f"{100 * row['before']:.1f}% → {100 * row['after']:.1f}% ({row['pairs']})".split()
+        assert any(line[words:] == expected for line in lines), (level, text)
+    assert f"{out / 'final'}, with the tokenizer from {workspace / 'init'}; pad id 1" in text
+    skipped = "2 skipped (1 'chosen' missing, 1 invalid JSON)"
+    assert any(line[:3] == ["skipped", "rows", "(train)"] and " ".join(line[3:]) == skipped for line in lines)
+
+
+def test_herd_rm_reports_bad_input_in_one_line_with_exit_2(
+    workspace: Path, tmp_path: Path, herd_main: Callable[[list[str]], int], capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "out"
+    bad = write_rows(tmp_path / "bad.jsonl", [{"prompt": "is it ok?", "rejected": "no"}] * 3)
+    toml = write_toml(tmp_path / "rm.toml", raw_config(workspace, out, data={"train": str(bad)}))
+    assert herd_main(["rm", str(toml), "--quiet"]) == 2
+    assert capsys.readouterr().err == f"herd: error: {bad}: no usable rows: 3 skipped (3 'chosen' missing)\n"
+    toml = write_toml(tmp_path / "rm.toml", raw_config(workspace, out))
+    for setting in ("margin=huge", "data.trian=x"):
+        assert herd_main(["rm", str(toml), "--set", setting]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("herd: error: ") and err.count("\n") == 1 and setting.split("=")[0] in err
+    assert not out.exists()
 
 
 ROOT = Path(__file__).resolve().parents[2]

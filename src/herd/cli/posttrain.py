@@ -1,5 +1,5 @@
 """Post-training commands: ``herd sft`` (Llama 2 §3.1 supervised fine-tuning), ``herd average`` (Llama 3 §4.1.5 model averaging),
-``herd rs`` (Llama 2 §3.2.3 rejection sampling).
+``herd rs`` (Llama 2 §3.2.3 rejection sampling), ``herd rm`` (Llama 2 §3.2.2 reward models).
 
 The library code is :mod:`herd.posttrain`; it is imported when a command runs,
 so building the command tree imports no PyTorch.
@@ -18,6 +18,7 @@ from herd.cli.text import print_rows
 
 if TYPE_CHECKING:
     from herd.posttrain.rejection_sampling import RSResult
+    from herd.posttrain.rm import RMResult
     from herd.posttrain.sft import SFTResult
 
 
@@ -58,6 +59,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run_average)
     register_sft(sub)
     register_rs(sub)
+    register_rm(sub)
 
 
 def register_sft(sub: argparse._SubParsersAction) -> None:
@@ -112,6 +114,33 @@ def register_rs(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run_rs)
 
 
+def register_rm(sub: argparse._SubParsersAction) -> None:
+    """Add ``herd rm CONFIG`` with the flags every training command has (:func:`herd.cli.runs.add_run_flags`)."""
+    p = sub.add_parser(
+        "rm",
+        help="train a reward model on preference pairs (Llama 2 reward models)",
+        description="Train a reward model from the checkpoint `init` of a TOML config "
+        "(configs/posttrain/*rm*.toml): its next-token head is replaced by a scalar head, trained on "
+        "preference rows (JSONL {prompt, chosen, rejected, rating?, safety?}, or {prompt, responses: "
+        "[best, ..., worst]}) with the loss -log sigmoid(r_chosen - r_rejected - margin) (Llama 2 §3.2.2; "
+        "margin none: Llama 3 §4.1.2), on the pretraining trainer: checkpoints, --resume, metrics.jsonl, "
+        "the loss plot, scores.png and summary.json go to the run directory (out_dir), the reward model "
+        "with its tokenizer to OUT/final (LlamaForSequenceClassification, which transformers loads). The "
+        "held-out accuracy is reported before and after training, per preference rating (Llama 2 Table 8). "
+        "Rows that cannot be used are skipped and counted by reason.",
+        epilog="examples:\n  herd rm configs/posttrain/rm-demo.toml -o runs/rm\n"
+        "  herd rm configs/posttrain/rm-demo.toml -o runs/rm --resume --set train.steps=6\n"
+        "  herd rm configs/posttrain/llama2-rm-safety.toml --set init=path/to/chat-model --print-config",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    add_run_flags(
+        p,
+        set_example="--set margin=large --set data.max_pairs=64",
+        print_config="train.steps 0: data.epochs passes over the preference rows",
+    )
+    p.set_defaults(func=run_rm)
+
+
 def run_average(args: argparse.Namespace) -> int:
     """Run ``herd average``: print where the average was written."""
     from herd.posttrain.average import average_checkpoints, normalised_weights
@@ -147,8 +176,6 @@ def run_sft(args: argparse.Namespace) -> int:
 
 def sft_rows(result: SFTResult) -> list[tuple[str, object]]:
     """The summary of an SFT run: the trainer's rows, the eval loss, the data used and skipped, the weights."""
-    from herd.posttrain.data import SkipCounts
-
     used = ", ".join(f"{n:,} {name}" for name, n in result.conversations.items())
     data = [
         ("eval loss", f"{optional(result.eval_loss)} nats/answer token"),
@@ -157,13 +184,63 @@ def sft_rows(result: SFTResult) -> list[tuple[str, object]]:
             f"{used}; {result.packed_sequences:,} packed sequences, {result.epochs:.2f} epochs",
         ),
     ]
-    for name, counts in result.skipped_rows.items():
-        skipped = SkipCounts(counts)
-        data.append((f"skipped rows ({name})", str(skipped) if skipped else "none"))
+    data += skipped_rows(result.skipped_rows)
     weights = [
         ("weights (Hugging Face layout)", f"{result.final_dir}, with the tokenizer from {result.tokenizer}")
     ]
     return run_rows(result, data, weights if result.final_dir else [])
+
+
+def skipped_rows(counts: dict[str, dict[str, int]]) -> list[tuple[str, object]]:
+    """One summary row per data file (``train``, ``val``): its skipped rows by reason, or none."""
+    from herd.posttrain.data import SkipCounts
+
+    return [(f"skipped rows ({name})", str(SkipCounts(c)) if c else "none") for name, c in counts.items()]
+
+
+def run_rm(args: argparse.Namespace) -> int:
+    """Run ``herd rm``: resolve the config, train the reward model, print the summary (or only print the config)."""
+    from herd.posttrain.rm import RMConfig
+
+    config = resolve_config(args, RMConfig)
+    if args.print_config:
+        print(json.dumps(config.to_dict(), indent=2))
+        return 0
+    apply_threads(args)
+    from herd.posttrain.rm import train_rm
+
+    result = train_rm(config, resume=args.resume, overwrite=args.overwrite)
+    print_result(args, result, rm_rows(result))
+    return 0
+
+
+def percent(value: float | None) -> str:
+    """An accuracy as a percentage with one decimal, or ``n/a``."""
+    return f"{100 * value:.1f}%" if value is not None else "n/a"
+
+
+def rm_rows(result: RMResult) -> list[tuple[str, object]]:
+    """The summary of a reward-model run: the trainer's rows, the held-out loss and accuracy per rating
+    (Llama 2 Table 8's layout, before → after training), the pairs used and skipped, the outputs."""
+    from herd.posttrain.rm import LEVEL_NAMES
+
+    held_out: list[tuple[str, object]] = [
+        ("eval loss", f"{optional(result.eval_loss)} nats/pair (margin {result.margin})")
+    ]
+    if result.accuracy:
+        held_out.append(("held-out accuracy", "before → after training (pairs)"))
+        for level, row in result.accuracy.items():
+            accuracy = f"{percent(row['before'])} → {percent(row['after'])} ({row['pairs']:,})"
+            held_out.append((f"  {LEVEL_NAMES[level]}", accuracy))
+    used = ", ".join(f"{n:,} {name}" for name, n in result.pairs.items())
+    held_out += [("pairs", f"{used}; {result.epochs:.2f} epochs"), *skipped_rows(result.skipped_rows)]
+    outputs: list[tuple[str, object]] = []
+    if result.score_plot:
+        outputs.append(("score histograms", result.score_plot))
+    if result.final_dir:
+        weights = f"{result.final_dir}, with the tokenizer from {result.tokenizer}; pad id {result.pad_id}"
+        outputs.append(("reward model (LlamaForSequenceClassification)", weights))
+    return run_rows(result, held_out, outputs)
 
 
 def run_rs(args: argparse.Namespace) -> int:
