@@ -122,9 +122,8 @@ class RMDataConfig:
     val: str = ""  # empty: no validation
     seq_len: int = 8192  # tokens of one packed row: all of a row's responses, each after its prompt
     epochs: int = 1  # passes over the training rows when train.steps is 0 (Llama 2 §3.2.2)
-    safety: Literal["all", "only", "exclude"] = (
-        "all"  # rows marked safety: true: kept, the only ones, left out
-    )
+    # The rows marked safety: true: kept with the others, the only ones kept, or left out.
+    safety: Literal["all", "only", "exclude"] = "all"
     max_pairs: int = 0  # a sample of the rows (drawn from train.seed) up to this many pairs; 0: every row
     max_val_pairs: int = 0  # the same for data.val
 
