@@ -468,6 +468,51 @@ def test_a_file_without_usable_pairs_is_one_error_and_writes_nothing(workspace: 
     assert not (tmp_path / "run").exists()
 
 
+def dpo_command(argv: list[str]) -> tuple[int, str]:
+    """``herd dpo ARGV`` through the command's own parser: its exit code and one-line message on failure."""
+    from herd.cli import Parser, describe
+    from herd.cli import posttrain as commands
+
+    parser = Parser(prog="herd")
+    commands.register(parser.add_subparsers())
+    args = parser.parse_args(["dpo", *argv])
+    try:
+        return args.func(args), ""
+    except Exception as exc:
+        return describe(exc)
+
+
+def test_the_command_reports_bad_input_in_one_line_with_exit_2(workspace: Path, tmp_path: Path) -> None:
+    bad = write_rows(tmp_path / "bad.jsonl", [{"prompt": "hi", "rejected": "no"}])
+    config = tmp_path / "dpo.toml"
+    config.write_text(f'init = "{workspace / "init"}"\n[data]\ntrain = "{bad}"\n')
+    out = tmp_path / "run"
+    assert dpo_command([str(config), "-o", str(out), "--quiet"]) == (
+        2,
+        f"{bad}: no usable rows: 1 skipped (1 'chosen' missing)",
+    )
+    assert not out.exists()
+    config.write_text(f'init = "{workspace / "init"}"\nbetta = 0.2\n[data]\ntrain = "{bad}"\n')
+    assert dpo_command([str(config)]) == (2, "unknown config key(s): betta")
+
+
+def test_the_command_prints_accuracy_and_margin_before_and_after(finished: DPOResult) -> None:
+    from herd.cli.posttrain import dpo_rows
+
+    rows = dict(dpo_rows(finished))
+    accuracy = f"0.0% → {100 * finished.eval_reward_accuracy:.1f}% (24 pairs; before: the initial model, every reward 0)"
+    assert rows["held-out reward accuracy"] == accuracy
+    assert rows["held-out reward margin"] == f"0.0000 → {finished.eval_reward_margin:.4f}"
+    assert (
+        rows["pairs"] == "120 train, 24 val; " + f"{finished.epochs:.2f} epochs; beta 0.1, variant standard"
+    )
+    assert (
+        rows["skipped rows (train)"]
+        == "3 skipped (1 'chosen' missing, 1 chosen equals rejected, 1 invalid JSON)"
+    )
+    assert rows["weights (Hugging Face layout)"].startswith(f"{finished.final_dir}, with the tokenizer from ")
+
+
 def test_config_checks_and_defaults(workspace: Path, tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"unknown config key\(s\): betta"):
         run_config_from_dict(DPOConfig, raw_config(workspace, tmp_path, betta=0.2))

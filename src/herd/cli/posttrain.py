@@ -1,5 +1,6 @@
 """Post-training commands: ``herd sft`` (Llama 2 §3.1 supervised fine-tuning), ``herd average`` (Llama 3 §4.1.5 model averaging),
-``herd rs`` (Llama 2 §3.2.3 rejection sampling), ``herd rm`` (Llama 2 §3.2.2 reward models).
+``herd rs`` (Llama 2 §3.2.3 rejection sampling), ``herd rm`` (Llama 2 §3.2.2 reward models), ``herd dpo``
+(Llama 3 §4.1.4 direct preference optimisation).
 
 The library code is :mod:`herd.posttrain`; it is imported when a command runs,
 so building the command tree imports no PyTorch.
@@ -17,6 +18,7 @@ from herd.cli.runs import add_run_flags, optional, print_result, resolve_config,
 from herd.cli.text import print_rows
 
 if TYPE_CHECKING:
+    from herd.posttrain.dpo import DPOResult
     from herd.posttrain.rejection_sampling import RSResult
     from herd.posttrain.rm import RMResult
     from herd.posttrain.sft import SFTResult
@@ -60,6 +62,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     register_sft(sub)
     register_rs(sub)
     register_rm(sub)
+    register_dpo(sub)
 
 
 def register_sft(sub: argparse._SubParsersAction) -> None:
@@ -139,6 +142,34 @@ def register_rm(sub: argparse._SubParsersAction) -> None:
         print_config="train.steps 0: data.epochs passes over the preference rows",
     )
     p.set_defaults(func=run_rm)
+
+
+def register_dpo(sub: argparse._SubParsersAction) -> None:
+    """Add ``herd dpo CONFIG`` with the flags every training command has (:func:`herd.cli.runs.add_run_flags`)."""
+    p = sub.add_parser(
+        "dpo",
+        help="direct preference optimisation on preference pairs (Llama 3 DPO)",
+        description="Train the checkpoint `init` of a TOML config (configs/posttrain/*dpo*.toml) with DPO on "
+        "preference rows (JSONL {prompt | messages, chosen, rejected}, or {prompt, responses: [best, ..., "
+        "worst]}): -log sigmoid(beta ((log pi - log ref) of chosen - (log pi - log ref) of rejected)), with "
+        "variant llama3 (the default) masking header and end-of-turn tokens out of both and adding 0.2 x the "
+        "chosen response's NLL (Llama 3 §4.1.4). The reference log-probabilities are computed once before "
+        "training and kept in OUT/reference_logps.safetensors (a resumed run reads them back); no second "
+        "model is held. Runs on the pretraining trainer: checkpoints, --resume, metrics.jsonl, the loss plot "
+        "and summary.json (held-out reward accuracy and margin before and after) go to the run directory "
+        "(out_dir), the trained weights with their tokenizer to OUT/final (Hugging Face layout). Rows that "
+        "cannot be used are skipped and counted by reason.",
+        epilog="examples:\n  herd dpo configs/posttrain/dpo-demo.toml -o runs/dpo\n"
+        "  herd dpo configs/posttrain/dpo-demo.toml -o runs/dpo --resume --set train.steps=8\n"
+        "  herd dpo configs/posttrain/llama3-dpo.toml --set init=path/to/sft-model --print-config",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    add_run_flags(
+        p,
+        set_example="--set beta=0.1 --set variant=standard --set data.max_pairs=64",
+        print_config="train.steps 0: data.epochs passes over the pairs",
+    )
+    p.set_defaults(func=run_dpo)
 
 
 def run_average(args: argparse.Namespace) -> int:
@@ -241,6 +272,52 @@ def rm_rows(result: RMResult) -> list[tuple[str, object]]:
         weights = f"{result.final_dir}, with the tokenizer from {result.tokenizer}; pad id {result.pad_id}"
         outputs.append(("reward model (LlamaForSequenceClassification)", weights))
     return run_rows(result, held_out, outputs)
+
+
+def run_dpo(args: argparse.Namespace) -> int:
+    """Run ``herd dpo``: resolve the config, train, print the summary (or only print the config)."""
+    from herd.posttrain.dpo import DPOConfig
+
+    config = resolve_config(args, DPOConfig)
+    if args.print_config:
+        print(json.dumps(config.to_dict(), indent=2))
+        return 0
+    apply_threads(args)
+    from herd.posttrain.dpo import dpo
+
+    result = dpo(config, resume=args.resume, overwrite=args.overwrite)
+    print_result(args, result, dpo_rows(result))
+    return 0
+
+
+def dpo_rows(result: DPOResult) -> list[tuple[str, object]]:
+    """The summary of a DPO run: the trainer's rows, the held-out reward accuracy, margin and loss before →
+    after training, the pairs used and skipped, the reference log-probabilities and the weights."""
+    held_out: list[tuple[str, object]] = []
+    if result.eval_loss is not None:
+        val = result.pairs.get("val", 0)
+        held_out += [
+            (
+                "held-out reward accuracy",
+                f"{percent(result.eval_reward_accuracy_before)} → {percent(result.eval_reward_accuracy)} "
+                f"({val:,} pairs; before: the initial model, every reward 0)",
+            ),
+            (
+                "held-out reward margin",
+                f"{optional(result.eval_reward_margin_before)} → {optional(result.eval_reward_margin)}",
+            ),
+            ("eval loss", f"{optional(result.eval_loss_before)} → {optional(result.eval_loss)} nats/pair"),
+        ]
+    used = ", ".join(f"{n:,} {name}" for name, n in result.pairs.items())
+    held_out += [
+        ("pairs", f"{used}; {result.epochs:.2f} epochs; beta {result.beta:g}, variant {result.variant}"),
+        *skipped_rows(result.skipped_rows),
+        ("reference log-probs", result.reference_logps),
+    ]
+    weights = [
+        ("weights (Hugging Face layout)", f"{result.final_dir}, with the tokenizer from {result.tokenizer}")
+    ]
+    return run_rows(result, held_out, weights if result.final_dir else [])
 
 
 def run_rs(args: argparse.Namespace) -> int:
