@@ -9,7 +9,7 @@ metrics are pretraining's. What is particular to the reward model:
   new scalar head (:meth:`RewardModel.from_pretrained_lm`; Llama 2 starts from
   the chat model, Llama 3 from the pretrained checkpoint), trained in fp32
   (bf16 autocast on a GPU). The tokenizer and chat format are chosen as for
-  SFT (:class:`herd.posttrain.config.SFTConfig`).
+  SFT (:class:`herd.posttrain.config.Start`).
 * **Data** (:mod:`herd.posttrain.data`): each row of ``data.train`` is a
   preference pair or a ranking of two or more responses (Llama 3 §4.2.1:
   edited > chosen > rejected). ``data.safety`` keeps every row, only those
@@ -65,10 +65,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from herd.checkpoint.load import open_checkpoint
 from herd.errors import ConfigError, InputError
 from herd.io.atomic import atomic_file
-from herd.posttrain.config import resolve_init
+from herd.posttrain.config import Start
 from herd.posttrain.data import (
     RATINGS,
     EpochStream,
@@ -81,9 +80,8 @@ from herd.posttrain.data import (
 )
 from herd.posttrain.losses import rating_margins, reward_accuracy, reward_loss
 from herd.posttrain.reward_model import RewardModel
-from herd.tokenizer.base import Tokenizer, check_vocab_fits
-from herd.tokenizer.chat import ChatFormat, chat_format
-from herd.tokenizer.load import load_tokenizer
+from herd.tokenizer.base import Tokenizer
+from herd.tokenizer.chat import ChatFormat
 from herd.train.config import OptimConfig, RunConfig, ScheduleConfig, TrainConfig
 from herd.train.loop import train
 from herd.train.objective import (
@@ -472,13 +470,9 @@ class RewardObjective(Objective[RewardBatch]):
         for key, path in (("data.train", config.data.train), ("data.val", config.data.val)):
             if path and not Path(path).is_file():
                 raise ConfigError(f"{key}: no such file: {path}")
-        self.init = resolve_init(config.init)
-        with open_checkpoint(self.init) as reader:
-            self.model_config = reader.config
-        self.tokenizer_source = Path(config.tokenizer) if config.tokenizer else self.init
-        self.tokenizer: Tokenizer = load_tokenizer(self.tokenizer_source)
-        check_vocab_fits(self.tokenizer, self.model_config.vocab_size)
-        fmt = chat_format(self.tokenizer, None if config.chat_format == "auto" else config.chat_format)
+        self.start = Start.resolve(config.init, config.tokenizer, config.chat_format)
+        self.model_config = self.start.model_config
+        fmt = self.start.chat
         max_len = min(config.data.seq_len, self.model_config.max_seq_len)
         data = config.data
         seed = config.train.seed
@@ -486,7 +480,7 @@ class RewardObjective(Objective[RewardBatch]):
         self.val_split = (
             read_split(data.val, fmt, data, max_len, data.max_val_pairs, seed) if data.val else None
         )
-        self.pad_id = pad_token_id(self.tokenizer)
+        self.pad_id = pad_token_id(self.start.tokenizer)
         self._check_pad_id()
         self.seq_len = data.seq_len
         self.layout = batch_layout(config.train, self.seq_len, placement)
@@ -503,7 +497,7 @@ class RewardObjective(Objective[RewardBatch]):
         """Refuse a pad id that ends a rendered response: transformers would score the token before it."""
         for split in (self.train_split, self.val_split):
             if split is not None and any(s[-1] == self.pad_id for row in split.rows for s in row.sequences):
-                piece = self.tokenizer.id_to_piece(self.pad_id)
+                piece = self.start.tokenizer.id_to_piece(self.pad_id)
                 raise InputError(
                     f"{split.path}: a rendered response ends with token {self.pad_id} ({piece!r}), the id the "
                     "reward model pads with, so transformers could not find its last token"
@@ -520,8 +514,9 @@ class RewardObjective(Objective[RewardBatch]):
         if is_meta(model):
             model.to_empty(device=device)
             cast(RewardModel, model).transformer.reset_rope(device)
-        start = RewardModel.from_pretrained_lm(self.init, seed=self.config.train.seed, dtype=torch.float32)
-        copy_weights(model, dict(start.named_parameters()), str(self.init))
+        init = self.start.init
+        start = RewardModel.from_pretrained_lm(init, seed=self.config.train.seed, dtype=torch.float32)
+        copy_weights(model, dict(start.named_parameters()), str(init))
 
     def prepare_run(self, model: nn.Module, out_dir: Path) -> None:
         """Score the held-out pairs with the initial weights: the "before" column of the accuracy table."""
@@ -592,7 +587,7 @@ class RewardObjective(Objective[RewardBatch]):
         """``out_dir/final``: a ``LlamaForSequenceClassification`` directory with the tokenizer (transformers loads it)."""
         model = RewardModel(self.model_config, pad_id=self.pad_id, device="meta")
         model.load_state_dict(state, strict=True, assign=True)
-        return model.save_pretrained(out_dir / FINAL_DIR, tokenizer=self.tokenizer)
+        return model.save_pretrained(out_dir / FINAL_DIR, tokenizer=self.start.tokenizer)
 
     def accuracy_table(self) -> dict[str, dict[str, float | int | None]]:
         """Llama 2 Table 8's layout: per rating and ``all``, the held-out pairs and accuracy before and after."""
@@ -627,7 +622,7 @@ class RewardObjective(Objective[RewardBatch]):
             score_plot=str(plot) if plot else None,
             margin=self.config.margin,
             final_dir=str(exported) if exported else None,
-            tokenizer=str(self.tokenizer_source),
+            tokenizer=str(self.start.tokenizer_source),
             pad_id=self.pad_id,
             rows={name: len(split.rows) for name, split in used.items()},
             pairs={name: split.pairs for name, split in used.items()},
