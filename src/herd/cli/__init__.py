@@ -64,6 +64,8 @@ COMMANDS = (
         "posttrain",
         "rejection sampling: the reward model's best of K answers per prompt as SFT data (Llama 2)",
     ),
+    Command("rm", "posttrain", "train a reward model on preference pairs (Llama 2 reward models)"),
+    Command("dpo", "posttrain", "direct preference optimisation on preference pairs (Llama 3 DPO)"),
 )
 
 
