@@ -13,6 +13,8 @@ from pathlib import Path
 import pytest
 
 from herd.data.executor.local import LocalExecutor
+from herd.data.io.jsonl import JsonlReader
+from herd.data.pipeline import Pipeline
 
 SCRIPT = """
 import sys, time
@@ -108,3 +110,51 @@ def test_rerun_skips_finished_shards(tmp_path: Path) -> None:
     again = LocalExecutor(Pipeline(JsonlReader()), inputs, tmp_path / "o", tasks=3).run()
     assert marker.stat().st_mtime_ns == before
     assert again[0].kept == 480
+
+
+UNIMPORTABLE_IN_WORKERS = """
+import multiprocessing
+
+if multiprocessing.parent_process() is not None:
+    raise ImportError("this module refuses to load in a worker")
+
+
+def job(n):
+    return n
+"""
+
+
+@pytest.mark.parametrize("death", ["exit", "unpickle"])
+def test_a_worker_that_dies_is_one_error_not_a_wait_for_ever(
+    death: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A worker gone without an answer (a crash, the OOM killer, a job its process cannot load) ends the map
+    with one error naming how it ended; multiprocessing.Pool would replace it and wait for its job for ever."""
+    import threading
+
+    from herd.errors import HerdError
+
+    if death == "exit":
+        fn, expected = os._exit, "a worker process of the local executor died (exit code 3)"
+    else:
+        (tmp_path / "refuses_workers.py").write_text(UNIMPORTABLE_IN_WORKERS)
+        monkeypatch.syspath_prepend(str(tmp_path))
+        import refuses_workers
+
+        fn, expected = refuses_workers.job, "a worker process of the local executor died"
+    executor = LocalExecutor(Pipeline(JsonlReader(), []), [], tmp_path / "out", workers=2)
+    outcome: list[BaseException | list[object]] = []
+
+    def run() -> None:
+        try:
+            outcome.append(executor.map(fn, [(3,), (3,)]))
+        except BaseException as e:
+            outcome.append(e)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    thread.join(120)
+    assert not thread.is_alive(), "the map is still waiting for a dead worker"
+    assert isinstance(outcome[0], HerdError), outcome
+    assert str(outcome[0]).startswith(expected), outcome[0]
+    assert "run the same command again to resume" in str(outcome[0])

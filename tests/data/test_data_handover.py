@@ -21,7 +21,6 @@ import herd
 from conftest import SAMPLES, byte_tokenizer, stand_in_tokenizer
 from herd.cli import main
 from herd.data.dedup.exact import ExactDedup
-from herd.data.document import Document
 from herd.data.errors import DataInputError
 from herd.data.executor.local import LocalExecutor
 from herd.data.io.jsonl import JsonlReader
@@ -32,7 +31,6 @@ from herd.data.recipe.build import build, prepare, run_source
 from herd.data.recipe.config import load_recipe
 from herd.data.recipe.report import format_tables
 from herd.data.recipe.tokenize import is_held_out
-from herd.data.step import Step
 
 # Source "a": 3 documents of 17, 17 and 16 bytes (50 in all), the second a copy of the first.
 A_TEXTS = ["one document here", "one document here", "another document"]
@@ -364,20 +362,35 @@ def test_what_is_not_a_banner_still_reaches_stderr(capfd: pytest.CaptureFixture[
 # ---- 7. --threads ----------------------------------------------------------------------------------
 
 
+# The step the workers run, in a module of its own: a spawned worker imports the step's module to
+# unpickle its job, and this test module's ``from conftest import ...`` could find another folder's
+# conftest.py first on the worker's sys.path.
+OMP_THREADS_SEEN = """
+import os
+
+from herd.data.document import Document
+from herd.data.step import Step
+
+
 class OmpThreadsSeen(Step):
-    """Labels each document with the OMP_NUM_THREADS its process sees (PyTorch's thread count at start)."""
+    \"\"\"Labels each document with the OMP_NUM_THREADS its process sees (PyTorch's thread count at start).\"\"\"
 
     name = "omp_threads_seen"
 
     def process(self, doc: Document) -> Document:
         doc.metadata["omp"] = os.environ.get("OMP_NUM_THREADS")
         return doc
+"""
 
 
 def test_threads_reach_the_worker_processes(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     import torch
+
+    (tmp_path / "omp_threads_seen.py").write_text(OMP_THREADS_SEEN)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    from omp_threads_seen import OmpThreadsSeen
 
     monkeypatch.setitem(registry.STEPS, OmpThreadsSeen.name, OmpThreadsSeen)
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)  # restored after the test

@@ -395,13 +395,23 @@ def test_a_changed_held_out_file_recomputes_only_its_reference(
 def test_no_reference_model_is_alive_while_training(
     workspace: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """During training the only decoder alive is the policy, and the only parameters are its own."""
+    """During training the only decoder alive is the policy, and the only parameters are its own.
+
+    Objects that earlier tests in this process left alive are not the run's: they are held (so
+    their ids cannot be reused) and left out of the count.
+    """
     seen: list[tuple[int, int, int]] = []
     original = Trainer.train_step
 
+    def counted() -> list[object]:
+        gc.collect()  # compared by type: isinstance would touch deprecated torch objects
+        return [o for o in gc.get_objects() if type(o) in (Transformer, torch.nn.Parameter)]
+
+    earlier = counted()
+    before = {id(o) for o in earlier}
+
     def inspected(self: Trainer) -> tuple[float, float, float]:
-        gc.collect()
-        alive = gc.get_objects()  # compared by type: isinstance would touch deprecated torch objects
+        alive = [o for o in counted() if id(o) not in before]
         decoders = [o for o in alive if type(o) is Transformer]
         parameters = {id(o): o.numel() for o in alive if type(o) is torch.nn.Parameter}
         own = sum(p.numel() for p in self.model.parameters())
