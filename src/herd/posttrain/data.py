@@ -6,7 +6,12 @@ same columns (``messages`` as a list of ``{role, content}`` structs):
 
 * conversations, for supervised fine-tuning (Llama 2 §3.1, Llama 3 §4.1.3)::
 
-      {"messages": [{"role": "system"|"user"|"assistant", "content": str}, ...], "system"?: str}
+      {"messages": [{"role": "system"|"user"|"assistant", "content": str, "weight"?: 0|1}, ...], "system"?: str}
+
+  An assistant message with ``"weight": 0`` is context only: the loss skips it
+  (OpenAI's chat fine-tuning convention; Ghost Attention's earlier turns,
+  Llama 2 §3.3). A weight elsewhere or other than 0 or 1 skips the row, and so
+  does a conversation whose every answer has weight 0 ("nothing to train").
 
 * preferences, for reward models (Llama 2 §3.2.2), DPO (Llama 3 §4.1.4) and
   the prompts of rejection sampling and PPO: a pair ::
@@ -58,7 +63,7 @@ from herd.errors import ConfigError, InputError
 from herd.io.compression import DamagedFileError, open_read
 from herd.model.cross_entropy import IGNORE_INDEX
 from herd.tokenizer.base import Tokenizer
-from herd.tokenizer.chat import ChatError, ChatFormat, check_conversation
+from herd.tokenizer.chat import ChatError, ChatFormat, check_conversation, is_trained, is_weight
 
 log = logging.getLogger("herd.posttrain")
 
@@ -67,7 +72,7 @@ ROLES = ("system", "user", "assistant")
 RATINGS = ("significantly_better", "better", "slightly_better", "negligibly_better")
 _RATING_SYNONYMS = {"unsure": "negligibly_better"}
 
-Message = dict[str, str]
+Message = dict[str, Any]  # role and content strings; on the assistant's, an optional int weight
 Record = TypeVar("Record")
 Rendered = TypeVar("Rendered")
 
@@ -275,6 +280,13 @@ def _messages(row: Mapping[str, Any]) -> tuple[Message, ...]:
         if message.get("role") not in ROLES:
             raise SkippedRow("unknown role", repr(message.get("role")))
         messages.append({"role": message["role"], "content": _string(message.get("content"), "'content'")})
+        weight = message.get("weight")
+        if weight is not None:
+            if message["role"] != "assistant":
+                raise SkippedRow("'weight' not on an assistant message", message["role"])
+            if not is_weight(weight):
+                raise SkippedRow("'weight' not 0 or 1", repr(weight))
+            messages[-1]["weight"] = weight
     return _with_system(row, messages)
 
 
@@ -299,6 +311,8 @@ def _check_turns(messages: Sequence[Message], last: str) -> None:
 def _conversation(row: dict[str, Any]) -> Conversation:
     messages = _messages(row)
     _check_turns(messages, "assistant")
+    if not any(is_trained(message) for message in messages):
+        raise SkippedRow("nothing to train", "every assistant message has weight 0")
     return Conversation(messages)
 
 

@@ -4,6 +4,14 @@ Supervised fine-tuning (Llama 2 §3.1, Llama 3 §4.1) trains only on the
 assistant's answers, so every format returns a mask that is 1 on assistant
 content and on the token that ends the assistant's turn, 0 elsewhere.
 
+An assistant message may carry ``"weight": 0`` (the convention of OpenAI's
+chat fine-tuning format; 1 is the default): that turn, content and
+turn-ending token, is context only, with mask 0, and its ids are those it
+would have without the key. Ghost Attention (Llama 2 §3.3) needs it: its
+dialogues are trained on their last answer alone, "the loss set to 0 for all
+the tokens from the previous turns, including assistant messages"
+(:mod:`herd.posttrain.gatt`).
+
 * :class:`Llama2Chat`: ``<s>[INST] <<SYS>>\\n{system}\\n<</SYS>>\\n\\n{user} [/INST] {answer} </s>``
   per turn (docs/spec.md §2); each completed pair is one SentencePiece call framed by
   BOS and EOS, the open turn gets BOS only, as in Meta's reference.
@@ -23,7 +31,9 @@ placeholders is the template's own text; matching the real rendering against
 ``literal (.*?) literal (.*?) ...`` recovers exactly where each message's
 content landed, even when the template trims it. Template text is encoded
 with special tokens allowed, contents without; the mask is 1 on assistant
-contents and on the template's first token after each if it is a stop token.
+contents and on the template's first token after each if it is a stop token
+(unless the message has ``"weight": 0``). The ``weight`` key never reaches the
+template, so it cannot change the text.
 Spaces that end a template piece just before a content are encoded with the
 content, so ``"[INST] " + "hello"`` gives the same ids as the joined string.
 """
@@ -35,13 +45,17 @@ from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 import jinja2
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from herd.tokenizer.base import Tokenizer, TokenizerError
 
-Message = Mapping[str, str]
+#: ``{"role": str, "content": str}``, and on assistant messages an optional ``"weight": 0 | 1``.
+Message = Mapping[str, Any]
+#: The loss weights a message may carry: 0 (context only) or 1 (trained, the default for the assistant).
+WEIGHTS = (0, 1)
 
 
 class ChatError(TokenizerError):
@@ -60,12 +74,22 @@ class ChatTokens:
         self.loss_mask += [int(trained)] * len(ids)
 
 
+def is_weight(value: object) -> bool:
+    """Whether ``value`` is a loss weight a message may carry: the integer 0 or 1 (not a bool, not a float)."""
+    return type(value) is int and value in WEIGHTS
+
+
+def is_trained(message: Message) -> bool:
+    """Whether the loss covers ``message``: an assistant message without ``"weight": 0``."""
+    return message["role"] == "assistant" and message.get("weight", 1) == 1
+
+
 def check_conversation(messages: Sequence[Message], *, prompt: bool, roles: Sequence[str] = ()) -> None:
     """Raise :class:`ChatError` unless ``messages`` is an optional system message then user/assistant turns.
 
     User-side roles (``user`` and any of ``roles``) and ``assistant`` must
     alternate, starting with a user turn. A generation prompt must end on a
-    user-side turn.
+    user-side turn. A ``weight`` must be 0 or 1, on an assistant message.
     """
     user_side = ("user", *roles)
     if not messages:
@@ -81,6 +105,10 @@ def check_conversation(messages: Sequence[Message], *, prompt: bool, roles: Sequ
             raise ChatError(
                 f"message {i}: unknown role {role!r} (expected system, {', '.join(user_side)}, assistant)"
             )
+        if "weight" in message and role != "assistant":
+            raise ChatError(f"message {i} ({role}): 'weight' is only for assistant messages")
+        if "weight" in message and not is_weight(message["weight"]):
+            raise ChatError(f"message {i} ({role}): 'weight' must be 0 or 1, got {message['weight']!r}")
         if role == "system":
             if i != 0:
                 raise ChatError(f"message {i}: a system message may only come first")
@@ -125,14 +153,15 @@ class Llama2Chat(ChatFormat):
 
     def render(self, messages: Sequence[Message]) -> ChatTokens:
         turns = self._turns(messages, prompt=False)
+        trained = [is_trained(m) for m in messages if m["role"] == "assistant"]
         out = ChatTokens()
         encode = self.tokenizer.encode
-        for user, answer in zip(turns[0::2], turns[1::2], strict=False):
+        for user, answer, train in zip(turns[0::2], turns[1::2], trained, strict=False):
             head = f"{self.B_INST} {user} {self.E_INST}"
             full = encode(f"{head} {answer} ", bos=True, eos=True)
             shared = _common_prefix(encode(head, bos=True), full)
             out.add(full[:shared], False)
-            out.add(full[shared:], True)
+            out.add(full[shared:], train)
         if len(turns) % 2:
             out.add(encode(f"{self.B_INST} {turns[-1]} {self.E_INST}", bos=True), False)
         return out
@@ -147,7 +176,7 @@ class Llama3Chat(ChatFormat):
 
     ROLES = ("ipython",)
 
-    def _message(self, out: ChatTokens, role: str, content: str | None) -> None:
+    def _message(self, out: ChatTokens, role: str, content: str | None, trained: bool = False) -> None:
         tok = self.tokenizer
         out.add(
             [tok.special_id("<|start_header_id|>"), *tok.encode(role), tok.special_id("<|end_header_id|>")],
@@ -155,7 +184,6 @@ class Llama3Chat(ChatFormat):
         )
         out.add(tok.encode("\n\n"), False)
         if content is not None:
-            trained = role == "assistant"
             out.add(tok.encode(content.strip()), trained)
             out.add([tok.special_id("<|eot_id|>")], trained)
 
@@ -164,7 +192,7 @@ class Llama3Chat(ChatFormat):
         out = ChatTokens()
         out.add([self.tokenizer.special_id("<|begin_of_text|>")], False)
         for message in messages:
-            self._message(out, message["role"], message["content"])
+            self._message(out, message["role"], message["content"], is_trained(message))
         if prompt:
             self._message(out, "assistant", None)
         return out
@@ -177,6 +205,9 @@ class Llama3Chat(ChatFormat):
 
 
 _PLACEHOLDER = re.compile("\ue000(\\d+)\ue001")
+#: A piece of a rendered template: its text, and ``None`` for the template's own text, else whether
+#: the loss covers it (the content of a message, :func:`is_trained`).
+Piece = tuple[str, bool | None]
 
 
 def _raise_exception(message: str) -> None:
@@ -216,7 +247,7 @@ class JinjaChat(ChatFormat):
     def _render_text(self, messages: Sequence[Message], add_generation_prompt: bool) -> str:
         try:
             return self.template.render(
-                messages=[dict(m) for m in messages],
+                messages=[{key: value for key, value in m.items() if key != "weight"} for m in messages],
                 add_generation_prompt=add_generation_prompt,
                 bos_token=self._special_text(self.tokenizer.bos_id),
                 eos_token=self._special_text(self.tokenizer.eos_id),
@@ -224,10 +255,8 @@ class JinjaChat(ChatFormat):
         except jinja2.TemplateError as exc:
             raise ChatError(f"{self.tokenizer.source}: chat template failed ({exc})") from None
 
-    def _pieces(
-        self, messages: Sequence[Message], add_generation_prompt: bool
-    ) -> list[tuple[str, str | None]]:
-        """The rendering as (text, role) pieces: role is ``None`` for template text, else the message's role."""
+    def _pieces(self, messages: Sequence[Message], add_generation_prompt: bool) -> list[Piece]:
+        """The rendering as :data:`Piece` s: template text, and each message's content with whether it is trained."""
         check_conversation(messages, prompt=add_generation_prompt)
         text = self._render_text(messages, add_generation_prompt)
         marked = [dict(m, content=f"\ue000{i}\ue001") for i, m in enumerate(messages)]
@@ -240,26 +269,26 @@ class JinjaChat(ChatFormat):
                 f"{self.tokenizer.source}: cannot locate the message contents in the rendered chat template "
                 "(the template changes contents beyond trimming them); no loss mask can be computed"
             )
-        pieces: list[tuple[str, str | None]] = [(literals[0], None)]
+        pieces: list[Piece] = [(literals[0], None)]
         for n, owner in enumerate(owners):
-            pieces += [(match.group(n + 1), messages[owner]["role"]), (literals[n + 1], None)]
+            pieces += [(match.group(n + 1), is_trained(messages[owner])), (literals[n + 1], None)]
         return _move_spaces_into_contents(pieces)
 
-    def _encode_pieces(self, pieces: list[tuple[str, str | None]]) -> ChatTokens:
+    def _encode_pieces(self, pieces: list[Piece]) -> ChatTokens:
         tok = self.tokenizer
         stops = tok.stop_ids
         out = ChatTokens()
-        turn_open = False  # an assistant content was just encoded; its end-of-turn token is trained too
-        for text, role in pieces:
+        turn_open = False  # a trained content was just encoded; its end-of-turn token is trained too
+        for text, trained in pieces:
             if not text:
                 continue
             encode = tok._encode_continuation if out.ids else tok._encode
-            ids = encode(text, allow_special=role is None)
-            if role is None and turn_open and ids and ids[0] in stops:
+            ids = encode(text, allow_special=trained is None)
+            if trained is None and turn_open and ids and ids[0] in stops:
                 out.add(ids[:1], True)
                 ids = ids[1:]
-            out.add(ids, role == "assistant")
-            turn_open = role == "assistant"
+            out.add(ids, trained is True)
+            turn_open = trained is True
         return out
 
     def render(self, messages: Sequence[Message]) -> ChatTokens:
@@ -269,14 +298,14 @@ class JinjaChat(ChatFormat):
         return self._encode_pieces(self._pieces(messages, add_generation_prompt=True)).ids
 
 
-def _move_spaces_into_contents(pieces: list[tuple[str, str | None]]) -> list[tuple[str, str | None]]:
+def _move_spaces_into_contents(pieces: list[Piece]) -> list[Piece]:
     """Move spaces that end a template piece into the content after it (``"[INST] "`` + ``"hi"``)."""
     out = list(pieces)
     for i in range(len(out) - 1):
-        (text, role), (nxt, nxt_role) = out[i], out[i + 1]
-        if role is None and nxt_role is not None and text.endswith(" "):
+        (text, trained), (nxt, nxt_trained) = out[i], out[i + 1]
+        if trained is None and nxt_trained is not None and text.endswith(" "):
             kept = text.rstrip(" ")
-            out[i], out[i + 1] = (kept, None), (text[len(kept) :] + nxt, nxt_role)
+            out[i], out[i + 1] = (kept, None), (text[len(kept) :] + nxt, nxt_trained)
     return out
 
 
