@@ -29,6 +29,7 @@ from herd.errors import ConfigError, InputError
 from herd.infer import Engine, SamplingParams, generate_ids
 from herd.model.build import build_model
 from herd.model.presets import get_preset
+from herd.posttrain.config import resolve_init
 from herd.posttrain.data import read_conversations
 from herd.posttrain.rejection_sampling import (
     PROGRESS,
@@ -37,7 +38,6 @@ from herd.posttrain.rejection_sampling import (
     best_sample,
     load_rs_config,
     rejection_sample,
-    resolve_policy,
 )
 from herd.posttrain.reward_model import RewardModel
 from herd.tokenizer import Tokenizer, load_tokenizer
@@ -316,7 +316,7 @@ def test_config_keys_overrides_and_checks(tmp_path: Path) -> None:
 
 def test_the_demo_config_reads_the_bundled_policy_and_sample_prompts(smollm2_gguf: Path) -> None:
     config = load_rs_config(ROOT / "configs/posttrain/rs-demo.toml")
-    assert resolve_policy(config.policy) == smollm2_gguf
+    assert resolve_init(config.policy, "policy") == smollm2_gguf
     assert config.temperatures == [1.2] and 4 <= config.samples <= 8 and config.limit > 0
     assert (ROOT / config.prompts).is_file() and load_tokenizer(smollm2_gguf).vocab_size == 49152
 

@@ -168,7 +168,8 @@ def _stats(args: argparse.Namespace) -> int:
     manifest = load_manifest(args.directory)
     _print_manifest(manifest, args.json)
     png = args.output or args.directory / "stats.png"
-    if draw_png(manifest, png) and not args.json:
+    draw_png(manifest, png)
+    if not args.json:
         print(f"\nchart: {png}")
     return 0
 

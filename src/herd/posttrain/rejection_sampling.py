@@ -74,7 +74,8 @@ from herd.infer.engine import Engine
 from herd.infer.generate import Generated, generate_ids
 from herd.infer.loading import load_for_inference
 from herd.infer.sampling import SamplingParams
-from herd.io.atomic import atomic_file, write_atomically
+from herd.io.atomic import write_atomically
+from herd.io.plot import pyplot, save_png
 from herd.model.transformer import Transformer
 from herd.posttrain.config import resolve_init
 from herd.posttrain.data import Message, SkipCounts, read_prompts
@@ -160,14 +161,6 @@ def load_rs_config(
     return loader.from_dict(RSConfig, data).validate()
 
 
-def resolve_policy(policy: str) -> Path:
-    """The checkpoint of ``policy``: a bundled model's file (SFT's ``init`` names, :func:`resolve_init`), else ``policy``."""
-    try:
-        return resolve_init(policy)
-    except ConfigError as exc:  # its message names SFT's key
-        raise ConfigError(f"policy{str(exc).removeprefix('init')}") from None
-
-
 @dataclass(frozen=True)
 class RSPrompt:
     """A usable prompt: its messages and their rendering, the tokens the policy continues."""
@@ -218,7 +211,7 @@ def rejection_sample(
     prompts on stderr.
     """
     started = time.perf_counter()
-    policy, tokenizer = load_for_inference(str(resolve_policy(config.policy)))
+    policy, tokenizer = load_for_inference(str(resolve_init(config.policy, "policy")))
     fmt = chat_format(tokenizer, None if config.chat_format == "auto" else config.chat_format)
     prompts = load_prompts(config, fmt, policy.config.max_seq_len)
     reward_model = RewardModel.from_pretrained(config.reward_model).eval()
@@ -582,13 +575,9 @@ def _write_jsonl(path: Path, rows: Iterable[dict[str, Any]]) -> None:
 
 def plot_reward_vs_k(curves: Sequence[dict[str, Any]], dst: Path) -> Path:
     """Llama 2's Figure 7 for this run: mean max and median reward among the first k samples, per round."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     from matplotlib.ticker import MaxNLocator
 
-    fig, ax = plt.subplots(figsize=(7, 4))
+    fig, ax = pyplot().subplots(figsize=(7, 4))
     for curve in curves:
         label = f"round {curve['round'] + 1}, T={curve['temperature']:g}"
         (line,) = ax.plot(curve["k"], curve["max"], "o-", label=f"max, {label}")
@@ -600,10 +589,7 @@ def plot_reward_vs_k(curves: Sequence[dict[str, Any]], dst: Path) -> Path:
     ax.grid(alpha=0.3)
     ax.legend(fontsize="small")
     fig.tight_layout()
-    with atomic_file(dst) as tmp:
-        fig.savefig(tmp, dpi=100, format="png", metadata={"Software": None})
-    plt.close(fig)
-    return dst
+    return save_png(fig, dst)
 
 
 def render_report(

@@ -66,7 +66,7 @@ import torch
 from torch import nn
 
 from herd.errors import ConfigError, InputError
-from herd.io.atomic import atomic_file
+from herd.io.plot import pyplot, save_png
 from herd.posttrain.config import Start
 from herd.posttrain.data import (
     RATINGS,
@@ -383,17 +383,10 @@ class HeldOut:
         return out
 
 
-def plot_scores(before: HeldOut | None, after: HeldOut, dst: Path) -> Path | None:
-    """Histograms of the chosen and rejected held-out scores, before training (if known) and after; None without matplotlib."""
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        return None
+def plot_scores(before: HeldOut | None, after: HeldOut, dst: Path) -> Path:
+    """Histograms of the chosen and rejected held-out scores, before training (if known) and after."""
     panels = [("before training", before), ("after training", after)] if before else [("after", after)]
-    fig, axes = plt.subplots(1, len(panels), figsize=(6 * len(panels), 4), squeeze=False)
+    fig, axes = pyplot().subplots(1, len(panels), figsize=(6 * len(panels), 4), squeeze=False)
     for ax, (title, held) in zip(axes[0], panels, strict=True):
         scores = torch.cat([held.chosen, held.rejected])
         bins = torch.linspace(float(scores.min()), float(scores.max()) + 1e-9, 31).tolist()
@@ -405,10 +398,7 @@ def plot_scores(before: HeldOut | None, after: HeldOut, dst: Path) -> Path | Non
         ax.set_ylabel("answers")
         ax.legend()
     fig.tight_layout()
-    with atomic_file(dst) as tmp:
-        fig.savefig(tmp, dpi=100, format="png")
-    plt.close(fig)
-    return dst
+    return save_png(fig, dst)
 
 
 # ---- the objective -----------------------------------------------------------------------------------

@@ -23,6 +23,7 @@ import torch
 
 from herd.errors import HerdError
 from herd.io.atomic import atomic_file
+from herd.io.plot import pyplot, save_png
 
 # Dense (no sparsity) peak bf16 FLOP/s per device; matched as substrings of torch.cuda.get_device_name.
 GPU_PEAK_FLOPS = {
@@ -194,15 +195,9 @@ def read_metrics(path: Path | str, *, partial_last: bool = False) -> list[dict[s
     return records
 
 
-def plot_losses(records: list[dict[str, Any]], dst: Path, val_key: str = "val_loss") -> Path | None:
-    """A PNG of training (and validation: the ``val_key`` records) loss against step; None without matplotlib."""
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        return None
+def plot_losses(records: list[dict[str, Any]], dst: Path, val_key: str = "val_loss") -> Path:
+    """A PNG of training (and validation: the ``val_key`` records) loss against step."""
+    plt = pyplot()
     train = [(r["step"], r["loss"]) for r in records if "loss" in r]
     val = [(r["step"], r[val_key]) for r in records if val_key in r]
     fig, ax = plt.subplots(figsize=(7, 4))
@@ -215,7 +210,4 @@ def plot_losses(records: list[dict[str, Any]], dst: Path, val_key: str = "val_lo
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
-    with atomic_file(dst) as tmp:
-        fig.savefig(tmp, dpi=100, format="png")
-    plt.close(fig)
-    return dst
+    return save_png(fig, dst)

@@ -9,7 +9,7 @@ from typing import Any
 from herd.data.checks import expect, expect_key
 from herd.data.errors import DataInputError
 from herd.data.stats import StepStats
-from herd.io.atomic import write_atomically
+from herd.io.plot import pyplot, save_png
 from herd.io.token_shards import MANIFEST
 from herd.paths import contained
 
@@ -110,15 +110,9 @@ def format_tables(manifest: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def draw_png(manifest: dict[str, Any], path: Path) -> bool:
-    """Tokens per source and drops per step as a PNG; ``False`` when matplotlib is missing."""
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        return False
+def draw_png(manifest: dict[str, Any], path: Path) -> Path:
+    """Tokens per source and drops per step as a PNG at ``path``."""
+    plt = pyplot()
     sources = manifest.get("sources", {})
     steps = [
         (f"{src}:{s['name']}", sum(s["dropped"].values()))
@@ -133,8 +127,4 @@ def draw_png(manifest: dict[str, Any], path: Path) -> bool:
     right.barh([n for n, _ in steps], [d for _, d in steps], color="tab:red")
     right.set_title("documents dropped per step")
     fig.tight_layout()
-    try:
-        write_atomically(path, lambda f: fig.savefig(f, format="png", dpi=100))
-    finally:
-        plt.close(fig)
-    return True
+    return save_png(fig, path)
