@@ -29,7 +29,16 @@ from herd.model.cross_entropy import IGNORE_INDEX
 from herd.model.presets import get_preset
 from herd.model.transformer import Transformer
 from herd.posttrain.data import EpochStream
-from herd.posttrain.dpo import REFERENCE_FILE, DPOConfig, DPOObjective, DPOResult, PairBatch, dpo, pack_pairs
+from herd.posttrain.dpo import (
+    REFERENCE_FILE,
+    DPOConfig,
+    DPOObjective,
+    DPOResult,
+    PairBatch,
+    dpo,
+    pack_pairs,
+    plot_rewards,
+)
 from herd.tokenizer import Tokenizer
 from herd.tokenizer.save import save_tokenizer
 from herd.train.config import load_run_config, run_config_from_dict
@@ -286,6 +295,10 @@ def test_dpo_learns_to_rank_the_held_out_pairs_and_reports(finished: DPOResult) 
     assert summary["final_dir"] == str(out / "final") and summary["steps"] == 30
     assert summary["variant"] == "standard" and summary["beta"] == 0.1
     assert Path(summary["reference_logps"]).is_file()
+    assert summary["reward_plot"] == str(out / "rewards.png")
+    assert (out / "rewards.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert plot_rewards([r for r in records if "loss" not in r], {}, out / "none.png") is None
+    assert not (out / "none.png").exists()
 
 
 def test_final_loads_alone_in_transformers(
@@ -510,6 +523,7 @@ def test_the_command_prints_accuracy_and_margin_before_and_after(finished: DPORe
     from herd.cli.posttrain import dpo_rows
 
     rows = dict(dpo_rows(finished))
+    assert rows["reward plot"] == finished.reward_plot
     accuracy = f"0.0% → {100 * finished.eval_reward_accuracy:.1f}% (24 pairs; before: the initial model, every reward 0)"
     assert rows["held-out reward accuracy"] == accuracy
     assert rows["held-out reward margin"] == f"0.0000 → {finished.eval_reward_margin:.4f}"

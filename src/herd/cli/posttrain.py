@@ -314,6 +314,8 @@ def dpo_rows(result: DPOResult) -> list[tuple[str, object]]:
         *skipped_rows(result.skipped_rows),
         ("reference log-probs", result.reference_logps),
     ]
+    if result.reward_plot:
+        held_out.append(("reward plot", result.reward_plot))
     weights = [
         ("weights (Hugging Face layout)", f"{result.final_dir}, with the tokenizer from {result.tokenizer}")
     ]

@@ -55,8 +55,10 @@ pretraining's. What is particular to DPO:
   loss log 2) are reported as ``*_before``.
 * **Output**: ``OUTPUT/final/``, the weights in herd's Hugging Face layout
   with the tokenizer's files (transformers' ``AutoModelForCausalLM`` and
-  ``AutoTokenizer`` load it alone), and ``summary.json`` with the held-out
-  accuracy and margin before and after, and the skipped rows by reason.
+  ``AutoTokenizer`` load it alone), ``summary.json`` with the held-out
+  accuracy and margin before and after and the skipped rows by reason, and
+  ``rewards.png``, the reward margin and accuracy against step on the
+  training and held-out pairs.
 
 Llama 3 runs DPO for six rounds, each on the preference data collected with the
 previous round's model, and averages the models of runs with different data or
@@ -82,6 +84,7 @@ from herd.checkpoint.base import tensor_names
 from herd.checkpoint.load import load_model
 from herd.errors import ConfigError, InputError
 from herd.io.atomic import atomic_file
+from herd.io.plot import pyplot, save_png
 from herd.model.build import empty_model
 from herd.model.cross_entropy import IGNORE_INDEX
 from herd.model.transformer import Transformer
@@ -97,6 +100,7 @@ from herd.posttrain.data import (
 from herd.posttrain.losses import DPO_BETA, DPO_NLL_WEIGHT, chunked_token_logprobs, dpo_loss
 from herd.posttrain.sft import FINAL_DIR
 from herd.train.loop import train
+from herd.train.metrics import read_metrics
 from herd.train.objective import (
     LossTerms,
     Objective,
@@ -111,6 +115,8 @@ from herd.train.objective import (
 
 #: The reference log-probabilities in the run directory: a (pairs, 2) float32 tensor per split.
 REFERENCE_FILE = "reference_logps.safetensors"
+#: The implicit rewards' margin and accuracy against step, on the training and held-out pairs.
+REWARD_PLOT = "rewards.png"
 SPLITS = ("train", "val")
 
 # ---- the config ------------------------------------------------------------------------------------
@@ -354,6 +360,7 @@ class DPOResult(RunResult):
     final_dir: str | None = None
     tokenizer: str | None = None
     reference_logps: str | None = None
+    reward_plot: str | None = None
     pairs: dict[str, int] = field(default_factory=dict)
     epochs: float = 0.0
     skipped_rows: dict[str, dict[str, int]] = field(default_factory=dict)
@@ -560,6 +567,10 @@ class DPOObjective(Objective[PairBatch]):
     def result(
         self, figures: dict[str, Any], validation: dict[str, float], exported: Path | None
     ) -> DPOResult:
+        out_dir = Path(self.config.out_dir)
+        plot = None
+        if self.placement.runtime.is_main:
+            plot = plot_rewards(read_metrics(out_dir / "metrics.jsonl"), self.before, out_dir / REWARD_PLOT)
         return DPOResult(
             **figures,
             eval_loss=validation.get("eval_loss"),
@@ -572,11 +583,36 @@ class DPOObjective(Objective[PairBatch]):
             variant=self.config.variant,
             final_dir=str(exported) if exported else None,
             tokenizer=str(self.start.tokenizer_source),
-            reference_logps=str(Path(self.config.out_dir) / REFERENCE_FILE),
+            reference_logps=str(out_dir / REFERENCE_FILE),
+            reward_plot=str(plot) if plot else None,
             pairs={name: len(split) for name, split in self.splits.items()},
             epochs=self.stream.epochs,
             skipped_rows={name: dict(split.skipped) for name, split in self.splits.items()},
         )
+
+
+def plot_rewards(records: Sequence[dict[str, Any]], before: dict[str, float], dst: Path) -> Path | None:
+    """The implicit rewards' margin and accuracy against step: each training step's pairs, and the held-out
+    pairs at step 0 (``before``) and at each validation; None when no step was logged."""
+    train = [r for r in records if "reward_margin" in r]
+    if not train:
+        return None
+    held = ([{"step": 0, **before}] if before else []) + [r for r in records if "eval_reward_margin" in r]
+    fig, axes = pyplot().subplots(1, 2, figsize=(12, 4))
+    for ax, key, label in zip(
+        axes, ("reward_margin", "reward_accuracy"), ("reward margin", "reward accuracy"), strict=True
+    ):
+        ax.plot([r["step"] for r in train], [r[key] for r in train], label="training pairs", linewidth=1)
+        if held:
+            ax.plot([r["step"] for r in held], [r[f"eval_{key}"] for r in held], "o-", label="held-out pairs")
+        ax.set_xlabel("step")
+        ax.set_ylabel(label)
+        ax.grid(alpha=0.3)
+        ax.legend()
+    axes[0].set_title("chosen minus rejected reward, β(log π − log π_ref)")
+    axes[1].set_title("pairs whose chosen reward is higher")
+    fig.tight_layout()
+    return save_png(fig, dst)
 
 
 def _read_reference(path: Path, keys: dict[str, str]) -> dict[str, torch.Tensor]:
