@@ -13,6 +13,7 @@ from herd.infer import Engine, SamplingParams, generate_ids
 from herd.infer.sampling import (
     Sampler,
     apply_repetition_penalty,
+    generator_seed,
     min_p_mask,
     process_logits,
     token_logprobs,
@@ -90,6 +91,14 @@ def test_seeded_sampling_is_reproducible_and_seed_dependent() -> None:
 
     assert run(7) == run(7)
     assert run(7) != run(8)
+    assert run(7 + 2**32) != run(7)  # torch's CPU generator alone would draw the same: it keeps 32 bits
+
+
+def test_generator_seeds_keep_32_bit_seeds_and_mix_wider_ones() -> None:
+    assert [generator_seed(s) for s in (0, 7, 2**32 - 1)] == [0, 7, 2**32 - 1]
+    wide = [generator_seed(7 + r * 2**32) for r in range(1, 5)] + [generator_seed(-1)]
+    assert len(set(wide)) == 5 and all(0 <= s < 2**32 for s in wide)
+    assert 7 not in wide
 
 
 def test_repetition_penalty_changes_greedy_output() -> None:

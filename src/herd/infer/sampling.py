@@ -15,7 +15,11 @@ so a seeded herd run and a transformers run filter the same candidates:
 
 Each sequence of a batch draws from its own ``torch.Generator`` seeded with
 ``seed + index``, so sampling a prompt in a batch gives the same tokens as
-sampling it alone with that seed.
+sampling it alone with that seed. torch's CPU generator keeps only the low 32
+bits of a seed (7 and 7 + 2**32 draw the same numbers), so a seed outside
+``[0, 2**32)`` is first mixed into 32 bits (:func:`generator_seed`): callers
+that give every round or sample its own wide seed, as rejection sampling does,
+get distinct draws.
 """
 
 from __future__ import annotations
@@ -125,6 +129,19 @@ def process_logits(logits: torch.Tensor, params: SamplingParams, seen: torch.Ten
     return logits
 
 
+_MASK64 = (1 << 64) - 1
+
+
+def generator_seed(seed: int) -> int:
+    """``seed`` if it is in ``[0, 2**32)``, else its splitmix64 hash cut to 32 bits: a seed torch's CPU generator keeps whole."""
+    if 0 <= seed < 1 << 32:
+        return seed
+    z = (seed + 0x9E3779B97F4A7C15) & _MASK64
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & _MASK64
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & _MASK64
+    return (z ^ (z >> 31)) & 0xFFFFFFFF
+
+
 class Sampler:
     """Draws one token per row of a (batch, vocab) logits tensor, reproducibly when seeded.
 
@@ -141,7 +158,7 @@ class Sampler:
                 if params.seed is None:
                     generator.seed()
                 else:
-                    generator.manual_seed(params.seed + i)
+                    generator.manual_seed(generator_seed(params.seed + i))
                 self.generators.append(generator)
         self.seen: torch.Tensor | None = None
         if params.repetition_penalty != 1.0:

@@ -56,8 +56,7 @@ midway continues at the first missing batch and returns the rows an
 uninterrupted run would. Each call runs on a fresh KV cache, and its row ``b``
 is seeded ``seed + t·N + start + b`` at turn ``t`` (from 0) of the batch
 starting at dialogue ``start``, of ``N`` dialogues (``b`` counts the dialogues
-of the batch still going): every sample of a run has a seed of its own, and
-within 32 bits, the part of a seed torch's CPU generator reads. The
+of the batch still going): every sample of a run has a seed of its own. The
 evaluation samples a few dialogues greedily and is not resumable.
 """
 
