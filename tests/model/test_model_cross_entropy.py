@@ -120,3 +120,20 @@ def test_second_backward_through_the_same_call_is_refused() -> None:
     loss.backward(retain_graph=True)
     with pytest.raises(RuntimeError, match="modified by an inplace operation"):
         loss.backward()
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_ignored_positions_never_enter_the_projection(dtype: torch.dtype) -> None:
+    """Fine-tuning rows are mostly prompt: their hidden states are left out, so even NaN there changes nothing."""
+    hidden, weight, targets = (t.to(dtype) if t.is_floating_point() else t for t in _inputs())
+    poisoned = hidden.clone()
+    poisoned[targets == IGNORE_INDEX] = float("nan")
+    loss, grad_h, grad_w = _loss_and_grads(linear_cross_entropy, poisoned, weight, targets)
+    want_loss, want_h, want_w = _loss_and_grads(_reference, hidden, weight, targets)
+    tol = 1e-4  # the kernel accumulates in fp32 whatever the input dtype
+    torch.testing.assert_close(loss.double(), want_loss.double(), rtol=1e-6, atol=0)  # an fp32 sum
+    torch.testing.assert_close(grad_w, want_w, rtol=tol, atol=tol)
+    assert torch.equal(grad_h[targets == IGNORE_INDEX], torch.zeros_like(grad_h[targets == IGNORE_INDEX]))
+    torch.testing.assert_close(
+        grad_h[targets != IGNORE_INDEX], want_h[targets != IGNORE_INDEX], rtol=tol, atol=tol
+    )

@@ -40,7 +40,10 @@ def linear_cross_entropy(
     """Summed cross-entropy (fp32 scalar) of ``hidden @ weight.T`` against ``targets``.
 
     ``hidden`` (..., dim) and ``targets`` (...) are flattened; positions whose
-    target is ``ignore_index`` add nothing to the loss or the gradients. Equal
+    target is ``ignore_index`` add nothing to the loss or the gradients: they
+    are left out before the projection, since fine-tuning trains on answers
+    only, often a small share of a packed row, and the vocabulary projection
+    is the costliest matmul of a small model. Equal
     to ``F.cross_entropy(hidden @ weight.T, targets, reduction="sum")`` up to
     fp32 rounding, with gradients for both inputs. Under autocast the matmuls
     run in the autocast dtype and the softmax in fp32, as autocast would.
@@ -57,6 +60,9 @@ def linear_cross_entropy(
     flat_targets = targets.reshape(-1)
     if flat_targets.shape[0] != flat_hidden.shape[0]:
         raise ValueError(f"{flat_hidden.shape[0]} hidden rows but {flat_targets.shape[0]} targets")
+    trained = (flat_targets != ignore_index).nonzero().squeeze(1)
+    if trained.numel() < flat_targets.numel():  # fine-tuning: only the answers' positions are projected
+        flat_hidden, flat_targets = flat_hidden[trained], flat_targets[trained]
     needs_grad = torch.is_grad_enabled() and (hidden.requires_grad or weight.requires_grad)
     return _LinearCrossEntropy.apply(
         flat_hidden, weight, flat_targets, ignore_index, chunk_rows, compute_dtype, needs_grad
