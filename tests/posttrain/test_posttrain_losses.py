@@ -27,9 +27,19 @@ from herd.posttrain.data import RATINGS, next_token_targets
 from herd.posttrain.losses import (
     DPO_BETA,
     DPO_NLL_WEIGHT,
+    PPO_CLIP,
+    PPO_KL_BETA,
+    PPO_KL_BETA_LARGE,
+    PPO_VALUE_WEIGHT,
+    SAFETY_THRESHOLD,
     chunked_sequence_logprobs,
     chunked_token_logprobs,
     dpo_loss,
+    kl_penalty_rewards,
+    llama2_reward,
+    penalize_unfinished,
+    ppo_policy_loss,
+    ppo_value_loss,
     rating_margins,
     reward_accuracy,
     reward_loss,
@@ -428,3 +438,136 @@ def test_dpo_with_nll_matches_trl(tmp_path: Path) -> None:
         ("rewards/accuracy", "rewards/accuracies"),
     ]:
         assert ours[our_key] == pytest.approx(trl_metrics[trl_key], abs=1e-5), our_key
+
+
+# --- PPO -----------------------------------------------------------------------------------------
+
+
+def test_ppo_settings_are_llama2s_and_torchtunes() -> None:
+    assert (PPO_CLIP, PPO_KL_BETA, PPO_KL_BETA_LARGE, SAFETY_THRESHOLD) == (0.2, 0.01, 0.005, 0.15)
+    assert PPO_VALUE_WEIGHT == 0.1
+
+
+def test_unfinished_responses_score_the_penalty() -> None:
+    score = torch.tensor([0.5, 2.0, -1.0])
+    out = penalize_unfinished(score, torch.tensor([True, False, True]))
+    assert out.tolist() == [0.5, -3.0, -1.0]
+
+
+def test_ppo_policy_loss_worked_by_hand() -> None:
+    # ratios 1.5 and 0.5 (the third token is padding), advantage 1 on both, ε = 0.2:
+    # token 0: max(−1.5, −1.2) = −1.2, clipped (no gradient); token 1: max(−0.5, −0.8) = −0.5
+    # loss = (−1.2 − 0.5) / 2 = −0.85, clip fraction 1/2, approx KL = ½ mean(log²1.5, log²0.5)
+    # d loss / d logprob_1 = −A ρ / 2 = −0.25
+    logprobs = torch.tensor([[math.log(1.5), math.log(0.5), 3.0]], dtype=torch.float64, requires_grad=True)
+    out = ppo_policy_loss(
+        logprobs, torch.zeros(1, 3), torch.tensor([[1.0, 1.0, 5.0]]), torch.tensor([[1, 1, 0]])
+    )
+    out.loss.backward()
+    assert out.loss.item() == pytest.approx(-0.85)
+    assert out.clip_fraction.item() == 0.5
+    assert out.approx_kl.item() == pytest.approx(0.25 * (math.log(1.5) ** 2 + math.log(0.5) ** 2))
+    torch.testing.assert_close(logprobs.grad, torch.tensor([[0.0, -0.25, 0.0]], dtype=torch.float64))
+
+
+def _random_ppo_batch(seed: int) -> tuple[torch.Tensor, ...]:
+    generator = torch.Generator().manual_seed(seed)
+    new = torch.randn(3, 6, generator=generator, dtype=torch.float64) * 0.3
+    old = torch.randn(3, 6, generator=generator, dtype=torch.float64) * 0.3
+    target = torch.randn(3, 6, generator=generator, dtype=torch.float64)
+    mask = torch.tensor([[1, 1, 1, 1, 1, 1], [0, 1, 1, 1, 0, 0], [0, 0, 1, 0, 0, 0]], dtype=torch.bool)
+    return new, old, target, mask
+
+
+def test_ppo_policy_loss_against_float64_loop_and_gradcheck() -> None:
+    new, old, advantages, mask = _random_ppo_batch(0)
+    terms, clipped, kl = [], [], []
+    for b, t in mask.nonzero().tolist():
+        ratio = math.exp(new[b, t] - old[b, t])
+        a = advantages[b, t].item()
+        unclipped, clipped_term = -a * ratio, -a * min(max(ratio, 0.8), 1.2)
+        terms.append(max(unclipped, clipped_term))
+        clipped.append(clipped_term > unclipped)
+        kl.append(0.5 * (new[b, t] - old[b, t]).item() ** 2)
+    out = ppo_policy_loss(new, old, advantages, mask)
+    assert out.loss.item() == pytest.approx(sum(terms) / len(terms))
+    assert out.clip_fraction.item() == pytest.approx(sum(clipped) / len(clipped))
+    assert 0 < out.clip_fraction.item() < 1
+    assert out.approx_kl.item() == pytest.approx(sum(kl) / len(kl))
+    new.requires_grad_(True)
+    assert torch.autograd.gradcheck(lambda x: ppo_policy_loss(x, old, advantages, mask).loss, (new,))
+
+
+def test_ppo_value_loss_worked_by_hand() -> None:
+    # ε = 0.2; token 0: V 1.0, V_old 0.5, R 2 → (1 − 2)² = 1 against clipped (0.7 − 2)² = 1.69: clipped
+    # token 1: V 0.0, V_old 0.1, R 0 → both 0; loss = ½ (1.69 + 0) / 2 = 0.4225, clip fraction ½
+    values = torch.tensor([[1.0, 0.0]], dtype=torch.float64, requires_grad=True)
+    out = ppo_value_loss(values, torch.tensor([[0.5, 0.1]]), torch.tensor([[2.0, 0.0]]), torch.ones(1, 2))
+    out.loss.backward()
+    assert out.loss.item() == pytest.approx(0.4225)
+    assert out.clip_fraction.item() == 0.5
+    assert not values.grad.any()  # the clipped value does not move with V
+
+
+def test_ppo_value_loss_against_float64_loop_and_gradcheck() -> None:
+    values, old, returns, mask = _random_ppo_batch(1)
+    terms = []
+    for b, t in mask.nonzero().tolist():
+        v, o, r = values[b, t].item(), old[b, t].item(), returns[b, t].item()
+        terms.append(0.5 * max((v - r) ** 2, (o + min(max(v - o, -0.2), 0.2) - r) ** 2))
+    assert ppo_value_loss(values, old, returns, mask).loss.item() == pytest.approx(sum(terms) / len(terms))
+    values.requires_grad_(True)
+    assert torch.autograd.gradcheck(lambda v: ppo_value_loss(v, old, returns, mask).loss, (values,))
+
+
+def test_ppo_losses_check_the_clip_range() -> None:
+    x = torch.zeros(1, 2)
+    with pytest.raises(ConfigError, match="clip range must be positive, got 0"):
+        ppo_policy_loss(x, x, x, x, clip=0)
+    with pytest.raises(ConfigError, match=r"clip range must be positive, got -0\.1"):
+        ppo_value_loss(x, x, x, x, clip=-0.1)
+
+
+def test_kl_penalty_rewards_worked_by_hand() -> None:
+    # β = 0.1; log π − log π0 = 0.5, 0, −1 on the three response tokens, then padding:
+    # rewards −0.05, 0, 0.1 + score 2 = 2.1, 0; the second row's response is its middle two tokens
+    logprobs = torch.tensor([[-1.0, -2.0, -3.0, 7.0], [-1.0, -1.0, -1.0, -1.0]], dtype=torch.float64)
+    ref = torch.tensor([[-1.5, -2.0, -2.0, 0.0], [0.0, -1.2, -1.0, 0.0]], dtype=torch.float64)
+    mask = torch.tensor([[1, 1, 1, 0], [0, 1, 1, 0]])
+    rewards = kl_penalty_rewards(torch.tensor([2.0, -1.0]), logprobs, ref, mask, beta=0.1)
+    expected = [[-0.05, 0.0, 2.1, 0.0], [0.0, -0.02, -1.0, 0.0]]
+    torch.testing.assert_close(rewards, torch.tensor(expected, dtype=torch.float64))
+
+
+def test_kl_is_exactly_zero_when_policy_is_reference() -> None:
+    logprobs = torch.randn(2, 5)
+    mask = torch.ones(2, 5, dtype=torch.bool)
+    rewards = kl_penalty_rewards(torch.zeros(2), logprobs, logprobs.clone(), mask)
+    assert torch.equal(rewards, torch.zeros(2, 5))
+    out = ppo_policy_loss(logprobs, logprobs.clone(), torch.ones(2, 5), mask)
+    assert out.approx_kl.item() == 0 and out.clip_fraction.item() == 0 and out.loss.item() == -1
+
+
+def test_kl_penalty_rewards_checks() -> None:
+    x = torch.zeros(2, 3)
+    with pytest.raises(ConfigError, match="beta must be >= 0"):
+        kl_penalty_rewards(torch.zeros(2), x, x, torch.ones(2, 3), beta=-1)
+    with pytest.raises(InputError, match="response 1 has no token"):
+        kl_penalty_rewards(torch.zeros(2), x, x, torch.tensor([[1, 0, 0], [0, 0, 0]]))
+
+
+def test_llama2_reward_worked_by_hand() -> None:
+    # helpful 0.9, 0.8, 0.6; safety 0.5, 0.1, 0.7; only the third prompt is safety-tagged:
+    # R_c = 0.9 (helpful), 0.1 (safety below 0.15), 0.7 (tagged); then whiten(logit(R_c))
+    helpful = torch.tensor([0.9, 0.8, 0.6], dtype=torch.float64)
+    safety = torch.tensor([0.5, 0.1, 0.7], dtype=torch.float64)
+    out = llama2_reward(helpful, safety, torch.tensor([False, False, True]))
+    logits = [math.log(p / (1 - p)) for p in (0.9, 0.1, 0.7)]
+    mean = sum(logits) / 3
+    std = math.sqrt(sum((x - mean) ** 2 for x in logits) / 2 + 1e-8)
+    assert out.tolist() == pytest.approx([(x - mean) / std for x in logits])
+
+
+def test_llama2_reward_stays_finite_at_certain_scores() -> None:
+    out = llama2_reward(torch.tensor([1.0, 0.0, 0.5]), torch.tensor([1.0, 1.0, 1.0]), torch.zeros(3))
+    assert torch.isfinite(out).all()

@@ -4,9 +4,10 @@
   tokens a mask selects; Llama 2 §3.2.3 whitens the reward
   (``WHITEN(LOGIT(R_c))``) and, as PPO implementations do, the advantages.
 * :func:`gae`: generalized advantage estimation (Schulman et al. 2016) over
-  (batch, T) per-token rewards and values, with Llama 2's ``γ = 1, λ = 0.95``
-  as defaults (Llama 2 §3.2.3, docs/spec.md §5); computed backwards with a
-  running ``lastgaelam``, as TRL's PPOTrainer does.
+  (batch, T) per-token rewards and values, with ``γ = 1, λ = 0.95`` as
+  defaults (Llama 2 §3.2.3 leaves them open; torchtune's PPO recipe, as
+  docs/spec.md §5.4 records); computed backwards with a running
+  ``lastgaelam``, as TRL's PPOTrainer does.
 * :func:`group_advantages`: each sample's reward against the mean and spread of
   the other samples of its prompt (GRPO, Shao et al. 2024, DeepSeekMath §4.1).
   This is beyond the Llama papers: herd offers it as ``advantage = "group"``,
@@ -23,7 +24,7 @@ import torch
 
 from herd.errors import ConfigError, InputError
 
-#: Llama 2's GAE discount and trace decay (Llama 2 §3.2.3).
+#: GAE's discount and trace decay for Llama 2's PPO (torchtune's, docs/spec.md §5.4).
 GAE_GAMMA = 1.0
 GAE_LAMBDA = 0.95
 # Added to the variance before its inverse square root, as TRL's masked_whiten does.

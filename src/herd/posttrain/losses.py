@@ -1,10 +1,15 @@
-"""The losses of post-training, in float32: reward model, DPO, and the log-probabilities they need.
+"""The losses of post-training, in float32: reward model, DPO, PPO, and the log-probabilities they need.
 
 * :func:`reward_loss`: Llama 2's binary ranking loss with a rating margin
   (Llama 2 §3.2.2, Table 27; Llama 3 §4.1.2 drops the margin), with
   :func:`rating_margins` and :func:`reward_accuracy` per rating (Table 8).
 * :func:`dpo_loss`: DPO's sigmoid loss with Llama 3's NLL term on the chosen
   response (Llama 3 §4.1.4), and the rewards it logs.
+* :func:`ppo_policy_loss` / :func:`ppo_value_loss`: PPO's clipped surrogate
+  and clipped value loss (Llama 2 §3.2.3), :func:`kl_penalty_rewards`, the
+  per-token reward with the KL penalty to the reference policy, and
+  :func:`llama2_reward`, the safety/helpfulness reward combination, with
+  :func:`penalize_unfinished` for responses cut off before their end of turn.
 * :func:`token_logprobs` / :func:`sequence_logprobs` from logits, and
   :func:`chunked_token_logprobs` / :func:`chunked_sequence_logprobs` from the
   final hidden states and the output weight, which never hold the logits of
@@ -28,6 +33,7 @@ from torch.utils.checkpoint import checkpoint
 
 from herd.errors import ConfigError, InputError
 from herd.model.cross_entropy import IGNORE_INDEX
+from herd.posttrain.advantages import at_least_fp32, masked_mean, whiten
 from herd.posttrain.data import RATINGS
 
 #: Reward-model margins m(r) by rating (Llama 2 Table 27, docs/spec.md §5.2); "none" is Llama 3's (§4.1.2).
@@ -39,6 +45,18 @@ MARGINS: dict[str, dict[str, float]] = {
 #: Llama 3's DPO settings (Llama 3 §4.1.4, docs/spec.md §5.6).
 DPO_BETA = 0.1
 DPO_NLL_WEIGHT = 0.2
+#: Llama 2's PPO settings (Llama 2 §3.2.3, docs/spec.md §5.4): the clipping range, the KL
+#: penalty β (0.005 for 34B and 70B) and the safety score under which the safety reward is used.
+PPO_CLIP = 0.2
+PPO_KL_BETA = 0.01
+PPO_KL_BETA_LARGE = 0.005
+SAFETY_THRESHOLD = 0.15
+#: What the paper leaves open, from torchtune's PPO recipe (docs/spec.md §5.4): the weight of the
+#: value loss and the score of a response that never emits its end-of-turn token.
+PPO_VALUE_WEIGHT = 0.1
+NO_END_OF_TURN_SCORE = -3.0
+# Reward-model probabilities are kept this far from 0 and 1 before their logit.
+_LOGIT_EPS = 1e-6
 # Logit elements per chunk of :func:`chunked_token_logprobs` (64 MiB of fp32).
 _CHUNK_ELEMENTS = 1 << 24
 
@@ -175,6 +193,147 @@ def dpo_loss(
         chosen_rewards=beta * chosen_ratio.detach(),
         rejected_rewards=beta * rejected_ratio.detach(),
     )
+
+
+# --- PPO ------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ClippedLoss:
+    """A PPO loss and the fraction of tokens whose clipped term was the larger (the one used)."""
+
+    loss: torch.Tensor
+    clip_fraction: torch.Tensor
+
+
+@dataclass(frozen=True)
+class PolicyLoss(ClippedLoss):
+    """:class:`ClippedLoss` plus ``approx_kl``: mean ``½ (log π − log π_old)²`` over the tokens (as TRL logs it)."""
+
+    approx_kl: torch.Tensor
+
+
+def ppo_policy_loss(
+    logprobs: torch.Tensor,
+    old_logprobs: torch.Tensor,
+    advantages: torch.Tensor,
+    mask: torch.Tensor,
+    clip: float = PPO_CLIP,
+) -> PolicyLoss:
+    """PPO's clipped surrogate, mean over the masked tokens of the batch (Llama 2 §3.2.3, ε = 0.2).
+
+    Per token, with ``ρ = exp(log π − log π_old)``:
+    ``max(−A ρ, −A clip(ρ, 1 − ε, 1 + ε))`` (Schulman et al. 2017, eq. 7,
+    as a loss). All inputs are (batch, T); ``old_logprobs`` (the rollout's)
+    and ``advantages`` carry no gradient. The statistics are detached.
+    """
+    _check_clip(clip)
+    weights = mask.to(torch.float32)
+    log_ratio = at_least_fp32(logprobs) - at_least_fp32(old_logprobs).detach()
+    ratio = torch.exp(log_ratio)
+    advantages = at_least_fp32(advantages).detach()
+    unclipped = -advantages * ratio
+    clipped = -advantages * ratio.clamp(1 - clip, 1 + clip)
+    return PolicyLoss(
+        loss=masked_mean(torch.maximum(unclipped, clipped), weights),
+        clip_fraction=masked_mean((clipped > unclipped).float(), weights).detach(),
+        approx_kl=masked_mean(0.5 * log_ratio.detach() ** 2, weights),
+    )
+
+
+def ppo_value_loss(
+    values: torch.Tensor,
+    old_values: torch.Tensor,
+    returns: torch.Tensor,
+    mask: torch.Tensor,
+    clip: float = PPO_CLIP,
+) -> ClippedLoss:
+    """PPO's clipped value loss ``½ max((V − R)², (V_clip − R)²)``, mean over the masked tokens.
+
+    ``V_clip = V_old + clip(V − V_old, −ε, ε)`` keeps one update from moving
+    a value far from the rollout's (Llama 2 §3.2.3 trains the value model with
+    the policy; the clipping follows OpenAI's baselines and TRL). ``returns``
+    are GAE's (:func:`herd.posttrain.advantages.gae`); old values and returns
+    carry no gradient.
+    """
+    _check_clip(clip)
+    weights = mask.to(torch.float32)
+    old_values, returns = at_least_fp32(old_values).detach(), at_least_fp32(returns).detach()
+    values = at_least_fp32(values)
+    clipped_values = old_values + (values - old_values).clamp(-clip, clip)
+    unclipped = (values - returns) ** 2
+    clipped = (clipped_values - returns) ** 2
+    return ClippedLoss(
+        loss=0.5 * masked_mean(torch.maximum(unclipped, clipped), weights),
+        clip_fraction=masked_mean((clipped > unclipped).float(), weights).detach(),
+    )
+
+
+def kl_penalty_rewards(
+    score: torch.Tensor,
+    logprobs: torch.Tensor,
+    ref_logprobs: torch.Tensor,
+    mask: torch.Tensor,
+    beta: float = PPO_KL_BETA,
+) -> torch.Tensor:
+    """Per-token rewards (batch, T): ``−β (log π − log π_0)`` on each response token, plus the score on its last.
+
+    Llama 2 §3.2.3's final reward ``R = R̃_c − β D_KL(π_θ ‖ π_0)``, with the KL
+    estimated per sampled token and the sequence's reward ``score`` (batch,)
+    given where the response ends, as TRL's PPOTrainer does. The rewards are
+    data for :func:`herd.posttrain.advantages.gae`: no gradient flows through
+    them. 0 outside the mask; every row needs a response token.
+    """
+    if beta < 0:
+        raise ConfigError(f"the PPO KL penalty beta must be >= 0, got {beta}")
+    weights = mask.to(torch.float32)
+    lengths = weights.sum(dim=1)
+    if (lengths == 0).any():
+        raise InputError(f"response {int((lengths == 0).nonzero()[0])} has no token to reward")
+    kl = (at_least_fp32(logprobs) - at_least_fp32(ref_logprobs)).detach()
+    rewards = -beta * kl * weights
+    positions = torch.arange(weights.shape[1], device=weights.device)
+    last = (positions * weights).argmax(dim=1, keepdim=True)
+    return rewards.scatter_add(1, last, score.detach().to(rewards.dtype).unsqueeze(1))
+
+
+def llama2_reward(
+    helpful: torch.Tensor,
+    safety: torch.Tensor,
+    is_safety: torch.Tensor,
+    threshold: float = SAFETY_THRESHOLD,
+) -> torch.Tensor:
+    """Llama 2's PPO reward ``WHITEN(LOGIT(R_c))`` (§3.2.3), one per response (batch,).
+
+    ``R_c`` is the safety model's score for a prompt tagged as safety-related
+    (``is_safety``) or a response whose safety score is below ``threshold``
+    (0.15: precision 0.89, recall 0.55 on Meta's safety test set), else the
+    helpfulness score. Scores are probabilities in (0, 1), ``σ`` of the
+    reward models' outputs; the logit undoes the sigmoid (kept ``1e-6`` away
+    from 0 and 1 so it stays finite) and whitening over the batch puts the
+    two models' scores on one scale so the KL penalty weighs the same.
+    """
+    chosen = torch.where(is_safety.bool() | (safety < threshold), safety, helpful)
+    return whiten(torch.logit(at_least_fp32(chosen), eps=_LOGIT_EPS))
+
+
+def penalize_unfinished(
+    score: torch.Tensor, ended: torch.Tensor, penalty: float = NO_END_OF_TURN_SCORE
+) -> torch.Tensor:
+    """``score`` (batch,) with ``penalty`` in place of the score of each response that did not end.
+
+    ``ended`` is True where the response closed with its end-of-turn token. A
+    response cut off at the token budget was never judged whole, and the
+    reward model could score it well anyway; torchtune's PPO recipe replaces
+    its score with a fixed −3 so the policy learns to finish (docs/spec.md §5.4).
+    """
+    return torch.where(ended.bool(), at_least_fp32(score), penalty)
+
+
+def _check_clip(clip: float) -> None:
+    """Raise :class:`ConfigError` unless the PPO clipping range is positive."""
+    if not clip > 0:
+        raise ConfigError(f"the PPO clip range must be positive, got {clip}")
 
 
 # --- log-probabilities ---------------------------------------------------------------------------
