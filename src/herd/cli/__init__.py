@@ -66,6 +66,11 @@ COMMANDS = (
     ),
     Command("rm", "posttrain", "train a reward model on preference pairs (Llama 2 reward models)"),
     Command("dpo", "posttrain", "direct preference optimisation on preference pairs (Llama 3 DPO)"),
+    Command(
+        "gatt",
+        "posttrain",
+        "Ghost Attention: multi-turn SFT data that keeps a first-turn instruction in force (Llama 2)",
+    ),
 )
 
 

@@ -1,6 +1,6 @@
 """Post-training commands: ``herd sft`` (Llama 2 §3.1 supervised fine-tuning), ``herd average`` (Llama 3 §4.1.5 model averaging),
 ``herd rs`` (Llama 2 §3.2.3 rejection sampling), ``herd rm`` (Llama 2 §3.2.2 reward models), ``herd dpo``
-(Llama 3 §4.1.4 direct preference optimisation).
+(Llama 3 §4.1.4 direct preference optimisation), ``herd gatt`` (Llama 2 §3.3 Ghost Attention).
 
 The library code is :mod:`herd.posttrain`; it is imported when a command runs,
 so building the command tree imports no PyTorch.
@@ -10,18 +10,26 @@ from __future__ import annotations
 
 import argparse
 import json
+from collections import Counter
+from collections.abc import Mapping
+from dataclasses import asdict
+from pathlib import Path
 from typing import TYPE_CHECKING
 
-from herd.argtypes import non_negative_float
+from herd.argtypes import non_negative_float, non_negative_int, positive_int
 from herd.cli.flags import add_dtype, add_json, add_output, add_quiet, add_set, add_threads, apply_threads
 from herd.cli.runs import add_run_flags, optional, print_result, resolve_config, run_rows
 from herd.cli.text import print_rows
+from herd.errors import ConfigError
 
 if TYPE_CHECKING:
+    from herd.model.transformer import Transformer
     from herd.posttrain.dpo import DPOResult
+    from herd.posttrain.gatt import Following
     from herd.posttrain.rejection_sampling import RSResult
     from herd.posttrain.rm import RMResult
     from herd.posttrain.sft import SFTResult
+    from herd.tokenizer.chat import ChatFormat
 
 
 def weight_list(text: str) -> list[float]:
@@ -63,6 +71,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     register_rs(sub)
     register_rm(sub)
     register_dpo(sub)
+    register_gatt(sub)
 
 
 def register_sft(sub: argparse._SubParsersAction) -> None:
@@ -170,6 +179,174 @@ def register_dpo(sub: argparse._SubParsersAction) -> None:
         print_config="train.steps 0: data.epochs passes over the pairs",
     )
     p.set_defaults(func=run_dpo)
+
+
+# Defaults of herd.posttrain.gatt's build_gatt_dialogues and instruction_following, written out so that
+# building the parser imports no PyTorch; tests/cli/test_cli_gatt.py checks they are the library's.
+GATT_BUILD_DEFAULTS = {"max_new_tokens": 256, "temperature": 1.0, "top_p": 1.0, "batch_size": 8, "seed": 0}
+GATT_EVAL_DEFAULTS = {"max_new_tokens": 64, "temperature": 0.0, "batch_size": 8, "seed": 0}
+GATT_FILES = {
+    "rows": "gatt.jsonl",
+    "progress": "progress.jsonl",
+    "json": "following.json",
+    "plot": "following.png",
+}
+
+
+def model_spec(text: str) -> tuple[str, str]:
+    """``LABEL=MODEL`` (``herd gatt eval --model``) → ``(LABEL, MODEL)``: the plot's name for a model, and the model."""
+    label, sep, model = text.partition("=")
+    if not sep or not label.strip() or not model:
+        raise argparse.ArgumentTypeError(f"expected LABEL=MODEL, got {text!r}")
+    return label.strip(), model
+
+
+def register_gatt(sub: argparse._SubParsersAction) -> None:
+    """Add ``herd gatt build OUT --policy MODEL --dialogues FILE ...`` and ``herd gatt eval OUT --model LABEL=MODEL ...``."""
+    p = sub.add_parser(
+        "gatt",
+        help="Ghost Attention: multi-turn SFT data that keeps a first-turn instruction in force (Llama 2)",
+        description="Ghost Attention (Llama 2 §3.3): `build` makes fine-tuning rows that teach a chat model to "
+        'keep an instruction given in the first turn ("act as Napoleon", "always answer in French") '
+        "for the whole dialogue; `eval` measures, turn by turn, how often a model's answers still follow it.",
+        epilog="examples:\n"
+        "  herd gatt build runs/gatt --policy smollm2-135m-instruct "
+        "--dialogues data/samples/posttrain/sft-train.jsonl --limit 8\n"
+        "  herd gatt eval runs/gatt --model before=smollm2-135m-instruct --model after=runs/sft/final "
+        "--dialogues data/samples/posttrain/sft-val.jsonl --limit 8",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    actions = p.add_subparsers(dest="gatt_command", metavar="ACTION")
+    build = actions.add_parser(
+        "build",
+        help="sample GAtt's fine-tuning rows from a chat model",
+        description="Give each multi-turn conversation of FILE (its user turns; the answers are dropped) an "
+        "instruction drawn from herd's hobby, language, public-figure and format lists, concatenate it to "
+        "every user turn and sample every answer from the chat model MODEL, turn by turn, each answer the "
+        "context of the next (Llama 2 §3.3). Each dialogue becomes one row of OUT/gatt.jsonl with the "
+        "instruction in its first turn only (the system message, or with --placement user the first user "
+        "message; in its short form half of the time) and every answer but the last with weight 0: herd sft "
+        "reads the file as it is and trains on the last answers. Each batch's answers are kept in "
+        "OUT/progress.jsonl: running the same command again after an interruption continues where it "
+        "stopped and writes the same rows.",
+        epilog="examples:\n"
+        "  herd gatt build runs/gatt --policy smollm2-135m-instruct "
+        "--dialogues data/samples/posttrain/sft-train.jsonl --limit 8\n"
+        "  herd gatt build runs/gatt-user --policy path/to/chat-model --dialogues chats.jsonl "
+        "--placement user --temperature 0.7 --top-p 0.9 --threads 2 --json",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    build.add_argument(
+        "output", metavar="OUT", type=Path, help="output directory: gatt.jsonl and progress.jsonl"
+    )
+    build.add_argument(
+        "--policy",
+        required=True,
+        metavar="MODEL",
+        help="the chat model that answers: a checkpoint (Hugging Face dir, Meta dir, GGUF file) or "
+        "smollm2-135m-instruct",
+    )
+    add_gatt_input_flags(build, GATT_BUILD_DEFAULTS)
+    build.add_argument(
+        "--temperature",
+        type=non_negative_float,
+        default=GATT_BUILD_DEFAULTS["temperature"],
+        help="sampling temperature (default %(default)s; the paper gives none)",
+    )
+    build.add_argument(
+        "--top-p",
+        type=float,
+        default=GATT_BUILD_DEFAULTS["top_p"],
+        help="nucleus sampling: the smallest set of tokens with this probability (default %(default)s: all)",
+    )
+    add_threads(build)
+    add_json(build, "the rows written, the skipped dialogues and the instruction categories")
+    build.set_defaults(func=run_gatt_build)
+
+    evaluate = actions.add_parser(
+        "eval",
+        help="how often each model's answers follow a first-turn instruction, turn by turn",
+        description="Give dialogue i of FILE the i-th of the instructions a program can check (a language, "
+        "a closing question, at most 20 words, capital letters; in turn) in its first turn only, let each "
+        "model answer every user turn with its own answers as the context (greedy by default), and check "
+        "every answer (Llama 2 §3.3, Figure 9). Writes OUT/following.json (per model and turn, the share "
+        "of the dialogues answered at that turn whose answer follows the instruction and how many were "
+        "answered, plus every answer and check) and OUT/following.png (the shares against the turn, one "
+        "line per model), and prints the shares per turn.",
+        epilog="examples:\n"
+        "  herd gatt eval runs/gatt --model before=smollm2-135m-instruct --model after=runs/sft/final "
+        "--dialogues data/samples/posttrain/sft-val.jsonl --limit 8\n"
+        "  herd gatt eval runs/gatt-eval --model smollm2=smollm2-135m-instruct "
+        "--dialogues chats.jsonl --placement user --max-new-tokens 128 --json",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    evaluate.add_argument(
+        "output", metavar="OUT", type=Path, help="output directory: following.json and following.png"
+    )
+    evaluate.add_argument(
+        "--model",
+        dest="models",
+        type=model_spec,
+        action="append",
+        required=True,
+        metavar="LABEL=MODEL",
+        help="a model to evaluate and its label in the table and plot (repeatable); MODEL as for build's --policy",
+    )
+    add_gatt_input_flags(evaluate, GATT_EVAL_DEFAULTS)
+    evaluate.add_argument(
+        "--temperature",
+        type=non_negative_float,
+        default=GATT_EVAL_DEFAULTS["temperature"],
+        help="sampling temperature (default %(default)s: greedy)",
+    )
+    add_threads(evaluate)
+    add_json(evaluate, "the shares and counts per model and turn")
+    evaluate.set_defaults(func=run_gatt_eval)
+
+
+def add_gatt_input_flags(p: argparse.ArgumentParser, defaults: Mapping[str, float]) -> None:
+    """The flags ``herd gatt build`` and ``eval`` share: which dialogues, where the instruction goes, batches, seed."""
+    p.add_argument(
+        "--dialogues",
+        required=True,
+        type=Path,
+        metavar="FILE",
+        help="conversations (JSONL or Parquet rows {messages: [{role, content}, ...]}); those with two or more "
+        "user turns are used",
+    )
+    p.add_argument(
+        "--limit",
+        type=non_negative_int,
+        default=0,
+        metavar="N",
+        help="use the first N dialogues (default 0: all)",
+    )
+    p.add_argument(
+        "--placement",
+        choices=("system", "user"),
+        default="system",
+        help="where the first turn carries the instruction: the system message (default) or the first user message",
+    )
+    p.add_argument(
+        "--max-new-tokens",
+        type=positive_int,
+        default=defaults["max_new_tokens"],
+        metavar="N",
+        help="longest answer in tokens (default %(default)s)",
+    )
+    p.add_argument(
+        "--batch-size",
+        type=positive_int,
+        default=defaults["batch_size"],
+        metavar="N",
+        help="dialogues sampled together, turn by turn (default %(default)s)",
+    )
+    p.add_argument(
+        "--seed",
+        type=non_negative_int,
+        default=defaults["seed"],
+        help="seed of the instructions drawn and of the samples (default %(default)s)",
+    )
 
 
 def run_average(args: argparse.Namespace) -> int:
@@ -365,3 +542,121 @@ def rs_rows(result: RSResult) -> list[tuple[str, object]]:
             ("files", "sft.jsonl samples.jsonl summary.json reward_vs_k.png report.md"),
         ]
     return rows
+
+
+def load_chat_model(name: str, flag: str) -> tuple[Transformer, ChatFormat]:
+    """The model a ``herd gatt`` flag names (a checkpoint or bundled model, :func:`resolve_init`) and its chat format."""
+    from herd.infer.loading import load_for_inference
+    from herd.posttrain.config import resolve_init
+    from herd.tokenizer.chat import chat_format
+
+    model, tokenizer = load_for_inference(str(resolve_init(name, flag)))
+    return model, chat_format(tokenizer)
+
+
+def run_gatt_build(args: argparse.Namespace) -> int:
+    """Run ``herd gatt build``: read the dialogues, sample (or continue sampling) their answers, write the rows."""
+    from herd.posttrain.data import SkipCounts
+    from herd.posttrain.gatt import build_gatt_dialogues, read_dialogues, write_rows
+
+    dialogues = read_dialogues(args.dialogues, limit=args.limit)
+    apply_threads(args)
+    model, fmt = load_chat_model(args.policy, "--policy")
+    skipped = SkipCounts()
+    rows = build_gatt_dialogues(
+        model,
+        fmt,
+        dialogues,
+        placement=args.placement,
+        max_new_tokens=args.max_new_tokens,
+        temperature=args.temperature,
+        top_p=args.top_p,
+        batch_size=args.batch_size,
+        seed=args.seed,
+        progress=args.output / GATT_FILES["progress"],
+        skipped=skipped,
+    )
+    out = write_rows(args.output / GATT_FILES["rows"], rows)
+    categories = dict(Counter(row["category"] for row in rows).most_common())
+    if args.json:
+        result = {
+            "output": str(out),
+            "progress": str(args.output / GATT_FILES["progress"]),
+            "dialogues": len(dialogues),
+            "rows": len(rows),
+            "skipped": dict(skipped),
+            "categories": categories,
+        }
+        print(json.dumps(result, indent=2))
+    else:
+        print_rows(
+            [
+                ("rows written", f"{len(rows):,} to {out} (one per dialogue, of {len(dialogues):,})"),
+                ("skipped dialogues", str(skipped) if skipped else "none"),
+                (
+                    "instruction categories",
+                    ", ".join(f"{n:,} {name}" for name, n in categories.items()) or "none",
+                ),
+                ("progress", f"{args.output / GATT_FILES['progress']} (run the command again to continue)"),
+            ]
+        )
+    return 0
+
+
+def run_gatt_eval(args: argparse.Namespace) -> int:
+    """Run ``herd gatt eval``: each model answers the same dialogues; write the shares per turn and their plot."""
+    from herd.io.atomic import write_atomically
+    from herd.posttrain.gatt import instruction_following, plot_instruction_following, read_dialogues
+
+    labels = [label for label, _ in args.models]
+    repeated = sorted({label for label in labels if labels.count(label) > 1})
+    if repeated:
+        raise ConfigError(f"--model: label(s) given more than once: {', '.join(repeated)}")
+    dialogues = read_dialogues(args.dialogues, limit=args.limit)
+    apply_threads(args)
+    models = {label: load_chat_model(name, "--model") for label, name in args.models}
+    results = {
+        label: instruction_following(
+            model,
+            fmt,
+            dialogues,
+            placement=args.placement,
+            max_new_tokens=args.max_new_tokens,
+            temperature=args.temperature,
+            batch_size=args.batch_size,
+            seed=args.seed,
+        )
+        for label, (model, fmt) in models.items()
+    }
+    report = {
+        "dialogues": str(args.dialogues),
+        "dialogue_count": len(dialogues),
+        "placement": args.placement,
+        "max_new_tokens": args.max_new_tokens,
+        "temperature": args.temperature,
+        "seed": args.seed,
+        "models": {label: {"model": name, **asdict(results[label])} for label, name in args.models},
+    }
+    text = json.dumps(report, indent=2, ensure_ascii=False) + "\n"
+    write_atomically(args.output / GATT_FILES["json"], lambda f: f.write(text.encode("utf-8")))
+    plot_instruction_following(results, args.output / GATT_FILES["plot"])
+    if args.json:
+        shares = {label: {"shares": r.shares, "counts": r.counts} for label, r in results.items()}
+        print(json.dumps({"output": str(args.output), "models": shares}, indent=2))
+    else:
+        print("\n".join(following_table(results)))
+        print(f"wrote {args.output / GATT_FILES['json']} and {args.output / GATT_FILES['plot']}")
+    return 0
+
+
+def following_table(results: Mapping[str, Following]) -> list[str]:
+    """The lines of a table with one row per turn and one column per model: ``share of answered`` dialogues."""
+    turns = max(len(result.shares) for result in results.values())
+    table = [["turn", *results]]
+    for t in range(turns):
+        cells = [
+            f"{r.shares[t]:.0%} of {r.counts[t]}" if t < len(r.shares) else "-" for r in results.values()
+        ]
+        table.append([str(t + 1), *cells])
+    widths = [max(len(row[c]) for row in table) for c in range(len(table[0]))]
+    return ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in table]
