@@ -19,14 +19,11 @@ from typing import Any
 import pytest
 import torch
 import torch.nn.functional as F
+from posttrain_helpers import cpu_placement, losses, run_config, with_sections, write_rows, write_tiny_init
 
-from herd.checkpoint.base import SIDE_FILES_EXTRA, CheckpointInfo
-from herd.checkpoint.hf import write_hf
-from herd.checkpoint.load import load_model, model_tensors
+from herd.checkpoint.load import load_model
 from herd.errors import ConfigError, InputError
-from herd.model.build import build_model
 from herd.model.cross_entropy import IGNORE_INDEX
-from herd.model.presets import get_preset
 from herd.model.transformer import Transformer
 from herd.posttrain.data import EpochStream
 from herd.posttrain.dpo import (
@@ -40,12 +37,9 @@ from herd.posttrain.dpo import (
     plot_rewards,
 )
 from herd.tokenizer import Tokenizer
-from herd.tokenizer.save import save_tokenizer
 from herd.train.config import load_run_config, run_config_from_dict
-from herd.train.distributed import Runtime
 from herd.train.loop import Trainer
 from herd.train.metrics import METRICS_FILE, read_metrics
-from herd.train.objective import Placement
 
 # Words of argparse.py, on which the test tokenizer was trained: a pair is about 55 tokens, two to a row.
 WORDS = ["argument", "action", "option", "name", "parser", "default", "help", "group", "value", "type"]
@@ -61,27 +55,11 @@ def preference(rng: random.Random) -> dict[str, Any]:
     return {"prompt": f"{a} {b}?", "chosen": f"the {a} is good", "rejected": f"the {a} is bad"}
 
 
-def write_rows(path: Path, rows: list[Any]) -> Path:
-    path.write_text("".join((r if isinstance(r, str) else json.dumps(r)) + "\n" for r in rows))
-    return path
-
-
 @pytest.fixture(scope="module")
 def workspace(tmp_path_factory: pytest.TempPathFactory, llama2_tokenizer: Tokenizer) -> Path:
     """``init/`` (a tiny model with its tokenizer), ``train.jsonl`` (with three bad rows) and ``val.jsonl``."""
     root = tmp_path_factory.mktemp("dpo")
-    config = get_preset("llama2-tiny").replace(
-        dim=32,
-        n_layers=2,
-        n_heads=4,
-        n_kv_heads=2,
-        multiple_of=16,
-        vocab_size=llama2_tokenizer.vocab_size,
-        max_seq_len=128,
-    )
-    files = save_tokenizer(llama2_tokenizer, root / "tokenizer")
-    info = CheckpointInfo(config, extras={SIDE_FILES_EXTRA: files})
-    write_hf(root / "init", info, model_tensors(build_model(config, seed=0)))
+    write_tiny_init(root, llama2_tokenizer)
     rng = random.Random(0)
     write_rows(root / "train.jsonl", [preference(rng) for _ in range(120)] + BAD_ROWS)
     write_rows(root / "val.jsonl", [preference(rng) for _ in range(24)])
@@ -90,33 +68,12 @@ def workspace(tmp_path_factory: pytest.TempPathFactory, llama2_tokenizer: Tokeni
 
 def raw_config(root: Path, out: Path, **sections: Any) -> dict[str, Any]:
     """A raw DPO config of the workspace: 4 rows of 128 tokens per step (two pairs a row), 2 rows a pass."""
-    base: dict[str, Any] = {
-        "out_dir": str(out),
-        "init": str(root / "init"),
-        "data": {"train": str(root / "train.jsonl"), "val": str(root / "val.jsonl"), "seq_len": 128},
-        "optim": {"lr": 3e-3},
-        "train": {"steps": 12, "batch_tokens": 4 * 128, "micro_batch_size": 2},
-        "checkpoint": {"every": 4},
-        "log": {"progress": False, "tensorboard": False},
-    }
-    for section, values in sections.items():
-        if isinstance(values, dict):
-            base.setdefault(section, {}).update(values)
-        else:
-            base[section] = values
-    return base
+    base = run_config(root, out, seq_len=128, rows_per_step=4, micro_batch=2)
+    return with_sections(base, sections)
 
 
 def make_config(root: Path, out: Path, **sections: Any) -> DPOConfig:
     return run_config_from_dict(DPOConfig, raw_config(root, out, **sections))
-
-
-def losses(out: Path) -> dict[int, float]:
-    return {r["step"]: r["loss"] for r in read_metrics(out / METRICS_FILE) if "loss" in r}
-
-
-def cpu_placement() -> Placement:
-    return Placement(Runtime(0, 1, torch.device("cpu")), 0, 1)
 
 
 @pytest.fixture(scope="module")

@@ -22,13 +22,9 @@ from typing import Any
 
 import pytest
 import torch
+from posttrain_helpers import cpu_placement, losses, run_config, with_sections, write_rows, write_tiny_init
 
-from herd.checkpoint.base import SIDE_FILES_EXTRA, CheckpointInfo
-from herd.checkpoint.hf import write_hf
-from herd.checkpoint.load import model_tensors
 from herd.errors import ConfigError, InputError
-from herd.model.build import build_model
-from herd.model.presets import get_preset
 from herd.posttrain.data import RATINGS
 from herd.posttrain.reward_model import RewardModel
 from herd.posttrain.rm import (
@@ -42,12 +38,9 @@ from herd.posttrain.rm import (
 )
 from herd.tokenizer import Tokenizer
 from herd.tokenizer.chat import Llama2Chat
-from herd.tokenizer.save import save_tokenizer
 from herd.train.config import load_run_config, run_config_from_dict
-from herd.train.distributed import Runtime
 from herd.train.loop import Trainer
 from herd.train.metrics import METRICS_FILE, read_metrics
-from herd.train.objective import Placement
 
 FRUITS = ["apple", "pear", "plum", "fig", "lime", "peach", "grape", "melon", "berry", "cherry"]
 # Llama 2 Table 27's small margins, written out by hand (not read from herd.posttrain.losses).
@@ -80,11 +73,6 @@ def ranked_row(rng: random.Random, n: int) -> dict[str, Any]:
     }
 
 
-def write_rows(path: Path, rows: list[Any]) -> Path:
-    path.write_text("".join((r if isinstance(r, str) else json.dumps(r)) + "\n" for r in rows))
-    return path
-
-
 @pytest.fixture(autouse=True, scope="module")
 def one_thread() -> Iterator[None]:
     """One CPU thread: the fastest for tiny models (two threads spin against each other on a busy machine)."""
@@ -98,18 +86,7 @@ def one_thread() -> Iterator[None]:
 def workspace(tmp_path_factory: pytest.TempPathFactory, llama2_tokenizer: Tokenizer) -> Path:
     """``init/`` (a tiny model with its tokenizer), ``train.jsonl`` (pairs, rankings, two bad rows), ``val.jsonl``."""
     root = tmp_path_factory.mktemp("rm")
-    config = get_preset("llama2-tiny").replace(
-        dim=32,
-        n_layers=2,
-        n_heads=4,
-        n_kv_heads=2,
-        multiple_of=16,
-        vocab_size=llama2_tokenizer.vocab_size,
-        max_seq_len=128,
-    )
-    files = save_tokenizer(llama2_tokenizer, root / "tokenizer")
-    info = CheckpointInfo(config, extras={SIDE_FILES_EXTRA: files})
-    write_hf(root / "init", info, model_tensors(build_model(config, seed=0)))
+    write_tiny_init(root, llama2_tokenizer)
     rng = random.Random(0)
     train = [pair_row(rng, n) if n % 6 else ranked_row(rng, n) for n in range(120)]
     bad = ["{not json", json.dumps({"prompt": "no answers", "rejected": "only this"})]
@@ -120,34 +97,13 @@ def workspace(tmp_path_factory: pytest.TempPathFactory, llama2_tokenizer: Tokeni
 
 def raw_config(root: Path, out: Path, **sections: Any) -> dict[str, Any]:
     """A raw RM config of the workspace: 8 rows of up to 128 tokens per step, 2 micro-batches of 4."""
-    base: dict[str, Any] = {
-        "out_dir": str(out),
-        "init": str(root / "init"),
-        "margin": "small",
-        "data": {"train": str(root / "train.jsonl"), "val": str(root / "val.jsonl"), "seq_len": 128},
-        "optim": {"lr": 3e-3},
-        "train": {"steps": 12, "batch_tokens": 8 * 128, "micro_batch_size": 4},
-        "checkpoint": {"every": 4},
-        "log": {"progress": False, "tensorboard": False},
-    }
-    for section, values in sections.items():
-        if isinstance(values, dict):
-            base.setdefault(section, {}).update(values)
-        else:
-            base[section] = values
-    return base
+    base = run_config(root, out, seq_len=128, rows_per_step=8, micro_batch=4)
+    base["margin"] = "small"
+    return with_sections(base, sections)
 
 
 def make_config(root: Path, out: Path, **sections: Any) -> RMConfig:
     return run_config_from_dict(RMConfig, raw_config(root, out, **sections))
-
-
-def cpu_placement() -> Placement:
-    return Placement(Runtime(0, 1, torch.device("cpu")), 0, 1)
-
-
-def losses(out: Path) -> dict[int, float]:
-    return {r["step"]: r["loss"] for r in read_metrics(out / METRICS_FILE) if "loss" in r}
 
 
 def initial_model(root: Path, seed: int = 0) -> RewardModel:

@@ -17,26 +17,20 @@ from typing import Any
 import pytest
 import torch
 import torch.nn.functional as F
+from posttrain_helpers import cpu_placement, losses, run_config, with_sections, write_rows, write_tiny_init
 
-from herd.checkpoint.base import SIDE_FILES_EXTRA, CheckpointInfo
-from herd.checkpoint.hf import write_hf
-from herd.checkpoint.load import load_model, model_tensors
+from herd.checkpoint.load import load_model
 from herd.cli import main
 from herd.errors import ConfigError, InputError
-from herd.model.build import build_model
 from herd.model.cross_entropy import IGNORE_INDEX
-from herd.model.presets import get_preset
 from herd.posttrain.config import SFTConfig
 from herd.posttrain.sft import SFTObjective, SFTResult, sft, stack
 from herd.tokenizer import Tokenizer, load_tokenizer
 from herd.tokenizer.base import TokenizerError
-from herd.tokenizer.save import save_tokenizer
 from herd.train.config import load_run_config, run_config_from_dict
 from herd.train.dataset import Batch
-from herd.train.distributed import Runtime
 from herd.train.loop import Trainer
 from herd.train.metrics import METRICS_FILE, read_metrics
-from herd.train.objective import Placement
 
 BAD_ROWS = [
     "{not json",
@@ -55,27 +49,11 @@ def addition(rng: random.Random) -> dict[str, Any]:
     }
 
 
-def write_rows(path: Path, rows: list[Any]) -> Path:
-    path.write_text("".join((r if isinstance(r, str) else json.dumps(r)) + "\n" for r in rows))
-    return path
-
-
 @pytest.fixture(scope="module")
 def workspace(tmp_path_factory: pytest.TempPathFactory, llama2_tokenizer: Tokenizer) -> Path:
     """``init/`` (a tiny model with its tokenizer), ``train.jsonl`` (with three bad rows) and ``val.jsonl``."""
     root = tmp_path_factory.mktemp("sft")
-    config = get_preset("llama2-tiny").replace(
-        dim=32,
-        n_layers=2,
-        n_heads=4,
-        n_kv_heads=2,
-        multiple_of=16,
-        vocab_size=llama2_tokenizer.vocab_size,
-        max_seq_len=128,
-    )
-    files = save_tokenizer(llama2_tokenizer, root / "tokenizer")
-    info = CheckpointInfo(config, extras={SIDE_FILES_EXTRA: files})
-    write_hf(root / "init", info, model_tensors(build_model(config, seed=0)))
+    write_tiny_init(root, llama2_tokenizer)
     rng = random.Random(0)
     write_rows(root / "train.jsonl", [addition(rng) for _ in range(200)] + BAD_ROWS)
     write_rows(root / "val.jsonl", [addition(rng) for _ in range(24)])
@@ -84,33 +62,12 @@ def workspace(tmp_path_factory: pytest.TempPathFactory, llama2_tokenizer: Tokeni
 
 def raw_config(root: Path, out: Path, **sections: dict) -> dict[str, Any]:
     """A raw SFT config of the workspace: 8 sequences of 64 tokens per step, 2 micro-batches of 4."""
-    base: dict[str, Any] = {
-        "out_dir": str(out),
-        "init": str(root / "init"),
-        "data": {"train": str(root / "train.jsonl"), "val": str(root / "val.jsonl"), "seq_len": 64},
-        "optim": {"lr": 3e-3},
-        "train": {"steps": 12, "batch_tokens": 8 * 64, "micro_batch_size": 4},
-        "checkpoint": {"every": 4},
-        "log": {"progress": False, "tensorboard": False},
-    }
-    for section, values in sections.items():
-        if isinstance(values, dict):
-            base.setdefault(section, {}).update(values)
-        else:
-            base[section] = values
-    return base
+    base = run_config(root, out, seq_len=64, rows_per_step=8, micro_batch=4)
+    return with_sections(base, sections)
 
 
 def make_config(root: Path, out: Path, **sections: dict) -> SFTConfig:
     return run_config_from_dict(SFTConfig, raw_config(root, out, **sections))
-
-
-def losses(out: Path) -> dict[int, float]:
-    return {r["step"]: r["loss"] for r in read_metrics(out / METRICS_FILE) if "loss" in r}
-
-
-def cpu_placement() -> Placement:
-    return Placement(Runtime(0, 1, torch.device("cpu")), 0, 1)
 
 
 @pytest.fixture(scope="module")
