@@ -25,7 +25,7 @@ import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Literal, Protocol
 
 import torch
 
@@ -66,6 +66,30 @@ def resolve_init(init: str, key: str = "init") -> Path:
     return found[0]
 
 
+class _DataFiles(Protocol):
+    @property
+    def train(self) -> str: ...
+
+    @property
+    def val(self) -> str: ...
+
+
+class _RunFromInit(Protocol):
+    """What :meth:`Start.of_run` reads of a post-training run's config (SFT, reward model, DPO)."""
+
+    @property
+    def init(self) -> str: ...
+
+    @property
+    def tokenizer(self) -> str: ...
+
+    @property
+    def chat_format(self) -> str: ...
+
+    @property
+    def data(self) -> _DataFiles: ...
+
+
 @dataclass(frozen=True)
 class Start:
     """What a post-training run starts from: the ``init`` checkpoint and its shape, the tokenizer, its chat format.
@@ -81,6 +105,15 @@ class Start:
     tokenizer_source: Path
     tokenizer: Tokenizer
     chat: ChatFormat
+
+    @classmethod
+    def of_run(cls, config: _RunFromInit) -> Start:
+        """The start of a run's config, after checking that its ``data.train`` and ``data.val`` files exist."""
+        for key in ("train", "val"):
+            path = getattr(config.data, key)
+            if path and not Path(path).is_file():
+                raise ConfigError(f"data.{key}: no such file: {path}")
+        return cls.resolve(config.init, config.tokenizer, config.chat_format)
 
     @classmethod
     def resolve(cls, init: str, tokenizer: str = "", chat: str = "auto") -> Start:

@@ -82,7 +82,7 @@ from torch import nn
 
 from herd.checkpoint.base import tensor_names
 from herd.checkpoint.load import load_model
-from herd.errors import ConfigError, InputError
+from herd.errors import InputError
 from herd.io.atomic import atomic_file
 from herd.io.plot import pyplot, save_png
 from herd.model.build import empty_model
@@ -387,10 +387,7 @@ class DPOObjective(Objective[PairBatch]):
         super().__init__(config, placement)
         self.config: DPOConfig = config
         data = config.data
-        for key, path in (("data.train", data.train), ("data.val", data.val)):
-            if path and not Path(path).is_file():
-                raise ConfigError(f"{key}: no such file: {path}")
-        self.start = start = Start.resolve(config.init, config.tokenizer, config.chat_format)
+        self.start = start = Start.of_run(config)
         self.model_config = start.model_config
         mask = config.variant == "llama3"
         self.splits = {

@@ -457,10 +457,7 @@ class RewardObjective(Objective[RewardBatch]):
 
     def __init__(self, config: RMConfig, placement: Placement) -> None:
         super().__init__(config, placement)
-        for key, path in (("data.train", config.data.train), ("data.val", config.data.val)):
-            if path and not Path(path).is_file():
-                raise ConfigError(f"{key}: no such file: {path}")
-        self.start = Start.resolve(config.init, config.tokenizer, config.chat_format)
+        self.start = Start.of_run(config)
         self.model_config = self.start.model_config
         fmt = self.start.chat
         max_len = min(config.data.seq_len, self.model_config.max_seq_len)

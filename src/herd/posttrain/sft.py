@@ -153,10 +153,7 @@ class SFTObjective(Objective[Batch]):
     def __init__(self, config: SFTConfig, placement: Placement) -> None:
         super().__init__(config, placement)
         self.config: SFTConfig = config
-        for key, path in (("data.train", config.data.train), ("data.val", config.data.val)):
-            if path and not Path(path).is_file():
-                raise ConfigError(f"{key}: no such file: {path}")
-        self.start = Start.resolve(config.init, config.tokenizer, config.chat_format)
+        self.start = Start.of_run(config)
         self.model_config = self.start.model_config
         self.seq_len = seq_len = config.data.seq_len
         if seq_len > self.model_config.max_seq_len:
