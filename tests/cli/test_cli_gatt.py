@@ -150,6 +150,7 @@ ERRORS = {
     "single turns only": "herd: error: {single}: no conversation with 2 or more user turns",
     "model without label": "herd gatt eval: error: argument --model: expected LABEL=MODEL, got '{policy}'",
     "label twice": "herd: error: --model: label(s) given more than once: a",
+    "missing second model": "herd: error: {missing}: no such checkpoint file or directory",
     "unknown placement": "herd gatt build: error: argument --placement: invalid choice: 'assistant'",
 }
 
@@ -174,6 +175,7 @@ def test_bad_input_is_one_line_with_exit_2_and_writes_nothing(
         "single turns only": build_args(out, policy, single),
         "model without label": [*eval_args, "--model", str(policy)],
         "label twice": [*eval_args, "--model", f"a={policy}", "--model", f"a={policy}"],
+        "missing second model": [*eval_args, "--model", f"a={policy}", "--model", f"b={missing}"],
         "unknown placement": build_args(out, policy, dialogues, "--placement", "assistant"),
     }[case]
     assert exit_code(argv) == 2

@@ -185,12 +185,9 @@ def register_dpo(sub: argparse._SubParsersAction) -> None:
 # building the parser imports no PyTorch; tests/cli/test_cli_gatt.py checks they are the library's.
 GATT_BUILD_DEFAULTS = {"max_new_tokens": 256, "temperature": 1.0, "top_p": 1.0, "batch_size": 8, "seed": 0}
 GATT_EVAL_DEFAULTS = {"max_new_tokens": 64, "temperature": 0.0, "batch_size": 8, "seed": 0}
-GATT_FILES = {
-    "rows": "gatt.jsonl",
-    "progress": "progress.jsonl",
-    "json": "following.json",
-    "plot": "following.png",
-}
+# What herd gatt build (the rows, the progress) and herd gatt eval (the shares, the plot) write into OUT.
+GATT_ROWS, GATT_PROGRESS = "gatt.jsonl", "progress.jsonl"
+FOLLOWING_JSON, FOLLOWING_PNG = "following.json", "following.png"
 
 
 def model_spec(text: str) -> tuple[str, str]:
@@ -544,13 +541,22 @@ def rs_rows(result: RSResult) -> list[tuple[str, object]]:
     return rows
 
 
-def load_chat_model(name: str, flag: str) -> tuple[Transformer, ChatFormat]:
-    """The model a ``herd gatt`` flag names (a checkpoint or bundled model, :func:`resolve_init`) and its chat format."""
-    from herd.infer.loading import load_for_inference
+def chat_model_path(name: str, flag: str) -> str:
+    """The checkpoint a ``herd gatt`` flag names (a path, or a bundled model: :func:`resolve_init`); it must exist."""
+    from herd.infer.loading import check_model_spec
     from herd.posttrain.config import resolve_init
+
+    path = str(resolve_init(name, flag))
+    check_model_spec(path, random=False)
+    return path
+
+
+def load_chat_model(path: str) -> tuple[Transformer, ChatFormat]:
+    """The model at ``path`` and the chat format of its tokenizer (its own template, else detected)."""
+    from herd.infer.loading import load_for_inference
     from herd.tokenizer.chat import chat_format
 
-    model, tokenizer = load_for_inference(str(resolve_init(name, flag)))
+    model, tokenizer = load_for_inference(path)
     return model, chat_format(tokenizer)
 
 
@@ -561,7 +567,8 @@ def run_gatt_build(args: argparse.Namespace) -> int:
 
     dialogues = read_dialogues(args.dialogues, limit=args.limit)
     apply_threads(args)
-    model, fmt = load_chat_model(args.policy, "--policy")
+    model, fmt = load_chat_model(chat_model_path(args.policy, "--policy"))
+    progress = args.output / GATT_PROGRESS
     skipped = SkipCounts()
     rows = build_gatt_dialogues(
         model,
@@ -573,15 +580,15 @@ def run_gatt_build(args: argparse.Namespace) -> int:
         top_p=args.top_p,
         batch_size=args.batch_size,
         seed=args.seed,
-        progress=args.output / GATT_FILES["progress"],
+        progress=progress,
         skipped=skipped,
     )
-    out = write_rows(args.output / GATT_FILES["rows"], rows)
+    out = write_rows(args.output / GATT_ROWS, rows)
     categories = dict(Counter(row["category"] for row in rows).most_common())
     if args.json:
         result = {
             "output": str(out),
-            "progress": str(args.output / GATT_FILES["progress"]),
+            "progress": str(progress),
             "dialogues": len(dialogues),
             "rows": len(rows),
             "skipped": dict(skipped),
@@ -597,14 +604,18 @@ def run_gatt_build(args: argparse.Namespace) -> int:
                     "instruction categories",
                     ", ".join(f"{n:,} {name}" for name, n in categories.items()) or "none",
                 ),
-                ("progress", f"{args.output / GATT_FILES['progress']} (run the command again to continue)"),
+                ("progress", f"{progress} (run the command again to continue)"),
             ]
         )
     return 0
 
 
 def run_gatt_eval(args: argparse.Namespace) -> int:
-    """Run ``herd gatt eval``: each model answers the same dialogues; write the shares per turn and their plot."""
+    """Run ``herd gatt eval``: each model answers the same dialogues; write the shares per turn and their plot.
+
+    Every model is found before any is loaded, and each is loaded only for its own evaluation, so that
+    a wrong path fails at once and two large models are not held together.
+    """
     from herd.io.atomic import write_atomically
     from herd.posttrain.gatt import instruction_following, plot_instruction_following, read_dialogues
 
@@ -614,11 +625,10 @@ def run_gatt_eval(args: argparse.Namespace) -> int:
         raise ConfigError(f"--model: label(s) given more than once: {', '.join(repeated)}")
     dialogues = read_dialogues(args.dialogues, limit=args.limit)
     apply_threads(args)
-    models = {label: load_chat_model(name, "--model") for label, name in args.models}
+    paths = {label: chat_model_path(name, "--model") for label, name in args.models}
     results = {
         label: instruction_following(
-            model,
-            fmt,
+            *load_chat_model(path),
             dialogues,
             placement=args.placement,
             max_new_tokens=args.max_new_tokens,
@@ -626,7 +636,7 @@ def run_gatt_eval(args: argparse.Namespace) -> int:
             batch_size=args.batch_size,
             seed=args.seed,
         )
-        for label, (model, fmt) in models.items()
+        for label, path in paths.items()
     }
     report = {
         "dialogues": str(args.dialogues),
@@ -638,14 +648,14 @@ def run_gatt_eval(args: argparse.Namespace) -> int:
         "models": {label: {"model": name, **asdict(results[label])} for label, name in args.models},
     }
     text = json.dumps(report, indent=2, ensure_ascii=False) + "\n"
-    write_atomically(args.output / GATT_FILES["json"], lambda f: f.write(text.encode("utf-8")))
-    plot_instruction_following(results, args.output / GATT_FILES["plot"])
+    write_atomically(args.output / FOLLOWING_JSON, lambda f: f.write(text.encode("utf-8")))
+    plot_instruction_following(results, args.output / FOLLOWING_PNG)
     if args.json:
         shares = {label: {"shares": r.shares, "counts": r.counts} for label, r in results.items()}
         print(json.dumps({"output": str(args.output), "models": shares}, indent=2))
     else:
         print("\n".join(following_table(results)))
-        print(f"wrote {args.output / GATT_FILES['json']} and {args.output / GATT_FILES['plot']}")
+        print(f"wrote {args.output / FOLLOWING_JSON} and {args.output / FOLLOWING_PNG}")
     return 0
 
 
