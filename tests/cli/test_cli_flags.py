@@ -62,7 +62,7 @@ def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
 def test_the_tree_has_every_stage_and_no_other() -> None:
     leaves = {p[0] for p in ALL if len(p) == 1}
     assert leaves >= {"average", "chat", "convert", "generate", "pretrain", "sft", "rs", "rm", "dpo"}
-    assert {p[0] for p in ALL} == leaves | {"data", "model", "tokenizer"}
+    assert {p[0] for p in ALL} == leaves | {"data", "gatt", "model", "tokenizer"}
     assert {p[0] for p in ALL} == {c.name for c in COMMANDS}
 
 
