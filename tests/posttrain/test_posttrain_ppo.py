@@ -1,15 +1,31 @@
-"""herd.posttrain.ppo: the advantage switch, against the functions of herd.posttrain.advantages by hand."""
+"""herd.posttrain.ppo: the advantage switch by hand, and PPO (Llama 2 §3.2.3) on herd's trainer.
+
+The run tests use a tiny random policy (2 layers, width 32) over the
+llama2-style SentencePiece tokenizer of conftest.py and a tiny random reward
+model of the same shape, which also serves as the safety reward model.
+"""
 
 from __future__ import annotations
 
 import math
+from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
+from posttrain_helpers import losses, run_config, with_sections, write_rows, write_tiny_init
 
+from herd.checkpoint.load import open_checkpoint
 from herd.errors import ConfigError
+from herd.model.presets import get_preset
 from herd.posttrain.advantages import gae, group_advantages, whiten
-from herd.posttrain.ppo import advantages
+from herd.posttrain.ppo import PPOConfig, PPOObjective, PPOResult, advantages, ppo
+from herd.posttrain.reward_model import RewardModel
+from herd.posttrain.rollout import response_values
+from herd.tokenizer import Tokenizer
+from herd.train.config import run_config_from_dict
+from herd.train.loop import Trainer
+from herd.train.metrics import read_metrics
 
 
 def _batch() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -56,3 +72,135 @@ def test_advantage_settings_checked() -> None:
         advantages("group", rewards, mask)
     with pytest.raises(ConfigError, match="unknown advantage 'vtrace' \\(expected gae, group\\)"):
         advantages("vtrace", rewards, mask)  # type: ignore[arg-type]
+
+
+# ---- the objective on herd's trainer -------------------------------------------------------------
+
+PROMPTS = ["name the parser", "what is an argument?", "help with the option", "the default value?"]
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory: pytest.TempPathFactory, llama2_tokenizer: Tokenizer) -> Path:
+    """``init/`` (a tiny random policy), ``rm/`` (a tiny random reward model), ``train.jsonl`` and ``val.jsonl``."""
+    root = tmp_path_factory.mktemp("ppo")
+    init = write_tiny_init(root, llama2_tokenizer)
+    with open_checkpoint(init) as reader:
+        config = reader.config
+    RewardModel.random(config, seed=1, pad_id=llama2_tokenizer.eos_id).save_pretrained(
+        root / "rm", tokenizer=llama2_tokenizer
+    )
+    rows = [{"prompt": p, "safety": i % 2 == 0} for i, p in enumerate(PROMPTS)]
+    write_rows(root / "train.jsonl", rows)
+    write_rows(root / "val.jsonl", [{"prompt": "which group?"}, {"prompt": "a type, please"}])
+    return root
+
+
+def make_config(root: Path, out: Path, **keys: Any) -> PPOConfig:
+    """4 responses (2 prompts × 2 samples) per rollout, mini-batches of 2 in micro-batches of 1, 2 PPO epochs:
+    4 steps per rollout, 8 steps in all; checkpoints at the rollouts' boundaries."""
+    base = run_config(root, out, seq_len=128, rows_per_step=1, micro_batch=1)
+    raw = with_sections(
+        base,
+        {
+            "reward_model": str(root / "rm"),
+            "safety_reward_model": str(root / "rm"),
+            "samples": 2,
+            "max_new_tokens": 6,
+            "rollout_prompts": 2,
+            "mini_batch": 2,
+            "ppo_epochs": 2,
+            "train": {"steps": 8},
+            **keys,
+        },
+    )
+    return run_config_from_dict(PPOConfig, raw)
+
+
+@pytest.fixture(scope="module")
+def finished(workspace: Path, tmp_path_factory: pytest.TempPathFactory) -> PPOResult:
+    """An 8-step GAE run (two rollouts) with validation and the export."""
+    return ppo(make_config(workspace, tmp_path_factory.mktemp("finished") / "run"))
+
+
+def test_a_run_completes_and_logs_ppo_statistics(finished: PPOResult) -> None:
+    assert finished.steps == 8 and finished.rollouts == 2 and finished.steps_per_rollout == 4
+    assert finished.prompts == {"train": 4, "val": 2}
+    assert finished.final_dir is not None and (Path(finished.final_dir) / "config.json").is_file()
+    assert finished.eval_score is not None and finished.eval_score_before is not None
+    records = [r for r in read_metrics(Path(finished.metrics)) if "loss" in r]
+    assert [r["step"] for r in records] == list(range(1, 9))
+    for key in ("policy_loss", "value_loss", "clip_fraction", "kl", "score", "reward", "response_length"):
+        assert all(math.isfinite(r[key]) for r in records), key
+    assert all(0 <= r["ended"] <= 1 and 1 <= r["response_length"] <= 6 for r in records)
+
+
+def test_first_mini_batch_of_each_rollout_is_on_policy(finished: PPOResult) -> None:
+    """At the first step the policy is the reference: KL 0 exactly; at the first mini-batch of every rollout
+    the training forward gives the rollout's log-probabilities and values (ratio 1, nothing clipped)."""
+    records = {r["step"]: r for r in read_metrics(Path(finished.metrics)) if "loss" in r}
+    assert records[1]["kl"] == 0.0
+    for step in (1, 5):
+        assert records[step]["clip_fraction"] == 0.0
+        assert records[step]["value_clip_fraction"] == 0.0
+        assert records[step]["approx_kl"] < 1e-10
+    assert records[8]["kl"] != 0.0  # the policy moved away from the reference
+
+
+def test_policy_reference_value_and_reward_models_share_no_parameter(workspace: Path, tmp_path: Path) -> None:
+    trainer = Trainer(make_config(workspace, tmp_path / "run"), objective=PPOObjective)
+    objective = trainer.objective
+    assert isinstance(objective, PPOObjective)
+    model = objective.model
+    assert model is trainer.model and model is not None and model.value is not None
+    assert objective.reference is not None
+    holders = [model.transformer, model.value, objective.reference, *objective.reward_models.values()]
+    pointers = [{p.data_ptr() for p in m.parameters()} for m in holders]
+    assert sum(map(len, pointers)) == len(set().union(*pointers))
+    assert not any(p.requires_grad for p in objective.reference.parameters())
+    trainer.close()
+
+
+def test_group_advantages_run_without_a_value_model(workspace: Path, tmp_path: Path) -> None:
+    config = make_config(workspace, tmp_path / "run", advantage="group", train={"steps": 2})
+    trainer = Trainer(config, objective=PPOObjective)
+    assert isinstance(trainer.objective, PPOObjective)
+    assert trainer.objective.model is not None and trainer.objective.model.value is None
+    result = trainer.run()
+    assert isinstance(result, PPOResult) and result.steps == 2 and result.advantage == "group"
+    records = [r for r in read_metrics(Path(result.metrics)) if "loss" in r]
+    assert records[0]["kl"] == 0.0 and records[0]["clip_fraction"] == 0.0
+    assert "value_loss" not in records[0]
+
+
+def test_resume_at_a_rollout_boundary_continues_exactly(
+    workspace: Path, tmp_path: Path, finished: PPOResult
+) -> None:
+    """4 steps, then resumed to 8: the losses of steps 5–8 are those of the uninterrupted run."""
+    out = tmp_path / "run"
+    ppo(make_config(workspace, out, train={"steps": 4}))
+    ppo(make_config(workspace, out), resume=True)
+    assert losses(out) == pytest.approx(losses(Path(finished.out_dir)), rel=1e-6)
+
+
+def test_ppo_settings_checked(workspace: Path, tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="mini_batch must divide"):
+        make_config(workspace, tmp_path, mini_batch=3)
+    with pytest.raises(ConfigError, match='advantage = "group" needs samples >= 2'):
+        make_config(workspace, tmp_path, advantage="group", samples=1)
+    with pytest.raises(ConfigError, match="no prompt leaves room for max_new_tokens"):
+        Trainer(make_config(workspace, tmp_path, max_new_tokens=127), objective=PPOObjective)
+
+
+def test_response_values_are_the_head_read_one_column_before_each_response_token() -> None:
+    """Per-token values: the reward model's score of the prefix ending just before each response token."""
+    config = get_preset("llama2-tiny").replace(dim=32, n_layers=2, n_heads=4, n_kv_heads=2, vocab_size=64)
+    model = RewardModel.random(config, seed=0, pad_id=0)
+    tokens = torch.randint(1, 64, (2, 7), generator=torch.Generator().manual_seed(0))
+    mask = torch.zeros(2, 7, dtype=torch.bool)
+    mask[0, 3:7], mask[1, 2:5] = True, True
+    with torch.no_grad():
+        values = response_values(model, tokens, mask)
+        for row, column in mask.nonzero().tolist():
+            prefix = tokens[row : row + 1, :column]
+            assert values[row, column].item() == pytest.approx(model(prefix).item(), abs=1e-5)
+    assert not values[~mask].any()

@@ -35,17 +35,67 @@ numbered style of torchtune's PPO recipe:
 7. **Log** reward, KL to the reference, clip fractions, approximate KL to the
    rollout policy, response length and the fraction that ended; repeat from 1.
 
-Only step 5's switch is implemented here so far; the objective comes next.
+**On herd's trainer** (:class:`PPOObjective`, :func:`ppo`): the trained
+module (:class:`PolicyAndValue`) holds the policy as ``transformer`` (what the
+trainer shards, recomputes and exports) and the value model as ``value``, a
+:class:`~herd.posttrain.reward_model.RewardModel` read from ``reward_model``
+whose head gives a value at every position (``advantage = "group"`` has no
+value model). The frozen reference and the reward models live in the
+objective (:meth:`PPOObjective.prepare_run`). Each optimizer step is one
+mini-batch of ``mini_batch`` responses; a rollout of ``rollout_prompts ×
+samples`` responses serves ``ppo_epochs`` passes of them, so :meth:`micro_batches`
+rolls out with the current policy every ``steps_per_period`` steps. The
+loss of a micro-batch is summed over its response tokens, so the trainer's
+division by the step's tokens gives the mean over the mini-batch's tokens.
+
+**Resume.** The checkpointed data position is the prompts drawn, the rollouts
+drawn and the mini-batches served of the current one. A run resumed at a
+rollout boundary (``checkpoint.every`` a multiple of ``steps_per_period``)
+continues exactly as an uninterrupted one; resumed in the middle of a rollout
+period, it redraws that period's rollout (same prompts and seeds) with the
+restored policy and serves the rest of its mini-batches: the rollout buffer
+is not saved with the checkpoint.
 """
 
 from __future__ import annotations
 
-from typing import Literal, get_args
+import hashlib
+import json
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, cast, get_args
 
+import numpy as np
 import torch
+from torch import nn
 
+from herd.checkpoint.base import tensor_names
+from herd.checkpoint.load import load_model
+from herd.checkpoint.sequence_classification import SequenceClassificationReader
 from herd.errors import ConfigError
-from herd.posttrain.advantages import GAE_GAMMA, GAE_LAMBDA, gae, group_advantages, whiten
+from herd.model.build import empty_model
+from herd.model.transformer import Transformer
+from herd.posttrain.advantages import GAE_GAMMA, GAE_LAMBDA, gae, group_advantages, masked_mean, whiten
+from herd.posttrain.config import SFTConfig, SFTDataConfig, SFTOptimConfig, SFTScheduleConfig, Start
+from herd.posttrain.data import EpochStream, Message, SkipCounts, SkippedRow, _prompt, _read
+from herd.posttrain.losses import (
+    PPO_CLIP,
+    PPO_KL_BETA,
+    PPO_VALUE_WEIGHT,
+    kl_penalty_rewards,
+    llama2_reward,
+    penalize_unfinished,
+    ppo_policy_loss,
+    ppo_value_loss,
+)
+from herd.posttrain.rejection_sampling import score_responses
+from herd.posttrain.reward_model import RewardModel
+from herd.posttrain.rollout import Rollout, response_logprobs, response_values, rollout
+from herd.posttrain.sft import FINAL_DIR
+from herd.train.loop import train
+from herd.train.objective import LossTerms, Objective, Placement, RunResult, allocate, copy_weights, is_meta
 
 #: How advantages are estimated: Llama 2's GAE with a value model, or GRPO's group baseline.
 Advantage = Literal["gae", "group"]
@@ -84,3 +134,573 @@ def advantages(
         totals = (rewards * mask).sum(dim=1)
         return group_advantages(totals, group_size).unsqueeze(1) * mask, None
     raise ConfigError(f"unknown advantage {kind!r} (expected {', '.join(get_args(Advantage))})")
+
+
+# ---- the config ------------------------------------------------------------------------------------
+
+
+@dataclass
+class PPODataConfig(SFTDataConfig):
+    """The prompts: ``train`` for the rollouts, ``val`` held out (scored after each validation).
+
+    Rows are those :func:`herd.posttrain.data.read_prompts` reads, with an
+    optional boolean ``safety`` tag (Llama 2 §3.2.3's safety prompts). A prompt
+    is used when it and ``max_new_tokens`` fit in ``seq_len`` and the policy's
+    context. ``epochs``: passes over the prompts when ``train.steps`` is 0.
+    """
+
+    seq_len: int = 4096
+    epochs: int = 1
+    max_prompts: int = 0  # use the file's first usable prompts up to this many; 0: all
+    max_val_prompts: int = 0  # the same for data.val
+
+
+@dataclass
+class PPOOptimConfig(SFTOptimConfig):
+    """AdamW β 0.9/0.95, eps 1e-5, weight decay 0.1, clipping 1.0, learning rate 1e-6 (Llama 2 §3.2.3)."""
+
+    lr: float = 1e-6
+
+
+@dataclass
+class PPOScheduleConfig(SFTScheduleConfig):
+    """Llama 2 §3.2.3's constant learning rate: no warmup, a cosine whose floor is its peak."""
+
+    min_lr_ratio: float = 1.0
+
+
+@dataclass
+class PPOConfig(SFTConfig):
+    """A PPO run (:mod:`herd.posttrain.ppo`): SFT's sections and keys, the reward models and PPO's settings.
+
+    ``init`` is the SFT policy (also the frozen reference π_0); ``reward_model``
+    the helpfulness reward model (``LlamaForSequenceClassification``
+    directory), which also initialises the value model; ``safety_reward_model``
+    (optional) the safety one, used by Llama 2's ``R_c`` rule
+    (:func:`herd.posttrain.losses.llama2_reward`). A rollout samples
+    ``samples`` responses of at most ``max_new_tokens`` to each of
+    ``rollout_prompts`` prompts (Llama 2: 512 prompts, one sample each);
+    each optimizer step takes ``mini_batch`` of them (Llama 2: 64), in
+    ``train.micro_batch_size`` rows per forward pass, for ``ppo_epochs``
+    passes. ``train.batch_tokens`` is not used.
+    """
+
+    out_dir: str = "runs/ppo"
+    optim: PPOOptimConfig = field(default_factory=PPOOptimConfig)
+    schedule: PPOScheduleConfig = field(default_factory=PPOScheduleConfig)
+    data: PPODataConfig = field(default_factory=PPODataConfig)
+    reward_model: str = ""
+    safety_reward_model: str = ""
+    samples: int = 1
+    max_new_tokens: int = 512
+    rollout_prompts: int = 512
+    mini_batch: int = 64
+    ppo_epochs: int = 1
+    beta: float = PPO_KL_BETA
+    clip: float = PPO_CLIP
+    gamma: float = GAE_GAMMA
+    lam: float = GAE_LAMBDA
+    advantage: Advantage = "gae"
+    value_weight: float = PPO_VALUE_WEIGHT
+
+    @property
+    def rollout_size(self) -> int:
+        """Responses per rollout: ``rollout_prompts × samples``."""
+        return self.rollout_prompts * self.samples
+
+    @property
+    def steps_per_period(self) -> int:
+        """Optimizer steps served by one rollout: ``ppo_epochs`` passes of its mini-batches."""
+        return self.ppo_epochs * (self.rollout_size // self.mini_batch)
+
+    def checks(self) -> list[tuple[bool, str]]:
+        """SFT's checks (the prompts file named first), then the reward model and PPO's settings."""
+        return [
+            (bool(self.data.train), "data.train must name the prompts of the rollouts (a .jsonl file)"),
+            *super().checks(),
+            (bool(self.reward_model), "reward_model must name the helpfulness reward model's directory"),
+            (self.samples >= 1, "samples must be at least 1"),
+            (self.advantage != "group" or self.samples >= 2, 'advantage = "group" needs samples >= 2'),
+            (self.max_new_tokens >= 1, "max_new_tokens must be at least 1"),
+            (self.rollout_prompts >= 1, "rollout_prompts must be at least 1"),
+            (self.rollout_size >= 2, "rollout_prompts × samples must be at least 2 (the reward is whitened)"),
+            (
+                self.mini_batch >= 1 and self.rollout_size % self.mini_batch == 0,
+                "mini_batch must divide rollout_prompts × samples",
+            ),
+            (
+                self.mini_batch % self.train.micro_batch_size == 0,
+                "train.micro_batch_size must divide mini_batch",
+            ),
+            (self.ppo_epochs >= 1, "ppo_epochs must be at least 1"),
+            (self.beta >= 0, "beta must be >= 0"),
+            (self.clip > 0, "clip must be positive"),
+            (0 < self.gamma <= 1, "gamma must be in (0, 1]"),
+            (0 <= self.lam <= 1, "lam must be in [0, 1]"),
+            (self.value_weight >= 0, "value_weight must be >= 0"),
+            (self.data.max_prompts >= 0, "data.max_prompts must be >= 0 (0: every prompt)"),
+            (self.data.max_val_prompts >= 0, "data.max_val_prompts must be >= 0 (0: every prompt)"),
+        ]
+
+
+# ---- the prompts ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PPOPrompt:
+    """A usable prompt: its messages, their rendering (what the policy continues) and its safety tag."""
+
+    messages: tuple[Message, ...]
+    ids: list[int]
+    safety: bool
+
+
+def _tagged_prompt(row: dict[str, Any]) -> tuple[tuple[Message, ...], bool]:
+    """A prompt row's messages and its ``safety`` tag (absent: False)."""
+    safety = row.get("safety")
+    if safety is not None and not isinstance(safety, bool):
+        raise SkippedRow("'safety' not a boolean", repr(safety))
+    return _prompt(row), bool(safety)
+
+
+def read_ppo_prompts(path: str, start: Start, max_len: int, limit: int) -> tuple[list[PPOPrompt], SkipCounts]:
+    """The first ``limit`` (0: all) prompts of ``path`` whose rendering is at most ``max_len`` ids; what was skipped."""
+    skipped = SkipCounts()
+    prompts = []
+    for messages, safety in _read(Path(path), _tagged_prompt, skipped):
+        if limit and len(prompts) == limit:
+            break
+        ids = start.chat.render_prompt(messages)
+        if len(ids) > max_len:
+            skipped["too long"] += 1
+            continue
+        prompts.append(PPOPrompt(messages, ids, safety))
+    if not prompts:
+        raise ConfigError(f"{path}: no prompt leaves room for max_new_tokens ({skipped})")
+    return prompts, skipped
+
+
+# ---- the model and the rollout buffer ---------------------------------------------------------------
+
+
+class PolicyAndValue(nn.Module):
+    """The trained module: the policy as ``transformer`` (sharded, exported) and the value model as ``value``."""
+
+    def __init__(self, transformer: Transformer, value: RewardModel | None) -> None:
+        super().__init__()
+        self.transformer = transformer
+        self.value = value
+
+    def forward(
+        self, tokens: torch.Tensor, response_mask: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(batch, width) log-probabilities of the response tokens, and their values (None without a value model)."""
+        logprobs = response_logprobs(self.transformer, tokens, response_mask)
+        if self.value is None:
+            return logprobs, None
+        return logprobs, response_values(self.value, tokens, response_mask)
+
+
+@dataclass(frozen=True)
+class RolloutBuffer:
+    """One rollout, scored (steps 1–5): per response row, what its mini-batches need.
+
+    ``score`` is the reward model's (helpfulness) output, ``reward`` the
+    sequence reward PPO optimises (Llama 2's whitened ``R_c``, or the penalty
+    for an unfinished response).
+    """
+
+    tokens: torch.Tensor
+    mask: torch.Tensor
+    old_logprobs: torch.Tensor
+    ref_logprobs: torch.Tensor
+    values: torch.Tensor | None
+    advantages: torch.Tensor
+    returns: torch.Tensor | None
+    score: torch.Tensor
+    reward: torch.Tensor
+    ended: torch.Tensor
+
+
+@dataclass(frozen=True)
+class MiniBatch:
+    """Rows of a rollout buffer for one forward pass, trimmed to their widest response.
+
+    ``response_scale`` turns a per-response sum into its share of the step's
+    mean per response once the trainer divides by the step's tokens.
+    """
+
+    buffer: RolloutBuffer
+    response_scale: float
+
+    def count(self) -> int:
+        """The response tokens of the rows."""
+        return int(self.buffer.mask.sum())
+
+
+def _rows(buffer: RolloutBuffer, rows: torch.Tensor) -> RolloutBuffer:
+    """``rows`` of ``buffer``, cut after the last column any of them uses."""
+    width = int(buffer.mask[rows].any(dim=0).nonzero().max()) + 1
+    return RolloutBuffer(
+        **{
+            name: None if value is None else (value[rows, :width] if value.dim() == 2 else value[rows])
+            for name, value in vars(buffer).items()
+        }
+    )
+
+
+def _chunked(fn: Any, tokens: torch.Tensor, mask: torch.Tensor, rows: int) -> torch.Tensor:
+    """``fn(tokens, mask)`` ``rows`` rows at a time, each chunk cut to its widest response; (batch, width)."""
+    out = torch.zeros(mask.shape, dtype=torch.float32, device=mask.device)
+    for i in range(0, tokens.shape[0], rows):
+        width = int(mask[i : i + rows].any(dim=0).nonzero().max()) + 1
+        out[i : i + rows, :width] = fn(tokens[i : i + rows, :width], mask[i : i + rows, :width])
+    return out
+
+
+# ---- the objective -----------------------------------------------------------------------------------
+
+
+@dataclass
+class PPOResult(RunResult):
+    """What a finished PPO run reports (also written to ``<out_dir>/summary.json``).
+
+    ``eval_*`` are the held-out prompts' figures after training (``*_before``:
+    at step 0): the mean reward-model score of one sampled response per
+    prompt, the per-token KL to the reference, the response length and the
+    share of responses that ended with the end-of-turn token.
+    """
+
+    eval_score: float | None = None
+    eval_kl: float | None = None
+    eval_response_length: float | None = None
+    eval_ended: float | None = None
+    eval_score_before: float | None = None
+    eval_ended_before: float | None = None
+    advantage: str = ""
+    beta: float = PPO_KL_BETA
+    rollouts: int = 0
+    steps_per_rollout: int = 0
+    final_dir: str | None = None
+    tokenizer: str | None = None
+    prompts: dict[str, int] = field(default_factory=dict)
+    epochs: float = 0.0
+    skipped_prompts: dict[str, dict[str, int]] = field(default_factory=dict)
+
+
+class PPOObjective(Objective[MiniBatch]):
+    """PPO of ``init`` against the reward models on the prompts of ``data.train``; see the module docstring."""
+
+    name = "ppo"
+    resume_keys = (
+        "init",
+        "tokenizer",
+        "chat_format",
+        "reward_model",
+        "safety_reward_model",
+        "advantage",
+        "data.train",
+        "data.seq_len",
+        "data.max_prompts",
+        "train.seed",
+        "train.micro_batch_size",
+        "samples",
+        "max_new_tokens",
+        "rollout_prompts",
+        "mini_batch",
+        "ppo_epochs",
+    )
+    val_metric = "eval_score"
+
+    def __init__(self, config: PPOConfig, placement: Placement) -> None:
+        super().__init__(config, placement)
+        if placement.dp_size > 1 or config.parallel.tp > 1:
+            raise ConfigError("ppo runs on one process so far (no torchrun, parallel.tp = 1)")
+        self.config: PPOConfig = config
+        data = config.data
+        self.start = start = Start.of_run(config)
+        self.model_config = start.model_config
+        for key in ("reward_model", "safety_reward_model"):
+            self._check_vocabulary(key, getattr(config, key))
+        max_len = min(data.seq_len, start.model_config.max_seq_len) - config.max_new_tokens
+        self.splits = {"train": read_ppo_prompts(data.train, start, max_len, data.max_prompts)}
+        if data.val:
+            self.splits["val"] = read_ppo_prompts(data.val, start, max_len, data.max_val_prompts)
+        self.prompts = self.splits["train"][0]
+        self.pad_id = start.tokenizer.eos_id or 0
+        self.seq_len = data.seq_len
+        self.sequences_per_step = config.mini_batch
+        self.steps_per_period = config.steps_per_period
+        self.stream = EpochStream(len(self.prompts), config.train.seed)
+        periods = math.ceil(data.epochs * len(self.prompts) / config.rollout_prompts)
+        self.steps = config.train.steps or periods * self.steps_per_period
+        digest = hashlib.sha256()
+        for prompt in self.prompts:
+            digest.update(json.dumps([prompt.ids, prompt.safety]).encode())
+        self.fingerprint = digest.hexdigest()
+        self.periods = 0  # rollouts drawn
+        self.served = 0  # mini-batches of the current rollout served
+        self.buffer: RolloutBuffer | None = None
+        self.model: PolicyAndValue | None = None
+        self.reference: Transformer | None = None
+        self.reward_models: dict[str, RewardModel] = {}
+        self.before: dict[str, float] = {}
+
+    def _check_vocabulary(self, key: str, path: str) -> None:
+        """Raise a ConfigError unless the reward model at ``path`` (if any) reads the policy's vocabulary."""
+        if not path:
+            return
+        with SequenceClassificationReader(path) as reader:
+            theirs = reader.config.vocab_size
+        if theirs != self.model_config.vocab_size:
+            raise ConfigError(
+                f"{key}: {path} has a vocabulary of {theirs} tokens but the policy "
+                f"{self.config.init} has {self.model_config.vocab_size}; it must share the policy's tokenizer"
+            )
+
+    # ---- the model -------------------------------------------------------------------------------
+
+    def build_model(self, device: torch.device | str) -> nn.Module:
+        """A :class:`PolicyAndValue`: the init checkpoint's shape, and the reward model's for the value (GAE)."""
+        value = None
+        if self.config.advantage == "gae":
+            with SequenceClassificationReader(self.config.reward_model) as reader:
+                value = RewardModel(reader.config, pad_id=reader.pad_token_id, device=device)
+        return PolicyAndValue(empty_model(self.model_config, device), value)
+
+    def init_weights(self, model: nn.Module, device: torch.device) -> None:
+        """The policy from ``init`` and the value model from ``reward_model`` (Llama 2 §3.2.3), in fp32."""
+        if is_meta(model):
+            allocate(model, device)
+        model = cast(PolicyAndValue, model)
+        policy = load_model(self.start.init, dtype=torch.float32).state_dict()
+        copy_weights(model.transformer, policy, str(self.start.init))
+        if model.value is not None:
+            value = RewardModel.from_pretrained(self.config.reward_model, dtype=torch.float32)
+            copy_weights(model.value, dict(value.named_parameters()), self.config.reward_model)
+
+    def prepare_run(self, model: nn.Module, out_dir: Path) -> None:
+        """Keep the trained model (rollouts use the current policy); load the frozen reference and reward models.
+
+        The reference π_0 is ``init`` read again; the reward models are read
+        in fp32, all in eval mode without gradients. The held-out figures at
+        step 0 are computed here.
+        """
+        self.model = cast(PolicyAndValue, model)
+        self.reference = load_model(self.start.init, dtype=torch.float32, device=self.device)
+        self.reference.requires_grad_(False)
+        for key in ("reward_model", "safety_reward_model"):
+            path = getattr(self.config, key)
+            if path:
+                rm = RewardModel.from_pretrained(path, dtype=torch.float32, device=self.device)
+                self.reward_models[key] = rm.eval().requires_grad_(False)
+        if "val" in self.splits:
+            self.before = self.validate(model)
+
+    # ---- steps 1–5: rollout, score, reference and values, rewards, advantages ------------------------
+
+    def _sample(self, policy: Transformer, prompts: Sequence[PPOPrompt], samples: int, seed: int) -> Rollout:
+        """``samples`` responses to each prompt from ``policy`` at temperature 1 (step 1)."""
+        return rollout(
+            policy,
+            [p.ids for p in prompts],
+            samples=samples,
+            max_new_tokens=self.config.max_new_tokens,
+            stop_ids=self.start.tokenizer.stop_ids,
+            seed=seed,
+            pad_id=self.pad_id,
+        )
+
+    def _scores(self, key: str, prompts: Sequence[PPOPrompt], drawn: Rollout, samples: int) -> torch.Tensor:
+        """(responses,) fp32 outputs of the reward model ``key``, each response rendered after its prompt."""
+        texts = []
+        for r, ended in enumerate(drawn.ended.tolist()):
+            ids = drawn.tokens[r][drawn.response_mask[r]].tolist()
+            texts.append(self.start.tokenizer.decode(ids[:-1] if ended else ids).strip())
+        scores = [
+            score
+            for i, prompt in enumerate(prompts)
+            for score in score_responses(
+                self.reward_models[key],
+                self.start.chat,
+                prompt.messages,
+                texts[i * samples : (i + 1) * samples],
+            )
+        ]
+        return torch.tensor(scores, dtype=torch.float32, device=drawn.tokens.device)
+
+    def _logprobs(self, model: Transformer, drawn: Rollout) -> torch.Tensor:
+        """Per-token log-probabilities of the responses under ``model``, ``micro_batch_size`` rows a pass."""
+        return _chunked(
+            lambda t, m: response_logprobs(model, t, m),
+            drawn.tokens,
+            drawn.response_mask,
+            self.config.train.micro_batch_size,
+        )
+
+    @torch.no_grad()
+    def _rollout(self, indices: Sequence[int], seed: int) -> RolloutBuffer:
+        """Steps 1–5 for the prompts ``indices`` with the current policy."""
+        assert self.model is not None and self.reference is not None
+        config, samples = self.config, self.config.samples
+        prompts = [self.prompts[i] for i in indices]
+        model = self.model
+        model.eval()
+        try:
+            drawn = self._sample(model.transformer, prompts, samples, seed)
+            mask = drawn.response_mask
+            helpful = self._scores("reward_model", prompts, drawn, samples)
+            safety = helpful
+            if "safety_reward_model" in self.reward_models:
+                safety = self._scores("safety_reward_model", prompts, drawn, samples)
+            tagged = torch.tensor([p.safety for p in prompts for _ in range(samples)], device=mask.device)
+            reward = penalize_unfinished(
+                llama2_reward(torch.sigmoid(helpful), torch.sigmoid(safety), tagged), drawn.ended
+            )
+            old = self._logprobs(model.transformer, drawn)
+            ref = self._logprobs(self.reference, drawn)
+            values = None
+            if model.value is not None:
+                value_model = model.value
+                values = _chunked(
+                    lambda t, m: response_values(value_model, t, m),
+                    drawn.tokens,
+                    mask,
+                    config.train.micro_batch_size,
+                )
+        finally:
+            model.train()
+        rewards = kl_penalty_rewards(reward, old, ref, mask, config.beta)
+        adv, returns = advantages(
+            config.advantage,
+            rewards,
+            mask,
+            values=values,
+            group_size=samples,
+            gamma=config.gamma,
+            lam=config.lam,
+        )
+        return RolloutBuffer(drawn.tokens, mask, old, ref, values, adv, returns, helpful, reward, drawn.ended)
+
+    # ---- data ------------------------------------------------------------------------------------
+
+    def micro_batches(self) -> list[MiniBatch]:
+        """The next mini-batch of the current rollout in micro-batches; a new rollout when it is spent."""
+        config = self.config
+        if self.buffer is None or self.served == self.steps_per_period:
+            served = self.served if self.buffer is None else 0  # a resume mid-period redraws that rollout
+            seed = config.train.seed + self.periods * config.rollout_size
+            self.buffer = self._rollout(self.stream.take(config.rollout_prompts), seed)
+            self.periods += 1
+            self.served = served
+        per_epoch = config.rollout_size // config.mini_batch
+        epoch, k = divmod(self.served, per_epoch)
+        order = torch.from_numpy(
+            np.random.default_rng([config.train.seed, self.periods, epoch]).permutation(config.rollout_size)
+        )
+        rows = order[k * config.mini_batch : (k + 1) * config.mini_batch].to(self.buffer.mask.device)
+        self.served += 1
+        scale = int(self.buffer.mask[rows].sum()) / len(rows)
+        mb = config.train.micro_batch_size
+        return [MiniBatch(_rows(self.buffer, rows[i : i + mb]), scale) for i in range(0, len(rows), mb)]
+
+    def count(self, batch: MiniBatch) -> int:
+        """The response tokens of ``batch``."""
+        return batch.count()
+
+    def state_dict(self) -> dict[str, Any]:
+        return {**self.stream.state_dict(), "periods": self.periods, "served": self.served}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Continue after ``periods`` rollouts; in the middle of one, redraw it before the next mini-batch."""
+        periods, served = state.get("periods"), state.get("served")
+        for key, value in (("periods", periods), ("served", served)):
+            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+                raise ValueError(f"{key}: expected an integer >= 0, got {value!r}")
+        self.stream.load_state_dict(state)
+        assert isinstance(periods, int) and isinstance(served, int)
+        self.buffer = None
+        self.periods, self.served = periods, served
+        if periods and served < self.steps_per_period:
+            self.periods -= 1
+            self.stream.taken -= self.config.rollout_prompts
+        else:
+            self.served = 0
+
+    # ---- step 6–7: loss and statistics, validation, export --------------------------------------------
+
+    def loss(self, model: nn.Module, batch: MiniBatch) -> LossTerms:
+        """The clipped policy loss plus ``value_weight`` × the clipped value loss, summed over response tokens."""
+        b, config = batch.buffer, self.config
+        dev = self.device
+        mask = b.mask.to(dev)
+        logprobs, values = model(b.tokens.to(dev), mask)
+        tokens = mask.sum()
+        policy = ppo_policy_loss(logprobs, b.old_logprobs, b.advantages, mask, config.clip)
+        loss = policy.loss * tokens
+        n, scale = tokens.item(), batch.response_scale
+        stats = {
+            "policy_loss": policy.loss.item() * n,
+            "clip_fraction": policy.clip_fraction.item() * n,
+            "approx_kl": policy.approx_kl.item() * n,
+            "kl": ((b.old_logprobs - b.ref_logprobs) * mask).sum().item(),
+            "score": b.score.sum().item() * scale,
+            "reward": b.reward.sum().item() * scale,
+            "response_length": n * scale,
+            "ended": b.ended.float().sum().item() * scale,
+        }
+        if values is not None and b.values is not None and b.returns is not None:
+            value = ppo_value_loss(values, b.values, b.returns, mask, config.clip)
+            loss = loss + config.value_weight * value.loss * tokens
+            stats["value_loss"] = value.loss.item() * n
+            stats["value_clip_fraction"] = value.clip_fraction.item() * n
+        return LossTerms(loss, stats)
+
+    def validate(self, model: nn.Module) -> dict[str, float]:
+        """One response per held-out prompt (seeded as at every validation): its score, KL, length and ending."""
+        if "val" not in self.splits:
+            return {}
+        assert self.reference is not None
+        prompts = self.splits["val"][0]
+        policy = cast(PolicyAndValue, model).transformer
+        drawn = self._sample(policy, prompts, 1, self.config.train.seed)
+        mask = drawn.response_mask
+        kl = self._logprobs(policy, drawn) - self._logprobs(self.reference, drawn)
+        return {
+            "eval_score": self._scores("reward_model", prompts, drawn, 1).mean().item(),
+            "eval_kl": masked_mean(kl, mask).item(),
+            "eval_response_length": mask.sum(dim=1).float().mean().item(),
+            "eval_ended": drawn.ended.float().mean().item(),
+        }
+
+    def export(self, state: dict[str, torch.Tensor], out_dir: Path) -> Path:
+        """``out_dir/final``: the policy in herd's Hugging Face layout with the tokenizer's files."""
+        tensors = ((name, state[f"transformer.{name}"]) for name in tensor_names(self.model_config))
+        return self.start.write_final(tensors, out_dir / FINAL_DIR)
+
+    def result(
+        self, figures: dict[str, Any], validation: dict[str, float], exported: Path | None
+    ) -> PPOResult:
+        return PPOResult(
+            **figures,
+            eval_score=validation.get("eval_score"),
+            eval_kl=validation.get("eval_kl"),
+            eval_response_length=validation.get("eval_response_length"),
+            eval_ended=validation.get("eval_ended"),
+            eval_score_before=self.before.get("eval_score"),
+            eval_ended_before=self.before.get("eval_ended"),
+            advantage=self.config.advantage,
+            beta=self.config.beta,
+            rollouts=self.periods,
+            steps_per_rollout=self.steps_per_period,
+            final_dir=str(exported) if exported else None,
+            tokenizer=str(self.start.tokenizer_source),
+            prompts={name: len(prompts) for name, (prompts, _) in self.splits.items()},
+            epochs=self.stream.epochs,
+            skipped_prompts={name: dict(skipped) for name, (_, skipped) in self.splits.items()},
+        )
+
+
+def ppo(config: PPOConfig, *, resume: bool = False, overwrite: bool = False) -> PPOResult:
+    """Run (or with ``resume`` continue) PPO (Llama 2 §3.2.3); see :func:`herd.train.loop.train`."""
+    return cast(PPOResult, train(config, PPOObjective, resume=resume, overwrite=overwrite))

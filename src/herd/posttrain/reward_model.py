@@ -223,6 +223,16 @@ class RewardModel(nn.Module):
         picked = hidden.gather(1, index.unsqueeze(-1).expand(-1, -1, hidden.shape[-1]))
         return self.score(picked).reshape(last_index.shape)
 
+    def token_scores(self, tokens: torch.Tensor) -> torch.Tensor:
+        """The head read at every position of ``tokens`` (batch, seq): scores of shape (batch, seq).
+
+        PPO's value model (Llama 2 §3.2.3) is initialised from a reward model
+        and predicts, at each position, the return of the response from there
+        (:func:`herd.posttrain.rollout.response_values`); one causal forward
+        gives every prefix's score.
+        """
+        return self.score(self.transformer.hidden_states(tokens)).squeeze(-1)
+
     def tensors(self) -> list[tuple[str, torch.Tensor]]:
         """The canonical (name, tensor) pairs, in checkpoint order (:func:`reward_tensor_names`)."""
         params = dict(self.transformer.named_parameters())

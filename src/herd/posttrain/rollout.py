@@ -36,6 +36,7 @@ from herd.infer.sampling import SamplingParams
 from herd.model.cross_entropy import IGNORE_INDEX
 from herd.model.transformer import Transformer
 from herd.posttrain.losses import chunked_token_logprobs
+from herd.posttrain.reward_model import RewardModel
 
 
 @dataclass(frozen=True)
@@ -119,3 +120,18 @@ def response_logprobs(model: Transformer, tokens: torch.Tensor, response_mask: t
     targets = torch.where(response_mask[:, 1:], tokens[:, 1:], IGNORE_INDEX)
     hidden = model.hidden_states(tokens[:, :-1])
     return F.pad(chunked_token_logprobs(hidden, model.output.weight, targets), (1, 0))
+
+
+def response_values(
+    value_model: RewardModel, tokens: torch.Tensor, response_mask: torch.Tensor
+) -> torch.Tensor:
+    """fp32 (batch, width): the value model's estimate before each response token of ``tokens``, 0 elsewhere.
+
+    The value of the token at column ``t`` is the score head read at column
+    ``t − 1`` (:meth:`RewardModel.token_scores`), the state it is sampled
+    from, as TRL's PPOTrainer reads it; so values align with
+    :func:`response_logprobs` and the per-token rewards of
+    :func:`herd.posttrain.losses.kl_penalty_rewards` (Llama 2 §3.2.3).
+    """
+    scores = value_model.token_scores(tokens[:, :-1]).float()
+    return F.pad(scores, (1, 0)) * response_mask
