@@ -11,10 +11,10 @@ from __future__ import annotations
 import argparse
 import json
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import asdict
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from herd.argtypes import non_negative_float, non_negative_int, positive_int
 from herd.cli.flags import add_dtype, add_json, add_output, add_quiet, add_set, add_threads, apply_threads
@@ -30,6 +30,10 @@ if TYPE_CHECKING:
     from herd.posttrain.rm import RMResult
     from herd.posttrain.sft import SFTResult
     from herd.tokenizer.chat import ChatFormat
+    from herd.train.config import ConfigT
+    from herd.train.objective import RunResult
+
+ResultT = TypeVar("ResultT", bound="RunResult")
 
 
 def weight_list(text: str) -> list[float]:
@@ -74,9 +78,50 @@ def register(sub: argparse._SubParsersAction) -> None:
     register_gatt(sub)
 
 
+def register_training(
+    sub: argparse._SubParsersAction,
+    name: str,
+    *,
+    help: str,
+    description: str,
+    epilog: str,
+    set_example: str,
+    print_config: str,
+    run: Callable[[argparse.Namespace], int],
+) -> None:
+    """Add a training command ``herd NAME CONFIG`` with the flags every training command has (:func:`add_run_flags`)."""
+    p = sub.add_parser(
+        name,
+        help=help,
+        description=description,
+        epilog=epilog,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    add_run_flags(p, set_example=set_example, print_config=print_config)
+    p.set_defaults(func=run)
+
+
+def run_training(
+    args: argparse.Namespace,
+    config_type: type[ConfigT],
+    train: Callable[..., ResultT],
+    rows: Callable[[ResultT], list[tuple[str, object]]],
+) -> int:
+    """Run a training command: resolve its config, train on herd's trainer, print the summary (or only print the config)."""
+    config = resolve_config(args, config_type)
+    if args.print_config:
+        print(json.dumps(config.to_dict(), indent=2))
+        return 0
+    apply_threads(args)
+    result = train(config, resume=args.resume, overwrite=args.overwrite)
+    print_result(args, result, rows(result))
+    return 0
+
+
 def register_sft(sub: argparse._SubParsersAction) -> None:
     """Add ``herd sft CONFIG`` with the flags every training command has (:func:`herd.cli.runs.add_run_flags`)."""
-    p = sub.add_parser(
+    register_training(
+        sub,
         "sft",
         help="supervised fine-tuning on chat conversations (Llama 2 SFT)",
         description="Fine-tune the checkpoint `init` of a TOML config (configs/posttrain/*-sft.toml) on chat "
@@ -88,14 +133,10 @@ def register_sft(sub: argparse._SubParsersAction) -> None:
         epilog="examples:\n  herd sft configs/posttrain/sft-demo.toml -o runs/sft --set train.steps=4\n"
         "  herd sft configs/posttrain/sft-demo.toml -o runs/sft --resume --set train.steps=8\n"
         "  herd sft configs/posttrain/llama3-sft.toml --set init=path/to/model --print-config",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    add_run_flags(
-        p,
         set_example="--set train.steps=20 --set optim.lr=1e-5",
         print_config="train.steps 0: data.epochs passes over the packed data",
+        run=run_sft,
     )
-    p.set_defaults(func=run_sft)
 
 
 def register_rs(sub: argparse._SubParsersAction) -> None:
@@ -128,7 +169,8 @@ def register_rs(sub: argparse._SubParsersAction) -> None:
 
 def register_rm(sub: argparse._SubParsersAction) -> None:
     """Add ``herd rm CONFIG`` with the flags every training command has (:func:`herd.cli.runs.add_run_flags`)."""
-    p = sub.add_parser(
+    register_training(
+        sub,
         "rm",
         help="train a reward model on preference pairs (Llama 2 reward models)",
         description="Train a reward model from the checkpoint `init` of a TOML config "
@@ -143,19 +185,16 @@ def register_rm(sub: argparse._SubParsersAction) -> None:
         epilog="examples:\n  herd rm configs/posttrain/rm-demo.toml -o runs/rm\n"
         "  herd rm configs/posttrain/rm-demo.toml -o runs/rm --resume --set train.steps=6\n"
         "  herd rm configs/posttrain/llama2-rm-safety.toml --set init=path/to/chat-model --print-config",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    add_run_flags(
-        p,
         set_example="--set margin=large --set data.max_pairs=64",
         print_config="train.steps 0: data.epochs passes over the preference rows",
+        run=run_rm,
     )
-    p.set_defaults(func=run_rm)
 
 
 def register_dpo(sub: argparse._SubParsersAction) -> None:
     """Add ``herd dpo CONFIG`` with the flags every training command has (:func:`herd.cli.runs.add_run_flags`)."""
-    p = sub.add_parser(
+    register_training(
+        sub,
         "dpo",
         help="direct preference optimisation on preference pairs (Llama 3 DPO)",
         description="Train the checkpoint `init` of a TOML config (configs/posttrain/*dpo*.toml) with DPO on "
@@ -171,14 +210,10 @@ def register_dpo(sub: argparse._SubParsersAction) -> None:
         epilog="examples:\n  herd dpo configs/posttrain/dpo-demo.toml -o runs/dpo\n"
         "  herd dpo configs/posttrain/dpo-demo.toml -o runs/dpo --resume --set train.steps=8\n"
         "  herd dpo configs/posttrain/llama3-dpo.toml --set init=path/to/sft-model --print-config",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    add_run_flags(
-        p,
         set_example="--set beta=0.1 --set variant=standard --set data.max_pairs=64",
         print_config="train.steps 0: data.epochs passes over the pairs",
+        run=run_dpo,
     )
-    p.set_defaults(func=run_dpo)
 
 
 # Defaults of herd.posttrain.gatt's build_gatt_dialogues and instruction_following, written out so that
@@ -366,17 +401,9 @@ def run_average(args: argparse.Namespace) -> int:
 def run_sft(args: argparse.Namespace) -> int:
     """Run ``herd sft``: resolve the config, fine-tune, print the summary (or only print the config)."""
     from herd.posttrain.config import SFTConfig
-
-    config = resolve_config(args, SFTConfig)
-    if args.print_config:
-        print(json.dumps(config.to_dict(), indent=2))
-        return 0
-    apply_threads(args)
     from herd.posttrain.sft import sft
 
-    result = sft(config, resume=args.resume, overwrite=args.overwrite)
-    print_result(args, result, sft_rows(result))
-    return 0
+    return run_training(args, SFTConfig, sft, sft_rows)
 
 
 def sft_rows(result: SFTResult) -> list[tuple[str, object]]:
@@ -405,18 +432,9 @@ def skipped_rows(counts: dict[str, dict[str, int]]) -> list[tuple[str, object]]:
 
 def run_rm(args: argparse.Namespace) -> int:
     """Run ``herd rm``: resolve the config, train the reward model, print the summary (or only print the config)."""
-    from herd.posttrain.rm import RMConfig
+    from herd.posttrain.rm import RMConfig, train_rm
 
-    config = resolve_config(args, RMConfig)
-    if args.print_config:
-        print(json.dumps(config.to_dict(), indent=2))
-        return 0
-    apply_threads(args)
-    from herd.posttrain.rm import train_rm
-
-    result = train_rm(config, resume=args.resume, overwrite=args.overwrite)
-    print_result(args, result, rm_rows(result))
-    return 0
+    return run_training(args, RMConfig, train_rm, rm_rows)
 
 
 def percent(value: float | None) -> str:
@@ -450,18 +468,9 @@ def rm_rows(result: RMResult) -> list[tuple[str, object]]:
 
 def run_dpo(args: argparse.Namespace) -> int:
     """Run ``herd dpo``: resolve the config, train, print the summary (or only print the config)."""
-    from herd.posttrain.dpo import DPOConfig
+    from herd.posttrain.dpo import DPOConfig, dpo
 
-    config = resolve_config(args, DPOConfig)
-    if args.print_config:
-        print(json.dumps(config.to_dict(), indent=2))
-        return 0
-    apply_threads(args)
-    from herd.posttrain.dpo import dpo
-
-    result = dpo(config, resume=args.resume, overwrite=args.overwrite)
-    print_result(args, result, dpo_rows(result))
-    return 0
+    return run_training(args, DPOConfig, dpo, dpo_rows)
 
 
 def dpo_rows(result: DPOResult) -> list[tuple[str, object]]:
