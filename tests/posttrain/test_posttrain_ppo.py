@@ -23,7 +23,7 @@ from herd.posttrain.ppo import PPOConfig, PPOObjective, PPOResult, advantages, p
 from herd.posttrain.reward_model import RewardModel
 from herd.posttrain.rollout import response_values
 from herd.tokenizer import Tokenizer
-from herd.train.config import run_config_from_dict
+from herd.train.config import load_run_config, run_config_from_dict
 from herd.train.loop import Trainer
 from herd.train.metrics import read_metrics
 
@@ -204,3 +204,23 @@ def test_response_values_are_the_head_read_one_column_before_each_response_token
             prefix = tokens[row : row + 1, :column]
             assert values[row, column].item() == pytest.approx(model(prefix).item(), abs=1e-5)
     assert not values[~mask].any()
+
+
+@pytest.mark.parametrize("name", ["ppo-demo", "llama2-ppo"])
+def test_the_recipes_are_llama_2_s(name: str) -> None:
+    """Both configs load and keep Llama 2 §3.2.3's values: constant lr 1e-6, AdamW, β 0.01, clip 0.2."""
+    config = load_run_config(PPOConfig, Path(__file__).parents[2] / "configs/posttrain" / f"{name}.toml")
+    optim = config.optim
+    assert (optim.lr, optim.beta1, optim.beta2, optim.eps, optim.weight_decay, optim.grad_clip) == (
+        1e-6,
+        0.9,
+        0.95,
+        1e-5,
+        0.1,
+        1.0,
+    )
+    assert (config.schedule.warmup_steps, config.schedule.min_lr_ratio) == (0, 1.0)
+    assert (config.beta, config.clip, config.advantage) == (0.01, 0.2, "gae")
+    assert config.checkpoint.every % config.steps_per_period == 0
+    if name == "llama2-ppo":
+        assert (config.rollout_prompts, config.samples, config.mini_batch) == (512, 1, 64)
