@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 import torch
-from posttrain_helpers import losses, run_config, with_sections, write_rows, write_tiny_init
+from posttrain_helpers import cpu_placement, losses, run_config, with_sections, write_rows, write_tiny_init
 
 from herd.checkpoint.load import open_checkpoint
 from herd.errors import ConfigError
@@ -224,3 +224,15 @@ def test_the_recipes_are_llama_2_s(name: str) -> None:
     assert config.checkpoint.every % config.steps_per_period == 0
     if name == "llama2-ppo":
         assert (config.rollout_prompts, config.samples, config.mini_batch) == (512, 1, 64)
+
+
+def test_a_position_in_the_middle_of_a_rollout_redraws_it(workspace: Path, tmp_path: Path) -> None:
+    """The saved position is prompts drawn, rollouts drawn and mini-batches served: resumed mid-rollout, the
+    objective steps back to that rollout's prompts and serves its remaining mini-batches; at a boundary, none."""
+    objective = PPOObjective(make_config(workspace, tmp_path / "run"), cpu_placement())
+    objective.load_state_dict({"taken": 4, "periods": 2, "served": 1})
+    assert (objective.stream.taken, objective.periods, objective.served) == (2, 1, 1)
+    objective.load_state_dict({"taken": 4, "periods": 2, "served": 4})
+    assert (objective.stream.taken, objective.periods, objective.served) == (4, 2, 0)
+    with pytest.raises(ValueError, match="served: expected an integer >= 0"):
+        objective.load_state_dict({"taken": 4, "periods": 2, "served": -1})

@@ -62,7 +62,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, cast, get_args
@@ -99,6 +99,8 @@ from herd.train.objective import LossTerms, Objective, Placement, RunResult, all
 
 #: How advantages are estimated: Llama 2's GAE with a value model, or GRPO's group baseline.
 Advantage = Literal["gae", "group"]
+#: A per-token computation over (tokens, response mask) rows: log-probabilities or values, (batch, width).
+TokenFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
 def advantages(
@@ -349,7 +351,7 @@ def _rows(buffer: RolloutBuffer, rows: torch.Tensor) -> RolloutBuffer:
     )
 
 
-def _chunked(fn: Any, tokens: torch.Tensor, mask: torch.Tensor, rows: int) -> torch.Tensor:
+def _chunked(fn: TokenFn, tokens: torch.Tensor, mask: torch.Tensor, rows: int) -> torch.Tensor:
     """``fn(tokens, mask)`` ``rows`` rows at a time, each chunk cut to its widest response; (batch, width)."""
     out = torch.zeros(mask.shape, dtype=torch.float32, device=mask.device)
     for i in range(0, tokens.shape[0], rows):
