@@ -14,11 +14,11 @@ from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import asdict
 from pathlib import Path
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING
 
 from herd.argtypes import non_negative_float, non_negative_int, positive_int
 from herd.cli.flags import add_dtype, add_json, add_output, add_quiet, add_set, add_threads, apply_threads
-from herd.cli.runs import add_run_flags, optional, print_result, resolve_config, run_rows
+from herd.cli.runs import add_run_flags, optional, run_rows, run_training
 from herd.cli.text import print_rows
 from herd.errors import ConfigError
 
@@ -30,10 +30,6 @@ if TYPE_CHECKING:
     from herd.posttrain.rm import RMResult
     from herd.posttrain.sft import SFTResult
     from herd.tokenizer.chat import ChatFormat
-    from herd.train.config import ConfigT
-    from herd.train.objective import RunResult
-
-ResultT = TypeVar("ResultT", bound="RunResult")
 
 
 def weight_list(text: str) -> list[float]:
@@ -99,23 +95,6 @@ def register_training(
     )
     add_run_flags(p, set_example=set_example, print_config=print_config)
     p.set_defaults(func=run)
-
-
-def run_training(
-    args: argparse.Namespace,
-    config_type: type[ConfigT],
-    train: Callable[..., ResultT],
-    rows: Callable[[ResultT], list[tuple[str, object]]],
-) -> int:
-    """Run a training command: resolve its config, train on herd's trainer, print the summary (or only print the config)."""
-    config = resolve_config(args, config_type)
-    if args.print_config:
-        print(json.dumps(config.to_dict(), indent=2))
-        return 0
-    apply_threads(args)
-    result = train(config, resume=args.resume, overwrite=args.overwrite)
-    print_result(args, result, rows(result))
-    return 0
 
 
 def register_sft(sub: argparse._SubParsersAction) -> None:

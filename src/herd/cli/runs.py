@@ -14,15 +14,18 @@ import argparse
 import json
 import os
 import sys
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from typing import TYPE_CHECKING, TypeVar
 
 from herd.argtypes import non_negative_int
-from herd.cli.flags import add_json, add_output, add_quiet, add_set, add_threads
+from herd.cli.flags import add_json, add_output, add_quiet, add_set, add_threads, apply_threads
 from herd.cli.text import print_rows
 
 if TYPE_CHECKING:
     from herd.train.config import ConfigT
     from herd.train.objective import RunResult
+
+ResultT = TypeVar("ResultT", bound="RunResult")
 
 
 def add_run_flags(p: argparse.ArgumentParser, *, set_example: str, print_config: str) -> None:
@@ -134,3 +137,20 @@ def run_rows(
     if result.loss_plot:
         rows.append(("loss plot", result.loss_plot))
     return rows + outputs
+
+
+def run_training(
+    args: argparse.Namespace,
+    config_type: type[ConfigT],
+    train: Callable[..., ResultT],
+    rows: Callable[[ResultT], list[tuple[str, object]]],
+) -> int:
+    """Run a training command: resolve its config, train on herd's trainer, print the summary (or only print the config)."""
+    config = resolve_config(args, config_type)
+    if args.print_config:
+        print(json.dumps(config.to_dict(), indent=2))
+        return 0
+    apply_threads(args)
+    result = train(config, resume=args.resume, overwrite=args.overwrite)
+    print_result(args, result, rows(result))
+    return 0

@@ -10,11 +10,9 @@ the summary rows every training run shares are in :mod:`herd.cli.runs`.
 from __future__ import annotations
 
 import argparse
-import json
 from typing import TYPE_CHECKING
 
-from herd.cli.flags import apply_threads
-from herd.cli.runs import add_run_flags, optional, print_result, resolve_config, run_rows
+from herd.cli.runs import add_run_flags, optional, run_rows, run_training
 
 if TYPE_CHECKING:
     from herd.train.pretrain_objective import PretrainResult
@@ -45,17 +43,9 @@ def run(args: argparse.Namespace) -> int:
     """Resolve the config from the file and the flags, then pretrain (or only print the config)."""
     # The config modules import PyTorch (herd.model.config): imported only when the command runs.
     from herd.train.config import PretrainConfig
+    from herd.train.loop import pretrain
 
-    config = resolve_config(args, PretrainConfig)
-    if args.print_config:
-        print(json.dumps(config.to_dict(), indent=2))
-        return 0
-    apply_threads(args)
-    from herd.train.loop import pretrain  # distributed training and logging: imported only to train
-
-    result = pretrain(config, resume=args.resume, overwrite=args.overwrite)
-    print_result(args, result, _summary(result))
-    return 0
+    return run_training(args, PretrainConfig, pretrain, _summary)
 
 
 def _summary(result: PretrainResult) -> list[tuple[str, object]]:
