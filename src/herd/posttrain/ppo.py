@@ -9,10 +9,12 @@ LR 1e-6), sharding, checkpoints and resume. One PPO iteration, in the
 numbered style of torchtune's PPO recipe:
 
 1. **Rollout** (:func:`herd.posttrain.rollout.rollout`): sample one response
-   per prompt of a batch of 512 (or ``group_size`` per prompt for
+   per prompt of a batch of 512 (``samples`` per prompt, at least 2 for
    ``advantage = "group"``) with the current policy through herd's KV-cache
-   engine, at temperature 1, keeping the engine's log-probabilities as
-   ``old_logprobs``.
+   engine, at temperature 1; ``old_logprobs`` are recomputed by the forward
+   training uses (:func:`herd.posttrain.rollout.response_logprobs`, in the
+   reference's chunks), so the first step's KL to the reference is exactly 0
+   and each rollout's first mini-batch has ratio 1 (the engine's agree to 1e-5).
 2. **Score**: both reward models score each prompt and response;
    :func:`herd.posttrain.losses.llama2_reward` picks the safety score for
    safety-tagged prompts and unsafe responses (below 0.15), else the
