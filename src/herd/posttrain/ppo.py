@@ -447,6 +447,7 @@ class PPOObjective(Objective[MiniBatch]):
         self.buffer: RolloutBuffer | None = None
         self.model: PolicyAndValue | None = None
         self.reference: Transformer | None = None
+        self.autocast_dtype: torch.dtype | None = None
         self.reward_models: dict[str, RewardModel] = {}
         self.before: dict[str, float] = {}
 
@@ -488,9 +489,12 @@ class PPOObjective(Objective[MiniBatch]):
 
         The reference π_0 is ``init`` read again; the reward models are read
         in fp32, all in eval mode without gradients. The held-out figures at
-        step 0 are computed here.
+        step 0 are computed here. The run's autocast is noted: a rollout's
+        log-probabilities and values are computed under it, as the loss's are.
         """
         self.model = cast(PolicyAndValue, model)
+        dev = self.device.type
+        self.autocast_dtype = torch.get_autocast_dtype(dev) if torch.is_autocast_enabled(dev) else None
         self.reference = load_model(self.start.init, dtype=torch.float32, device=self.device)
         self.reference.requires_grad_(False)
         for key in ("reward_model", "safety_reward_model"):
@@ -561,17 +565,20 @@ class PPOObjective(Objective[MiniBatch]):
             reward = penalize_unfinished(
                 llama2_reward(torch.sigmoid(helpful), torch.sigmoid(safety), tagged), drawn.ended
             )
-            old = self._logprobs(model.transformer, drawn)
-            ref = self._logprobs(self.reference, drawn)
-            values = None
-            if model.value is not None:
-                value_model = model.value
-                values = _chunked(
-                    lambda t, m: response_values(value_model, t, m),
-                    drawn.tokens,
-                    mask,
-                    config.train.micro_batch_size,
-                )
+            with torch.autocast(
+                self.device.type, self.autocast_dtype, enabled=self.autocast_dtype is not None
+            ):
+                old = self._logprobs(model.transformer, drawn)
+                ref = self._logprobs(self.reference, drawn)
+                values = None
+                if model.value is not None:
+                    value_model = model.value
+                    values = _chunked(
+                        lambda t, m: response_values(value_model, t, m),
+                        drawn.tokens,
+                        mask,
+                        config.train.micro_batch_size,
+                    )
         finally:
             model.train()
         rewards = kl_penalty_rewards(reward, old, ref, mask, config.beta)
