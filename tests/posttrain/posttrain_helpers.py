@@ -73,3 +73,17 @@ def losses(out: Path) -> dict[int, float]:
 def cpu_placement() -> Placement:
     """One process on the CPU."""
     return Placement(Runtime(0, 1, torch.device("cpu")), 0, 1)
+
+
+def posttrain_command(argv: list[str]) -> tuple[int, str]:
+    """``herd ARGV`` through the post-training commands' own parsers: the exit code and one-line message on failure."""
+    from herd.cli import Parser, describe
+    from herd.cli import posttrain as commands
+
+    parser = Parser(prog="herd")
+    commands.register(parser.add_subparsers())
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args), ""
+    except Exception as exc:
+        return describe(exc)

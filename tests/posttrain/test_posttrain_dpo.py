@@ -19,7 +19,15 @@ from typing import Any
 import pytest
 import torch
 import torch.nn.functional as F
-from posttrain_helpers import cpu_placement, losses, run_config, with_sections, write_rows, write_tiny_init
+from posttrain_helpers import (
+    cpu_placement,
+    losses,
+    posttrain_command,
+    run_config,
+    with_sections,
+    write_rows,
+    write_tiny_init,
+)
 
 from herd.checkpoint.load import load_model
 from herd.errors import ConfigError, InputError
@@ -449,17 +457,7 @@ def test_a_file_without_usable_pairs_is_one_error_and_writes_nothing(workspace: 
 
 
 def dpo_command(argv: list[str]) -> tuple[int, str]:
-    """``herd dpo ARGV`` through the command's own parser: its exit code and one-line message on failure."""
-    from herd.cli import Parser, describe
-    from herd.cli import posttrain as commands
-
-    parser = Parser(prog="herd")
-    commands.register(parser.add_subparsers())
-    args = parser.parse_args(["dpo", *argv])
-    try:
-        return args.func(args), ""
-    except Exception as exc:
-        return describe(exc)
+    return posttrain_command(["dpo", *argv])
 
 
 def test_the_command_reports_bad_input_in_one_line_with_exit_2(workspace: Path, tmp_path: Path) -> None:

@@ -13,7 +13,15 @@ from typing import Any
 
 import pytest
 import torch
-from posttrain_helpers import cpu_placement, losses, run_config, with_sections, write_rows, write_tiny_init
+from posttrain_helpers import (
+    cpu_placement,
+    losses,
+    posttrain_command,
+    run_config,
+    with_sections,
+    write_rows,
+    write_tiny_init,
+)
 
 from herd.checkpoint.load import open_checkpoint
 from herd.errors import ConfigError
@@ -132,6 +140,34 @@ def test_a_run_completes_and_logs_ppo_statistics(finished: PPOResult) -> None:
     for key in ("policy_loss", "value_loss", "clip_fraction", "kl", "score", "reward", "response_length"):
         assert all(math.isfinite(r[key]) for r in records), key
     assert all(0 <= r["ended"] <= 1 and 1 <= r["response_length"] <= 6 for r in records)
+
+
+def test_the_command_prints_the_held_out_figures_before_and_after(finished: PPOResult) -> None:
+    from herd.cli.posttrain import ppo_rows
+
+    rows = dict(ppo_rows(finished))
+    score = f"{finished.eval_score_before:.4f} → {finished.eval_score:.4f}"
+    assert rows["held-out score"] == score
+    assert rows["rollouts"] == f"2 of 4 steps; advantage gae, beta {finished.beta:g}"
+    assert rows["prompts"] == f"4 train, 2 val; {finished.epochs:.2f} epochs"
+    assert rows["skipped prompts (train)"] == "none"
+    assert rows["weights (Hugging Face layout)"].startswith(f"{finished.final_dir}, with the tokenizer from ")
+
+
+def test_the_command_reports_bad_input_in_one_line_with_exit_2(workspace: Path, tmp_path: Path) -> None:
+    config = tmp_path / "ppo.toml"
+    out = tmp_path / "run"
+    config.write_text(f'init = "{workspace / "init"}"\nreward_model = "{workspace / "rm"}"\nbetta = 0.2\n')
+    assert posttrain_command(["ppo", str(config), "-o", str(out)]) == (2, "unknown config key(s): betta")
+    missing = tmp_path / "missing.jsonl"
+    config.write_text(
+        f'init = "{workspace / "init"}"\nreward_model = "{workspace / "rm"}"\n[data]\ntrain = "{missing}"\n'
+    )
+    assert posttrain_command(["ppo", str(config), "-o", str(out), "--quiet"]) == (
+        2,
+        f"data.train: no such file: {missing}",
+    )
+    assert not out.exists()
 
 
 def test_first_mini_batch_of_each_rollout_is_on_policy(finished: PPOResult) -> None:

@@ -66,6 +66,7 @@ COMMANDS = (
     ),
     Command("rm", "posttrain", "train a reward model on preference pairs (Llama 2 reward models)"),
     Command("dpo", "posttrain", "direct preference optimisation on preference pairs (Llama 3 DPO)"),
+    Command("ppo", "posttrain", "PPO of a chat model against reward models (Llama 2 RLHF)"),
     Command(
         "gatt",
         "posttrain",

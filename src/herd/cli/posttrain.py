@@ -1,6 +1,6 @@
 """Post-training commands: ``herd sft`` (Llama 2 §3.1 supervised fine-tuning), ``herd average`` (Llama 3 §4.1.5 model averaging),
 ``herd rs`` (Llama 2 §3.2.3 rejection sampling), ``herd rm`` (Llama 2 §3.2.2 reward models), ``herd dpo``
-(Llama 3 §4.1.4 direct preference optimisation), ``herd gatt`` (Llama 2 §3.3 Ghost Attention).
+(Llama 3 §4.1.4 direct preference optimisation), ``herd ppo`` (Llama 2 §3.2.3 RLHF), ``herd gatt`` (Llama 2 §3.3 Ghost Attention).
 
 The library code is :mod:`herd.posttrain`; it is imported when a command runs,
 so building the command tree imports no PyTorch.
@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from herd.model.transformer import Transformer
     from herd.posttrain.dpo import DPOResult
     from herd.posttrain.gatt import Following
+    from herd.posttrain.ppo import PPOResult
     from herd.posttrain.rejection_sampling import RSResult
     from herd.posttrain.rm import RMResult
     from herd.posttrain.sft import SFTResult
@@ -71,6 +72,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     register_rs(sub)
     register_rm(sub)
     register_dpo(sub)
+    register_ppo(sub)
     register_gatt(sub)
 
 
@@ -192,6 +194,33 @@ def register_dpo(sub: argparse._SubParsersAction) -> None:
         set_example="--set beta=0.1 --set variant=standard --set data.max_pairs=64",
         print_config="train.steps 0: data.epochs passes over the pairs",
         run=run_dpo,
+    )
+
+
+def register_ppo(sub: argparse._SubParsersAction) -> None:
+    """Add ``herd ppo CONFIG`` with the flags every training command has (:func:`herd.cli.runs.add_run_flags`)."""
+    register_training(
+        sub,
+        "ppo",
+        help="PPO of a chat model against reward models (Llama 2 RLHF)",
+        description="Train the checkpoint `init` of a TOML config (configs/posttrain/*ppo*.toml) with PPO "
+        "(Llama 2 §3.2.3) on the prompts of data.train (JSONL {prompt | messages, safety?}): each rollout "
+        "samples `samples` answers per prompt through herd's batched KV-cache engine with the current policy, "
+        "scores them with the reward model (the safety one for safety-tagged prompts or a safety score below "
+        "0.15), whitens logit(score), subtracts beta x the per-token KL to the initial model, and computes "
+        "advantages (advantage gae: GAE with a value model started from the reward model; group: each "
+        "answer against its prompt's other answers, beyond the paper); then ppo_epochs passes of clipped "
+        "policy and value updates over mini-batches, one step each. Runs on the pretraining trainer: "
+        "checkpoints (exact at rollout boundaries), --resume, metrics.jsonl, the loss plot and summary.json "
+        "(held-out score, KL and share of ended answers before and after) go to the run directory "
+        "(out_dir), the policy with its tokenizer to OUT/final (Hugging Face layout). One process only "
+        "for now.",
+        epilog="examples:\n  herd rm configs/posttrain/rm-demo.toml -o runs/rm   # the reward model first\n"
+        "  herd ppo configs/posttrain/ppo-demo.toml -o runs/ppo\n"
+        "  herd ppo configs/posttrain/llama2-ppo.toml --set init=path/to/sft-model --print-config",
+        set_example="--set beta=0.01 --set advantage=group --set samples=4",
+        print_config="train.steps 0: data.epochs passes over the prompts",
+        run=run_ppo,
     )
 
 
@@ -402,11 +431,11 @@ def sft_rows(result: SFTResult) -> list[tuple[str, object]]:
     return run_rows(result, data, weights if result.final_dir else [])
 
 
-def skipped_rows(counts: dict[str, dict[str, int]]) -> list[tuple[str, object]]:
-    """One summary row per data file (``train``, ``val``): its skipped rows by reason, or none."""
+def skipped_rows(counts: dict[str, dict[str, int]], what: str = "rows") -> list[tuple[str, object]]:
+    """One summary row per data file (``train``, ``val``): its skipped rows (or ``what``) by reason, or none."""
     from herd.posttrain.data import SkipCounts
 
-    return [(f"skipped rows ({name})", str(SkipCounts(c)) if c else "none") for name, c in counts.items()]
+    return [(f"skipped {what} ({name})", str(SkipCounts(c)) if c else "none") for name, c in counts.items()]
 
 
 def run_rm(args: argparse.Namespace) -> int:
@@ -478,6 +507,40 @@ def dpo_rows(result: DPOResult) -> list[tuple[str, object]]:
     ]
     if result.reward_plot:
         held_out.append(("reward plot", result.reward_plot))
+    weights = [
+        ("weights (Hugging Face layout)", f"{result.final_dir}, with the tokenizer from {result.tokenizer}")
+    ]
+    return run_rows(result, held_out, weights if result.final_dir else [])
+
+
+def run_ppo(args: argparse.Namespace) -> int:
+    """Run ``herd ppo``: resolve the config, train, print the summary (or only print the config)."""
+    from herd.posttrain.ppo import PPOConfig, ppo
+
+    return run_training(args, PPOConfig, ppo, ppo_rows)
+
+
+def ppo_rows(result: PPOResult) -> list[tuple[str, object]]:
+    """The summary of a PPO run: the trainer's rows, the held-out score, KL, length and ended share before →
+    after, the rollouts, the prompts used and skipped, the weights."""
+    held_out: list[tuple[str, object]] = []
+    if result.eval_score is not None:
+        held_out += [
+            ("held-out score", f"{optional(result.eval_score_before)} → {optional(result.eval_score)}"),
+            ("held-out answers ended", f"{percent(result.eval_ended_before)} → {percent(result.eval_ended)}"),
+            ("held-out KL to the initial model", f"{optional(result.eval_kl)} nats/token"),
+            ("held-out answer length", f"{optional(result.eval_response_length)} tokens"),
+        ]
+    used = ", ".join(f"{n:,} {name}" for name, n in result.prompts.items())
+    held_out += [
+        (
+            "rollouts",
+            f"{result.rollouts:,} of {result.steps_per_rollout} steps; advantage {result.advantage}, "
+            f"beta {result.beta:g}",
+        ),
+        ("prompts", f"{used}; {result.epochs:.2f} epochs"),
+        *skipped_rows(result.skipped_prompts, "prompts"),
+    ]
     weights = [
         ("weights (Hugging Face layout)", f"{result.final_dir}, with the tokenizer from {result.tokenizer}")
     ]
