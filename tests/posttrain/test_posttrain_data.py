@@ -365,17 +365,22 @@ def test_prompts_for_sampling_come_from_any_prompt_row(tmp_path: Path) -> None:
     rows = [
         {"prompt": "q1", "source": "chitchat"},
         {"messages": [user("q2"), assistant("x"), user("more")], "chosen": "a", "rejected": "b"},
-        {"system": "Be kind.", "prompt": "q3"},
+        {"system": "Be kind.", "prompt": "q3", "safety": True},
         {"messages": [user("q"), assistant("a")]},
         {"source": "nothing"},
+        {"prompt": "q4", "safety": "yes"},
     ]
     skipped = SkipCounts()
     assert list(read_prompts(write_jsonl(tmp_path / "prompts.jsonl", rows), skipped)) == [
         Prompt((user("q1"),)),
         Prompt((user("q2"), assistant("x"), user("more"))),
-        Prompt(({"role": "system", "content": "Be kind."}, user("q3"))),
+        Prompt(({"role": "system", "content": "Be kind."}, user("q3")), safety=True),
     ]
-    assert skipped == {"last message not from the user": 1, "'prompt' missing": 1}
+    assert skipped == {
+        "last message not from the user": 1,
+        "'prompt' missing": 1,
+        "'safety' not a boolean": 1,
+    }
 
 
 def test_skipped_rows_are_logged_once_per_file(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:

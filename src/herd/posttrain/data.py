@@ -102,9 +102,14 @@ class Conversation:
 
 @dataclass(frozen=True)
 class Prompt:
-    """A conversation waiting for the assistant's answer: an optional system message, then turns ending on the user."""
+    """A conversation waiting for the assistant's answer: an optional system message, then turns ending on the user.
+
+    ``safety`` marks prompts of the safety set: PPO scores their answers with
+    the safety reward model (Llama 2 §3.2.3).
+    """
 
     messages: tuple[Message, ...]
+    safety: bool = False
 
 
 @dataclass(frozen=True)
@@ -167,7 +172,7 @@ def read_preferences(path: str | Path, skipped: SkipCounts | None = None) -> Ite
 
 def read_prompts(path: str | Path, skipped: SkipCounts | None = None) -> Iterator[Prompt]:
     """The usable prompts of a JSONL or Parquet file (``prompt`` or ``messages``); see :func:`read_conversations`."""
-    return _read(Path(path), lambda row: Prompt(_prompt(row)), skipped)
+    return _read(Path(path), lambda row: Prompt(_prompt(row), bool(_safety(row))), skipped)
 
 
 def normalise_rating(value: object) -> str | None:
@@ -348,10 +353,15 @@ def _preference_group(row: dict[str, Any]) -> PreferenceGroup:
         responses = tuple(_string(response, "'responses' item") for response in value)
         if len({response.strip() for response in responses}) < len(responses):
             raise SkippedRow("repeated response")
+    return PreferenceGroup(_prompt(row), responses, rating, _safety(row))
+
+
+def _safety(row: Mapping[str, Any]) -> bool | None:
+    """A row's optional ``safety`` tag (Llama 2 §3.2.1's safety annotation)."""
     safety = row.get("safety")
     if safety is not None and not isinstance(safety, bool):
         raise SkippedRow("'safety' not a boolean", repr(safety))
-    return PreferenceGroup(_prompt(row), responses, rating, safety)
+    return safety
 
 
 # --- rendering -----------------------------------------------------------------------------------

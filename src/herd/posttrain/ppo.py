@@ -81,7 +81,7 @@ from herd.model.build import empty_model
 from herd.model.transformer import Transformer
 from herd.posttrain.advantages import GAE_GAMMA, GAE_LAMBDA, gae, group_advantages, masked_mean, whiten
 from herd.posttrain.config import SFTConfig, SFTDataConfig, SFTOptimConfig, SFTScheduleConfig, Start
-from herd.posttrain.data import EpochStream, Message, SkipCounts, SkippedRow, _prompt, _read
+from herd.posttrain.data import EpochStream, Message, SkipCounts, read_prompts
 from herd.posttrain.losses import (
     PPO_CLIP,
     PPO_KL_BETA,
@@ -259,26 +259,18 @@ class PPOPrompt:
     safety: bool
 
 
-def _tagged_prompt(row: dict[str, Any]) -> tuple[tuple[Message, ...], bool]:
-    """A prompt row's messages and its ``safety`` tag (absent: False)."""
-    safety = row.get("safety")
-    if safety is not None and not isinstance(safety, bool):
-        raise SkippedRow("'safety' not a boolean", repr(safety))
-    return _prompt(row), bool(safety)
-
-
 def read_ppo_prompts(path: str, start: Start, max_len: int, limit: int) -> tuple[list[PPOPrompt], SkipCounts]:
     """The first ``limit`` (0: all) prompts of ``path`` whose rendering is at most ``max_len`` ids; what was skipped."""
     skipped = SkipCounts()
     prompts = []
-    for messages, safety in _read(Path(path), _tagged_prompt, skipped):
+    for prompt in read_prompts(path, skipped):
         if limit and len(prompts) == limit:
             break
-        ids = start.chat.render_prompt(messages)
+        ids = start.chat.render_prompt(prompt.messages)
         if len(ids) > max_len:
             skipped["too long"] += 1
             continue
-        prompts.append(PPOPrompt(messages, ids, safety))
+        prompts.append(PPOPrompt(prompt.messages, ids, prompt.safety))
     if not prompts:
         raise ConfigError(f"{path}: no prompt leaves room for max_new_tokens ({skipped})")
     return prompts, skipped
