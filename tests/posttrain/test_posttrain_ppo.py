@@ -148,7 +148,7 @@ def test_the_command_prints_the_held_out_figures_before_and_after(finished: PPOR
     rows = dict(ppo_rows(finished))
     score = f"{finished.eval_score_before:.4f} → {finished.eval_score:.4f}"
     assert rows["held-out score"] == score
-    assert rows["rollouts"] == f"2 of 4 steps; advantage gae, beta {finished.beta:g}"
+    assert rows["rollouts"] == f"2 (4 steps each); advantage gae, beta {finished.beta:g}"
     assert rows["prompts"] == f"4 train, 2 val; {finished.epochs:.2f} epochs"
     assert rows["skipped prompts (train)"] == "none"
     assert rows["weights (Hugging Face layout)"].startswith(f"{finished.final_dir}, with the tokenizer from ")

@@ -535,7 +535,7 @@ def ppo_rows(result: PPOResult) -> list[tuple[str, object]]:
     held_out += [
         (
             "rollouts",
-            f"{result.rollouts:,} of {result.steps_per_rollout} steps; advantage {result.advantage}, "
+            f"{result.rollouts:,} ({result.steps_per_rollout} steps each); advantage {result.advantage}, "
             f"beta {result.beta:g}",
         ),
         ("prompts", f"{used}; {result.epochs:.2f} epochs"),

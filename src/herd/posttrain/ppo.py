@@ -2,7 +2,7 @@
 
 Llama 2 optimises the chat policy π_θ against a frozen reference π_0 (the
 policy's initial weights), the helpfulness and safety reward models, and a
-value model initialised from a reward model. The run will be an
+value model initialised from a reward model. The run is an
 :class:`herd.train.objective.Objective` on herd's one trainer, which owns the
 optimizer (AdamW 0.9/0.95, eps 1e-5, weight decay 0.1, clipping 1.0, constant
 LR 1e-6), sharding, checkpoints and resume. One PPO iteration, in the
