@@ -7,6 +7,7 @@ model of the same shape, which also serves as the safety reward model.
 
 from __future__ import annotations
 
+import logging
 import math
 from pathlib import Path
 from typing import Any
@@ -22,18 +23,28 @@ from posttrain_helpers import (
     write_rows,
     write_tiny_init,
 )
+from safetensors import safe_open
+from safetensors.torch import load_file, save_file
 
 from herd.checkpoint.load import open_checkpoint
 from herd.errors import ConfigError
 from herd.model.presets import get_preset
 from herd.posttrain.advantages import gae, group_advantages, whiten
-from herd.posttrain.ppo import PPOConfig, PPOObjective, PPOResult, advantages, ppo
+from herd.posttrain.ppo import (
+    ROLLOUT_FILE,
+    PPOConfig,
+    PPOObjective,
+    PPOResult,
+    RolloutBuffer,
+    advantages,
+    ppo,
+)
 from herd.posttrain.reward_model import RewardModel
 from herd.posttrain.rollout import response_values
 from herd.tokenizer import Tokenizer
 from herd.train.config import load_run_config, run_config_from_dict
 from herd.train.loop import Trainer
-from herd.train.metrics import read_metrics
+from herd.train.metrics import METRICS_FILE, read_metrics
 
 
 def _batch() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -219,6 +230,86 @@ def test_resume_at_a_rollout_boundary_continues_exactly(
     assert losses(out) == pytest.approx(losses(Path(finished.out_dir)), rel=1e-6)
 
 
+def count_rollouts(monkeypatch: pytest.MonkeyPatch) -> list[list[int]]:
+    """Record the prompts of every rollout drawn (steps 1–5), not read back."""
+    calls: list[list[int]] = []
+    original = PPOObjective._rollout
+
+    def counted(self: PPOObjective, indices: list[int], seed: int) -> RolloutBuffer:
+        calls.append(list(indices))
+        return original(self, indices, seed)
+
+    monkeypatch.setattr(PPOObjective, "_rollout", counted)
+    return calls
+
+
+def crash_once_at(monkeypatch: pytest.MonkeyPatch, step: int) -> None:
+    """Fail the optimizer step after ``step`` steps, once (a kill -9 after the last checkpoint)."""
+    original = Trainer.train_step
+    crashed: list[int] = []
+
+    def flaky(self: Trainer) -> tuple[float, float, float]:
+        if self.step == step and not crashed:
+            crashed.append(step)
+            raise RuntimeError("simulated node failure")
+        return original(self)
+
+    monkeypatch.setattr(Trainer, "train_step", flaky)
+
+
+def training_records(out: Path) -> dict[int, dict[str, float]]:
+    """Each step's loss and PPO statistics, without its timings."""
+    timings = ("tokens_per_s", "mfu", "step_s")
+    records = (r for r in read_metrics(out / METRICS_FILE) if "loss" in r)
+    return {r["step"]: {k: v for k, v in r.items() if k not in timings} for r in records}
+
+
+def crash_mid_rollout(workspace: Path, out: Path, monkeypatch: pytest.MonkeyPatch) -> PPOConfig:
+    """A run checkpointing every 3 steps (4 per rollout) killed in step 8: its last checkpoint, step 6, is in
+    the middle of the second rollout; the run directory holds that rollout."""
+    config = make_config(workspace, out, checkpoint={"every": 3, "export_hf": False})
+    crash_once_at(monkeypatch, 7)
+    with pytest.raises(RuntimeError, match="simulated"):
+        ppo(config)
+    with safe_open(out / ROLLOUT_FILE, framework="pt") as f:
+        assert (f.metadata() or {})["period"] == "1"
+    return config
+
+
+@pytest.mark.slow
+def test_resume_in_the_middle_of_a_rollout_continues_exactly(
+    workspace: Path, tmp_path: Path, finished: PPOResult, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Resumed from step 6 (two mini-batches of the second rollout served), the run reads that rollout back
+    instead of redrawing it: every step's loss and statistics are exactly the uninterrupted run's."""
+    calls = count_rollouts(monkeypatch)
+    config = crash_mid_rollout(workspace, tmp_path / "run", monkeypatch)
+    assert len(calls) == 2
+    ppo(config, resume=True)
+    assert len(calls) == 2  # read back, not drawn again
+    records = training_records(tmp_path / "run")
+    assert list(records) == list(range(1, 9))
+    assert records == training_records(Path(finished.out_dir))
+
+
+@pytest.mark.slow
+def test_a_rollout_written_for_another_run_is_redrawn(
+    workspace: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A rollout file whose key is not this run's is not used: the rollout is redrawn, as a warning says."""
+    out = tmp_path / "run"
+    config = crash_mid_rollout(workspace, out, monkeypatch)
+    path = out / ROLLOUT_FILE
+    save_file(load_file(path), str(path), metadata={"period": "1", "key": "another run"})
+    calls = count_rollouts(monkeypatch)
+    with caplog.at_level(logging.WARNING, logger="herd.posttrain"):
+        result = ppo(config, resume=True)
+    assert result.steps == 8 and len(calls) == 1
+    assert "no rollout 1 drawn for this run; redrawing it" in caplog.text
+    with safe_open(path, framework="pt") as f:
+        assert (f.metadata() or {})["key"] != "another run"  # the redrawn rollout replaced it
+
+
 def test_ppo_settings_checked(workspace: Path, tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="mini_batch must divide"):
         make_config(workspace, tmp_path, mini_batch=3)
@@ -258,7 +349,6 @@ def test_the_recipes_are_llama_2_s(name: str) -> None:
     )
     assert (config.schedule.warmup_steps, config.schedule.min_lr_ratio) == (0, 1.0)
     assert (config.beta, config.clip, config.advantage) == (0.01, 0.2, "gae")
-    assert config.checkpoint.every % config.steps_per_period == 0
     if name == "llama2-ppo":
         assert (config.rollout_prompts, config.samples, config.mini_batch) == (512, 1, 64)
 

@@ -51,18 +51,30 @@ loss of a micro-batch is summed over its response tokens, so the trainer's
 division by the step's tokens gives the mean over the mini-batch's tokens.
 
 **Resume.** The checkpointed data position is the prompts drawn, the rollouts
-drawn and the mini-batches served of the current one. A run resumed at a
-rollout boundary (``checkpoint.every`` a multiple of ``steps_per_period``)
-continues exactly as an uninterrupted one; resumed in the middle of a rollout
-period, it redraws that period's rollout (same prompts and seeds) with the
-restored policy and serves the rest of its mini-batches: the rollout buffer
-is not saved with the checkpoint.
+drawn and the mini-batches served of the current one. Each rollout buffer
+(steps 1–5: tokens, masks, old and reference log-probabilities, values,
+scores, rewards, advantages, returns) is written atomically to
+``<out_dir>/rollout.safetensors`` as it is drawn, replacing the previous one,
+tagged with its rollout index and a key of what it depends on
+(:meth:`PPOObjective._rollout_key`: the prompts, their order, the seed, the
+settings that shape a rollout and the numerics); the mini-batch order is a
+function of the seed, the rollout index and the pass, so it needs no saving.
+A run resumed at a rollout boundary draws the next rollout; resumed in the
+middle of a rollout period (any ``checkpoint.every``), it reads that period's
+rollout back and serves the rest of its mini-batches, so either way it
+continues exactly as an uninterrupted run (Llama 2 §3.2.3's iterations, same
+curves). When the file is missing or was written for another rollout or run,
+the rollout is redrawn (same prompts and seed) with the restored policy, as a
+log line says, and the resumed curves differ from an uninterrupted run's.
+Only the main process writes the file and the key names the process's rank,
+so with several processes (not supported yet) every other rank would redraw.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -71,12 +83,15 @@ from typing import Any, Literal, cast, get_args
 
 import numpy as np
 import torch
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save_file
 from torch import nn
 
 from herd.checkpoint.base import tensor_names
 from herd.checkpoint.load import load_model
 from herd.checkpoint.sequence_classification import SequenceClassificationReader
 from herd.errors import ConfigError
+from herd.io.atomic import atomic_file
 from herd.model.build import empty_model
 from herd.model.transformer import Transformer
 from herd.posttrain.advantages import GAE_GAMMA, GAE_LAMBDA, gae, group_advantages, masked_mean, whiten
@@ -96,8 +111,16 @@ from herd.posttrain.rejection_sampling import score_responses
 from herd.posttrain.reward_model import RewardModel
 from herd.posttrain.rollout import Rollout, response_logprobs, response_values, rollout
 from herd.posttrain.sft import FINAL_DIR
+from herd.train.checkpointing import flatten, lookup
 from herd.train.loop import train
 from herd.train.objective import LossTerms, Objective, Placement, RunResult, allocate, copy_weights, is_meta
+
+log = logging.getLogger("herd.posttrain")
+
+#: The current rollout buffer in the run directory, read back by a run resumed in the middle of its period.
+ROLLOUT_FILE = "rollout.safetensors"
+#: Settings besides the resume keys that change a rollout buffer: the KL penalty and GAE's discounts.
+ROLLOUT_KEYS = ("beta", "gamma", "lam")
 
 #: How advantages are estimated: Llama 2's GAE with a value model, or GRPO's group baseline.
 Advantage = Literal["gae", "group"]
@@ -345,6 +368,31 @@ def _rows(buffer: RolloutBuffer, rows: torch.Tensor) -> RolloutBuffer:
     )
 
 
+def _read_rollout(path: Path, period: int, key: str, device: torch.device) -> RolloutBuffer | None:
+    """The rollout buffer of ``path`` on ``device`` if it is rollout ``period`` drawn for ``key``; else None."""
+    try:
+        with safe_open(path, framework="pt", device=str(device)) as f:
+            saved = f.metadata() or {}
+            if saved.get("period") != str(period) or saved.get("key") != key:
+                return None
+            names = set(f.keys())
+            return RolloutBuffer(
+                **{
+                    name: f.get_tensor(name) if name in names else None
+                    for name in RolloutBuffer.__dataclass_fields__
+                }
+            )
+    except (OSError, SafetensorError):
+        return None
+
+
+def _write_rollout(path: Path, buffer: RolloutBuffer, period: int, key: str) -> None:
+    """Write ``buffer`` (rollout ``period``, drawn for ``key``) atomically, replacing the previous rollout's."""
+    tensors = {name: value.contiguous().cpu() for name, value in vars(buffer).items() if value is not None}
+    with atomic_file(path) as tmp:
+        save_file(tensors, str(tmp), metadata={"period": str(period), "key": key})
+
+
 def _chunked(fn: TokenFn, tokens: torch.Tensor, mask: torch.Tensor, rows: int) -> torch.Tensor:
     """``fn(tokens, mask)`` ``rows`` rows at a time, each chunk cut to its widest response; (batch, width)."""
     out = torch.zeros(mask.shape, dtype=torch.float32, device=mask.device)
@@ -437,6 +485,7 @@ class PPOObjective(Objective[MiniBatch]):
         self.periods = 0  # rollouts drawn
         self.served = 0  # mini-batches of the current rollout served
         self.buffer: RolloutBuffer | None = None
+        self.rollout_path: Path | None = None
         self.model: PolicyAndValue | None = None
         self.reference: Transformer | None = None
         self.autocast_dtype: torch.dtype | None = None
@@ -485,6 +534,7 @@ class PPOObjective(Objective[MiniBatch]):
         log-probabilities and values are computed under it, as the loss's are.
         """
         self.model = cast(PolicyAndValue, model)
+        self.rollout_path = out_dir / ROLLOUT_FILE
         dev = self.device.type
         self.autocast_dtype = torch.get_autocast_dtype(dev) if torch.is_autocast_enabled(dev) else None
         self.reference = load_model(self.start.init, dtype=torch.float32, device=self.device)
@@ -587,13 +637,48 @@ class PPOObjective(Objective[MiniBatch]):
 
     # ---- data ------------------------------------------------------------------------------------
 
+    def _rollout_key(self, indices: Sequence[int], seed: int) -> str:
+        """What a rollout buffer depends on besides the policy: the run's prompts, the rollout's prompts
+        ``indices`` and ``seed``, the settings that shape it, this process's rank and the numerics."""
+        settings = self.config.to_dict()
+        keys: dict[str, Any] = {}
+        for name in (*self.resume_keys, *ROLLOUT_KEYS):
+            keys |= flatten(lookup(settings, name), name)
+        dev = self.device.type
+        dtype = self.autocast_dtype or torch.float32
+        rank = self.placement.runtime.rank
+        parts = [self.fingerprint, list(indices), seed, keys, rank, dev, str(dtype)]
+        return hashlib.sha256(json.dumps(parts, default=str).encode()).hexdigest()
+
+    def _next_rollout(self, resumed: bool) -> RolloutBuffer:
+        """The next rollout: read back from the run directory when ``resumed`` inside its period and written
+        for it, else drawn (steps 1–5) and written there by the main process."""
+        assert self.rollout_path is not None
+        config, period = self.config, self.periods
+        seed = config.train.seed + period * config.rollout_size
+        indices = self.stream.take(config.rollout_prompts)
+        key = self._rollout_key(indices, seed)
+        if resumed:
+            saved = _read_rollout(self.rollout_path, period, key, self.device)
+            if saved is not None:
+                return saved
+            log.warning(
+                "%s: no rollout %d drawn for this run; redrawing it with the restored policy "
+                "(the resumed run differs from an uninterrupted one)",
+                self.rollout_path,
+                period,
+            )
+        buffer = self._rollout(indices, seed)
+        if self.placement.runtime.is_main:
+            _write_rollout(self.rollout_path, buffer, period, key)
+        return buffer
+
     def micro_batches(self) -> list[MiniBatch]:
         """The next mini-batch of the current rollout in micro-batches; a new rollout when it is spent."""
         config = self.config
         if self.buffer is None or self.served == self.steps_per_period:
-            served = self.served if self.buffer is None else 0  # a resume mid-period redraws that rollout
-            seed = config.train.seed + self.periods * config.rollout_size
-            self.buffer = self._rollout(self.stream.take(config.rollout_prompts), seed)
+            served = self.served if self.buffer is None else 0  # resumed mid-period: the rest of that rollout
+            self.buffer = self._next_rollout(served > 0)
             self.periods += 1
             self.served = served
         per_epoch = config.rollout_size // config.mini_batch
@@ -615,7 +700,8 @@ class PPOObjective(Objective[MiniBatch]):
         return {**self.stream.state_dict(), "periods": self.periods, "served": self.served}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Continue after ``periods`` rollouts; in the middle of one, redraw it before the next mini-batch."""
+        """Continue after ``periods`` rollouts; in the middle of one, step back to it: the next mini-batch
+        reads it back from the run directory (or redraws it)."""
         periods, served = state.get("periods"), state.get("served")
         for key, value in (("periods", periods), ("served", served)):
             if not isinstance(value, int) or isinstance(value, bool) or value < 0:
