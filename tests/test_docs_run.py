@@ -140,7 +140,7 @@ def test_every_documented_command_and_snippet_runs(pages: tuple[str, ...], tmp_p
     env = dict(os.environ, PATH=f"{BIN}{os.pathsep}{os.environ['PATH']}", PYTHONWARNINGS="ignore")
     driver = f"BLOCKS = {todo!r}\n{DRIVER}"
     done = subprocess.run(
-        [sys.executable, "-c", driver], cwd=work, env=env, capture_output=True, text=True, timeout=900
+        [sys.executable, "-c", driver], cwd=work, env=env, capture_output=True, text=True, timeout=1800
     )
     assert done.returncode == 0, f"{done.stdout[-4000:]}\n{done.stderr[-4000:]}"
 
