@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import pytest
 import torch
 
 from herd.checkpoint.base import SIDE_FILES_EXTRA, CheckpointInfo
@@ -16,6 +17,7 @@ from herd.model.presets import get_preset
 from herd.tokenizer import Tokenizer
 from herd.tokenizer.save import save_tokenizer
 from herd.train.distributed import Runtime
+from herd.train.loop import Trainer
 from herd.train.metrics import METRICS_FILE, read_metrics
 from herd.train.objective import Placement
 
@@ -87,3 +89,17 @@ def posttrain_command(argv: list[str]) -> tuple[int, str]:
         return args.func(args), ""
     except Exception as exc:
         return describe(exc)
+
+
+def crash_once_at(monkeypatch: pytest.MonkeyPatch, step: int) -> None:
+    """Fail the optimizer step after ``step`` steps, once (a kill -9 after the last checkpoint)."""
+    original = Trainer.train_step
+    crashed: list[int] = []
+
+    def flaky(self: Trainer) -> tuple[float, float, float]:
+        if self.step == step and not crashed:
+            crashed.append(step)
+            raise RuntimeError("simulated node failure")
+        return original(self)
+
+    monkeypatch.setattr(Trainer, "train_step", flaky)

@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 from posttrain_helpers import (
     cpu_placement,
+    crash_once_at,
     losses,
     posttrain_command,
     run_config,
@@ -306,19 +307,6 @@ def count_reference_passes(monkeypatch: pytest.MonkeyPatch) -> list[list[str]]:
 
     monkeypatch.setattr(DPOObjective, "_compute_reference", counted)
     return calls
-
-
-def crash_once_at(monkeypatch: pytest.MonkeyPatch, step: int) -> None:
-    original = Trainer.train_step
-    crashed: list[int] = []
-
-    def flaky(self: Trainer) -> tuple[float, float, float]:
-        if self.step == step and not crashed:
-            crashed.append(step)
-            raise RuntimeError("simulated node failure")
-        return original(self)
-
-    monkeypatch.setattr(Trainer, "train_step", flaky)
 
 
 def test_a_crashed_run_resumes_exactly_without_a_second_reference_pass(

@@ -16,6 +16,7 @@ import pytest
 import torch
 from posttrain_helpers import (
     cpu_placement,
+    crash_once_at,
     losses,
     posttrain_command,
     run_config,
@@ -241,20 +242,6 @@ def count_rollouts(monkeypatch: pytest.MonkeyPatch) -> list[list[int]]:
 
     monkeypatch.setattr(PPOObjective, "_rollout", counted)
     return calls
-
-
-def crash_once_at(monkeypatch: pytest.MonkeyPatch, step: int) -> None:
-    """Fail the optimizer step after ``step`` steps, once (a kill -9 after the last checkpoint)."""
-    original = Trainer.train_step
-    crashed: list[int] = []
-
-    def flaky(self: Trainer) -> tuple[float, float, float]:
-        if self.step == step and not crashed:
-            crashed.append(step)
-            raise RuntimeError("simulated node failure")
-        return original(self)
-
-    monkeypatch.setattr(Trainer, "train_step", flaky)
 
 
 def training_records(out: Path) -> dict[int, dict[str, float]]:

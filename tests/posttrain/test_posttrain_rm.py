@@ -22,7 +22,15 @@ from typing import Any
 
 import pytest
 import torch
-from posttrain_helpers import cpu_placement, losses, run_config, with_sections, write_rows, write_tiny_init
+from posttrain_helpers import (
+    cpu_placement,
+    crash_once_at,
+    losses,
+    run_config,
+    with_sections,
+    write_rows,
+    write_tiny_init,
+)
 
 from herd.errors import ConfigError, InputError
 from herd.posttrain.data import RATINGS
@@ -351,19 +359,6 @@ def test_max_pairs_draws_a_seeded_sample_of_rows(workspace: Path, tmp_path: Path
     assert again.train_split.rows == rows and other.train_split.rows != rows
 
 
-def _crash_once_at(monkeypatch: pytest.MonkeyPatch, step: int) -> None:
-    original = Trainer.train_step
-    crashed: list[int] = []
-
-    def flaky(self: Trainer) -> tuple[float, float, float]:
-        if self.step == step and not crashed:
-            crashed.append(step)
-            raise RuntimeError("simulated node failure")
-        return original(self)
-
-    monkeypatch.setattr(Trainer, "train_step", flaky)
-
-
 def test_a_crashed_run_resumes_exactly(
     workspace: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -379,7 +374,7 @@ def test_a_crashed_run_resumes_exactly(
     full = train_rm(make_config(workspace, tmp_path / "full", **sections))
     assert full.steps == 6 and full.epochs == 2
     config = make_config(workspace, tmp_path / "run", **sections)
-    _crash_once_at(monkeypatch, 5)
+    crash_once_at(monkeypatch, 5)
     with pytest.raises(RuntimeError, match="simulated"):
         train_rm(config)
     resumed = train_rm(config, resume=True)

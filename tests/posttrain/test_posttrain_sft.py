@@ -17,7 +17,15 @@ from typing import Any
 import pytest
 import torch
 import torch.nn.functional as F
-from posttrain_helpers import cpu_placement, losses, run_config, with_sections, write_rows, write_tiny_init
+from posttrain_helpers import (
+    cpu_placement,
+    crash_once_at,
+    losses,
+    run_config,
+    with_sections,
+    write_rows,
+    write_tiny_init,
+)
 
 from herd.checkpoint.load import load_model
 from herd.cli import main
@@ -230,19 +238,6 @@ def test_each_epoch_visits_every_packed_sequence_once_in_a_new_order(workspace: 
     assert objective.state_dict() == {"taken": 2 * len(packed)}
 
 
-def _crash_once_at(monkeypatch: pytest.MonkeyPatch, step: int) -> None:
-    original = Trainer.train_step
-    crashed: list[int] = []
-
-    def flaky(self: Trainer) -> tuple[float, float, float]:
-        if self.step == step and not crashed:
-            crashed.append(step)
-            raise RuntimeError("simulated node failure")
-        return original(self)
-
-    monkeypatch.setattr(Trainer, "train_step", flaky)
-
-
 def test_a_crashed_run_resumes_exactly(
     workspace: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -258,7 +253,7 @@ def test_a_crashed_run_resumes_exactly(
     full = sft(make_config(workspace, tmp_path / "full", **sections))
     assert full.steps >= 8 and full.epochs >= 2
     config = make_config(workspace, tmp_path / "run", **sections)
-    _crash_once_at(monkeypatch, full.steps // 2 + 2)
+    crash_once_at(monkeypatch, full.steps // 2 + 2)
     with pytest.raises(RuntimeError, match="simulated"):
         sft(config)
     resumed = sft(config, resume=True)
