@@ -65,6 +65,10 @@ def _nothing(root: Path) -> None:
     return None
 
 
+def _ppo_toml(root: Path) -> None:
+    (root / "ppo.toml").write_text('init = "smollm2-135m-instruct"\nbetta = 0.2\n')
+
+
 TINY = ["llama2-tiny", "--random", "--prompt", "hi"]
 
 CASES: list[tuple[str, Setup, list[str]]] = [
@@ -112,6 +116,18 @@ CASES: list[tuple[str, Setup, list[str]]] = [
     ("data build: missing recipe", _nothing, ["data", "build", "none.toml", "--output", "o"]),
     ("data stats: not a build", _user_dir, ["data", "stats", "notes"]),
     ("data train-lm: order 0", _text, ["data", "train-lm", "a.txt", "--order", "0", "--output", "lm.arpa"]),
+    ("ppo: missing config", _nothing, ["ppo", "nope.toml"]),
+    ("ppo: unknown config key", _ppo_toml, ["ppo", "ppo.toml", "-o", "run"]),
+    (
+        "gatt build: missing dialogues",
+        _nothing,
+        ["gatt", "build", "out", "--policy", "llama2-tiny", "--dialogues", "none.jsonl"],
+    ),
+    (
+        "gatt eval: --model without LABEL=",
+        _text,
+        ["gatt", "eval", "out", "--model", "x", "--dialogues", "a.txt"],
+    ),
 ]
 
 
