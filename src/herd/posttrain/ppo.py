@@ -107,13 +107,23 @@ from herd.posttrain.losses import (
     ppo_policy_loss,
     ppo_value_loss,
 )
+from herd.posttrain.program_reward import ProgramReward, parse_program_reward
 from herd.posttrain.rejection_sampling import score_responses
 from herd.posttrain.reward_model import RewardModel
 from herd.posttrain.rollout import Rollout, response_logprobs, response_values, rollout
 from herd.posttrain.sft import FINAL_DIR
 from herd.train.checkpointing import flatten, lookup
 from herd.train.loop import train
-from herd.train.objective import LossTerms, Objective, Placement, RunResult, allocate, copy_weights, is_meta
+from herd.train.objective import (
+    EarlyStopping,
+    LossTerms,
+    Objective,
+    Placement,
+    RunResult,
+    allocate,
+    copy_weights,
+    is_meta,
+)
 
 log = logging.getLogger("herd.posttrain")
 
@@ -210,6 +220,16 @@ class PPOConfig(SFTConfig):
     each optimizer step takes ``mini_batch`` of them (Llama 2: 64), in
     ``train.micro_batch_size`` rows per forward pass, for ``ppo_epochs``
     passes. ``train.batch_tokens`` is not used.
+
+    ``early_stop_patience`` (0: off) ends the run once the held-out
+    ``eval_score`` has not risen above its best (the step-0 score included)
+    for that many validations in a row: Llama 2 §3.2.3's early stopping on
+    the held-out prompts' reward. It needs ``data.val`` and ``log.val_every``.
+
+    ``reward_program`` (beyond the papers; :mod:`herd.posttrain.program_reward`,
+    e.g. ``"length:20"``) scores the responses by a program instead of the
+    reward models; ``reward_model`` may then be empty, and the value model
+    (``advantage = "gae"``) starts from the policy's own trunk with a zero head.
     """
 
     out_dir: str = "runs/ppo"
@@ -218,6 +238,7 @@ class PPOConfig(SFTConfig):
     data: PPODataConfig = field(default_factory=PPODataConfig)
     reward_model: str = ""
     safety_reward_model: str = ""
+    reward_program: str = ""
     samples: int = 1
     max_new_tokens: int = 512
     rollout_prompts: int = 512
@@ -229,6 +250,7 @@ class PPOConfig(SFTConfig):
     lam: float = GAE_LAMBDA
     advantage: Advantage = "gae"
     value_weight: float = PPO_VALUE_WEIGHT
+    early_stop_patience: int = 0
 
     @property
     def rollout_size(self) -> int:
@@ -245,7 +267,14 @@ class PPOConfig(SFTConfig):
         return [
             (bool(self.data.train), "data.train must name the prompts of the rollouts (a .jsonl file)"),
             *super().checks(),
-            (bool(self.reward_model), "reward_model must name the helpfulness reward model's directory"),
+            (
+                bool(self.reward_model or self.reward_program),
+                "reward_model must name the helpfulness reward model's directory (or set reward_program)",
+            ),
+            (
+                not (self.reward_program and self.safety_reward_model),
+                "safety_reward_model is Llama 2's rule over the reward models: leave it empty with reward_program",
+            ),
             (self.samples >= 1, "samples must be at least 1"),
             (self.advantage != "group" or self.samples >= 2, 'advantage = "group" needs samples >= 2'),
             (self.max_new_tokens >= 1, "max_new_tokens must be at least 1"),
@@ -265,9 +294,21 @@ class PPOConfig(SFTConfig):
             (0 < self.gamma <= 1, "gamma must be in (0, 1]"),
             (0 <= self.lam <= 1, "lam must be in [0, 1]"),
             (self.value_weight >= 0, "value_weight must be >= 0"),
+            (self.early_stop_patience >= 0, "early_stop_patience must be >= 0 (0: off)"),
+            (
+                not self.early_stop_patience or bool(self.data.val and self.log.val_every),
+                "early_stop_patience needs data.val and log.val_every (it watches the held-out eval_score)",
+            ),
             (self.data.max_prompts >= 0, "data.max_prompts must be >= 0 (0: every prompt)"),
             (self.data.max_val_prompts >= 0, "data.max_val_prompts must be >= 0 (0: every prompt)"),
         ]
+
+    def validate(self) -> PPOConfig:
+        """The checks of :meth:`checks`, then ``reward_program``'s kind and argument; returns self."""
+        super().validate()
+        if self.reward_program:
+            parse_program_reward(self.reward_program)
+        return self
 
 
 # ---- the prompts ----------------------------------------------------------------------------------
@@ -324,9 +365,9 @@ class PolicyAndValue(nn.Module):
 class RolloutBuffer:
     """One rollout, scored (steps 1–5): per response row, what its mini-batches need.
 
-    ``score`` is the reward model's (helpfulness) output, ``reward`` the
-    sequence reward PPO optimises (Llama 2's whitened ``R_c``, or the penalty
-    for an unfinished response).
+    ``score`` is the reward model's (helpfulness) output or ``reward_program``'s,
+    ``reward`` the sequence reward PPO optimises (Llama 2's whitened ``R_c``,
+    the program's whitened score, or the penalty for an unfinished response).
     """
 
     tokens: torch.Tensor
@@ -413,8 +454,18 @@ class PPOResult(RunResult):
     at step 0): the mean reward-model score of one sampled response per
     prompt, the per-token KL to the reference, the response length and the
     share of responses that ended with the end-of-turn token.
+
+    ``reward_start`` and ``reward_end`` are the mean score before and after
+    training: the held-out one when ``data.val`` is set, else the first and
+    last rollouts' (of this process, when resumed); ``kl_end`` the last
+    held-out (else rollout) per-token KL to the reference; ``iterations`` the
+    rollouts drawn (Llama 2 §3.2.3's PPO iterations).
     """
 
+    reward_start: float | None = None
+    reward_end: float | None = None
+    kl_end: float | None = None
+    iterations: int = 0
     eval_score: float | None = None
     eval_kl: float | None = None
     eval_response_length: float | None = None
@@ -442,6 +493,7 @@ class PPOObjective(Objective[MiniBatch]):
         "chat_format",
         "reward_model",
         "safety_reward_model",
+        "reward_program",
         "advantage",
         "data.train",
         "data.seq_len",
@@ -466,6 +518,9 @@ class PPOObjective(Objective[MiniBatch]):
         self.model_config = start.model_config
         for key in ("reward_model", "safety_reward_model"):
             self._check_vocabulary(key, getattr(config, key))
+        self.program: ProgramReward | None = (
+            parse_program_reward(config.reward_program) if config.reward_program else None
+        )
         max_len = min(data.seq_len, start.model_config.max_seq_len) - config.max_new_tokens
         self.splits = {"train": read_ppo_prompts(data.train, start, max_len, data.max_prompts)}
         if data.val:
@@ -491,6 +546,11 @@ class PPOObjective(Objective[MiniBatch]):
         self.autocast_dtype: torch.dtype | None = None
         self.reward_models: dict[str, RewardModel] = {}
         self.before: dict[str, float] = {}
+        self.early_stop = EarlyStopping(self.val_metric, config.early_stop_patience)
+        self.rollout_score: tuple[float, float] | None = (
+            None  # the mean score of the first and latest rollouts
+        )
+        self.rollout_kl: float | None = None  # the latest rollout's per-token KL to the reference
 
     def _check_vocabulary(self, key: str, path: str) -> None:
         """Raise a ConfigError unless the reward model at ``path`` (if any) reads the policy's vocabulary."""
@@ -507,23 +567,37 @@ class PPOObjective(Objective[MiniBatch]):
     # ---- the model -------------------------------------------------------------------------------
 
     def build_model(self, device: torch.device | str) -> nn.Module:
-        """A :class:`PolicyAndValue`: the init checkpoint's shape, and the reward model's for the value (GAE)."""
+        """A :class:`PolicyAndValue`: the init checkpoint's shape, and the reward model's for the value (GAE;
+        the policy's shape without a reward model)."""
         value = None
-        if self.config.advantage == "gae":
+        if self.config.advantage == "gae" and self.config.reward_model:
             with SequenceClassificationReader(self.config.reward_model) as reader:
                 value = RewardModel(reader.config, pad_id=reader.pad_token_id, device=device)
+        elif self.config.advantage == "gae":
+            value = RewardModel(self.model_config, pad_id=self.pad_id, device=device)
         return PolicyAndValue(empty_model(self.model_config, device), value)
 
     def init_weights(self, model: nn.Module, device: torch.device) -> None:
-        """The policy from ``init`` and the value model from ``reward_model`` (Llama 2 §3.2.3), in fp32."""
+        """The policy from ``init`` and the value model from ``reward_model`` (Llama 2 §3.2.3), in fp32.
+
+        Without a reward model (``reward_program``), the value model is the
+        policy's trunk with a zero head: every value starts at 0, so the first
+        advantages are GAE's returns, not a random head's noise.
+        """
         if is_meta(model):
             allocate(model, device)
         model = cast(PolicyAndValue, model)
         policy = load_model(self.start.init, dtype=torch.float32).state_dict()
         copy_weights(model.transformer, policy, str(self.start.init))
-        if model.value is not None:
-            value = RewardModel.from_pretrained(self.config.reward_model, dtype=torch.float32)
-            copy_weights(model.value, dict(value.named_parameters()), self.config.reward_model)
+        if model.value is None:
+            return
+        source = self.config.reward_model or str(self.start.init)
+        if self.config.reward_model:
+            value = RewardModel.from_pretrained(source, dtype=torch.float32)
+        else:
+            value = RewardModel.from_pretrained_lm(model.transformer, dtype=torch.float32)
+            value.score.weight.data.zero_()
+        copy_weights(model.value, dict(value.named_parameters()), source)
 
     def prepare_run(self, model: nn.Module, out_dir: Path) -> None:
         """Keep the trained model (rollouts use the current policy); load the frozen reference and reward models.
@@ -541,11 +615,12 @@ class PPOObjective(Objective[MiniBatch]):
         self.reference.requires_grad_(False)
         for key in ("reward_model", "safety_reward_model"):
             path = getattr(self.config, key)
-            if path:
+            if path and self.program is None:
                 rm = RewardModel.from_pretrained(path, dtype=torch.float32, device=self.device)
                 self.reward_models[key] = rm.eval().requires_grad_(False)
         if "val" in self.splits:
             self.before = self.validate(model)
+            self.early_stop.update(self.before)
 
     # ---- steps 1–5: rollout, score, reference and values, rewards, advantages ------------------------
 
@@ -561,12 +636,17 @@ class PPOObjective(Objective[MiniBatch]):
             pad_id=self.pad_id,
         )
 
-    def _scores(self, key: str, prompts: Sequence[PPOPrompt], drawn: Rollout, samples: int) -> torch.Tensor:
-        """(responses,) fp32 outputs of the reward model ``key``, each response rendered after its prompt."""
+    def _texts(self, drawn: Rollout) -> list[str]:
+        """The responses of ``drawn`` decoded without their end-of-turn token and stripped."""
         texts = []
         for r, ended in enumerate(drawn.ended.tolist()):
             ids = drawn.tokens[r][drawn.response_mask[r]].tolist()
             texts.append(self.start.tokenizer.decode(ids[:-1] if ended else ids).strip())
+        return texts
+
+    def _scores(self, key: str, prompts: Sequence[PPOPrompt], drawn: Rollout, samples: int) -> torch.Tensor:
+        """(responses,) fp32 outputs of the reward model ``key``, each response rendered after its prompt."""
+        texts = self._texts(drawn)
         scores = [
             score
             for i, prompt in enumerate(prompts)
@@ -578,6 +658,36 @@ class PPOObjective(Objective[MiniBatch]):
             )
         ]
         return torch.tensor(scores, dtype=torch.float32, device=drawn.tokens.device)
+
+    def _score(self, prompts: Sequence[PPOPrompt], drawn: Rollout, samples: int) -> torch.Tensor:
+        """(responses,) the score PPO raises: ``reward_program``'s when set, else the helpfulness model's."""
+        if self.program is None:
+            return self._scores("reward_model", prompts, drawn, samples)
+        program = self.program
+        scores = [program(prompts[r // samples].messages, text) for r, text in enumerate(self._texts(drawn))]
+        return torch.tensor(scores, dtype=torch.float32, device=drawn.tokens.device)
+
+    def _reward(
+        self, prompts: Sequence[PPOPrompt], drawn: Rollout, samples: int
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Step 2: per response, its score (:meth:`_score`) and the sequence reward PPO optimises.
+
+        With the reward models, Llama 2's ``WHITEN(LOGIT(R_c))``
+        (:func:`~herd.posttrain.losses.llama2_reward`); with ``reward_program``,
+        its raw score whitened over the rollout (there is no sigmoid to undo).
+        Either way an unfinished response gets the fixed penalty
+        (:func:`~herd.posttrain.losses.penalize_unfinished`) and the KL penalty
+        is added per token afterwards (step 4).
+        """
+        score = self._score(prompts, drawn, samples)
+        if self.program is not None:
+            return score, penalize_unfinished(whiten(score), drawn.ended)
+        safety = score
+        if "safety_reward_model" in self.reward_models:
+            safety = self._scores("safety_reward_model", prompts, drawn, samples)
+        tagged = torch.tensor([p.safety for p in prompts for _ in range(samples)], device=score.device)
+        chosen = llama2_reward(torch.sigmoid(score), torch.sigmoid(safety), tagged)
+        return score, penalize_unfinished(chosen, drawn.ended)
 
     def _logprobs(self, model: Transformer, drawn: Rollout) -> torch.Tensor:
         """Per-token log-probabilities of the responses under ``model``, ``micro_batch_size`` rows a pass."""
@@ -599,14 +709,7 @@ class PPOObjective(Objective[MiniBatch]):
         try:
             drawn = self._sample(model.transformer, prompts, samples, seed)
             mask = drawn.response_mask
-            helpful = self._scores("reward_model", prompts, drawn, samples)
-            safety = helpful
-            if "safety_reward_model" in self.reward_models:
-                safety = self._scores("safety_reward_model", prompts, drawn, samples)
-            tagged = torch.tensor([p.safety for p in prompts for _ in range(samples)], device=mask.device)
-            reward = penalize_unfinished(
-                llama2_reward(torch.sigmoid(helpful), torch.sigmoid(safety), tagged), drawn.ended
-            )
+            helpful, reward = self._reward(prompts, drawn, samples)
             with torch.autocast(
                 self.device.type, self.autocast_dtype, enabled=self.autocast_dtype is not None
             ):
@@ -678,7 +781,10 @@ class PPOObjective(Objective[MiniBatch]):
         config = self.config
         if self.buffer is None or self.served == self.steps_per_period:
             served = self.served if self.buffer is None else 0  # resumed mid-period: the rest of that rollout
-            self.buffer = self._next_rollout(served > 0)
+            self.buffer = buffer = self._next_rollout(served > 0)
+            score = buffer.score.mean().item()
+            self.rollout_score = (self.rollout_score[0] if self.rollout_score else score, score)
+            self.rollout_kl = masked_mean(buffer.old_logprobs - buffer.ref_logprobs, buffer.mask).item()
             self.periods += 1
             self.served = served
         per_epoch = config.rollout_size // config.mini_batch
@@ -697,7 +803,10 @@ class PPOObjective(Objective[MiniBatch]):
         return batch.count()
 
     def state_dict(self) -> dict[str, Any]:
-        return {**self.stream.state_dict(), "periods": self.periods, "served": self.served}
+        """The prompts drawn, the rollouts drawn, the mini-batches served of the current one, and the early
+        stopping rule's best held-out score and validations since."""
+        position = {**self.stream.state_dict(), "periods": self.periods, "served": self.served}
+        return position | {"early_stop": self.early_stop.state_dict()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Continue after ``periods`` rollouts; in the middle of one, step back to it: the next mini-batch
@@ -707,6 +816,8 @@ class PPOObjective(Objective[MiniBatch]):
             if not isinstance(value, int) or isinstance(value, bool) or value < 0:
                 raise ValueError(f"{key}: expected an integer >= 0, got {value!r}")
         self.stream.load_state_dict(state)
+        if "early_stop" in state:  # absent from checkpoints written before early stopping
+            self.early_stop.load_state_dict(state["early_stop"])
         assert isinstance(periods, int) and isinstance(served, int)
         self.buffer = None
         self.periods, self.served = periods, served
@@ -756,11 +867,15 @@ class PPOObjective(Objective[MiniBatch]):
         mask = drawn.response_mask
         kl = self._logprobs(policy, drawn) - self._logprobs(self.reference, drawn)
         return {
-            "eval_score": self._scores("reward_model", prompts, drawn, 1).mean().item(),
+            "eval_score": self._score(prompts, drawn, 1).mean().item(),
             "eval_kl": masked_mean(kl, mask).item(),
             "eval_response_length": mask.sum(dim=1).float().mean().item(),
             "eval_ended": drawn.ended.float().mean().item(),
         }
+
+    def should_stop(self, validation: dict[str, float]) -> str | None:
+        """Stop once ``eval_score`` has not beaten its best for ``early_stop_patience`` validations (Llama 2 §3.2.3)."""
+        return self.early_stop.update(validation)
 
     def export(self, state: dict[str, torch.Tensor], out_dir: Path) -> Path:
         """``out_dir/final``: the policy in herd's Hugging Face layout with the tokenizer's files."""
@@ -770,8 +885,14 @@ class PPOObjective(Objective[MiniBatch]):
     def result(
         self, figures: dict[str, Any], validation: dict[str, float], exported: Path | None
     ) -> PPOResult:
+        held_out = "val" in self.splits
+        start, end = self.rollout_score or (None, None)
         return PPOResult(
             **figures,
+            reward_start=self.before.get("eval_score") if held_out else start,
+            reward_end=validation.get("eval_score") if held_out else end,
+            kl_end=validation.get("eval_kl") if held_out else self.rollout_kl,
+            iterations=self.periods,
             eval_score=validation.get("eval_score"),
             eval_kl=validation.get("eval_kl"),
             eval_response_length=validation.get("eval_response_length"),

@@ -118,6 +118,21 @@ def decoder(model: nn.Module) -> Transformer:
     return found
 
 
+def decoders(model: nn.Module) -> list[Transformer]:
+    """Every Transformer of ``model`` whose blocks are sharded, recomputed and compiled, in module order.
+
+    ``model`` itself, a wrapper's ``transformer`` (:func:`decoder`), or
+    several: PPO trains the policy and the value model together
+    (:class:`herd.posttrain.ppo.PolicyAndValue`, Llama 2 §3.2.3), and both
+    decoders' blocks are sharded, not only the policy's. A TypeError when
+    ``model`` holds none.
+    """
+    found = [module for module in model.modules() if isinstance(module, Transformer)]
+    if not found:
+        raise TypeError(f"{type(model).__name__} holds no Transformer")
+    return found
+
+
 def strategy_of(config: ParallelConfig, runtime: Runtime) -> str:
     """``none``, ``ddp`` or ``fsdp``: the data-parallel scheme over the non-TP processes."""
     if config.tp > 1 and runtime.world_size % config.tp:
@@ -161,17 +176,19 @@ def apply_tensor_parallel(model: Transformer, mesh: DeviceMesh) -> None:
 def parallelize(model: nn.Module, config: ParallelConfig, runtime: Runtime) -> tuple[nn.Module, str]:
     """Wrap ``model`` for the chosen scheme; returns the module to train and the scheme's name.
 
-    FSDP2 shards each block of its :func:`decoder`, then the whole model (any
+    FSDP2 shards each block of its :func:`decoders`, then the whole model (any
     other parameters, such as a reward model's head, with the root).
     """
     strategy = strategy_of(config, runtime)
-    blocks = decoder(model).layers
+    stacks = decoders(model)
+    blocks = [block for stack in stacks for block in stack.layers]
     dp_mesh = None
     if config.tp > 1:
         mesh = init_device_mesh(
             runtime.device.type, (runtime.world_size // config.tp, config.tp), mesh_dim_names=("dp", "tp")
         )
-        apply_tensor_parallel(decoder(model), mesh["tp"])
+        for stack in stacks:
+            apply_tensor_parallel(stack, mesh["tp"])
         dp_mesh = mesh["dp"]
     if strategy == "fsdp":
         from torch.distributed.fsdp import fully_shard

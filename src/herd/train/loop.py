@@ -33,7 +33,9 @@ The trainer, step by step:
    (the data position still moves past the bad batch, as PaLM §5.1 did).
 8. Otherwise step AdamW; log loss, LR, grad norm, tokens/s, MFU and the
    objective's statistics; periodically run its validation, and checkpoint.
-9. At the end: validate, checkpoint, let the objective export the weights
+   The objective may end the run after a validation (early stopping,
+   ``Objective.should_stop``: Llama 2 §3.2.3 stops PPO on the held-out reward).
+9. At the end (of the steps, or stopped early): validate, checkpoint, let the objective export the weights
    (pretraining: herd's Hugging Face layout with the tokenizer the dataset's
    manifest names), plot the loss curve and write ``summary.json`` with goodput.
 
@@ -59,7 +61,7 @@ from herd.io.atomic import atomic_file
 from herd.model.info import model_info
 from herd.train import checkpointing
 from herd.train.config import PretrainConfig, RunConfig
-from herd.train.distributed import Runtime, decoder, init_runtime, parallelize, shutdown, strategy_of
+from herd.train.distributed import Runtime, decoders, init_runtime, parallelize, shutdown, strategy_of
 from herd.train.faults import BadStepDetector
 from herd.train.metrics import MetricsLogger, mfu, peak_flops, plot_losses, read_metrics
 from herd.train.objective import Objective, Placement, RunResult
@@ -109,12 +111,13 @@ class Trainer:
         model = self.objective.build_model("meta" if sharded else dev)
         if not sharded:
             self.objective.init_weights(model, dev)
-        apply_activation_checkpointing(decoder(model), config.train.activation_checkpointing)
+        for stack in decoders(model):
+            apply_activation_checkpointing(stack, config.train.activation_checkpointing)
         self.model, self.strategy = parallelize(model, config.parallel, self.runtime)
         if sharded:
             self.objective.init_weights(model, dev)
         if config.train.compile:
-            for block in decoder(model).layers:
+            for block in (block for stack in decoders(model) for block in stack.layers):
                 block.compile()
         # 4. optimizer and schedule
         self.optimizer = build_optimizer(self.model, config.optim)
@@ -132,6 +135,7 @@ class Trainer:
         self.prior_wall_s = lost_wall_s
         self.skipped = 0
         self.rollbacks = 0
+        self.stopped_early: str | None = None
         self.last_checkpoint_time = self.start_time
         # 5. out_dir and resume
         latest = prepare(self.out_dir, start, self.runtime)
@@ -304,7 +308,7 @@ class Trainer:
         self.logger.event(self.step, f"{reason}: update skipped")
 
     def run(self) -> RunResult:
-        """Steps 6–9 until the objective's steps; returns the result (on every process)."""
+        """Steps 6–9 until the objective's steps, or until it stops early; returns the result (on every process)."""
         c = self.config
         self.model.train()
         last: dict[str, Any] = {}
@@ -336,7 +340,13 @@ class Trainer:
             if self.step % c.log.every == 0 or self.step == self.steps:
                 self.logger.log(last)
             if c.log.val_every and self.step % c.log.val_every == 0 and self.step < self.steps:
-                self._log_validation()
+                validation = self._log_validation()
+                self.stopped_early = self.objective.should_stop(validation)
+                if self.stopped_early is not None:
+                    if self.step % c.log.every:
+                        self.logger.log(last)
+                    self.logger.event(self.step, f"stopped early: {self.stopped_early}")
+                    return self._finish(last, validation)
             if self.step % c.checkpoint.every == 0 and self.step < self.steps:
                 self.save()
         return self._finish(last)
@@ -347,8 +357,11 @@ class Trainer:
             self.logger.log_validation(self.step, metrics)
         return metrics
 
-    def _finish(self, last: dict[str, Any]) -> RunResult:
-        validation = self._log_validation()
+    def _finish(self, last: dict[str, Any], validation: dict[str, float] | None = None) -> RunResult:
+        """Step 9; ``validation``: the metrics of a validation that stopped the run early at this step."""
+        if validation is None:
+            validation = self._log_validation()
+            self.objective.should_stop(validation)  # its state then includes the final validation
         self.save()
         exported = self.export() if self.config.checkpoint.export_hf else None
         wall = self._wall_s()
@@ -374,6 +387,7 @@ class Trainer:
             "rollbacks": self.rollbacks,
             "loss_plot": str(plot) if plot else None,
             "metrics": str(self.logger.path),
+            "stopped_early": self.stopped_early,
             "extra": {
                 "strategy": self.strategy,
                 "world_size": self.runtime.world_size,

@@ -29,15 +29,17 @@ the loss plot. An objective supplies the rest:
 ``count(batch)``            the loss units of a micro-batch (tokens, target tokens, pairs)
 ``loss(model, batch)``      the summed loss of a micro-batch and summed extra statistics
 ``validate(model)``         held-out metrics by name
+``should_stop(validation)``  a reason to end the run after this validation, or None (early stopping)
 ``export(state, out_dir)``  the final weights, in a layout other tools read
-``result(figures, ...)``    the run's result (what ``summary.json`` holds)
+``result(figures, ...)``    the run's result (what ``summary.json`` holds, ``stopped_early`` among it)
 ``state_dict()``            the exact data position, saved with every checkpoint
 ``load_state_dict(state)``  continue from a saved data position
 ==========================  ==================================================================
 
 The model is a :class:`~herd.model.transformer.Transformer` or a module that
-holds one as ``transformer`` (a reward model's scalar head), whose blocks the
-trainer shards and recomputes (:func:`decoder`); anything else an objective
+holds one or more (a reward model's scalar head on its ``transformer``, PPO's
+policy and value model), whose blocks the trainer shards, recomputes and
+compiles (:func:`decoders`); anything else an objective
 needs and does not train it derives in :meth:`Objective.prepare_run` (DPO's
 reference log-probabilities, so that no frozen copy of the model is held).
 
@@ -51,6 +53,15 @@ of the packed sequences, which vary from step to step; preference objectives
 their pairs). Extra statistics (``stats``) are sums over the same units and are
 logged as their global means per unit.
 
+**Early stopping.** After each validation the trainer passes the metrics to
+:meth:`Objective.should_stop`; a reason (a string) ends the run there as if
+its steps were done (final checkpoint, export, ``summary.json``), with the
+reason logged and recorded as the result's ``stopped_early``. Llama 2 §3.2.3
+stops PPO early on the held-out prompts' reward; :class:`EarlyStopping` is
+that rule for any metric. Whatever the rule remembers (the best value so
+far) belongs in the objective's ``state_dict``, so a resumed run stops at the
+same step as an uninterrupted one.
+
 An objective is built once per attempt (a crash restart builds a new one) from
 the config and its :class:`Placement`, before anything is written, so bad
 input is reported before the run's directory is touched. Its data position
@@ -60,6 +71,7 @@ input is reported before the run's directory is touched. Its data position
 from __future__ import annotations
 
 import dataclasses
+import math
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -69,16 +81,18 @@ from typing import Any, ClassVar, Generic, TypeVar
 import torch
 from torch import nn
 from torch.distributed.tensor import DTensor, distribute_tensor
+from torch.nn.parallel import DistributedDataParallel
 
 from herd.errors import CheckpointError, ConfigError
 from herd.model.build import empty_model
 from herd.model.config import ModelConfig
 from herd.model.transformer import Transformer
 from herd.train.config import RunConfig, TrainConfig
-from herd.train.distributed import Runtime, decoder
+from herd.train.distributed import Runtime, decoder, decoders
 
 __all__ = [
     "BatchLayout",
+    "EarlyStopping",
     "LossTerms",
     "Objective",
     "Placement",
@@ -87,7 +101,11 @@ __all__ = [
     "batch_layout",
     "copy_weights",
     "decoder",
+    "decoders",
+    "full_copy",
     "is_meta",
+    "is_sharded",
+    "unwrap",
 ]
 
 BatchT = TypeVar("BatchT")
@@ -176,6 +194,7 @@ class RunResult:
     loss_plot: str | None = None
     metrics: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
+    stopped_early: str | None = None  # why the run ended before its steps (Objective.should_stop), if it did
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -220,6 +239,82 @@ def copy_weights(model: nn.Module, tensors: dict[str, torch.Tensor], source: str
         if isinstance(param, DTensor):
             value = distribute_tensor(value, param.device_mesh, param.placements, src_data_rank=None)
         param.copy_(value)
+
+
+@dataclass
+class EarlyStopping:
+    """Stop when ``metric`` has not improved on its best for ``patience`` validations in a row (0: never).
+
+    Llama 2 §3.2.3 stops PPO early on the held-out prompts' reward; any
+    validation metric serves, higher is better unless ``maximize`` is False.
+    A missing or NaN value counts as no improvement. ``best`` and ``stale``
+    (the validations since the best) are the rule's state: an objective saves
+    :meth:`state_dict` with its data position so that a resumed run stops
+    where an uninterrupted one would.
+    """
+
+    metric: str
+    patience: int
+    maximize: bool = True
+    best: float | None = None
+    stale: int = 0
+
+    def update(self, validation: dict[str, float]) -> str | None:
+        """Take one validation's metrics; the reason to stop, or None."""
+        if not self.patience or self.metric not in validation:
+            return None
+        value = validation[self.metric]
+        better = self.best is None or (value > self.best if self.maximize else value < self.best)
+        if better and not math.isnan(value):
+            self.best, self.stale = value, 0
+            return None
+        self.stale += 1
+        if self.stale < self.patience:
+            return None
+        best = "none" if self.best is None else f"{self.best:.6g}"
+        return f"{self.metric} did not improve on its best ({best}) for {self.stale} validations"
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"best": self.best, "stale": self.stale}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Continue from :meth:`state_dict`'s values; ValueError when they are not a best and a count."""
+        best, stale = state.get("best"), state.get("stale")
+        if best is not None and (isinstance(best, bool) or not isinstance(best, int | float)):
+            raise ValueError(f"best: expected a number or null, got {best!r}")
+        if not isinstance(stale, int) or isinstance(stale, bool) or stale < 0:
+            raise ValueError(f"stale: expected an integer >= 0, got {stale!r}")
+        self.best = None if best is None else float(best)
+        self.stale = stale
+
+
+def unwrap(model: nn.Module) -> nn.Module:
+    """The module a DDP wrapper replicates, or ``model`` itself (FSDP2 shards modules in place)."""
+    return model.module if isinstance(model, DistributedDataParallel) else model
+
+
+def is_sharded(model: nn.Module) -> bool:
+    """Whether any parameter of ``model`` is a shard of a larger one (FSDP2 or tensor parallel: a DTensor)."""
+    return any(isinstance(p, DTensor) for p in model.parameters())
+
+
+@torch.no_grad()
+def full_copy(model: nn.Module, empty: nn.Module) -> nn.Module:
+    """``empty`` (same structure as ``model``, storage allocated) with ``model``'s full weights, in eval mode.
+
+    Generation runs one token at a time and would go through sharded weights
+    one block at a time, all-gathering every block for every token (the
+    Llama 2 paper saw a 20× slowdown, §3.2.3, and gathered the full weights
+    once per generation instead). The copy is that gathering: each sharded
+    parameter is all-gathered in turn (every process takes part) straight into
+    the plain model, which needs no collective afterwards; dropping it frees
+    the gathered weights. Parameters are frozen.
+    """
+    sources = dict(unwrap(model).named_parameters())
+    for name, param in empty.named_parameters():
+        source = sources[name]
+        param.copy_(source.full_tensor() if isinstance(source, DTensor) else source)
+    return empty.requires_grad_(False).eval()
 
 
 class Objective(ABC, Generic[BatchT]):
@@ -308,6 +403,16 @@ class Objective(ABC, Generic[BatchT]):
     @abstractmethod
     def validate(self, model: nn.Module) -> dict[str, float]:
         """Held-out metrics by name (empty when there is no held-out data); called in eval mode without gradients."""
+
+    def should_stop(self, validation: dict[str, float]) -> str | None:
+        """Why the run should end after the validation whose metrics are ``validation``, or None to go on.
+
+        Called on every process after every validation, the final one
+        included (so the state saved with the final checkpoint is the rule's
+        after it); the reason is only acted on before the last step. Never by
+        default; see :class:`EarlyStopping`.
+        """
+        return None
 
     @abstractmethod
     def export(self, state: dict[str, torch.Tensor], out_dir: Path) -> Path | None:
