@@ -69,6 +69,13 @@ def _ppo_toml(root: Path) -> None:
     (root / "ppo.toml").write_text('init = "smollm2-135m-instruct"\nbetta = 0.2\n')
 
 
+def _rlhf_toml(root: Path) -> None:
+    (root / "rlhf.toml").write_text('init = "smollm2-135m-instruct"\n[[rounds]]\nstages = ["rs", "sft"]\n')
+    (root / "stage.toml").write_text(
+        'init = "smollm2-135m-instruct"\n[[round]]\nstages = ["rs", "sft", "dpo"]\n'
+    )
+
+
 TINY = ["llama2-tiny", "--random", "--prompt", "hi"]
 
 CASES: list[tuple[str, Setup, list[str]]] = [
@@ -118,6 +125,9 @@ CASES: list[tuple[str, Setup, list[str]]] = [
     ("data train-lm: order 0", _text, ["data", "train-lm", "a.txt", "--order", "0", "--output", "lm.arpa"]),
     ("ppo: missing config", _nothing, ["ppo", "nope.toml"]),
     ("ppo: unknown config key", _ppo_toml, ["ppo", "ppo.toml", "-o", "run"]),
+    ("rlhf: missing config", _nothing, ["rlhf", "nope.toml"]),
+    ("rlhf: unknown config key", _rlhf_toml, ["rlhf", "rlhf.toml", "-o", "run"]),
+    ("rlhf: unknown stage", _rlhf_toml, ["rlhf", "stage.toml", "-o", "run"]),
     (
         "gatt build: missing dialogues",
         _nothing,

@@ -61,7 +61,19 @@ def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
 
 def test_the_tree_has_every_stage_and_no_other() -> None:
     leaves = {p[0] for p in ALL if len(p) == 1}
-    assert leaves >= {"average", "chat", "convert", "generate", "pretrain", "sft", "rs", "rm", "dpo"}
+    assert leaves >= {
+        "average",
+        "chat",
+        "convert",
+        "generate",
+        "pretrain",
+        "sft",
+        "rs",
+        "rm",
+        "dpo",
+        "ppo",
+        "rlhf",
+    }
     assert {p[0] for p in ALL} == leaves | {"data", "gatt", "model", "tokenizer"}
     assert {p[0] for p in ALL} == {c.name for c in COMMANDS}
 

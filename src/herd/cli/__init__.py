@@ -68,6 +68,11 @@ COMMANDS = (
     Command("dpo", "posttrain", "direct preference optimisation on preference pairs (Llama 3 DPO)"),
     Command("ppo", "posttrain", "PPO of a chat model against reward models (Llama 2 RLHF)"),
     Command(
+        "rlhf",
+        "posttrain",
+        "iterative RLHF: rounds of rejection sampling, SFT and PPO, each from the last (Llama 2 RLHF-V1..V5)",
+    ),
+    Command(
         "gatt",
         "posttrain",
         "Ghost Attention: multi-turn SFT data that keeps a first-turn instruction in force (Llama 2)",

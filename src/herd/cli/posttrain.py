@@ -1,6 +1,7 @@
 """Post-training commands: ``herd sft`` (Llama 2 §3.1 supervised fine-tuning), ``herd average`` (Llama 3 §4.1.5 model averaging),
 ``herd rs`` (Llama 2 §3.2.3 rejection sampling), ``herd rm`` (Llama 2 §3.2.2 reward models), ``herd dpo``
-(Llama 3 §4.1.4 direct preference optimisation), ``herd ppo`` (Llama 2 §3.2.3 RLHF), ``herd gatt`` (Llama 2 §3.3 Ghost Attention).
+(Llama 3 §4.1.4 direct preference optimisation), ``herd ppo`` (Llama 2 §3.2.3 RLHF), ``herd rlhf`` (Llama 2 §3.2.3's
+iterative rounds of rejection sampling and PPO), ``herd gatt`` (Llama 2 §3.3 Ghost Attention).
 
 The library code is :mod:`herd.posttrain`; it is imported when a command runs,
 so building the command tree imports no PyTorch.
@@ -28,6 +29,7 @@ if TYPE_CHECKING:
     from herd.posttrain.gatt import Following
     from herd.posttrain.ppo import PPOResult
     from herd.posttrain.rejection_sampling import RSResult
+    from herd.posttrain.rlhf import RLHFResult
     from herd.posttrain.rm import RMResult
     from herd.posttrain.sft import SFTResult
     from herd.tokenizer.chat import ChatFormat
@@ -73,6 +75,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     register_rm(sub)
     register_dpo(sub)
     register_ppo(sub)
+    register_rlhf(sub)
     register_gatt(sub)
 
 
@@ -221,6 +224,32 @@ def register_ppo(sub: argparse._SubParsersAction) -> None:
         set_example="--set beta=0.01 --set advantage=group --set samples=4",
         print_config="train.steps 0: data.epochs passes over the prompts",
         run=run_ppo,
+    )
+
+
+def register_rlhf(sub: argparse._SubParsersAction) -> None:
+    """Add ``herd rlhf CONFIG`` with the flags every training command has (:func:`herd.cli.runs.add_run_flags`)."""
+    register_training(
+        sub,
+        "rlhf",
+        help="iterative RLHF: rounds of rejection sampling, SFT and PPO, each from the last (Llama 2 RLHF-V1..V5)",
+        description="Run the rounds of a TOML config (configs/posttrain/llama2-chat.toml, rlhf-demo.toml) as Llama "
+        "2 ran RLHF-V1 to V5 (§3.2.3): each [[round]] runs its stages in order, rs (herd rs with the round's "
+        "policy and the reward_model), sft (herd sft from the round's policy on the rs stage's best answers) "
+        "and ppo (herd ppo from the round's SFT model), each from its own config file with the round's "
+        "overrides; the round's last final/ directory is the next round's policy. After each round, one answer "
+        "per held-out prompt (eval.prompts) is sampled and scored by the reward model: OUT/round_K/report.md "
+        "and OUT/rounds.json give the mean reward, the win rate against the previous round's answers (ties "
+        "half), the KL to the initial policy per token and the answer length; OUT/summary.md and "
+        "OUT/rounds.png gather the rounds. With --resume, finished stages are skipped and an interrupted one "
+        "continues from its checkpoint or progress file.",
+        epilog="examples:\n  herd rm configs/posttrain/rm-demo.toml -o runs/rm   # the reward model first\n"
+        "  herd rlhf configs/posttrain/rlhf-demo.toml -o runs/rlhf\n"
+        "  herd rlhf configs/posttrain/rlhf-demo.toml -o runs/rlhf --resume\n"
+        "  herd rlhf configs/posttrain/llama2-chat.toml --set init=path/to/sft-model --print-config",
+        set_example='--set eval.max_prompts=8 --set \'round[1].stages=["rs", "sft", "ppo"]\'',
+        print_config='with each round\'s resolved stage configs under "rounds"',
+        run=run_rlhf,
     )
 
 
@@ -545,6 +574,61 @@ def ppo_rows(result: PPOResult) -> list[tuple[str, object]]:
         ("weights (Hugging Face layout)", f"{result.final_dir}, with the tokenizer from {result.tokenizer}")
     ]
     return run_rows(result, held_out, weights if result.final_dir else [])
+
+
+def run_rlhf(args: argparse.Namespace) -> int:
+    """Run ``herd rlhf``: resolve the config and every round's stages, run the rounds, print a row per round."""
+    from dataclasses import asdict
+
+    from herd.posttrain.rlhf import load_rlhf_config, plan, rlhf
+
+    config = load_rlhf_config(args.config, args.overrides, output=args.output, resume=args.resume)
+    trainer = ["log.progress=false"] if args.quiet else []
+    if args.max_restarts is not None:
+        trainer.append(f"fault.max_restarts={args.max_restarts}")
+    if args.print_config:
+        rounds = [
+            {"round": r.index, "policy": r.policy, "stages": {k: asdict(v) for k, v in r.stages.items()}}
+            for r in plan(config, trainer)
+        ]
+        print(json.dumps({**config.to_dict(), "rounds": rounds}, indent=2))
+        return 0
+    apply_threads(args)
+    result = rlhf(
+        config,
+        resume=args.resume,
+        overwrite=args.overwrite,
+        progress=not args.quiet,
+        trainer_overrides=trainer,
+    )
+    if args.json:
+        print(json.dumps(result.to_dict(), indent=2))
+    else:
+        print_rows(rlhf_rows(result))
+    return 0
+
+
+def rlhf_rows(result: RLHFResult) -> list[tuple[str, object]]:
+    """The summary of an RLHF run: one row per round (held-out reward, win rates, KL, length), the stages, the files."""
+    rows: list[tuple[str, object]] = [("run directory", result.out_dir)]
+    for r in result.rounds:
+        wins = (
+            f", win rate {percent(r['win_rate'])} vs previous, {percent(r['win_rate_vs_initial'])} vs initial"
+            if r["round"]
+            else ""
+        )
+        rows.append(
+            (
+                f"round {r['round']} ({r['name']}{': ' + ' + '.join(r['stages']) if r['stages'] else ''})",
+                f"reward {optional(r['reward'])}{wins}, KL {optional(r['kl'])}, length {r['length']:.1f}",
+            )
+        )
+    rows += [
+        ("stages run", ", ".join(result.stages_run) or "none"),
+        ("stages skipped (finished before)", ", ".join(result.stages_skipped) or "none"),
+        ("files", "rounds.json summary.md rounds.png round_*/report.md"),
+    ]
+    return rows
 
 
 def run_rs(args: argparse.Namespace) -> int:

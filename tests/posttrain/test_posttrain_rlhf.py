@@ -1,0 +1,192 @@
+"""herd.posttrain.rlhf: Llama 2's iterative rounds (§3.2.3) composed of rejection sampling, SFT and PPO.
+
+A tiny random policy and reward model (the helpers the SFT and PPO tests use)
+over the llama2-style SentencePiece tokenizer of conftest.py: round 1 is
+rejection sampling then SFT (RLHF-V1..V4), round 2 adds PPO (RLHF-V5).
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from posttrain_helpers import posttrain_command, write_rows, write_tiny_init
+
+from herd.checkpoint.load import load_model, open_checkpoint
+from herd.errors import ConfigError
+from herd.posttrain.rejection_sampling import PROGRESS
+from herd.posttrain.reward_model import RewardModel
+from herd.posttrain.rlhf import RLHFResult, load_rlhf_config, plan, rlhf, win_rate
+from herd.tokenizer import Tokenizer
+from herd.train.checkpointing import latest_checkpoint, read_trainer_state
+
+PROMPTS = ["name the parser", "what is an argument?", "help with the option", "the default value?"]
+TRAINER = {"device": "cpu", "micro_batch_size": 1, "seed": 0}
+QUIET = "log = {progress = false, tensorboard = false}\ncheckpoint = {every = 2, keep = 1}\n"
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory: pytest.TempPathFactory, llama2_tokenizer: Tokenizer) -> Path:
+    """``init/``, ``rm/``, the prompts, the held-out prompts, the stage configs and the run's config."""
+    root = tmp_path_factory.mktemp("rlhf")
+    init = write_tiny_init(root, llama2_tokenizer)
+    with open_checkpoint(init) as reader:
+        config = reader.config
+    RewardModel.random(config, seed=1, pad_id=llama2_tokenizer.eos_id).save_pretrained(
+        root / "rm", tokenizer=llama2_tokenizer
+    )
+    write_rows(root / "prompts.jsonl", [{"prompt": p} for p in PROMPTS])
+    write_rows(root / "val.jsonl", [{"prompt": "which group?"}, {"prompt": "a type, please"}])
+    (root / "rs.toml").write_text(
+        f'prompts = "{root / "prompts.jsonl"}"\nsamples = 2\ntemperatures = [1.2]\nmax_new_tokens = 8\n'
+    )
+    (root / "sft.toml").write_text(
+        f"{QUIET}optim = {{lr = 3e-3}}\ndata = {{seq_len = 64}}\n"
+        f"train = {{steps = 2, batch_tokens = 64, device = 'cpu'}}\n"
+    )
+    (root / "ppo.toml").write_text(
+        f"{QUIET}samples = 2\nmax_new_tokens = 6\nrollout_prompts = 2\nmini_batch = 2\n"
+        f'data = {{train = "{root / "prompts.jsonl"}", seq_len = 64, max_prompts = 2}}\n'
+        f"train = {{steps = 2, device = 'cpu'}}\n"
+    )
+    (root / "rlhf.toml").write_text(
+        f"""
+init = "{init}"
+reward_model = "{root / "rm"}"
+rs = {{config = "{root / "rs.toml"}", set = ["batch_prompts=4"]}}
+sft = {{config = "{root / "sft.toml"}"}}
+ppo = {{config = "{root / "ppo.toml"}"}}
+eval = {{prompts = "{root / "val.jsonl"}", max_new_tokens = 8}}
+
+[[round]]
+stages = ["rs", "sft"]
+
+[[round]]
+stages = ["rs", "sft", "ppo"]
+rs = ["seed=1"]
+"""
+    )
+    return root
+
+
+@pytest.fixture(scope="module")
+def finished(workspace: Path) -> tuple[Path, RLHFResult]:
+    out = workspace / "run"
+    result = rlhf(load_rlhf_config(workspace / "rlhf.toml", output=out), progress=False)
+    return out, result
+
+
+def test_two_rounds_chain_their_policies(workspace: Path, finished: tuple[Path, RLHFResult]) -> None:
+    out, result = finished
+    assert result.stages_run == [
+        "round 0 eval",
+        "round 1 rs",
+        "round 1 sft",
+        "round 1 eval",
+        "round 2 rs",
+        "round 2 sft",
+        "round 2 ppo",
+        "round 2 eval",
+    ]
+    round_1 = out / "round_1" / "sft" / "final"
+    # round 2 samples from round 1's policy, fine-tunes it, and PPO starts from that SFT model
+    header = json.loads((out / "round_2" / "rs" / PROGRESS).read_text().splitlines()[0])
+    assert header["settings"]["policy"] == str(round_1)
+    sft_2 = read_trainer_state(latest_checkpoint(out / "round_2" / "sft"))["config"]
+    assert sft_2["init"] == str(round_1)
+    assert sft_2["data"]["train"] == str(out / "round_2" / "rs" / "sft.jsonl")
+    ppo_2 = read_trainer_state(latest_checkpoint(out / "round_2" / "ppo"))["config"]
+    assert ppo_2["init"] == str(out / "round_2" / "sft" / "final")
+    assert ppo_2["reward_model"] == str(workspace / "rm")
+    # the weights moved in round 1, so starting round 2 from them is not starting from init
+    before = load_model(workspace / "init").state_dict()
+    after = load_model(round_1).state_dict()
+    assert any(not torch.equal(before[name], after[name]) for name in before)
+
+
+def test_rounds_json_and_summary(finished: tuple[Path, RLHFResult]) -> None:
+    out, result = finished
+    rounds = json.loads((out / "rounds.json").read_text())["rounds"]
+    assert rounds == result.rounds
+    assert [r["round"] for r in rounds] == [0, 1, 2]
+    assert [r["stages"] for r in rounds] == [[], ["rs", "sft"], ["rs", "sft", "ppo"]]
+    assert rounds[0]["kl"] == 0.0 and "win_rate" not in rounds[0]
+    for previous, r in itertools.pairwise(rounds):
+        assert r["prompts"] == 2 and 0 < r["length"] <= 8
+        assert r["win_rate"] == win_rate(r["rewards"], previous["rewards"])
+        assert r["win_rate_vs_initial"] == win_rate(r["rewards"], rounds[0]["rewards"])
+        assert r["reward"] == pytest.approx(sum(r["rewards"]) / 2)
+        assert r["kl"] != 0.0  # the policy moved away from the initial one
+        assert (out / f"round_{r['round']}" / "report.md").read_text().startswith(f"# Round {r['round']}")
+    assert rounds[2]["stage_figures"]["ppo"]["steps"] == 2
+    summary = (out / "summary.md").read_text()
+    assert "| 2 (RLHF-V2) | rs + sft + ppo |" in summary and "| 0 (initial) | - |" in summary
+    assert (out / "rounds.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_win_rate_counts_ties_half() -> None:
+    assert win_rate([1.0, 0.0, 2.0, 3.0], [0.0, 1.0, 2.0, 1.0]) == pytest.approx(2.5 / 4)
+
+
+def test_resume_skips_finished_stages(workspace: Path, finished: tuple[Path, RLHFResult]) -> None:
+    out, result = finished
+    outputs = sorted(out.glob("round_*/*/summary.json")) + sorted(out.glob("round_*/eval.jsonl"))
+    stamps = {path: path.stat().st_mtime_ns for path in outputs}
+    again = rlhf(
+        load_rlhf_config(workspace / "rlhf.toml", output=out, resume=True), resume=True, progress=False
+    )
+    assert again.stages_run == []
+    assert len(again.stages_skipped) == len(result.stages_run)
+    assert {path: path.stat().st_mtime_ns for path in outputs} == stamps
+    assert again.rounds == result.rounds
+    with pytest.raises(ConfigError, match="already holds an rlhf run"):
+        rlhf(load_rlhf_config(workspace / "rlhf.toml", output=out), progress=False)
+    changed = load_rlhf_config(workspace / "rlhf.toml", ["round[1].sft=['optim.lr=1e-3']"], output=out)
+    with pytest.raises(ConfigError, match="sft finished with other settings"):
+        rlhf(changed, resume=True, progress=False)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (["round[1].stages=['rs', 'sft', 'dpo']"], r"round\[1\]\.stages\[2\]: 'dpo' is not one of"),
+        (["round[0].stages=['sft', 'rs']"], r"round\[0\]\.stages must name stages once each, in the order"),
+        (["round[0].stages=['rs']"], 'round\\[0\\].stages: "rs" needs "sft" after it'),
+        (["evaluation.prompts=x"], r"unknown config key\(s\): evaluation"),
+        (
+            ["sft.set=['optim.learning_rate=1']"],
+            r"round 1 sft \(.*sft.toml\): unknown config key\(s\): optim.learning_rate",
+        ),
+    ],
+)
+def test_bad_config_is_one_config_error(workspace: Path, overrides: list[str], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        plan(load_rlhf_config(workspace / "rlhf.toml", overrides))
+
+
+def test_command_reports_bad_config_in_one_line(workspace: Path, tmp_path: Path) -> None:
+    code, text = posttrain_command(
+        ["rlhf", str(workspace / "rlhf.toml"), "-o", str(tmp_path / "o"), "--set", "rs.set=['sampels=3']"]
+    )
+    assert code == 2 and "\n" not in text
+    assert "round 1 rs" in text and "unknown config key(s): sampels" in text
+    assert not (tmp_path / "o").exists()
+
+
+def test_print_config_shows_each_rounds_stages(
+    workspace: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, _ = posttrain_command(
+        ["rlhf", str(workspace / "rlhf.toml"), "-o", str(tmp_path / "o"), "--print-config", "--quiet"]
+    )
+    printed: dict[str, Any] = json.loads(capsys.readouterr().out)
+    assert code == 0 and not (tmp_path / "o").exists()
+    second = printed["rounds"][1]
+    assert second["policy"] == str(tmp_path / "o" / "round_1" / "sft" / "final")
+    assert second["stages"]["ppo"]["init"] == str(tmp_path / "o" / "round_2" / "sft" / "final")
+    assert second["stages"]["rs"]["seed"] == 1 and second["stages"]["rs"]["batch_prompts"] == 4
+    assert second["stages"]["sft"]["log"]["progress"] is False
