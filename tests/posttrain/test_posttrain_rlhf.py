@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 import torch
-from posttrain_helpers import posttrain_command, write_rows, write_tiny_init
+from posttrain_helpers import crash_once_at, posttrain_command, write_rows, write_tiny_init
 
 from herd.checkpoint.load import load_model, open_checkpoint
 from herd.errors import ConfigError
@@ -23,6 +23,9 @@ from herd.posttrain.reward_model import RewardModel
 from herd.posttrain.rlhf import RLHFResult, load_rlhf_config, plan, rlhf, win_rate
 from herd.tokenizer import Tokenizer
 from herd.train.checkpointing import latest_checkpoint, read_trainer_state
+from herd.train.metrics import METRICS_FILE, read_metrics
+
+ROOT = Path(__file__).resolve().parents[2]
 
 PROMPTS = ["name the parser", "what is an argument?", "help with the option", "the default value?"]
 TRAINER = {"device": "cpu", "micro_batch_size": 1, "seed": 0}
@@ -148,6 +151,33 @@ def test_resume_skips_finished_stages(workspace: Path, finished: tuple[Path, RLH
     changed = load_rlhf_config(workspace / "rlhf.toml", ["round[1].sft=['optim.lr=1e-3']"], output=out)
     with pytest.raises(ConfigError, match="sft finished with other settings"):
         rlhf(changed, resume=True, progress=False)
+
+
+def test_an_interrupted_stage_resumes_from_its_checkpoint(
+    workspace: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    out = tmp_path / "run"
+    one_round = ["round=[{stages = ['rs', 'sft'], sft = ['checkpoint.every=1']}]"]
+    crash_once_at(monkeypatch, 1)  # killed after SFT's first step, checkpointed
+    with pytest.raises(RuntimeError, match="simulated node failure"):
+        rlhf(load_rlhf_config(workspace / "rlhf.toml", one_round, output=out), progress=False)
+    resumed = rlhf(
+        load_rlhf_config(workspace / "rlhf.toml", output=out, resume=True), resume=True, progress=False
+    )
+    assert resumed.stages_skipped == ["round 0 eval", "round 1 rs"]
+    assert resumed.stages_run == ["round 1 sft", "round 1 eval"]
+    events = [r["event"] for r in read_metrics(out / "round_1" / "sft" / METRICS_FILE) if "event" in r]
+    assert any(event.startswith("resumed from") for event in events)
+    assert [r["round"] for r in resumed.rounds] == [0, 1]
+
+
+@pytest.mark.parametrize("name", ["llama2-chat", "rlhf-demo"])
+def test_shipped_configs_resolve(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(ROOT)  # their stage configs and data are named from the repository's root
+    rounds = plan(load_rlhf_config(ROOT / "configs" / "posttrain" / f"{name}.toml"))
+    assert all(list(r.stages)[:2] == ["rs", "sft"] for r in rounds)
+    assert [list(r.stages) for r in rounds][-1] == ["rs", "sft", "ppo"]
+    assert len(rounds) == (5 if name == "llama2-chat" else 2)
 
 
 @pytest.mark.parametrize(
