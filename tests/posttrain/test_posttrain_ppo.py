@@ -7,6 +7,7 @@ model of the same shape, which also serves as the safety reward model.
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 from pathlib import Path
@@ -27,7 +28,8 @@ from posttrain_helpers import (
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
-from herd.checkpoint.load import open_checkpoint
+from herd.checkpoint.hf import write_hf
+from herd.checkpoint.load import load_model, model_tensors, open_checkpoint
 from herd.errors import ConfigError
 from herd.model.presets import get_preset
 from herd.posttrain.advantages import gae, group_advantages, whiten
@@ -350,3 +352,77 @@ def test_a_position_in_the_middle_of_a_rollout_redraws_it(workspace: Path, tmp_p
     assert (objective.stream.taken, objective.periods, objective.served) == (4, 2, 0)
     with pytest.raises(ValueError, match="served: expected an integer >= 0"):
         objective.load_state_dict({"taken": 4, "periods": 2, "served": -1})
+
+
+# ---- a program reward on a tiny model --------------------------------------------------------------
+
+WORD = "action"  # one piece of the tiny tokenizer (trained on argparse.py)
+
+
+def write_biased_init(root: Path, tokenizer: Tokenizer, logits: dict[int, float]) -> Path:
+    """:func:`write_tiny_init`'s policy made to favour the tokens of ``logits`` by about that many nats.
+
+    Every embedding gets a first coordinate of 1, which dominates the tiny
+    residual stream, so the final norm turns it into about √dim; only the
+    output rows of ``logits`` read that coordinate. A random policy over 500
+    tokens would almost never end an answer (and every answer cut off scores
+    the same −3), nor say the word; this one ends about one answer in four
+    tokens and says the word in some, so PPO has a signal from the first rollout.
+    """
+    init = write_tiny_init(root, tokenizer)
+    model = load_model(init, dtype=torch.float32)
+    with torch.no_grad():
+        model.tok_embeddings.weight[:, 0] = 1.0
+        model.output.weight[:, 0] = 0.0
+        for token, logit in logits.items():
+            model.output.weight[token, 0] = logit / math.sqrt(model.config.dim)
+    with open_checkpoint(init) as reader:
+        info = reader.info
+    return write_hf(init, info, model_tensors(model))
+
+
+def test_a_program_reward_rises_on_a_tiny_model(tmp_path: Path, llama2_tokenizer: Tokenizer) -> None:
+    """PPO (group advantages, no reward or value model) against ``word:action`` raises the rollouts' mean
+    score from about −0.5 (a quarter of the answers say the word) to above 0 in 10 rollouts of 4 steps
+    (−0.5 → 0.5, the last two rollouts at 1.0 and 0.5, when written), with the KL to the reference bounded;
+    the summary holds reward_start, reward_end, kl_end and iterations."""
+    (word,) = llama2_tokenizer.encode(WORD)
+    assert llama2_tokenizer.eos_id is not None
+    write_biased_init(tmp_path, llama2_tokenizer, {llama2_tokenizer.eos_id: 5.0, word: 3.5})
+    write_rows(tmp_path / "train.jsonl", [{"prompt": p} for p in PROMPTS])
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        result = ppo(
+            make_config(
+                tmp_path,
+                tmp_path / "run",
+                reward_model="",
+                safety_reward_model="",
+                reward_program=f"word:{WORD}",
+                advantage="group",
+                samples=4,
+                rollout_prompts=4,
+                mini_batch=8,
+                max_new_tokens=8,
+                data={"val": "", "epochs": 10},
+                optim={"lr": 1e-2},
+                train={"steps": 0},
+                checkpoint={"every": 1000, "export_hf": False},
+            )
+        )
+    finally:
+        torch.set_num_threads(threads)
+    scores = [r["score"] for r in read_metrics(Path(result.metrics)) if "loss" in r]
+    assert result.iterations == result.rollouts == 10 and result.steps == 40
+    assert result.reward_start is not None and result.reward_end is not None and result.kl_end is not None
+    assert result.reward_start < -0.4 and result.reward_end > max(0, result.reward_start + 0.75)
+    assert sum(scores[-8:]) / 8 > sum(scores[:8]) / 8 + 0.75  # the last two rollouts against the first two
+    assert 0 < result.kl_end < 5
+    summary = json.loads((Path(result.out_dir) / "summary.json").read_text())
+    assert {k: summary[k] for k in ("reward_start", "reward_end", "kl_end", "iterations")} == {
+        "reward_start": result.reward_start,
+        "reward_end": result.reward_end,
+        "kl_end": result.kl_end,
+        "iterations": 10,
+    }
