@@ -66,8 +66,24 @@ continues exactly as an uninterrupted run (Llama 2 §3.2.3's iterations, same
 curves). When the file is missing or was written for another rollout or run,
 the rollout is redrawn (same prompts and seed) with the restored policy, as a
 log line says, and the resumed curves differ from an uninterrupted run's.
-Only the main process writes the file and the key names the process's rank,
-so with several processes (not supported yet) every other rank would redraw.
+Only the main process writes the file; every rank reads it back, and all
+redraw the rollout together unless every one of them could.
+
+**Several processes** (``torchrun``; DDP or FSDP2, ``parallel.tp`` = 1). The
+trainer shards the blocks of both decoders, the policy's and the value
+model's (:func:`herd.train.distributed.decoders`). Every data-parallel rank
+draws the *whole* rollout, identically: the same prompts and seeds, with the
+policy's full weights gathered once per rollout into a plain copy
+(:meth:`PPOObjective._full_model`), not through the sharded blocks, which
+would all-gather every block for every generated token (the Llama 2 paper
+saw a 20× slowdown, §3.2.3, and gathered the full weights too); the copy is
+freed after. Each rank then trains on its contiguous share of every
+mini-batch. This was chosen over each rank rolling out a share of the
+prompts because it gives exactly one process's rollout (the same batch, so
+the same sampled tokens and, bit for bit, the same log-probabilities,
+scores, whitening and advantages) and so the same losses up to the
+gradients' reduction order; the cost is that generation is repeated on
+every rank rather than split over them.
 """
 
 from __future__ import annotations
@@ -115,6 +131,7 @@ from herd.posttrain.sft import FINAL_DIR
 from herd.train.checkpointing import flatten, lookup
 from herd.train.loop import train
 from herd.train.objective import (
+    BatchLayout,
     EarlyStopping,
     LossTerms,
     Objective,
@@ -122,7 +139,10 @@ from herd.train.objective import (
     RunResult,
     allocate,
     copy_weights,
+    full_copy,
     is_meta,
+    is_sharded,
+    unwrap,
 )
 
 log = logging.getLogger("herd.posttrain")
@@ -510,8 +530,13 @@ class PPOObjective(Objective[MiniBatch]):
 
     def __init__(self, config: PPOConfig, placement: Placement) -> None:
         super().__init__(config, placement)
-        if placement.dp_size > 1 or config.parallel.tp > 1:
-            raise ConfigError("ppo runs on one process so far (no torchrun, parallel.tp = 1)")
+        if config.parallel.tp > 1:
+            raise ConfigError("ppo does not run with tensor parallelism yet: set parallel.tp = 1")
+        if config.mini_batch % (placement.dp_size * config.train.micro_batch_size):
+            raise ConfigError(
+                f"mini_batch ({config.mini_batch}) must be a multiple of the {placement.dp_size} data-parallel "
+                f"processes × train.micro_batch_size ({config.train.micro_batch_size})"
+            )
         self.config: PPOConfig = config
         data = config.data
         self.start = start = Start.of_run(config)
@@ -530,6 +555,9 @@ class PPOObjective(Objective[MiniBatch]):
         self.seq_len = data.seq_len
         self.sequences_per_step = config.mini_batch
         self.steps_per_period = config.steps_per_period
+        self.layout = BatchLayout(
+            config.mini_batch, config.train.micro_batch_size, placement.dp_rank, placement.dp_size
+        )
         self.stream = EpochStream(len(self.prompts), config.train.seed)
         periods = math.ceil(data.epochs * len(self.prompts) / config.rollout_prompts)
         self.steps = config.train.steps or periods * self.steps_per_period
@@ -607,7 +635,7 @@ class PPOObjective(Objective[MiniBatch]):
         step 0 are computed here. The run's autocast is noted: a rollout's
         log-probabilities and values are computed under it, as the loss's are.
         """
-        self.model = cast(PolicyAndValue, model)
+        self.model = cast(PolicyAndValue, unwrap(model))
         self.rollout_path = out_dir / ROLLOUT_FILE
         dev = self.device.type
         self.autocast_dtype = torch.get_autocast_dtype(dev) if torch.is_autocast_enabled(dev) else None
@@ -623,6 +651,19 @@ class PPOObjective(Objective[MiniBatch]):
             self.early_stop.update(self.before)
 
     # ---- steps 1–5: rollout, score, reference and values, rewards, advantages ------------------------
+
+    def _full_model(self) -> PolicyAndValue:
+        """The trained model with full weights, for generation and the rollout's forwards (every rank calls it).
+
+        On one process or under DDP that is the model itself; under FSDP2 a
+        plain copy with the full weights all-gathered once (:func:`full_copy`),
+        freed when the caller drops it, so that generation does not gather
+        every block for every token (Llama 2 §3.2.3).
+        """
+        assert self.model is not None
+        if not is_sharded(self.model):
+            return self.model
+        return cast(PolicyAndValue, full_copy(self.model, self.build_model(self.device)))
 
     def _sample(self, policy: Transformer, prompts: Sequence[PPOPrompt], samples: int, seed: int) -> Rollout:
         """``samples`` responses to each prompt from ``policy`` at temperature 1 (step 1)."""
@@ -704,7 +745,7 @@ class PPOObjective(Objective[MiniBatch]):
         assert self.model is not None and self.reference is not None
         config, samples = self.config, self.config.samples
         prompts = [self.prompts[i] for i in indices]
-        model = self.model
+        model = self._full_model()
         model.eval()
         try:
             drawn = self._sample(model.transformer, prompts, samples, seed)
@@ -742,15 +783,15 @@ class PPOObjective(Objective[MiniBatch]):
 
     def _rollout_key(self, indices: Sequence[int], seed: int) -> str:
         """What a rollout buffer depends on besides the policy: the run's prompts, the rollout's prompts
-        ``indices`` and ``seed``, the settings that shape it, this process's rank and the numerics."""
+        ``indices`` and ``seed``, the settings that shape it and the numerics (not the process: every rank
+        draws the same rollout)."""
         settings = self.config.to_dict()
         keys: dict[str, Any] = {}
         for name in (*self.resume_keys, *ROLLOUT_KEYS):
             keys |= flatten(lookup(settings, name), name)
         dev = self.device.type
         dtype = self.autocast_dtype or torch.float32
-        rank = self.placement.runtime.rank
-        parts = [self.fingerprint, list(indices), seed, keys, rank, dev, str(dtype)]
+        parts = [self.fingerprint, list(indices), seed, keys, dev, str(dtype)]
         return hashlib.sha256(json.dumps(parts, default=str).encode()).hexdigest()
 
     def _next_rollout(self, resumed: bool) -> RolloutBuffer:
@@ -763,7 +804,9 @@ class PPOObjective(Objective[MiniBatch]):
         key = self._rollout_key(indices, seed)
         if resumed:
             saved = _read_rollout(self.rollout_path, period, key, self.device)
-            if saved is not None:
+            # All ranks read the main process's file; they redraw together unless all of them could read it.
+            missing = self.placement.runtime.sum(torch.tensor(float(saved is None)))
+            if saved is not None and not missing.item():
                 return saved
             log.warning(
                 "%s: no rollout %d drawn for this run; redrawing it with the restored policy "
@@ -795,8 +838,11 @@ class PPOObjective(Objective[MiniBatch]):
         rows = order[k * config.mini_batch : (k + 1) * config.mini_batch].to(self.buffer.mask.device)
         self.served += 1
         scale = int(self.buffer.mask[rows].sum()) / len(rows)
-        mb = config.train.micro_batch_size
-        return [MiniBatch(_rows(self.buffer, rows[i : i + mb]), scale) for i in range(0, len(rows), mb)]
+        # This rank's contiguous share of the mini-batch; the step is the whole mini-batch's global mean.
+        return [
+            MiniBatch(_rows(self.buffer, torch.tensor(part, device=rows.device)), scale)
+            for part in self.layout.split(rows.tolist())
+        ]
 
     def count(self, batch: MiniBatch) -> int:
         """The response tokens of ``batch``."""
@@ -857,12 +903,16 @@ class PPOObjective(Objective[MiniBatch]):
         return LossTerms(loss, stats)
 
     def validate(self, model: nn.Module) -> dict[str, float]:
-        """One response per held-out prompt (seeded as at every validation): its score, KL, length and ending."""
+        """One response per held-out prompt (seeded as at every validation): its score, KL, length and ending.
+
+        Every rank samples every prompt with the full weights (:meth:`_full_model`), so all of them see the same
+        figures and take the same early-stopping decision.
+        """
         if "val" not in self.splits:
             return {}
         assert self.reference is not None
         prompts = self.splits["val"][0]
-        policy = cast(PolicyAndValue, model).transformer
+        policy = self._full_model().transformer
         drawn = self._sample(policy, prompts, 1, self.config.train.seed)
         mask = drawn.response_mask
         kl = self._logprobs(policy, drawn) - self._logprobs(self.reference, drawn)
