@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -426,3 +427,87 @@ def test_a_program_reward_rises_on_a_tiny_model(tmp_path: Path, llama2_tokenizer
         "kl_end": result.kl_end,
         "iterations": 10,
     }
+
+
+# ---- bad input through the command: one line, exit 2 ---------------------------------------------
+
+
+def reward_model_of_another_vocabulary(root: Path, tmp_path: Path) -> str:
+    """A tiny random reward model over 508 tokens where the policy has 500."""
+    with open_checkpoint(root / "init") as reader:
+        config = reader.config.replace(vocab_size=reader.config.vocab_size + 8)
+    RewardModel.random(config, seed=1, pad_id=2).save_pretrained(tmp_path / "rm-508")
+    return str(tmp_path / "rm-508")
+
+
+def reward_model_of_another_shape(root: Path, tmp_path: Path) -> str:
+    """The workspace's reward model with a config.json twice as wide as its weights."""
+    shutil.copytree(root / "rm", tmp_path / "rm-wide")
+    config = json.loads((tmp_path / "rm-wide" / "config.json").read_text())
+    config["hidden_size"] *= 2
+    (tmp_path / "rm-wide" / "config.json").write_text(json.dumps(config))
+    return str(tmp_path / "rm-wide")
+
+
+#: Each case: its ``--set`` overrides, the reward model (workspace's, or one of the functions above, or the
+#: policy), and the start of the one line the command prints.
+BAD_PPO_INPUT: dict[str, tuple[list[str], str, str]] = {
+    "every prompt too long": (
+        ["--set", "max_new_tokens=127"],
+        "",
+        "{train}: no prompt leaves room for max_new_tokens: the prompts render to ",
+    ),
+    "reward model of another vocabulary": (
+        [],
+        "vocab",
+        "reward_model: {rm} has a vocabulary of 508 tokens but the policy {init} has 500; "
+        "it must share the policy's tokenizer",
+    ),
+    "reward model of another shape": (
+        [],
+        "shape",
+        "{rm}/model.safetensors: tensor tok_embeddings.weight has shape (500, 32) but the config implies (500, 64)",
+    ),
+    "policy as reward model": (
+        [],
+        "policy",
+        "{rm}/config.json: architectures is ['LlamaForCausalLM'], not a sequence classifier",
+    ),
+    "unknown reward_program kind": (
+        ["--set", "reward_program=lenght:20"],
+        "",
+        "reward_program: unknown kind 'lenght' in 'lenght:20' (expected length, word as KIND:ARGUMENT); "
+        "did you mean 'length'?",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_PPO_INPUT))
+def test_bad_ppo_input_is_one_line_with_exit_2(case: str, workspace: Path, tmp_path: Path) -> None:
+    """Prompts that leave no room to answer, a reward model of another vocabulary or of another shape than its
+    weights, a policy where the reward model should be, an unknown reward_program: exit 2, one line naming
+    the file or key, nothing written."""
+    overrides, rm, expected = BAD_PPO_INPUT[case]
+    reward_model = {
+        "": str(workspace / "rm"),
+        "vocab": reward_model_of_another_vocabulary(workspace, tmp_path),
+        "shape": reward_model_of_another_shape(workspace, tmp_path),
+        "policy": str(workspace / "init"),
+    }[rm]
+    config = tmp_path / "ppo.toml"
+    config.write_text(
+        f'init = "{workspace / "init"}"\nreward_model = "{reward_model}"\nmax_new_tokens = 6\n'
+        f'[data]\ntrain = "{workspace / "train.jsonl"}"\nseq_len = 128\n[train]\ndevice = "cpu"\n'
+    )
+    out = tmp_path / "run"
+    code, message = posttrain_command(["ppo", str(config), "-o", str(out), "--quiet", *overrides])
+    assert code == 2 and "\n" not in message
+    assert message.startswith(
+        expected.format(train=workspace / "train.jsonl", rm=reward_model, init=workspace / "init")
+    )
+    if case == "every prompt too long":
+        assert message.endswith(
+            "a prompt may have at most 1 (the smaller of data.seq_len and the model's context, "
+            "less max_new_tokens) (4 skipped (4 too long))"
+        )
+    assert not out.exists()

@@ -347,16 +347,22 @@ def read_ppo_prompts(path: str, start: Start, max_len: int, limit: int) -> tuple
     """The first ``limit`` (0: all) prompts of ``path`` whose rendering is at most ``max_len`` ids; what was skipped."""
     skipped = SkipCounts()
     prompts = []
+    too_long = []  # the rendered lengths of the prompts skipped as too long
     for prompt in read_prompts(path, skipped):
         if limit and len(prompts) == limit:
             break
         ids = start.chat.render_prompt(prompt.messages)
         if len(ids) > max_len:
             skipped["too long"] += 1
+            too_long.append(len(ids))
             continue
         prompts.append(PPOPrompt(prompt.messages, ids, prompt.safety))
     if not prompts:
-        raise ConfigError(f"{path}: no prompt leaves room for max_new_tokens ({skipped})")
+        lengths = f"the prompts render to {min(too_long)}–{max(too_long)} tokens and " if too_long else ""
+        raise ConfigError(
+            f"{path}: no prompt leaves room for max_new_tokens: {lengths}a prompt may have at most {max_len} "
+            f"(the smaller of data.seq_len and the model's context, less max_new_tokens) ({skipped})"
+        )
     return prompts, skipped
 
 
