@@ -387,6 +387,8 @@ def test_a_program_reward_rises_on_a_tiny_model(tmp_path: Path, llama2_tokenizer
     score from about −0.5 (a quarter of the answers say the word) to above 0 in 10 rollouts of 4 steps
     (−0.5 → 0.5, the last two rollouts at 1.0 and 0.5, when written), with the KL to the reference bounded;
     the summary holds reward_start, reward_end, kl_end and iterations."""
+    from herd.cli.posttrain import ppo_rows
+
     (word,) = llama2_tokenizer.encode(WORD)
     assert llama2_tokenizer.eos_id is not None
     write_biased_init(tmp_path, llama2_tokenizer, {llama2_tokenizer.eos_id: 5.0, word: 3.5})
@@ -420,6 +422,9 @@ def test_a_program_reward_rises_on_a_tiny_model(tmp_path: Path, llama2_tokenizer
     assert result.reward_start < -0.4 and result.reward_end > max(0, result.reward_start + 0.75)
     assert sum(scores[-8:]) / 8 > sum(scores[:8]) / 8 + 0.75  # the last two rollouts against the first two
     assert 0 < result.kl_end < 5
+    rows = dict(ppo_rows(result))
+    assert rows["rollout score (first → last)"] == f"{result.reward_start:.4f} → {result.reward_end:.4f}"
+    assert rows["last rollout's KL to the initial model"] == f"{result.kl_end:.4f} nats/token"
     summary = json.loads((Path(result.out_dir) / "summary.json").read_text())
     assert {k: summary[k] for k in ("reward_start", "reward_end", "kl_end", "iterations")} == {
         "reward_start": result.reward_start,

@@ -551,7 +551,8 @@ def run_ppo(args: argparse.Namespace) -> int:
 
 def ppo_rows(result: PPOResult) -> list[tuple[str, object]]:
     """The summary of a PPO run: the trainer's rows, the held-out score, KL, length and ended share before →
-    after, the rollouts, the prompts used and skipped, the weights."""
+    after (without held-out prompts: the first and last rollouts' score and the last one's KL), the rollouts,
+    the prompts used and skipped, the weights."""
     held_out: list[tuple[str, object]] = []
     if result.eval_score is not None:
         held_out += [
@@ -559,6 +560,14 @@ def ppo_rows(result: PPOResult) -> list[tuple[str, object]]:
             ("held-out answers ended", f"{percent(result.eval_ended_before)} → {percent(result.eval_ended)}"),
             ("held-out KL to the initial model", f"{optional(result.eval_kl)} nats/token"),
             ("held-out answer length", f"{optional(result.eval_response_length)} tokens"),
+        ]
+    else:
+        held_out += [
+            (
+                "rollout score (first → last)",
+                f"{optional(result.reward_start)} → {optional(result.reward_end)}",
+            ),
+            ("last rollout's KL to the initial model", f"{optional(result.kl_end)} nats/token"),
         ]
     used = ", ".join(f"{n:,} {name}" for name, n in result.prompts.items())
     held_out += [
