@@ -39,7 +39,8 @@ numbered style of torchtune's PPO recipe:
 
 **On herd's trainer** (:class:`PPOObjective`, :func:`ppo`): the trained
 module (:class:`PolicyAndValue`) holds the policy as ``transformer`` (what the
-trainer shards, recomputes and exports) and the value model as ``value``, a
+trainer exports) and the value model as ``value`` (the trainer shards and
+recomputes the blocks of both), a
 :class:`~herd.posttrain.reward_model.RewardModel` read from ``reward_model``
 whose head gives a value at every position (``advantage = "group"`` has no
 value model). The frozen reference and the reward models live in the
@@ -370,7 +371,8 @@ def read_ppo_prompts(path: str, start: Start, max_len: int, limit: int) -> tuple
 
 
 class PolicyAndValue(nn.Module):
-    """The trained module: the policy as ``transformer`` (sharded, exported) and the value model as ``value``."""
+    """The trained module: the policy as ``transformer`` (exported) and the value model as ``value``; the trainer
+    shards and recomputes the blocks of both (:func:`herd.train.distributed.decoders`)."""
 
     def __init__(self, transformer: Transformer, value: RewardModel | None) -> None:
         super().__init__()
