@@ -223,6 +223,33 @@ def test_group_advantages_run_without_a_value_model(workspace: Path, tmp_path: P
     assert "value_loss" not in records[0]
 
 
+def test_a_program_reward_starts_the_value_model_from_the_policy_with_a_zero_head(
+    workspace: Path, tmp_path: Path
+) -> None:
+    """reward_program without a reward model, advantage gae: no reward model is read; the value model is a copy
+    of the policy's trunk (no shared memory) with a zero head, so every first value is 0; a step runs."""
+    config = make_config(
+        workspace,
+        tmp_path / "run",
+        reward_model="",
+        safety_reward_model="",
+        reward_program="length:3",
+        train={"steps": 1},
+        checkpoint={"export_hf": False},
+    )
+    trainer = Trainer(config, objective=PPOObjective)
+    objective = trainer.objective
+    assert isinstance(objective, PPOObjective) and objective.model is not None
+    value, policy = objective.model.value, dict(objective.model.transformer.named_parameters())
+    assert value is not None and not value.score.weight.any() and objective.reward_models == {}
+    for name, tensor in value.transformer.named_parameters():
+        assert torch.equal(tensor, policy[name]) and tensor.data_ptr() != policy[name].data_ptr(), name
+    result = trainer.run()
+    assert isinstance(result, PPOResult) and result.steps == 1 and result.eval_score is not None
+    records = [r for r in read_metrics(Path(result.metrics)) if "loss" in r]
+    assert records[0]["value_loss"] > 0 and -2 <= records[0]["score"] <= 1  # length:3 is at most 1
+
+
 @pytest.mark.slow
 def test_resume_at_a_rollout_boundary_continues_exactly(
     workspace: Path, tmp_path: Path, finished: PPOResult
@@ -516,3 +543,10 @@ def test_bad_ppo_input_is_one_line_with_exit_2(case: str, workspace: Path, tmp_p
             "less max_new_tokens) (4 skipped (4 too long))"
         )
     assert not out.exists()
+
+
+def test_the_program_reward_recipe_loads() -> None:
+    """ppo-length.toml: SmolLM2 against length:4 with no reward model, group advantages, a larger learning rate."""
+    config = load_run_config(PPOConfig, Path(__file__).parents[2] / "configs/posttrain/ppo-length.toml")
+    assert (config.reward_program, config.reward_model, config.advantage) == ("length:4", "", "group")
+    assert config.optim.lr > 1e-6 and config.beta > 0
