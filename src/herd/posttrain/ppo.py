@@ -20,7 +20,9 @@ numbered style of torchtune's PPO recipe:
    safety-tagged prompts and unsafe responses (below 0.15), else the
    helpfulness one, and whitens its logit; a response cut off before its
    end-of-turn token gets a fixed score instead
-   (:func:`herd.posttrain.losses.penalize_unfinished`).
+   (:func:`herd.posttrain.losses.penalize_unfinished`). Beyond the papers,
+   ``reward_program`` (:mod:`herd.posttrain.program_reward`) scores the
+   responses instead, its raw score whitened (:meth:`PPOObjective._reward`).
 3. **Reference and values**: the frozen reference's per-token
    log-probabilities (:func:`herd.posttrain.rollout.response_logprobs`) and
    the value model's per-token values of the rollout, without gradient.
@@ -631,7 +633,8 @@ class PPOObjective(Objective[MiniBatch]):
         if self.config.reward_model:
             value = RewardModel.from_pretrained(source, dtype=torch.float32)
         else:
-            value = RewardModel.from_pretrained_lm(model.transformer, dtype=torch.float32)
+            # Read from the checkpoint, not the live policy, whose parameters are shards in a sharded run.
+            value = RewardModel.from_pretrained_lm(source, dtype=torch.float32)
             value.score.weight.data.zero_()
         copy_weights(model.value, dict(value.named_parameters()), source)
 
