@@ -116,6 +116,19 @@ def test_two_processes_match_one(
 
 
 @pytest.mark.slow
+def test_a_program_reward_run_on_two_sharded_processes_matches_one(
+    workspace: Path,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    """``reward_program``: the value model starts from the policy's checkpoint (not its sharded live weights)."""
+    keys = {"reward_program": "length:3", "reward_model": "", "safety_reward_model": "", **SECTIONS}
+    expected = ppo(make_config(workspace, tmp_path / "single", **keys))
+    out = tmp_path / "run"
+    run_two_processes(make_config(workspace, out, parallel={"strategy": "fsdp"}, **keys), tmp_path)
+    assert losses(out) == pytest.approx(losses(Path(expected.out_dir)), rel=1e-5, abs=1e-6)
+
+
+@pytest.mark.slow
 def test_two_sharded_processes_resume_in_the_middle_of_a_rollout(
     workspace: Path,  # noqa: F811
     tmp_path: Path,
