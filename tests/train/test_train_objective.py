@@ -5,7 +5,9 @@ ignored, so each micro-batch holds a different number of loss units (as SFT's
 answer tokens do). Its first step is compared with a hand computation: plain
 ``F.cross_entropy`` on full logits of an independent copy of the initial model,
 summed over the unignored targets of the whole global batch and divided by
-their number, and with the same step split into more micro-batches.
+their number, and with the same step split into more micro-batches. Also:
+which decoders of a model the trainer shards, and the full-weight copy that
+generation runs on in a sharded run.
 """
 
 from __future__ import annotations
@@ -19,10 +21,11 @@ import torch.nn.functional as F
 from conftest import tiny_config_dict
 from herd.model.build import build_model
 from herd.model.cross_entropy import IGNORE_INDEX
+from herd.model.presets import get_preset
 from herd.train.config import config_from_dict
 from herd.train.dataset import Batch
 from herd.train.loop import Trainer
-from herd.train.objective import BatchLayout, LossTerms
+from herd.train.objective import BatchLayout, LossTerms, decoder, decoders, full_copy, is_sharded, unwrap
 from herd.train.pretrain_objective import PretrainObjective
 
 
@@ -91,3 +94,26 @@ def test_batch_layout_splits_a_step_over_ranks_and_micro_batches() -> None:
     ranks = [BatchLayout(12, 2, rank, 3).split(items) for rank in range(3)]
     assert ranks == [[[0, 1], [2, 3]], [[4, 5], [6, 7]], [[8, 9], [10, 11]]]
     assert BatchLayout(12, 2, 0, 3).accumulation == 2
+
+
+def test_decoders_are_the_transformers_of_the_trained_module() -> None:
+    """One for a plain model or a wrapper (unchanged behaviour); both for a module holding two, as PPO's does."""
+    config = get_preset("llama3-tiny").replace(dim=32, n_layers=2, n_heads=4, n_kv_heads=2, vocab_size=64)
+    policy, value = build_model(config, seed=0), build_model(config, seed=1)
+    pair = torch.nn.ModuleDict({"transformer": policy, "value": torch.nn.ModuleDict({"transformer": value})})
+    assert decoders(policy) == [policy] and decoder(policy) is policy
+    assert decoders(pair) == [policy, value] and decoder(pair) is policy
+    with pytest.raises(TypeError, match="holds no Transformer"):
+        decoders(torch.nn.Linear(2, 2))
+
+
+def test_full_copy_gives_a_frozen_eval_copy_with_the_same_weights() -> None:
+    """What generation runs on in a sharded run; unsharded, the copy is plain (nothing to gather)."""
+    config = get_preset("llama3-tiny").replace(dim=32, n_layers=2, n_heads=4, n_kv_heads=2, vocab_size=64)
+    model = build_model(config, seed=0)
+    assert not is_sharded(model) and unwrap(model) is model
+    copy = full_copy(model, build_model(config, seed=1))
+    assert not copy.training and not any(p.requires_grad for p in copy.parameters())
+    for (name, ours), theirs in zip(copy.named_parameters(), model.parameters(), strict=True):
+        assert torch.equal(ours, theirs), name
+        assert ours.data_ptr() != theirs.data_ptr(), name
