@@ -32,7 +32,9 @@ checked before anything runs.
 ``eval.temperature`` with the same seeds in every round, scored by the reward
 model (:func:`herd.posttrain.rejection_sampling.score_responses`). Round 0 is
 the initial policy. The figures: the mean reward; the KL to the initial policy
-per answer token (log π − log π_0 on the round's own answers, PPO's estimate);
+per answer token (log π − log π_0 on the round's own answers, the estimate
+PPO's held-out ``eval_kl`` uses: unbiased, and slightly negative on a few
+answers when the policy has hardly moved);
 the **win rate judged by the reward model**: the share of held-out prompts
 whose answer scores higher than the previous round's answer to the same
 prompt, ties counting half (``win_rate``; ``win_rate_vs_initial`` compares
