@@ -169,6 +169,13 @@ def test_an_interrupted_stage_resumes_from_its_checkpoint(
     events = [r["event"] for r in read_metrics(out / "round_1" / "sft" / METRICS_FILE) if "event" in r]
     assert any(event.startswith("resumed from") for event in events)
     assert [r["round"] for r in resumed.rounds] == [0, 1]
+    # --overwrite redoes every stage in place: rejection sampling starts a new progress file
+    progress = out / "round_1" / "rs" / PROGRESS
+    stamp = progress.stat().st_mtime_ns
+    again = load_rlhf_config(workspace / "rlhf.toml", one_round, output=out)
+    redone = rlhf(again, overwrite=True, progress=False)
+    assert redone.stages_run == ["round 0 eval", "round 1 rs", "round 1 sft", "round 1 eval"]
+    assert progress.stat().st_mtime_ns != stamp and latest_checkpoint(out / "round_1" / "sft") is not None
 
 
 @pytest.mark.parametrize("name", ["llama2-chat", "rlhf-demo"])
