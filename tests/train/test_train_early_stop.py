@@ -104,7 +104,8 @@ def _config(dataset_dir: Path, out: Path, steps: int) -> PretrainConfig:
 
 
 def test_a_run_stops_after_the_validation_that_says_so(dataset_dir: Path, tmp_path: Path) -> None:
-    """Stopped at step 6 of 12: final checkpoint, summary and metrics as for a normal end, the reason in both."""
+    """Stopped at step 6 of 12: final checkpoint, summary and metrics as for a normal end, the reason in both;
+    resuming it trains no further."""
     result = train(_config(dataset_dir, tmp_path / "run", 12), StopsOnValLoss)
     reason = "val_loss did not improve on its best (2) for 1 validations"
     assert result.steps == 6 and result.stopped_early == reason
@@ -115,6 +116,11 @@ def test_a_run_stops_after_the_validation_that_says_so(dataset_dir: Path, tmp_pa
     assert [r["step"] for r in records if "loss" in r] == list(range(1, 7))
     assert sum("val_loss" in r for r in records) == 3  # steps 2, 4 and 6: the stopping one is not repeated
     assert any(reason in r.get("event", "") for r in records)
+    again = train(_config(dataset_dir, tmp_path / "run", 12), StopsOnValLoss, resume=True)
+    assert again.steps == 6 and again.stopped_early == reason  # resumed, a stopped run stays stopped
+    assert [r["step"] for r in read_metrics(tmp_path / "run" / METRICS_FILE) if "loss" in r] == list(
+        range(1, 7)
+    )
 
 
 def test_a_resumed_run_stops_at_the_same_step(dataset_dir: Path, tmp_path: Path) -> None:

@@ -168,6 +168,7 @@ class Trainer:
             "wall_s": self._wall_s(),
             "skipped": self.skipped,
             "rollbacks": self.rollbacks,
+            "stopped_early": self.stopped_early,
             "world_size": self.runtime.world_size,
             "config": self.config.to_dict(),
             "data_fingerprint": self.objective.fingerprint,
@@ -198,6 +199,8 @@ class Trainer:
             self.prior_wall_s += float(state["wall_s"])
             self.skipped = int(state["skipped"])
             self.rollbacks = int(state["rollbacks"])
+            # A run that stopped early stays stopped when resumed (absent from older checkpoints).
+            self.stopped_early = state.get("stopped_early")
 
     def save(self) -> Path:
         path = checkpointing.save_checkpoint(
@@ -312,7 +315,7 @@ class Trainer:
         c = self.config
         self.model.train()
         last: dict[str, Any] = {}
-        while self.step < self.steps:
+        while self.step < self.steps and self.stopped_early is None:
             start = time.perf_counter()
             loss, grad_norm, lr = self.train_step()
             reason = self.detector.check(loss, grad_norm)

@@ -56,7 +56,8 @@ logged as their global means per unit.
 **Early stopping.** After each validation the trainer passes the metrics to
 :meth:`Objective.should_stop`; a reason (a string) ends the run there as if
 its steps were done (final checkpoint, export, ``summary.json``), with the
-reason logged and recorded as the result's ``stopped_early``. Llama 2 §3.2.3
+reason logged and recorded as the result's ``stopped_early`` (and in the
+checkpoint: resuming a stopped run trains no further). Llama 2 §3.2.3
 stops PPO early on the held-out prompts' reward; :class:`EarlyStopping` is
 that rule for any metric. Whatever the rule remembers (the best value so
 far) belongs in the objective's ``state_dict``, so a resumed run stops at the
