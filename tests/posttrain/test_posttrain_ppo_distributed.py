@@ -23,9 +23,11 @@ import torch
 from posttrain_helpers import cpu_placement, losses
 from safetensors.torch import load_file
 from test_posttrain_ppo import finished, make_config, workspace  # noqa: F401 (fixtures)
+from test_posttrain_ppo_early_stop import stopping_config
 
 from herd.errors import ConfigError
 from herd.posttrain.ppo import ROLLOUT_FILE, PolicyAndValue, PPOConfig, PPOObjective, PPOResult, ppo
+from herd.train.config import run_config_from_dict
 from herd.train.distributed import decoders
 from herd.train.metrics import METRICS_FILE, read_metrics
 
@@ -142,3 +144,14 @@ def test_two_sharded_processes_resume_in_the_middle_of_a_rollout(
     stderr = run_two_processes(make_config(workspace, out, **sections), tmp_path, resume=True)
     assert "redrawing" not in stderr
     assert losses(out) == pytest.approx(losses(Path(finished.out_dir)), rel=1e-5, abs=1e-6)
+
+
+@pytest.mark.slow
+def test_two_sharded_processes_stop_early_together(workspace: Path, tmp_path: Path) -> None:  # noqa: F811
+    """Every rank validates with the same full weights, so all take the same early-stopping decision."""
+    out = tmp_path / "run"
+    config = stopping_config(workspace, out, patience=2).to_dict()
+    config["parallel"]["strategy"] = "fsdp"
+    run_two_processes(run_config_from_dict(PPOConfig, config), tmp_path)
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["steps"] == 2 and summary["stopped_early"].endswith("for 2 validations")
