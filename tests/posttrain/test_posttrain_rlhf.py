@@ -71,6 +71,7 @@ stages = ["rs", "sft"]
 [[round]]
 stages = ["rs", "sft", "ppo"]
 rs = ["seed=1"]
+pool = true
 """
     )
     return root
@@ -101,7 +102,7 @@ def test_two_rounds_chain_their_policies(workspace: Path, finished: tuple[Path, 
     assert header["settings"]["policy"] == str(round_1)
     sft_2 = read_trainer_state(latest_checkpoint(out / "round_2" / "sft"))["config"]
     assert sft_2["init"] == str(round_1)
-    assert sft_2["data"]["train"] == str(out / "round_2" / "rs" / "sft.jsonl")
+    assert sft_2["data"]["train"] == str(out / "round_2" / "pooled.jsonl")
     ppo_2 = read_trainer_state(latest_checkpoint(out / "round_2" / "ppo"))["config"]
     assert ppo_2["init"] == str(out / "round_2" / "sft" / "final")
     assert ppo_2["reward_model"] == str(workspace / "rm")
@@ -109,6 +110,21 @@ def test_two_rounds_chain_their_policies(workspace: Path, finished: tuple[Path, 
     before = load_model(workspace / "init").state_dict()
     after = load_model(round_1).state_dict()
     assert any(not torch.equal(before[name], after[name]) for name in before)
+
+
+def test_pooled_rows_are_the_best_of_every_round(finished: tuple[Path, RLHFResult]) -> None:
+    """Round 2 pools (Llama 2 from RLHF-V3 on): per prompt, the best-rewarded answer of rounds 1 and 2."""
+    out, _ = finished
+    sampled = [read_jsonl(out / f"round_{k}" / "rs" / "sft.jsonl") for k in (1, 2)]
+    pooled = read_jsonl(out / "round_2" / "pooled.jsonl")
+    assert [row["messages"][0]["content"] for row in pooled] == PROMPTS
+    for i, row in enumerate(pooled):
+        candidates = [rows[i] for rows in sampled]
+        assert row == max(candidates, key=lambda r: r["reward"])
+
+
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
 
 
 def test_rounds_json_and_summary(finished: tuple[Path, RLHFResult]) -> None:
@@ -185,6 +201,9 @@ def test_shipped_configs_resolve(name: str, monkeypatch: pytest.MonkeyPatch) -> 
     assert all(list(r.stages)[:2] == ["rs", "sft"] for r in rounds)
     assert [list(r.stages) for r in rounds][-1] == ["rs", "sft", "ppo"]
     assert len(rounds) == (5 if name == "llama2-chat" else 2)
+    assert rounds[-1].stages["sft"].data.train.endswith("pooled.jsonl") and len(rounds[-1].pooled) == len(
+        rounds
+    )
 
 
 @pytest.mark.parametrize(

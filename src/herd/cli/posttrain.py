@@ -235,7 +235,8 @@ def register_rlhf(sub: argparse._SubParsersAction) -> None:
         help="iterative RLHF: rounds of rejection sampling, SFT and PPO, each from the last (Llama 2 RLHF-V1..V5)",
         description="Run the rounds of a TOML config (configs/posttrain/llama2-chat.toml, rlhf-demo.toml) as Llama "
         "2 ran RLHF-V1 to V5 (§3.2.3): each [[round]] runs its stages in order, rs (herd rs with the round's "
-        "policy and the reward_model), sft (herd sft from the round's policy on the rs stage's best answers) "
+        "policy and the reward_model), sft (herd sft from the round's policy on the rs stage's best answers, "
+        "or with pool = true the best per prompt of all rounds so far, as Llama 2 did from RLHF-V3 on) "
         "and ppo (herd ppo from the round's SFT model), each from its own config file with the round's "
         "overrides; the round's last final/ directory is the next round's policy. After each round, one answer "
         "per held-out prompt (eval.prompts) is sampled and scored by the reward model: OUT/round_K/report.md "

@@ -14,6 +14,8 @@ own but files and reports: no training or generation loop of its own.
   round's policy and the run's reward model, into ``OUT/round_<k>/rs``;
 * ``sft``: :func:`herd.posttrain.sft.sft` from the round's policy on that
   round's ``rs/sft.jsonl`` (the best answer per prompt), into ``round_<k>/sft``;
+  with ``pool``, on ``round_<k>/pooled.jsonl``, the best answer per prompt over
+  this and every earlier round (:func:`pool_best`; Llama 2 from RLHF-V3 on);
 * ``ppo``: :func:`herd.posttrain.ppo.ppo` from the round's SFT model (or
   from the round's policy without one) against the reward model, into
   ``round_<k>/ppo``.
@@ -96,7 +98,7 @@ log = logging.getLogger("herd.posttrain")
 Stage = Literal["rs", "sft", "ppo"]
 STAGES: tuple[Stage, ...] = get_args(Stage)
 ROUNDS_JSON, SUMMARY_MD, ROUNDS_PNG, CONFIG_JSON = "rounds.json", "summary.md", "rounds.png", "config.json"
-STAGES_JSON, EVAL_JSONL, REPORT_MD = "stages.json", "eval.jsonl", "report.md"
+STAGES_JSON, EVAL_JSONL, REPORT_MD, POOLED_JSONL = "stages.json", "eval.jsonl", "report.md", "pooled.jsonl"
 #: Keys of a stage config that change how it shows progress or survives crashes, not what it computes.
 _NOT_SETTINGS = (("log", "progress"), ("fault", "max_restarts"))
 
@@ -114,9 +116,15 @@ class StageConfig:
 
 @dataclass
 class RoundConfig:
-    """One round: its stages (``rs`` needs ``sft``) and this round's overrides of each stage's config."""
+    """One round: its stages (``rs`` needs ``sft``) and this round's overrides of each stage's config.
+
+    ``pool``: SFT trains on the best answer per prompt over this round's and
+    every earlier round's rejection sampling, as Llama 2 did from RLHF-V3 on
+    after training on the latest round's alone had regressed (§3.2.3).
+    """
 
     stages: list[Stage] = field(default_factory=lambda: ["rs", "sft"])
+    pool: bool = False
     rs: list[str] = field(default_factory=list)
     sft: list[str] = field(default_factory=list)
     ppo: list[str] = field(default_factory=list)
@@ -185,6 +193,7 @@ class RLHFConfig:
                     f"round[{k}].stages must name stages once each, in the order {', '.join(STAGES)}",
                 ),
                 ("rs" not in stages or "sft" in stages, f'round[{k}].stages: "rs" needs "sft" after it'),
+                (not round_.pool or "sft" in stages, f'round[{k}].pool needs an "sft" stage'),
             ]
         return checks
 
@@ -232,6 +241,7 @@ class RoundPlan:
     out: Path
     policy: str
     stages: dict[Stage, StageRun]
+    pooled: tuple[Path, ...] = ()  # the rejection-sampling rows SFT pools (``pool``), earliest round first
 
     @property
     def final_policy(self) -> str:
@@ -254,33 +264,37 @@ def plan(config: RLHFConfig, trainer_overrides: Sequence[str] = ()) -> list[Roun
     out = Path(config.out_dir)
     policy = config.init
     rounds = []
+    sampled: list[Path] = []  # the sft.jsonl of every round with rejection sampling so far
     for k, round_ in enumerate(config.round, start=1):
         where = round_dir(out, k)
+        if "rs" in round_.stages:
+            sampled.append(where / "rs" / "sft.jsonl")
+        pooled = tuple(sampled) if round_.pool else ()
         stages: dict[Stage, StageRun] = {}
         for stage in round_.stages:
             source: StageConfig = getattr(config, stage)
-            owned = _owned_keys(stage, config, where, policy, stages)
+            owned = _owned_keys(stage, config, where, policy, stages, pool=bool(pooled))
             extra = trainer_overrides if stage != "rs" else ()
             overrides = [*source.set, *getattr(round_, stage), *owned, *extra]
             try:
                 stages[stage] = _load_stage(stage, source.config, overrides)
             except ConfigError as exc:
                 raise ConfigError(f"round {k} {stage} ({source.config or 'defaults'}): {exc}") from None
-        rounds.append(RoundPlan(k, where, policy, stages))
+        rounds.append(RoundPlan(k, where, policy, stages, pooled))
         policy = rounds[-1].final_policy
     return rounds
 
 
 def _owned_keys(
-    stage: Stage, config: RLHFConfig, where: Path, policy: str, earlier: dict[Stage, StageRun]
+    stage: Stage, config: RLHFConfig, where: Path, policy: str, earlier: dict[Stage, StageRun], *, pool: bool
 ) -> list[str]:
-    """The ``--set`` items the loop sets on a stage: its start, the reward model and where it writes."""
+    """The ``--set`` items the loop sets on a stage: its start, the reward model, its data and where it writes."""
     rm = f"reward_model={json.dumps(config.reward_model)}"
     out = json.dumps(str(where / stage))
     if stage == "rs":
         return [f"policy={json.dumps(policy)}", rm, f"output={out}"]
     if stage == "sft":
-        rows = json.dumps(str(where / "rs" / "sft.jsonl"))
+        rows = json.dumps(str(where / POOLED_JSONL if pool else where / "rs" / "sft.jsonl"))
         return [f"init={json.dumps(policy)}", f"out_dir={out}", f"data.train={rows}"]
     start = str(where / "sft" / FINAL_DIR) if "sft" in earlier else policy
     return [f"init={json.dumps(start)}", rm, f"out_dir={out}"]
@@ -366,8 +380,8 @@ def _remove_own_files(out: Path, rounds: int) -> None:
         (out / name).unlink(missing_ok=True)
     for k in range(rounds + 1):
         where = round_dir(out, k)
-        for path in (where / STAGES_JSON, where / EVAL_JSONL, where / REPORT_MD, where / "rs" / PROGRESS):
-            path.unlink(missing_ok=True)
+        for name in (STAGES_JSON, EVAL_JSONL, REPORT_MD, POOLED_JSONL, f"rs/{PROGRESS}"):
+            (where / name).unlink(missing_ok=True)
 
 
 def _records(where: Path) -> dict[str, Any]:
@@ -423,6 +437,8 @@ def _run_stage(
         result.stages_skipped.append(name)
         return done
     log.info("%s: running into %s", name, where)
+    if stage == "sft" and round_.pooled:
+        pool_best(round_.pooled, round_.out / POOLED_JSONL)
     summary: dict[str, Any]
     if isinstance(stage_config, RSConfig):
         summary = rejection_sample(stage_config, progress=progress).summary
@@ -432,6 +448,24 @@ def _run_stage(
     _record(round_.out, stage, digest, summary)
     result.stages_run.append(name)
     return summary
+
+
+def pool_best(sources: Sequence[Path], dst: Path) -> int:
+    """Write to ``dst`` the best-rewarded row per prompt of rejection sampling's ``sft.jsonl`` files ``sources``.
+
+    A prompt is its conversation before the answer; on a tie the earlier
+    file's row stays. Returns the number of rows written.
+    """
+    best: dict[str, dict[str, Any]] = {}
+    for path in sources:
+        for line in path.read_text("utf-8").splitlines():
+            row = json.loads(line)
+            key = json.dumps(row["messages"][:-1], sort_keys=True)
+            if key not in best or row["reward"] > best[key]["reward"]:
+                best[key] = row
+    rows = [(json.dumps(row, ensure_ascii=False) + "\n").encode("utf-8") for row in best.values()]
+    write_atomically(dst, lambda f: f.writelines(rows))
+    return len(rows)
 
 
 def _start_mode(out_dir: Path, resume: bool, overwrite: bool) -> dict[str, bool]:
