@@ -36,9 +36,11 @@ install: $(STAMP)
 demo: $(RUNTIME)
 	$(BIN)/python -m herd.demo
 
+# pytest-xdist sends one test at a time to each worker, in the order tests/conftest.py sets (the
+# longest first), so that no test of minutes starts last while the other worker has nothing left.
 test: $(STAMP)
 	$(BIN)/ruff check src tests bench
-	$(BIN)/python -m pytest -n 2 -q
+	$(BIN)/python -m pytest -n 2 --maxschedchunk 1 -q
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench

@@ -15,6 +15,27 @@ from herd.model.presets import get_preset
 
 torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
 
+# The longest tests, run first: these, longest first, then the modules that have a test marked slow
+# (whole, so that a module-scoped fixture is built once), then the others, each in collection order.
+# pytest-xdist hands tests to its workers in collection order, so a test of minutes collected last
+# would keep one worker busy while the other has nothing left to do.
+FIRST = (
+    "tests/test_docs_run.py::test_every_documented_command_and_snippet_runs",
+    "tests/test_demo.py::test_demo_runs_end_to_end",
+    "tests/test_newcomer_path.py::",
+)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """The tests of :data:`FIRST` first, then the modules with a test marked ``slow``, then the others."""
+    slow_modules = {item.nodeid.split("::")[0] for item in items if item.get_closest_marker("slow")}
+
+    def rank(item: pytest.Item) -> int:
+        first = [i for i, prefix in enumerate(FIRST) if item.nodeid.startswith(prefix)]
+        return first[0] if first else len(FIRST) + (item.nodeid.split("::")[0] not in slow_modules)
+
+    items.sort(key=rank)
+
 
 def _family_configs() -> dict[str, ModelConfig]:
     """One tiny config per architecture variant the parity tests must cover (docs/checkpoints.md)."""
