@@ -233,6 +233,23 @@ def test_command_reports_bad_config_in_one_line(workspace: Path, tmp_path: Path)
     assert not (tmp_path / "o").exists()
 
 
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("init=nowhere", "init: nowhere: no such checkpoint"),
+        ("reward_model=nowhere", "reward_model: nowhere"),
+        ("eval.prompts=nowhere.jsonl", "eval.prompts: no such file: nowhere.jsonl"),
+    ],
+)
+def test_missing_inputs_are_refused_before_writing(
+    workspace: Path, tmp_path: Path, override: str, message: str
+) -> None:
+    config = load_rlhf_config(workspace / "rlhf.toml", [override], output=tmp_path / "o")
+    with pytest.raises(ConfigError, match=message):
+        rlhf(config, progress=False)
+    assert not (tmp_path / "o").exists()
+
+
 def test_print_config_shows_each_rounds_stages(
     workspace: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

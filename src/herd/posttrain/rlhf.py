@@ -71,7 +71,8 @@ from typing import Any, Literal, get_args
 import torch
 
 from herd import config as loader
-from herd.errors import ConfigError
+from herd.checkpoint.sequence_classification import SequenceClassificationReader
+from herd.errors import ConfigError, HerdError
 from herd.infer.loading import load_for_inference
 from herd.io.atomic import write_atomically
 from herd.io.plot import pyplot, save_png
@@ -355,6 +356,7 @@ def rlhf(
             f"out_dir {out} already holds an rlhf run ({first_record}); pass --resume to continue it or "
             "--overwrite to replace it (or choose another out_dir)"
         )
+    check_inputs(config)
     if overwrite:
         _remove_own_files(out, len(rounds))
     write_json(out / CONFIG_JSON, config.to_dict())
@@ -372,6 +374,20 @@ def rlhf(
     write_summary(out, entries)
     result.rounds = entries
     return result
+
+
+def check_inputs(config: RLHFConfig) -> None:
+    """Raise a :class:`ConfigError` naming the key, before anything is written, for a missing initial policy,
+    reward model or held-out prompts file (the stages check their own inputs when they start)."""
+    if not resolve_init(config.init).exists():
+        raise ConfigError(f"init: {config.init}: no such checkpoint file or directory")
+    try:
+        with SequenceClassificationReader(config.reward_model):
+            pass
+    except HerdError as exc:
+        raise ConfigError(f"reward_model: {exc}") from None
+    if not Path(config.eval.prompts).is_file():
+        raise ConfigError(f"eval.prompts: no such file: {config.eval.prompts}")
 
 
 def _remove_own_files(out: Path, rounds: int) -> None:
