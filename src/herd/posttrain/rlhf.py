@@ -5,8 +5,9 @@ rejection-sampling fine-tuning alone (sample K answers per prompt with the
 current model, keep the reward model's best, fine-tune on them), V5 was
 rejection sampling followed by PPO (§3.2.3, "we combined the two sequentially,
 applying PPO on top of the resulted Rejection Sampling checkpoint"). This
-module composes herd's stages into such a schedule and writes nothing of its
-own but files and reports: no training or generation loop of its own.
+module composes herd's stages into such a schedule; it has no training or
+generation loop of its own, only the stages' functions, the plumbing between
+them and the reports.
 
 **A round** runs the stages it names, in this order:
 
