@@ -141,7 +141,8 @@ def test_rounds_json_and_summary(finished: tuple[Path, RLHFResult]) -> None:
         assert r["reward"] == pytest.approx(sum(r["rewards"]) / 2)
         assert r["kl"] != 0.0  # the policy moved away from the initial one
         assert (out / f"round_{r['round']}" / "report.md").read_text().startswith(f"# Round {r['round']}")
-    assert rounds[2]["stage_figures"]["ppo"]["steps"] == 2
+    ppo_figures = rounds[2]["stage_figures"]["ppo"]
+    assert ppo_figures["steps"] == 2 and ppo_figures["reward_start"] is not None
     summary = (out / "summary.md").read_text()
     assert "| 2 (RLHF-V2) | rs + sft + ppo |" in summary and "| 0 (initial) | - |" in summary
     assert (out / "rounds.png").read_bytes()[:4] == b"\x89PNG"

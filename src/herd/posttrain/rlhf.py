@@ -618,7 +618,7 @@ def _stage_figures(stage: str, summary: dict[str, Any]) -> dict[str, Any]:
     keys = {
         "rs": ("mean_best_reward", "mean_median_reward", "sft_rows"),
         "sft": ("steps", "final_loss", "eval_loss"),
-        "ppo": ("steps", "eval_score_before", "eval_score", "eval_kl"),
+        "ppo": ("steps", "reward_start", "reward_end", "kl_end"),
     }[stage]
     return {key: summary.get(key) for key in keys}
 
