@@ -19,7 +19,8 @@ from herd.checkpoint.base import CheckpointInfo
 from herd.checkpoint.hf import write_hf
 from herd.checkpoint.load import model_tensors
 from herd.cli import main
-from herd.cli.posttrain import GATT_BUILD_DEFAULTS, GATT_EVAL_DEFAULTS
+from herd.cli.posttrain import GATT_BUILD_DEFAULTS, GATT_CATEGORIES, GATT_EVAL_DEFAULTS
+from herd.errors import ConfigError
 from herd.model.build import build_model
 from herd.model.presets import get_preset
 from herd.posttrain import gatt
@@ -193,6 +194,19 @@ def test_the_flag_defaults_are_the_librarys() -> None:
     ):
         parameters = inspect.signature(function).parameters
         assert {key: parameters[key].default for key in defaults} == defaults, function.__name__
+    assert GATT_CATEGORIES == gatt.CATEGORIES
+
+
+def test_categories_narrow_the_instructions() -> None:
+    """--categories language: the three languages alone; an empty list keeps the pool; a category with
+    no instruction in the pool (hobbies cannot be checked) is one ConfigError."""
+    languages = gatt.of_categories(gatt.CHECKABLE, ["language"])
+    assert [i.short for i in languages] == ["Language: French.", "Language: Spanish.", "Language: German."]
+    assert gatt.of_categories(gatt.INSTRUCTIONS, []) == gatt.INSTRUCTIONS
+    with pytest.raises(ConfigError, match="no instruction of the pool is in the categories"):
+        gatt.of_categories(gatt.CHECKABLE, ["hobby"])
+    with pytest.raises(ConfigError, match="unknown instruction categories"):
+        gatt.of_categories(gatt.CHECKABLE, ["colour"])
 
 
 @pytest.mark.parametrize("action", ["build", "eval"])

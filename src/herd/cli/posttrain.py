@@ -261,6 +261,8 @@ GATT_EVAL_DEFAULTS = {"max_new_tokens": 64, "temperature": 0.0, "batch_size": 8,
 # What herd gatt build (the rows, the progress) and herd gatt eval (the shares, the plot) write into OUT.
 GATT_ROWS, GATT_PROGRESS = "gatt.jsonl", "progress.jsonl"
 FOLLOWING_JSON, FOLLOWING_PNG = "following.json", "following.png"
+# herd.posttrain.gatt.CATEGORIES, for --categories' choices (checked against the library by the tests).
+GATT_CATEGORIES = ("hobby", "language", "figure", "ending", "length", "case")
 
 
 def model_spec(text: str) -> tuple[str, str]:
@@ -416,6 +418,14 @@ def add_gatt_input_flags(p: argparse.ArgumentParser, defaults: Mapping[str, floa
         type=non_negative_int,
         default=defaults["seed"],
         help="seed of the instructions drawn and of the samples (default %(default)s)",
+    )
+    p.add_argument(
+        "--categories",
+        nargs="+",
+        choices=GATT_CATEGORIES,
+        default=[],
+        metavar="CATEGORY",
+        help=f"use only the instructions of these categories ({', '.join(GATT_CATEGORIES)}; default: all)",
     )
 
 
@@ -708,8 +718,15 @@ def load_chat_model(path: str) -> tuple[Transformer, ChatFormat]:
 def run_gatt_build(args: argparse.Namespace) -> int:
     """Run ``herd gatt build``: read the dialogues, sample (or continue sampling) their answers, write the rows."""
     from herd.posttrain.data import SkipCounts
-    from herd.posttrain.gatt import build_gatt_dialogues, read_dialogues, write_rows
+    from herd.posttrain.gatt import (
+        INSTRUCTIONS,
+        build_gatt_dialogues,
+        of_categories,
+        read_dialogues,
+        write_rows,
+    )
 
+    instructions = of_categories(INSTRUCTIONS, args.categories)
     dialogues = read_dialogues(args.dialogues, limit=args.limit)
     apply_threads(args)
     model, fmt = load_chat_model(chat_model_path(args.policy, "--policy"))
@@ -719,6 +736,7 @@ def run_gatt_build(args: argparse.Namespace) -> int:
         model,
         fmt,
         dialogues,
+        instructions=instructions,
         placement=args.placement,
         max_new_tokens=args.max_new_tokens,
         temperature=args.temperature,
@@ -762,12 +780,19 @@ def run_gatt_eval(args: argparse.Namespace) -> int:
     a wrong path fails at once and two large models are not held together.
     """
     from herd.io.atomic import write_atomically
-    from herd.posttrain.gatt import instruction_following, plot_instruction_following, read_dialogues
+    from herd.posttrain.gatt import (
+        CHECKABLE,
+        instruction_following,
+        of_categories,
+        plot_instruction_following,
+        read_dialogues,
+    )
 
     labels = [label for label, _ in args.models]
     repeated = sorted({label for label in labels if labels.count(label) > 1})
     if repeated:
         raise ConfigError(f"--model: label(s) given more than once: {', '.join(repeated)}")
+    instructions = of_categories(CHECKABLE, args.categories)
     dialogues = read_dialogues(args.dialogues, limit=args.limit)
     apply_threads(args)
     paths = {label: chat_model_path(name, "--model") for label, name in args.models}
@@ -775,6 +800,7 @@ def run_gatt_eval(args: argparse.Namespace) -> int:
         label: instruction_following(
             *load_chat_model(path),
             dialogues,
+            instructions=instructions,
             placement=args.placement,
             max_new_tokens=args.max_new_tokens,
             temperature=args.temperature,
@@ -787,6 +813,7 @@ def run_gatt_eval(args: argparse.Namespace) -> int:
         "dialogues": str(args.dialogues),
         "dialogue_count": len(dialogues),
         "placement": args.placement,
+        "categories": sorted({i.category for i in instructions}),
         "max_new_tokens": args.max_new_tokens,
         "temperature": args.temperature,
         "seed": args.seed,

@@ -195,6 +195,23 @@ FORMATS = (
 )
 INSTRUCTIONS: tuple[Instruction, ...] = (*HOBBIES, *LANGUAGES, *FIGURES, *FORMATS)
 CHECKABLE: tuple[Instruction, ...] = tuple(i for i in INSTRUCTIONS if i.check is not None)
+#: The categories of :data:`INSTRUCTIONS`, in their order.
+CATEGORIES: tuple[str, ...] = tuple(dict.fromkeys(i.category for i in INSTRUCTIONS))
+
+
+def of_categories(pool: Sequence[Instruction], categories: Sequence[str]) -> tuple[Instruction, ...]:
+    """The instructions of ``pool`` in ``categories`` (all of ``pool`` when ``categories`` is empty).
+
+    A study of one kind of instruction (e.g. building and evaluating with
+    languages alone) narrows both the GAtt data and its evaluation.
+    """
+    unknown = sorted(set(categories) - set(CATEGORIES))
+    if unknown:
+        raise ConfigError(f"unknown instruction categories {unknown} (known: {', '.join(CATEGORIES)})")
+    chosen = tuple(i for i in pool if not categories or i.category in categories)
+    if not chosen:
+        raise ConfigError(f"no instruction of the pool is in the categories {list(categories)}")
+    return chosen
 
 
 def combine(parts: Sequence[Instruction]) -> Instruction:
