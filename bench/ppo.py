@@ -56,7 +56,11 @@ The setup both sides share:
 Each side runs in a child process of its own, so that its peak resident memory
 is its own (``VmHWM`` of /proc/self/status, as bench/posttrain.py explains).
 The first iteration is a warm-up: the figures are means over the others
-(``--iterations`` at least 2). The time split comes from timers wrapped around
+(``--iterations`` at least 2). ``--rounds`` runs each side that many times,
+herd and TRL in turn, and pools their warm iterations, so that a busy spell
+of a shared machine falls on both. Each phase and iteration is timed in wall
+seconds and in the process's CPU seconds (``time.process_time``, all its
+threads), which move less than wall time when other processes share the cores. The time split comes from timers wrapped around
 herd's functions by this script (no profiler, no change to the library);
 TRL's from timers around ``batch_generation``, ``forward`` and ``get_reward``
 of its ppo_trainer module, and its iterations from a callback.
@@ -83,15 +87,17 @@ shadow standard modules.)
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib.util
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -138,6 +144,9 @@ def parse_args() -> argparse.Namespace:
         "--iterations", type=int, default=3, help="PPO iterations, the first a warm-up (default 3)"
     )
     p.add_argument("--repeats", type=int, default=2, help="plain generation / rollout() pairs (default 2)")
+    p.add_argument(
+        "--rounds", type=int, default=1, help="child processes per side, run alternately (default 1)"
+    )
     p.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="(default cpu)")
     p.add_argument("--threads", type=int, default=None, help="CPU threads (default: PyTorch's)")
     p.add_argument(
@@ -148,6 +157,8 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--worker", choices=("herd", "trl"), help=argparse.SUPPRESS)  # a child process
     p.add_argument("--workspace", type=Path, help=argparse.SUPPRESS)
     args = p.parse_args()
+    if args.rounds < 1:
+        p.error("--rounds must be at least 1")
     if args.iterations < 2:
         p.error("--iterations must be at least 2 (the first is a warm-up)")
     per_mini = args.batch // args.mini_batches if args.mini_batches >= 1 else 0
@@ -193,7 +204,12 @@ def response_tokens(rows: list[list[int]], stop_ids: set[int]) -> int:
 
 
 class PhaseTimer:
-    """Seconds per named phase, kept per PPO iteration (a new iteration starts with each rollout)."""
+    """Wall and CPU seconds per named phase, kept per PPO iteration (a new iteration starts with each rollout).
+
+    A phase's CPU seconds (this process's, all threads: ``time.process_time``)
+    are kept under ``<phase>_cpu``: on a shared machine they move less than the
+    wall time when other processes take the cores.
+    """
 
     def __init__(self) -> None:
         self.iterations: list[dict[str, float]] = []
@@ -202,18 +218,26 @@ class PhaseTimer:
         current = self.iterations[-1]
         current[phase] = current.get(phase, 0.0) + seconds
 
+    @contextlib.contextmanager
+    def time(self, phase: str) -> Iterator[None]:
+        """Add the wall and CPU seconds of the ``with`` block to ``phase``."""
+        wall, cpu = time.perf_counter(), time.process_time()
+        try:
+            yield
+        finally:
+            self.add(phase, time.perf_counter() - wall)
+            self.add(f"{phase}_cpu", time.process_time() - cpu)
+
     def wrap(self, owner: Any, name: str, phase: Callable[..., str | None]) -> None:
         """Replace ``owner.name`` by a timed call; ``phase(*args)`` names the phase (None: not timed)."""
         original = getattr(owner, name)
 
         def timed(*pos: Any, **kw: Any) -> Any:
             label = phase(*pos)
-            started = time.perf_counter()
-            try:
+            if label is None:
                 return original(*pos, **kw)
-            finally:
-                if label is not None:
-                    self.add(label, time.perf_counter() - started)
+            with self.time(label):
+                return original(*pos, **kw)
 
         setattr(owner, name, timed)
 
@@ -227,7 +251,8 @@ def run_herd(args: argparse.Namespace, workspace: Path, prepared: dict[str, Any]
     from herd.posttrain.ppo import PPOConfig, PPOObjective, ppo
     from herd.posttrain.rollout import rollout
     from herd.train.config import run_config_from_dict
-    from herd.train.metrics import METRICS_FILE, read_metrics
+    from herd.train.loop import Trainer
+    from herd.train.metrics import METRICS_FILE, MetricsLogger, read_metrics
 
     rss_before = peak_rss_mib()
     timer = PhaseTimer()
@@ -240,8 +265,7 @@ def run_herd(args: argparse.Namespace, workspace: Path, prepared: dict[str, Any]
     def plain_generation(self: PPOObjective, indices: Any, seed: int) -> None:
         """generate_ids on the rollout's policy, prompts, max_new_tokens and seeds, timed apart."""
         assert self.model is not None
-        started = time.perf_counter()
-        with torch.no_grad():
+        with timer.time("plain_generation"), torch.no_grad():
             generated = generate_ids(
                 Engine(self.model.transformer),
                 [self.prompts[i].ids for i in indices],
@@ -250,7 +274,6 @@ def run_herd(args: argparse.Namespace, workspace: Path, prepared: dict[str, Any]
                 stop_ids=self.start.tokenizer.stop_ids,
             )
         self.model.train()
-        timer.add("plain_generation", time.perf_counter() - started)
         timer.add("plain_tokens", float(sum(len(g.token_ids) for g in generated)))
 
     def rollout_phase(self: PPOObjective, indices: Any, seed: int) -> Any:
@@ -259,12 +282,11 @@ def run_herd(args: argparse.Namespace, workspace: Path, prepared: dict[str, Any]
         if plain_first:
             plain_generation(self, indices, seed)
         in_rollout[0] = True
-        started = time.perf_counter()
         try:
-            return original_rollout(self, indices, seed)
+            with timer.time("rollout"):
+                return original_rollout(self, indices, seed)
         finally:
             in_rollout[0] = False
-            timer.add("rollout", time.perf_counter() - started)
             if not plain_first:
                 plain_generation(self, indices, seed)
 
@@ -281,6 +303,24 @@ def run_herd(args: argparse.Namespace, workspace: Path, prepared: dict[str, Any]
         objectives.append(self)
         original_prepare(self, model, out_dir)
 
+    # each step's CPU seconds: from the trainer's train_step to the step's metrics record (log.every 1)
+    step_cpu: list[float] = []
+    step_started = [0.0]
+    original_train_step = Trainer.train_step
+
+    def train_step(self: Trainer) -> Any:
+        step_started[0] = time.process_time()
+        return original_train_step(self)
+
+    original_log = MetricsLogger.log
+
+    def log_record(self: MetricsLogger, record: dict[str, Any]) -> None:
+        if "step_s" in record:
+            step_cpu.append(time.process_time() - step_started[0])
+        original_log(self, record)
+
+    Trainer.train_step = train_step  # type: ignore[method-assign]
+    MetricsLogger.log = log_record  # type: ignore[method-assign]
     PPOObjective._rollout = rollout_phase  # type: ignore[method-assign]
     PPOObjective._sample = sample  # type: ignore[method-assign]
     PPOObjective.prepare_run = prepare_run  # type: ignore[method-assign]
@@ -297,6 +337,7 @@ def run_herd(args: argparse.Namespace, workspace: Path, prepared: dict[str, Any]
     mini_batch = args.batch // args.mini_batches
     steps_per_iteration = args.ppo_epochs * args.mini_batches
     out = workspace / "herd-run"
+    shutil.rmtree(out, ignore_errors=True)  # an earlier round's run
     config = run_config_from_dict(
         PPOConfig,
         {
@@ -322,7 +363,7 @@ def run_herd(args: argparse.Namespace, workspace: Path, prepared: dict[str, Any]
                 "dtype": "auto",
             },
             "checkpoint": {"every": 10**6, "export_hf": False},
-            "log": {"progress": False, "tensorboard": False},
+            "log": {"every": 1, "progress": False, "tensorboard": False},
         },
     )
     ppo(config)
@@ -330,8 +371,12 @@ def run_herd(args: argparse.Namespace, workspace: Path, prepared: dict[str, Any]
     for i, phases in enumerate(timer.iterations):
         chunk = steps[i * steps_per_iteration : (i + 1) * steps_per_iteration]
         # the step times include the plain generation run beside each rollout
+        cpu = step_cpu[i * steps_per_iteration : (i + 1) * steps_per_iteration]
         phases["iteration"] = sum(r["step_s"] for r in chunk) - phases["plain_generation"]
-        phases["training"] = phases["iteration"] - phases["rollout"] - phases.get("write", 0.0)
+        phases["iteration_cpu"] = sum(cpu) - phases["plain_generation_cpu"]
+        for suffix in ("", "_cpu"):
+            rest = phases[f"rollout{suffix}"] + phases.get(f"write{suffix}", 0.0)
+            phases[f"training{suffix}"] = phases[f"iteration{suffix}"] - rest
     rss_run = peak_rss_mib()
 
     # plain generation against rollout() on the trained policy, same prompts, sampling and seeds
@@ -414,11 +459,12 @@ def run_trl(args: argparse.Namespace, workspace: Path, prepared: dict[str, Any])
 
         def on_train_begin(self, *_: Any, **__: Any) -> None:
             timer.iterations.append({})
-            self.started = time.perf_counter()
+            self.started = time.perf_counter(), time.process_time()
 
         def on_step_end(self, *_: Any, **__: Any) -> None:
-            now = time.perf_counter()
-            timer.add("iteration", now - self.started)
+            now = time.perf_counter(), time.process_time()
+            timer.add("iteration", now[0] - self.started[0])
+            timer.add("iteration_cpu", now[1] - self.started[1])
             timer.iterations.append({})
             self.started = now
 
@@ -494,9 +540,10 @@ def run_trl(args: argparse.Namespace, workspace: Path, prepared: dict[str, Any])
     trainer.train()
     iterations = [it for it in timer.iterations if "iteration" in it]
     for phases in iterations:
-        rollout = sum(phases.get(name, 0.0) for name in TRL_PHASES)
-        phases["rollout"] = rollout
-        phases["training"] = phases["iteration"] - rollout
+        for suffix in ("", "_cpu"):
+            rollout = sum(phases.get(f"{name}{suffix}", 0.0) for name in TRL_PHASES)
+            phases[f"rollout{suffix}"] = rollout
+            phases[f"training{suffix}"] = phases[f"iteration{suffix}"] - rollout
     return {
         "iterations": iterations,
         "trl_version": trl.__version__,
@@ -536,17 +583,29 @@ def run_sides(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, dict[
         workspace = Path(tmp)
         prepared = prepare(args, workspace)
         (workspace / "prepared.json").write_text(json.dumps(prepared))
-        results = {}
-        for side, python in sides.items():
-            command = [str(python), "-P", __file__, *sys.argv[1:], "--worker", side, "--workspace", tmp]
-            done = subprocess.run(command, check=True, stdout=subprocess.PIPE, text=True)
-            results[side] = json.loads(done.stdout.strip().splitlines()[-1])
-    return prepared, results
+        rounds: dict[str, list[dict[str, Any]]] = {side: [] for side in sides}
+        for _ in range(args.rounds):
+            for side, python in sides.items():
+                command = [str(python), "-P", __file__, *sys.argv[1:], "--worker", side, "--workspace", tmp]
+                done = subprocess.run(command, check=True, stdout=subprocess.PIPE, text=True)
+                rounds[side].append(json.loads(done.stdout.strip().splitlines()[-1]))
+    return prepared, {side: merge_rounds(runs) for side, runs in rounds.items()}
 
 
-def warm_means(iterations: list[dict[str, float]]) -> dict[str, float]:
-    """Each key's mean over the iterations after the first (the warm-up)."""
-    warm = iterations[1:]
+def merge_rounds(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """One side's child processes as one result: the warm iterations of all, the highest peak RSS, lists joined."""
+    merged = dict(runs[0])
+    merged["warm_iterations"] = [it for run in runs for it in run["iterations"][1:]]
+    merged["peak_rss_mib"] = max(run["peak_rss_mib"] for run in runs)
+    merged["rounds"] = len(runs)
+    for key in ("generation_seconds", "generation_tokens", "rollout_seconds", "rollout_tokens"):
+        if key in merged:
+            merged[key] = [x for run in runs for x in run[key]]
+    return merged
+
+
+def warm_means(warm: list[dict[str, float]]) -> dict[str, float]:
+    """Each key's mean over the warm iterations (every child's first iteration is a warm-up, left out)."""
     keys = {key for it in warm for key in it}
     return {key: statistics.fmean(it.get(key, 0.0) for it in warm) for key in sorted(keys)}
 
@@ -554,7 +613,7 @@ def warm_means(iterations: list[dict[str, float]]) -> dict[str, float]:
 def report(args: argparse.Namespace, prepared: dict[str, Any], results: dict[str, Any]) -> dict[str, float]:
     """Print the time split, the generation comparison and the herd / TRL table; return the ratios."""
     herd = results["herd"]
-    means = {side: warm_means(r["iterations"]) for side, r in results.items()}
+    means = {side: warm_means(r["warm_iterations"]) for side, r in results.items()}
     lengths = [len(p) for p in prepared["prompt_ids"]]
     print(f"machine: {machine()}, {herd['threads']} threads")
     print(
@@ -562,15 +621,17 @@ def report(args: argparse.Namespace, prepared: dict[str, Any], results: dict[str
         f"{'fp32' if args.device == 'cpu' else 'bf16 autocast'} on {args.device}; reward and value models "
         f"of the same shape; {args.batch} prompts ({min(lengths)}-{max(lengths)} tokens) x 1 response of "
         f"<= {args.new_tokens} tokens, {args.mini_batches} mini-batch(es), {args.micro_batch} rows per "
-        f"forward, {args.ppo_epochs} epoch(s); means of iterations 2-{args.iterations}"
+        f"forward, {args.ppo_epochs} epoch(s); means of iterations 2-{args.iterations} of {args.rounds} "
+        f"round(s) (herd, then TRL, in turn)"
     )
     h = means["herd"]
     print("\nherd: one PPO iteration")
-    print(f"{'phase':<18}{'seconds':>9}{'share':>8}")
-    for phase in (*HERD_PHASES, "training"):
-        seconds = h.get(phase, 0.0)
-        print(f"{phase:<18}{seconds:>9.2f}{seconds / h['iteration']:>8.0%}")
-    print(f"{'iteration':<18}{h['iteration']:>9.2f}{1:>8.0%}")
+    print(f"{'phase':<18}{'wall s':>9}{'share':>8}{'CPU s':>9}{'share':>8}")
+    for phase in (*HERD_PHASES, "training", "iteration"):
+        wall, cpu = h.get(phase, 0.0), h.get(f"{phase}_cpu", 0.0)
+        print(
+            f"{phase:<18}{wall:>9.2f}{wall / h['iteration']:>8.0%}{cpu:>9.2f}{cpu / h['iteration_cpu']:>8.0%}"
+        )
 
     sampling_tps = h["response_tokens"] / h["generation"]
     phase_tps = h["response_tokens"] / h["rollout"]
@@ -585,12 +646,17 @@ def report(args: argparse.Namespace, prepared: dict[str, Any], results: dict[str
     )
     ratios = {
         "rollout_vs_generation": sampling_tps / plain_tps,
+        "rollout_vs_generation_cpu": h["plain_generation_cpu"]
+        / h["generation_cpu"]
+        * h["response_tokens"]
+        / h["plain_tokens"],
         "rollout_phase_vs_generation": phase_tps / plain_tps,
         "standalone_rollout_vs_generation": standalone_tps / generation_tps,
     }
     print(
         f"rollout / plain generation: {ratios['rollout_vs_generation']:.2f}x tokens/s in the run "
-        f"(goal >= 0.8x), {ratios['rollout_phase_vs_generation']:.2f}x for the whole rollout phase "
+        f"(goal >= 0.8x; {ratios['rollout_vs_generation_cpu']:.2f}x per CPU second), "
+        f"{ratios['rollout_phase_vs_generation']:.2f}x for the whole rollout phase "
         f"(steps 1-5), {ratios['standalone_rollout_vs_generation']:.2f}x after the run"
     )
     if "trl" not in results:
@@ -598,7 +664,16 @@ def report(args: argparse.Namespace, prepared: dict[str, Any], results: dict[str
 
     t = means["trl"]
     print(f"\nherd against TRL {results['trl']['trl_version']} (trl.experimental.ppo.PPOTrainer), seconds:")
-    columns = ("generation", "scoring", "reference", "values", "rollout", "training", "iteration")
+    columns = (
+        "generation",
+        "scoring",
+        "reference",
+        "values",
+        "rollout",
+        "training",
+        "iteration",
+        "iteration_cpu",
+    )
     print("| side | " + " | ".join(columns) + " | response tokens | peak RSS MiB |")
     print("|---" * (len(columns) + 3) + "|")
     for side, m in (("herd", h), ("TRL", t)):
@@ -609,10 +684,11 @@ def report(args: argparse.Namespace, prepared: dict[str, Any], results: dict[str
     memory = herd["peak_rss_mib"] / results["trl"]["peak_rss_mib"]
     print(f"| TRL / herd time | {ratio_cells} | | {memory:.2f}x herd / TRL |")
     ratios["speed"] = t["iteration"] / h["iteration"]
+    ratios["speed_cpu"] = t["iteration_cpu"] / h["iteration_cpu"]
     ratios["memory"] = memory
     print(
-        f"herd / TRL: {ratios['speed']:.2f}x faster per PPO iteration (goal >= 2x); "
-        f"{memory:.2f}x peak RSS (herd's includes the herd.infer comparison after the run)"
+        f"herd / TRL: {ratios['speed']:.2f}x faster per PPO iteration in wall time, {ratios['speed_cpu']:.2f}x "
+        f"in CPU time (goal >= 2x); {memory:.2f}x peak RSS (herd's includes the generation comparison)"
     )
     return ratios
 
