@@ -2,7 +2,7 @@
 
 Two questions (issue 16):
 
-* **Where does one herd PPO iteration go?** Its wall time split into the
+* **Where does one herd PPO iteration go?** Its time split into the
   rollout's phases (:mod:`herd.posttrain.ppo`, steps 1–5): sampling
   (:func:`herd.posttrain.rollout.rollout`, herd's KV-cache engine), scoring by
   the reward model, the policy's log-probabilities recomputed by the training
@@ -60,10 +60,16 @@ The first iteration is a warm-up: the figures are means over the others
 herd and TRL in turn, and pools their warm iterations, so that a busy spell
 of a shared machine falls on both. Each phase and iteration is timed in wall
 seconds and in the process's CPU seconds (``time.process_time``, all its
-threads), which move less than wall time when other processes share the cores. The time split comes from timers wrapped around
-herd's functions by this script (no profiler, no change to the library);
-TRL's from timers around ``batch_generation``, ``forward`` and ``get_reward``
-of its ppo_trainer module, and its iterations from a callback.
+threads), which move less than wall time when other processes share the
+cores. The time split comes from timers this script wraps around herd's
+functions (no profiler, no change to the library): ``PPOObjective``'s
+``_rollout``, ``_sample``, ``_scores`` and ``_logprobs``, ``response_values``
+and ``_write_rollout``; an iteration is its steps' ``step_s`` (metrics.jsonl),
+which include the rollout. TRL's come from timers around ``batch_generation``,
+``forward`` (the reference's) and ``get_reward`` (the reward and value
+models) of its ppo_trainer module, its iterations from a callback; its
+"training" is the rest of the iteration, which also holds the log-softmax of
+the generation's logits, GAE and its metrics.
 
 TRL dropped PPO after 1.12.0 (1.13.0 has no ``trl.experimental.ppo``), and
 the project's own TRL (1.16) is newer, so TRL's side runs in a throwaway
