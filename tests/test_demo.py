@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -19,7 +20,15 @@ def test_demo_runs_end_to_end(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
     argv = ["-o", "demo", "--steps", "3", "--vocab-size", "512", "--pairs", "2", "--rs-prompts", "1"]
     configs = ["--data-recipe", str(CONFIGS / "data" / "demo.toml")]
     configs += ["--pretrain-config", str(CONFIGS / "pretrain" / "demo.toml")]
-    configs += ["--posttrain-configs", str(CONFIGS / "posttrain")]
+    # The post-training configs as shipped, but for rejection sampling's sample count and length (4 samples
+    # of 48 tokens → 2 of 16, in each of its 2 rounds): what is checked is that every stage runs and reports.
+    posttrain = shutil.copytree(CONFIGS / "posttrain", tmp_path / "posttrain-configs")
+    rs = (posttrain / "rs-demo.toml").read_text()
+    for old, new in (("samples = 4", "samples = 2"), ("max_new_tokens = 48", "max_new_tokens = 16")):
+        assert old in rs, f"rs-demo.toml no longer says {old!r}"
+        rs = rs.replace(old, new)
+    (posttrain / "rs-demo.toml").write_text(rs)
+    configs += ["--posttrain-configs", str(posttrain)]
     assert main([*argv, *configs]) == 0
     demo = tmp_path / "demo"
     report = (demo / "report.md").read_text()
