@@ -5,8 +5,14 @@ blocks run in the order they appear, from a workspace that looks like the reposi
 (``configs/`` copied, ``data/`` linked, ``runs/`` empty), with the virtual environment's
 ``herd`` and ``python`` first on ``PATH``. Shell blocks run under ``bash -euo pipefail``, so
 any failing command fails the page; a page's Python blocks share one namespace, like a
-notebook. The only edit: the pretraining demo config's step batch is shrunk
-(:data:`SHORTER`), so the documented runs take seconds rather than minutes on two cores.
+notebook. The only edits are :data:`SHORTER`'s, to the workspace's copies of the demo configs
+and to a few of the pages' flags: smaller step batches, fewer rows, pairs, samples and tokens,
+smaller validation sets, so the documented runs take seconds rather than minutes on two cores;
+every command still runs, and as the page has it but for those numbers.
+
+A long page may be run as several cases, one per ``## `` section or group of sections
+(``PAGE#Section``, :data:`GROUPS`), each in a workspace of its own, so that pytest-xdist runs
+them side by side; a section whose blocks need another's outputs is in the same case.
 
 Lines that cannot run in a test are skipped by prefix (:data:`NOT_RUN`, each with its reason):
 ``make`` (the test suite is what ``make test`` runs), benchmarks, multi-process or GPU runs
@@ -38,27 +44,66 @@ NOT_RUN = {
     "herd data build configs/data/llama1.toml": "the paper-scale recipes (minutes)",
     "herd data build configs/data/llama3.toml": "the paper-scale recipes (minutes)",
 }
-# The pretraining demo's step batch, shrunk for the test (32 sequences of 128 tokens → 8).
-SHORTER = {"configs/pretrain/demo.toml": [("batch_tokens = 4096", "batch_tokens = 1024")]}
-# Pages that need another page's outputs run after it, in one workspace.
+# Edits for the test, each (old, new), asserted to be there: to the workspace's copy of a config, or
+# to a page's text before its blocks are read (the command still runs, on fewer rows or tokens).
+SHORTER = {
+    # The pretraining demo's step batch: 32 sequences of 128 tokens → 8.
+    "configs/pretrain/demo.toml": [("batch_tokens = 4096", "batch_tokens = 1024")],
+    # SFT: 1 packed sequence per step instead of 2, validation on 1 sequence instead of 4.
+    "configs/posttrain/sft-demo.toml": [
+        ("batch_tokens = 512", "batch_tokens = 256"),
+        ("val_batches = 4", "val_batches = 1"),
+    ],
+    # Reward model: 2 pairs per step instead of 8 (the page's run: 8 pairs in 1 step → 2 pairs in 1 step).
+    "configs/posttrain/rm-demo.toml": [("batch_tokens = 2048", "batch_tokens = 512")],
+    # DPO: 2 rows of 256 tokens per step instead of 4 (the page's run: 4 pairs in 1 step → 2 in 1 step).
+    "configs/posttrain/dpo-demo.toml": [("batch_tokens = 1024", "batch_tokens = 512")],
+    # Rejection sampling: 2 samples of at most 8 tokens per prompt instead of 4 of 48.
+    "configs/posttrain/rs-demo.toml": [
+        ("samples = 4", "samples = 2"),
+        ("max_new_tokens = 48", "max_new_tokens = 8"),
+    ],
+    "docs/posttrain.md": [
+        (
+            "--set data.max_pairs=8 --set data.max_val_pairs=8",
+            "--set data.max_pairs=2 --set data.max_val_pairs=2",
+        ),
+        (
+            "--set data.max_pairs=4 --set data.max_val_pairs=2",
+            "--set data.max_pairs=2 --set data.max_val_pairs=1",
+        ),
+        ('France is" --max-new-tokens 8', 'France is" --max-new-tokens 2'),
+    ],
+}
+# Pages that need another page's outputs run after it, in one workspace; ``PAGE#Section`` is the
+# blocks of one ``## `` section. The longest cases come first, so that they start first.
+POSTTRAIN = "docs/posttrain.md"
 GROUPS = [
-    ("docs/tokenizer.md",),
+    (f"{POSTTRAIN}#SFT",),
+    (f"{POSTTRAIN}#Training a reward model",),
+    (f"{POSTTRAIN}#DPO",),
     ("docs/data.md", "docs/pretrain.md"),
+    (f"{POSTTRAIN}#Rejection sampling",),
     ("README.md",),  # its pretraining run is a newcomer's first, into the out_dir pretrain.md has used
-    ("docs/checkpoints.md",),
     ("docs/inference.md",),
-    ("docs/posttrain.md",),
+    (f"{POSTTRAIN}#Ghost Attention",),
+    (f"{POSTTRAIN}#PPO",),
+    (f"{POSTTRAIN}#Reward model head", f"{POSTTRAIN}#Model averaging"),
+    ("docs/checkpoints.md",),
+    ("docs/tokenizer.md",),
 ]
 FENCE = re.compile(r"\s*```(\S*)")
 
 
 @dataclass(frozen=True)
 class Block:
-    """One runnable code block: its page and first line, its language (sh or python) and its text."""
+    """One runnable code block: its page and first line, its language (sh or python), its text and
+    the ``## `` section it is in ("" before the first)."""
 
     where: str
     language: str
     text: str
+    section: str = ""
 
 
 def blocks(page: Path) -> list[Block]:
@@ -67,8 +112,16 @@ def blocks(page: Path) -> list[Block]:
     language: str | None = None
     lines: list[str] = []
     start = 0
-    for number, line in enumerate(page.read_text(encoding="utf-8").splitlines(), 1):
+    section = ""
+    name, source = str(page.relative_to(ROOT)), page.read_text(encoding="utf-8")
+    for old, new in SHORTER.get(name, []):
+        assert old in source, f"{name} no longer says {old!r}: update SHORTER"
+        source = source.replace(old, new)
+    for number, line in enumerate(source.splitlines(), 1):
         fence = FENCE.match(line)
+        if language is None and line.startswith("## "):
+            section = line[3:].strip()
+            continue
         if fence and language is None:
             language, lines, start = fence.group(1), [], number
             continue
@@ -82,7 +135,7 @@ def blocks(page: Path) -> list[Block]:
             if kind:
                 text = "\n".join(_runnable(lines)) if kind == "sh" else "\n".join(lines)
                 if text.strip():
-                    found.append(Block(f"{page.relative_to(ROOT)}:{start}", kind, text))
+                    found.append(Block(f"{page.relative_to(ROOT)}:{start}", kind, text, section))
             language = None
             continue
         if language is not None:
@@ -108,6 +161,8 @@ def _workspace(root: Path) -> Path:
     shutil.copytree(ROOT / "configs", root / "configs")
     (root / "data").symlink_to(ROOT / "data")
     for name, edits in SHORTER.items():
+        if name.endswith(".md"):
+            continue  # a page: edited as its blocks are read
         path = root / name
         text = path.read_text(encoding="utf-8")
         for old, new in edits:
@@ -131,11 +186,29 @@ for where, language, text in BLOCKS:
 """
 
 
+def selected(entry: str) -> list[Block]:
+    """The blocks of a :data:`GROUPS` entry: a whole page, or one section of it (``PAGE#Section``)."""
+    page, _, section = entry.partition("#")
+    found = blocks(ROOT / page)
+    if not section:
+        return found
+    assert section in {b.section for b in found}, f"{page} has no section {section!r} with runnable blocks"
+    return [b for b in found if b.section == section]
+
+
+def _case_id(entries: tuple[str, ...]) -> str:
+    names = []
+    for entry in entries:
+        page, _, section = entry.partition("#")
+        names.append(Path(page).stem + (f"-{section.lower().replace(' ', '-')}" if section else ""))
+    return "+".join(names)
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("pages", GROUPS, ids=lambda pages: "+".join(Path(p).stem for p in pages))
+@pytest.mark.parametrize("pages", GROUPS, ids=_case_id)
 def test_every_documented_command_and_snippet_runs(pages: tuple[str, ...], tmp_path: Path) -> None:
     work = _workspace(tmp_path / "work")
-    todo = [(b.where, b.language, b.text) for page in pages for b in blocks(ROOT / page)]
+    todo = [(b.where, b.language, b.text) for entry in pages for b in selected(entry)]
     assert todo, f"{pages}: no runnable blocks found"
     env = dict(os.environ, PATH=f"{BIN}{os.pathsep}{os.environ['PATH']}", PYTHONWARNINGS="ignore")
     driver = f"BLOCKS = {todo!r}\n{DRIVER}"
@@ -146,10 +219,13 @@ def test_every_documented_command_and_snippet_runs(pages: tuple[str, ...], tmp_p
 
 
 def test_every_page_is_run_or_has_nothing_to_run() -> None:
-    """A new page with code is added to :data:`GROUPS`, so its examples are run too."""
-    grouped = {page for group in GROUPS for page in group}
+    """A new page (or section of a page run by sections) with code is added to :data:`GROUPS`."""
+    entries = {entry for group in GROUPS for entry in group}
     pages = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
-    missing = [
-        str(p.relative_to(ROOT)) for p in pages if blocks(p) and str(p.relative_to(ROOT)) not in grouped
-    ]
-    assert not missing, f"pages with runnable blocks not in GROUPS: {missing}"
+    missing = []
+    for page in pages:
+        name = str(page.relative_to(ROOT))
+        if name in entries:
+            continue
+        missing += [f"{name}#{b.section}" for b in blocks(page) if f"{name}#{b.section}" not in entries]
+    assert not missing, f"pages or sections with runnable blocks not in GROUPS: {sorted(set(missing))}"
