@@ -125,6 +125,13 @@ CASES: list[tuple[str, Setup, list[str]]] = [
     ("data train-lm: order 0", _text, ["data", "train-lm", "a.txt", "--order", "0", "--output", "lm.arpa"]),
     ("ppo: missing config", _nothing, ["ppo", "nope.toml"]),
     ("ppo: unknown config key", _ppo_toml, ["ppo", "ppo.toml", "-o", "run"]),
+    (
+        "ppo: unknown reward_program kind",
+        lambda root: (root / "p.toml").write_text(
+            'init = "smollm2-135m-instruct"\nreward_program = "lenght:20"\n[data]\ntrain = "t.jsonl"\n'
+        ),
+        ["ppo", "p.toml", "-o", "run"],
+    ),
     ("rlhf: missing config", _nothing, ["rlhf", "nope.toml"]),
     ("rlhf: unknown config key", _rlhf_toml, ["rlhf", "rlhf.toml", "-o", "run"]),
     ("rlhf: unknown stage", _rlhf_toml, ["rlhf", "stage.toml", "-o", "run"]),
