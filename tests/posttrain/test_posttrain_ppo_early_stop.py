@@ -45,6 +45,9 @@ def test_a_run_stops_when_the_held_out_score_stops_improving(workspace: Path, tm
     reason = REASON.format(best=f"{result.eval_score_before:.6g}", n=2)
     assert result.stopped_early == reason
     assert json.loads((out / SUMMARY_FILE).read_text())["stopped_early"] == reason
+    from herd.cli.posttrain import ppo_rows
+
+    assert dict(ppo_rows(result))["stopped early"] == reason  # herd ppo's summary says so too
     records = read_metrics(out / METRICS_FILE)
     assert [r["step"] for r in records if "loss" in r] == [1, 2]
     assert [r["step"] for r in records if "eval_score" in r] == [1, 2]

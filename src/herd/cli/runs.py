@@ -119,6 +119,7 @@ def run_rows(
     rows: list[tuple[str, object]] = [
         ("run directory", result.out_dir),
         ("steps", f"{result.steps:,} ({result.tokens:,} tokens)"),
+        *([("stopped early", result.stopped_early)] if result.stopped_early else []),
         ("final train loss", f"{result.final_loss:.4f}"),
         *held_out,
         ("throughput", f"{result.tokens_per_s:,.0f} tokens/s, MFU {100 * result.mfu:.1f}%"),
