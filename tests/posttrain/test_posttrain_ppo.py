@@ -167,6 +167,21 @@ def test_the_command_prints_the_held_out_figures_before_and_after(finished: PPOR
     assert rows["prompts"] == f"4 train, 2 val; {finished.epochs:.2f} epochs"
     assert rows["skipped prompts (train)"] == "none"
     assert rows["weights (Hugging Face layout)"].startswith(f"{finished.final_dir}, with the tokenizer from ")
+    assert rows["score and KL plot"] == finished.reward_plot
+
+
+def test_the_score_and_kl_plot_has_every_step_and_validation(finished: PPOResult) -> None:
+    """rewards.png: the score and KL of each step's mini-batch and of the held-out prompts at step 0 and at the
+    end, from metrics.jsonl; DPO's plot is drawn by the same function."""
+    from herd.posttrain.curves import plot_curves
+    from herd.posttrain.ppo import REWARD_PANELS
+
+    out = Path(finished.out_dir)
+    assert finished.reward_plot == str(out / "rewards.png")
+    assert (out / "rewards.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    records = read_metrics(out / METRICS_FILE)
+    assert sum("score" in r for r in records) == finished.steps and any("eval_score" in r for r in records)
+    assert plot_curves([], {}, REWARD_PANELS, out / "none.png", train_label="", held_label="") is None
 
 
 def test_the_command_reports_bad_input_in_one_line_with_exit_2(workspace: Path, tmp_path: Path) -> None:

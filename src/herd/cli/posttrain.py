@@ -590,6 +590,8 @@ def ppo_rows(result: PPOResult) -> list[tuple[str, object]]:
         ("prompts", f"{used}; {result.epochs:.2f} epochs"),
         *skipped_rows(result.skipped_prompts, "prompts"),
     ]
+    if result.reward_plot:
+        held_out.append(("score and KL plot", result.reward_plot))
     weights = [
         ("weights (Hugging Face layout)", f"{result.final_dir}, with the tokenizer from {result.tokenizer}")
     ]

@@ -84,11 +84,11 @@ from herd.checkpoint.base import tensor_names
 from herd.checkpoint.load import load_model
 from herd.errors import InputError
 from herd.io.atomic import atomic_file
-from herd.io.plot import pyplot, save_png
 from herd.model.build import empty_model
 from herd.model.cross_entropy import IGNORE_INDEX
 from herd.model.transformer import Transformer
 from herd.posttrain.config import SFTConfig, SFTDataConfig, SFTOptimConfig, Start
+from herd.posttrain.curves import Panel, plot_curves
 from herd.posttrain.data import (
     EpochStream,
     PairExample,
@@ -588,28 +588,19 @@ class DPOObjective(Objective[PairBatch]):
         )
 
 
+#: DPO's plotted figures: the implicit rewards' margin and accuracy (Llama 3 §4.1.4).
+REWARD_PANELS = (
+    Panel("reward_margin", "reward margin", "chosen minus rejected reward, β(log π − log π_ref)"),
+    Panel("reward_accuracy", "reward accuracy", "pairs whose chosen reward is higher"),
+)
+
+
 def plot_rewards(records: Sequence[dict[str, Any]], before: dict[str, float], dst: Path) -> Path | None:
     """The implicit rewards' margin and accuracy against step: each training step's pairs, and the held-out
     pairs at step 0 (``before``) and at each validation; None when no step was logged."""
-    train = [r for r in records if "reward_margin" in r]
-    if not train:
-        return None
-    held = ([{"step": 0, **before}] if before else []) + [r for r in records if "eval_reward_margin" in r]
-    fig, axes = pyplot().subplots(1, 2, figsize=(12, 4))
-    for ax, key, label in zip(
-        axes, ("reward_margin", "reward_accuracy"), ("reward margin", "reward accuracy"), strict=True
-    ):
-        ax.plot([r["step"] for r in train], [r[key] for r in train], label="training pairs", linewidth=1)
-        if held:
-            ax.plot([r["step"] for r in held], [r[f"eval_{key}"] for r in held], "o-", label="held-out pairs")
-        ax.set_xlabel("step")
-        ax.set_ylabel(label)
-        ax.grid(alpha=0.3)
-        ax.legend()
-    axes[0].set_title("chosen minus rejected reward, β(log π − log π_ref)")
-    axes[1].set_title("pairs whose chosen reward is higher")
-    fig.tight_layout()
-    return save_png(fig, dst)
+    return plot_curves(
+        records, before, REWARD_PANELS, dst, train_label="training pairs", held_label="held-out pairs"
+    )
 
 
 def _read_reference(path: Path, keys: dict[str, str]) -> dict[str, torch.Tensor]:

@@ -115,6 +115,7 @@ from herd.model.build import empty_model
 from herd.model.transformer import Transformer
 from herd.posttrain.advantages import GAE_GAMMA, GAE_LAMBDA, gae, group_advantages, masked_mean, whiten
 from herd.posttrain.config import SFTConfig, SFTDataConfig, SFTOptimConfig, SFTScheduleConfig, Start
+from herd.posttrain.curves import Panel, plot_curves
 from herd.posttrain.data import EpochStream, Message, SkipCounts, read_prompts
 from herd.posttrain.losses import (
     PPO_CLIP,
@@ -133,6 +134,7 @@ from herd.posttrain.rollout import Rollout, response_logprobs, response_values, 
 from herd.posttrain.sft import FINAL_DIR
 from herd.train.checkpointing import flatten, lookup
 from herd.train.loop import train
+from herd.train.metrics import METRICS_FILE, read_metrics
 from herd.train.objective import (
     BatchLayout,
     EarlyStopping,
@@ -152,6 +154,12 @@ log = logging.getLogger("herd.posttrain")
 
 #: The current rollout buffer in the run directory, read back by a run resumed in the middle of its period.
 ROLLOUT_FILE = "rollout.safetensors"
+#: The score and KL curves in the run directory: the reward must rise while the KL stays bounded.
+REWARD_PLOT = "rewards.png"
+REWARD_PANELS = (
+    Panel("score", "score per answer", "reward-model (or program) score"),
+    Panel("kl", "nats per answer token", "KL to the reference, log π − log π_ref"),
+)
 #: Settings besides the resume keys that change a rollout buffer: the KL penalty and GAE's discounts.
 ROLLOUT_KEYS = ("beta", "gamma", "lam")
 
@@ -489,7 +497,9 @@ class PPOResult(RunResult):
     training: the held-out one when ``data.val`` is set, else the first and
     last rollouts' (of this process, when resumed); ``kl_end`` the last
     held-out (else rollout) per-token KL to the reference; ``iterations`` the
-    rollouts drawn (Llama 2 §3.2.3's PPO iterations).
+    rollouts drawn (Llama 2 §3.2.3's PPO iterations); ``reward_plot`` the
+    score and KL against step, each optimizer step's mini-batch and the
+    held-out prompts at each validation.
     """
 
     reward_start: float | None = None
@@ -508,6 +518,7 @@ class PPOResult(RunResult):
     steps_per_rollout: int = 0
     final_dir: str | None = None
     tokenizer: str | None = None
+    reward_plot: str | None = None
     prompts: dict[str, int] = field(default_factory=dict)
     epochs: float = 0.0
     skipped_prompts: dict[str, dict[str, int]] = field(default_factory=dict)
@@ -948,6 +959,17 @@ class PPOObjective(Objective[MiniBatch]):
     ) -> PPOResult:
         held_out = "val" in self.splits
         start, end = self.rollout_score or (None, None)
+        plot = None
+        if self.placement.runtime.is_main:
+            records = read_metrics(Path(self.config.out_dir) / METRICS_FILE)
+            plot = plot_curves(
+                records,
+                self.before,
+                REWARD_PANELS,
+                Path(self.config.out_dir) / REWARD_PLOT,
+                train_label="rollout mini-batches",
+                held_label="held-out prompts",
+            )
         return PPOResult(
             **figures,
             reward_start=self.before.get("eval_score") if held_out else start,
@@ -966,6 +988,7 @@ class PPOObjective(Objective[MiniBatch]):
             steps_per_rollout=self.steps_per_period,
             final_dir=str(exported) if exported else None,
             tokenizer=str(self.start.tokenizer_source),
+            reward_plot=str(plot) if plot else None,
             prompts={name: len(prompts) for name, (prompts, _) in self.splits.items()},
             epochs=self.stream.epochs,
             skipped_prompts={name: dict(skipped) for name, (_, skipped) in self.splits.items()},
