@@ -73,6 +73,19 @@ SHORTER = {
             "--set data.max_pairs=2 --set data.max_val_pairs=1",
         ),
         ('France is" --max-new-tokens 8', 'France is" --max-new-tokens 2'),
+        # GAtt with and without on SmolLM2: 2 dialogues of 4-token answers and 1 SFT step, not 32, 48 and 16.
+        (
+            "--limit 32 --categories language --max-new-tokens 48",
+            "--limit 2 --categories language --max-new-tokens 4",
+        ),
+        (
+            "--set train.steps=16 --set train.batch_tokens=1024",
+            "--set train.steps=1 --set train.batch_tokens=512",
+        ),
+        (
+            "--limit 24 --categories language --max-new-tokens 32",
+            "--limit 2 --categories language --max-new-tokens 4",
+        ),
     ],
 }
 # Pages that need another page's outputs run after it, in one workspace; ``PAGE#Section`` is the
@@ -87,7 +100,7 @@ GROUPS = [
     ("README.md",),  # its pretraining run is a newcomer's first, into the out_dir pretrain.md has used
     ("docs/inference.md",),
     (f"{POSTTRAIN}#Ghost Attention",),
-    (f"{POSTTRAIN}#PPO",),
+    (f"{POSTTRAIN}#PPO", f"{POSTTRAIN}#The iterative loop (herd rlhf)"),  # herd rlhf on PPO's tiny models
     (f"{POSTTRAIN}#Reward model head", f"{POSTTRAIN}#Model averaging"),
     ("docs/checkpoints.md",),
     ("docs/tokenizer.md",),
