@@ -1,0 +1,1 @@
+"""Evaluation: the Llama papers' benchmarks scored as lm-evaluation-harness scores them, on herd's engine."""
