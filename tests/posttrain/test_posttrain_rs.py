@@ -38,6 +38,8 @@ from herd.posttrain.rejection_sampling import (
     best_sample,
     load_rs_config,
     rejection_sample,
+    score_conversations,
+    score_responses,
 )
 from herd.posttrain.reward_model import RewardModel
 from herd.tokenizer import Tokenizer, load_tokenizer
@@ -387,3 +389,21 @@ def test_help_shows_an_example(capsys: pytest.CaptureFixture[str]) -> None:
         main(["rs", "--help"])
     assert exited.value.code == 0
     assert "herd rs configs/posttrain/rs-demo.toml" in capsys.readouterr().out
+
+
+def test_scores_do_not_depend_on_the_batch(llama2_tokenizer: Tokenizer) -> None:
+    """score_conversations in batches of 1, 3 and 8 (rows of different lengths, right-padded) gives each
+    conversation the score it gets alone, to 1e-5; score_responses is the same for one prompt's answers."""
+    config = get_preset("llama2-tiny").replace(vocab_size=llama2_tokenizer.vocab_size)
+    rm = RewardModel.random(config, seed=2, pad_id=llama2_tokenizer.eos_id).eval()
+    fmt = Llama2Chat(llama2_tokenizer)
+    prompts = [[{"role": "user", "content": f"Question {i}: {'why ' * i}?"}] for i in range(4)]
+    conversations = [(m, answer) for m in prompts for answer in ("Yes.", "Because the sky is blue and wide.")]
+    with torch.no_grad():
+        alone = [score_conversations(rm, fmt, [c], batch_size=1)[0] for c in conversations]
+        for size in (3, 8):
+            assert score_conversations(rm, fmt, conversations, batch_size=size) == pytest.approx(
+                alone, abs=1e-5
+            )
+        answers = [answer for _, answer in conversations[:2]]
+        assert score_responses(rm, fmt, prompts[0], answers) == pytest.approx(alone[:2], abs=1e-5)

@@ -128,7 +128,7 @@ from herd.posttrain.losses import (
     ppo_value_loss,
 )
 from herd.posttrain.program_reward import ProgramReward, parse_program_reward
-from herd.posttrain.rejection_sampling import score_responses
+from herd.posttrain.rejection_sampling import score_conversations
 from herd.posttrain.reward_model import RewardModel
 from herd.posttrain.rollout import Rollout, response_logprobs, response_values, rollout
 from herd.posttrain.sft import FINAL_DIR
@@ -709,17 +709,13 @@ class PPOObjective(Objective[MiniBatch]):
 
     def _scores(self, key: str, prompts: Sequence[PPOPrompt], drawn: Rollout, samples: int) -> torch.Tensor:
         """(responses,) fp32 outputs of the reward model ``key``, each response rendered after its prompt."""
-        texts = self._texts(drawn)
-        scores = [
-            score
-            for i, prompt in enumerate(prompts)
-            for score in score_responses(
-                self.reward_models[key],
-                self.start.chat,
-                prompt.messages,
-                texts[i * samples : (i + 1) * samples],
-            )
-        ]
+        conversations = [(prompts[r // samples].messages, text) for r, text in enumerate(self._texts(drawn))]
+        scores = score_conversations(
+            self.reward_models[key],
+            self.start.chat,
+            conversations,
+            batch_size=self.config.train.micro_batch_size,
+        )
         return torch.tensor(scores, dtype=torch.float32, device=drawn.tokens.device)
 
     def _score(self, prompts: Sequence[PPOPrompt], drawn: Rollout, samples: int) -> torch.Tensor:

@@ -438,21 +438,42 @@ def response_text(tokenizer: Tokenizer, result: Generated) -> str:
 def score_responses(
     reward_model: RewardModel, fmt: ChatFormat, messages: Sequence[Message], responses: Sequence[str]
 ) -> list[float]:
-    """The reward of each response to ``messages``, each rendered with them as one conversation.
+    """The reward of each response to ``messages``, each rendered with them as one conversation."""
+    return score_conversations(
+        reward_model, fmt, [(messages, text) for text in responses], batch_size=max(len(responses), 1)
+    )
 
-    The responses are scored in one right-padded batch, each at its own last
-    token (explicit positions, so an answer whose rendering ends with the pad
-    id is still read at its end, where transformers' last-non-pad rule would not).
+
+def score_conversations(
+    reward_model: RewardModel,
+    fmt: ChatFormat,
+    conversations: Sequence[tuple[Sequence[Message], str]],
+    *,
+    batch_size: int,
+) -> list[float]:
+    """The reward of each ``(messages, response)``, the response rendered after its messages as one conversation.
+
+    ``batch_size`` conversations at a time go through the reward model as one
+    right-padded batch, each read at its own last token (explicit positions,
+    so an answer whose rendering ends with the pad id is still read at its
+    end, where transformers' last-non-pad rule would not). Padding does not
+    change a score: attention is causal and each row is read at its own end.
     """
-    sequences = [fmt.render([*messages, {"role": "assistant", "content": text}]).ids for text in responses]
-    width = max(len(ids) for ids in sequences)
+    sequences = [
+        fmt.render([*messages, {"role": "assistant", "content": text}]).ids
+        for messages, text in conversations
+    ]
     pad = reward_model.pad_id if reward_model.pad_id is not None else 0
     device = reward_model.score.weight.device
-    tokens = torch.full((len(sequences), width), pad, dtype=torch.long, device=device)
-    for row, ids in enumerate(sequences):
-        tokens[row, : len(ids)] = torch.tensor(ids, dtype=torch.long)
-    last = torch.tensor([len(ids) - 1 for ids in sequences], device=device)
-    return reward_model(tokens, last).float().tolist()
+    scores: list[float] = []
+    for start in range(0, len(sequences), batch_size):
+        chunk = sequences[start : start + batch_size]
+        tokens = torch.full((len(chunk), max(map(len, chunk))), pad, dtype=torch.long, device=device)
+        for row, ids in enumerate(chunk):
+            tokens[row, : len(ids)] = torch.tensor(ids, dtype=torch.long)
+        last = torch.tensor([len(ids) - 1 for ids in chunk], device=device)
+        scores += reward_model(tokens, last).float().tolist()
+    return scores
 
 
 # --- outputs -------------------------------------------------------------------------------------
