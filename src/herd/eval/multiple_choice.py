@@ -14,8 +14,9 @@ Ties go to the first answer, as ``numpy.argmax`` does. The task score is the
 mean over questions, reported with the Llama 3 paper's 95% confidence interval
 (§5.1.1) ``1.96·sqrt(S(1−S)/N)``. Each question's record also keeps the gold
 answer's negative log-likelihood per character (the delimiter excluded, as for
-``acc_norm``), the per-example "normalised NLL of the correct answer" that the
-Llama 3 paper's contamination and robustness analyses (§5.1) look at.
+``acc_norm``): the "normalized NLL per char" of the correct answer that the
+Llama 3 paper's benchmark prediction (§3.2.1, Figure 4) fits against compute
+and maps to accuracy.
 """
 
 from __future__ import annotations
