@@ -668,12 +668,15 @@ def main() -> None:
     ratios["memory"] = results["herd"]["peak_rss_mib"] / results["trl"]["peak_rss_mib"]
     print(f"herd / TRL: {ratios['memory']:.2f}x peak RSS (goal <= 0.7x)")
     if args.json:
-        summary = {
-            "machine": machine(),
-            "args": {k: str(v) for k, v in vars(args).items()},
-            "results": results,
-        }
-        args.json.write_text(json.dumps(summary | ratios, indent=2) + "\n")
+        write_summary(args.json, args, results, ratios)
+
+
+def write_summary(
+    path: Path, args: argparse.Namespace, results: dict[str, Any], ratios: dict[str, Any]
+) -> None:
+    """The run as one JSON file: the machine, the arguments, each side's results and the ratios."""
+    summary = {"machine": machine(), "args": {k: str(v) for k, v in vars(args).items()}, "results": results}
+    path.write_text(json.dumps(summary | ratios, indent=2) + "\n")
 
 
 if __name__ == "__main__":

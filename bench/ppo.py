@@ -707,12 +707,7 @@ def main() -> None:
     prepared, results = run_sides(args)
     ratios = report(args, prepared, results)
     if args.json:
-        summary = {
-            "machine": machine(),
-            "args": {k: str(v) for k, v in vars(args).items()},
-            "results": results,
-        }
-        args.json.write_text(json.dumps(summary | ratios, indent=2) + "\n")
+        _posttrain_bench().write_summary(args.json, args, results, ratios)
 
 
 if __name__ == "__main__":
