@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 from pathlib import Path
 
 import pyarrow as pa
@@ -317,3 +318,15 @@ def test_unreadable_data_is_an_input_error(tmp_path: Path) -> None:
         read_rows(tmp_path / "missing.jsonl")
     with pytest.raises(InputError, match=r"no state\.json"):
         read_rows(tmp_path)
+
+
+@needs_olmo
+def test_the_docs_example_runs(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """docs/eval.md's ```py block (not a ```python block: the docs test does not run that page yet)."""
+    page = (CONFIGS.parents[1] / "docs" / "eval.md").read_text("utf-8")
+    (snippet,) = re.findall(r"```py\n(.*?)```", page, flags=re.S)
+    monkeypatch.chdir(CONFIGS.parents[1])
+    exec(compile(snippet, "docs/eval.md", "exec"), {})
+    assert capsys.readouterr().out.startswith(
+        "Question: Which technology was developed most recently?\nAnswer:\n"
+    )
