@@ -280,6 +280,7 @@ def test_unknown_spec_key_is_one_line_naming_the_file_and_key(tmp_path: Path) ->
         ({"num_fewshot": -1}, "num_fewshot"),
         ({"text": "{q!r}"}, "only plain"),
         ({"path": "data/{subject}.jsonl"}, "subjects"),
+        ({"path": "data/{subject}.jsonl", "subjects": "some"}, "'all' or a list"),
     ],
 )
 def test_inconsistent_specs_are_refused(tmp_path: Path, keys: dict, words: str) -> None:

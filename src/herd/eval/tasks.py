@@ -94,6 +94,10 @@ class TaskSpec:
             raise ConfigError(f"task {self.name!r}: num_fewshot must be >= 0, got {self.num_fewshot}")
         if ("{subject}" in self.path) != bool(self.subjects):
             raise ConfigError(f"task {self.name!r}: subjects and a {{subject}} in path go together")
+        if isinstance(self.subjects, str) and self.subjects not in ("", "all"):
+            raise ConfigError(
+                f"task {self.name!r}: subjects must be 'all' or a list of names, got {self.subjects!r}"
+            )
         for key in ("path", "description"):
             unknown = _placeholders(getattr(self, key)) - set(_SPEC_PLACEHOLDERS)
             if unknown:
@@ -127,10 +131,6 @@ def subjects_of(spec: TaskSpec) -> list[str]:
         return [""]
     if isinstance(spec.subjects, list):
         return spec.subjects
-    if spec.subjects != "all":
-        raise ConfigError(
-            f"task {spec.name!r}: subjects must be 'all' or a list of names, got {spec.subjects!r}"
-        )
     parent = resolve(spec.path.split("{subject}")[0])
     found = sorted(child.name for child in parent.iterdir() if child.is_dir()) if parent.is_dir() else []
     if not found:
@@ -216,6 +216,8 @@ def _render(spec: TaskSpec, row: dict[str, Any], where: str) -> _Rendered:
     gold = _gold(spec, row, answers, where)
     delimiter = spec.target_delimiter
     if spec.style == "letters":
+        if len(answers) > len(LETTERS):
+            raise InputError(f"{where}: {len(answers)} answers, more than the {len(LETTERS)} letters A-Z")
         options = "".join(f"\n{LETTERS[i]}. {answer}" for i, answer in enumerate(answers))
         letters = tuple(delimiter + LETTERS[i] for i in range(len(answers)))
         return _Rendered(text + options + "\nAnswer:", letters, gold)
