@@ -95,11 +95,11 @@ GROUPS = [
     (f"{POSTTRAIN}#SFT",),
     (f"{POSTTRAIN}#Training a reward model",),
     (f"{POSTTRAIN}#DPO",),
+    (f"{POSTTRAIN}#Ghost Attention",),  # SmolLM2 samples, fine-tunes and is evaluated, with and without GAtt
     ("docs/data.md", "docs/pretrain.md"),
     (f"{POSTTRAIN}#Rejection sampling",),
     ("README.md",),  # its pretraining run is a newcomer's first, into the out_dir pretrain.md has used
     ("docs/inference.md",),
-    (f"{POSTTRAIN}#Ghost Attention",),
     (f"{POSTTRAIN}#PPO", f"{POSTTRAIN}#The iterative loop (herd rlhf)"),  # herd rlhf on PPO's tiny models
     (f"{POSTTRAIN}#Reward model head", f"{POSTTRAIN}#Model averaging"),
     ("docs/checkpoints.md",),
