@@ -331,3 +331,10 @@ def test_the_docs_example_runs(monkeypatch: pytest.MonkeyPatch, capsys: pytest.C
     assert capsys.readouterr().out.startswith(
         "Question: Which technology was developed most recently?\nAnswer:\n"
     )
+
+
+def test_split_placeholder_and_a_separate_fewshot_split(tmp_path: Path) -> None:
+    _jsonl(tmp_path / "val.jsonl", ROWS[:1])
+    _jsonl(tmp_path / "train.jsonl", ROWS[1:])
+    spec = _spec(tmp_path / "{split}.jsonl", split="val", fewshot_split="train", num_fewshot=1)
+    assert build_examples(spec) == [Choice("toy/0", "Q: 1+1\nA: 2\n\nQ: 2+2\nA:", (" 3", " 4"), 1)]
