@@ -14,7 +14,7 @@ from herd.checkpoint.hf import write_hf
 from herd.checkpoint.load import model_tensors
 from herd.errors import HerdError
 from herd.eval.loglikelihood import Request, encode_pair, score_requests, score_texts
-from herd.infer.engine import Engine
+from herd.infer.engine import Engine, PaddedBatch
 from herd.model.build import build_model
 from herd.model.config import ModelConfig
 from herd.model.presets import get_preset
@@ -89,6 +89,27 @@ def test_batch_size_and_padding_do_not_change_logprobs() -> None:
         assert b.logprob == pytest.approx(a.logprob, abs=1e-5)
         assert c.logprob == pytest.approx(a.logprob, abs=1e-5)
         assert a.is_greedy == b.is_greedy == c.is_greedy
+
+
+def test_each_context_runs_once_with_its_choices_from_the_copied_cache(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    model = tiny_model(get_preset("llama3-tiny"))
+    requests = mixed_requests(model.config.vocab_size)  # 6 questions of 1, 2, 3, 4, 1, 2 choices
+    prefills: list[tuple[int, int]] = []
+    prefill = Engine.prefill
+
+    def counting(self: Engine, batch: PaddedBatch, new_tokens: int, *, copies: int = 1) -> torch.Tensor:
+        prefills.append((len(batch.pad), copies))
+        return prefill(self, batch, new_tokens, copies=copies)
+
+    monkeypatch.setattr(Engine, "prefill", counting)
+    score_requests(model, requests, batch_size=16)
+    # One prefill per number of choices, each context once (lm-eval's HF backend: once per choice).
+    assert sorted(prefills, key=lambda p: p[1]) == [(2, 1), (2, 2), (1, 3), (1, 4)]
+    prefills.clear()
+    score_requests(model, requests, batch_size=3)  # at most 3 rows: a 4-choice question still goes whole
+    assert sorted(prefills, key=lambda p: p[1]) == [(2, 1), (1, 2), (1, 2), (1, 3), (1, 4)]
 
 
 def test_long_requests_keep_the_last_window_tokens_as_lm_eval_does(tmp_path: Path) -> None:
