@@ -144,8 +144,9 @@ def _score_batch(
             key_mask=batch.key_mask,
         )
         logits = torch.cat([logits, engine.model.output(hidden)], dim=1)
-    logprobs = torch.log_softmax(logits.float(), dim=-1)
-    token_logprobs = logprobs.gather(-1, targets.unsqueeze(-1)).squeeze(-1)
+    logits = logits.float()  # log-probabilities in fp32 whatever the model's dtype
+    # log_softmax at the targets alone: no second (rows, tokens, vocab) tensor.
+    token_logprobs = logits.gather(-1, targets.unsqueeze(-1)).squeeze(-1) - logits.logsumexp(dim=-1)
     greedy = logits.argmax(dim=-1) == targets
     valid = torch.arange(longest, device=engine.device) < torch.tensor(
         [len(c) for c in continuations], device=engine.device
