@@ -132,6 +132,8 @@ def test_bad_requests_are_clear_errors() -> None:
         score_requests(model, [([1, 2], list(range(3, 20)))])
     with pytest.raises(HerdError, match="at least one token"):
         score_requests(model, [([1, 2], [])])
+    with pytest.raises(HerdError, match="outside the model's vocabulary"):
+        score_requests(model, [([1, 2], [model.config.vocab_size])])
     with pytest.raises(HerdError, match="batch_size"):
         score_requests(model, [([1], [2])], batch_size=0)
 

@@ -96,6 +96,10 @@ def score_requests(
     for i, (context, continuation) in enumerate(requests):
         if not context or not continuation:
             raise HerdError(f"request {i}: the context and the continuation need at least one token each")
+        if min(*context, *continuation) < 0 or max(*context, *continuation) >= engine.vocab_size:
+            raise HerdError(
+                f"request {i}: a token id is outside the model's vocabulary [0, {engine.vocab_size})"
+            )
         if len(continuation) > window:
             raise HerdError(
                 f"request {i}: the continuation has {len(continuation)} tokens, over the window {window}"
@@ -109,11 +113,11 @@ def score_requests(
     )
     results: list[Scored | None] = [None] * len(requests)
     with torch.inference_mode():
-        for copies, same in groupby(order, key=lambda g: len(g[1])):
-            same = list(same)
+        for copies, same_copies in groupby(order, key=lambda g: len(g[1])):
+            questions = list(same_copies)
             per_batch = max(1, batch_size // copies)
-            for start in range(0, len(same), per_batch):
-                chunk = same[start : start + per_batch]
+            for start in range(0, len(questions), per_batch):
+                chunk = questions[start : start + per_batch]
                 contexts = [list(c) for c, _ in chunk]
                 rows = [i for _, indices in chunk for i in indices]
                 scored = _score_batch(engine, contexts, [requests[i][1] for i in rows], copies)
