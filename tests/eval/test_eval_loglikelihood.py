@@ -35,7 +35,7 @@ def random_ids(vocab: int, lengths: list[int], seed: int) -> list[list[int]]:
 
 
 def mixed_requests(vocab: int) -> list[Request]:
-    """Questions of 1 to 4 choices, contexts of 1 to 24 tokens (two share a start), continuations of 1 to 6 tokens."""
+    """Questions of 1 to 4 choices, contexts of 1 to 23 tokens (two share a start), continuations of 1 to 6 tokens."""
     contexts = random_ids(vocab, [7, 1, 23, 4, 12, 9], seed=1)
     # Few-shot prompts share their beginning: one batch's context may reuse the previous one's cache.
     contexts[0] = contexts[4][:10] + contexts[0]
