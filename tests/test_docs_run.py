@@ -104,6 +104,7 @@ GROUPS = [
     (f"{POSTTRAIN}#Reward model head", f"{POSTTRAIN}#Model averaging"),
     ("docs/checkpoints.md",),
     ("docs/tokenizer.md",),
+    ("docs/eval.md",),
 ]
 FENCE = re.compile(r"\s*```(\S*)")
 

@@ -323,9 +323,10 @@ def test_unreadable_data_is_an_input_error(tmp_path: Path) -> None:
 
 @needs_olmo
 def test_the_docs_example_runs(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
-    """docs/eval.md's ```py block (not a ```python block: the docs test does not run that page yet)."""
+    """docs/eval.md's example prints the first ARC-Easy question as the harness renders it (the docs test only
+    runs it)."""
     page = (CONFIGS.parents[1] / "docs" / "eval.md").read_text("utf-8")
-    (snippet,) = re.findall(r"```py\n(.*?)```", page, flags=re.S)
+    (snippet,) = re.findall(r"```python\n(.*?)```", page, flags=re.S)
     monkeypatch.chdir(CONFIGS.parents[1])
     exec(compile(snippet, "docs/eval.md", "exec"), {})
     assert capsys.readouterr().out.startswith(
