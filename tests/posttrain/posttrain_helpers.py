@@ -11,9 +11,10 @@ import torch
 
 from herd.checkpoint.base import SIDE_FILES_EXTRA, CheckpointInfo
 from herd.checkpoint.hf import write_hf
-from herd.checkpoint.load import model_tensors
+from herd.checkpoint.load import model_tensors, open_checkpoint
 from herd.model.build import build_model
 from herd.model.presets import get_preset
+from herd.posttrain.reward_model import RewardModel
 from herd.tokenizer import Tokenizer
 from herd.tokenizer.save import save_tokenizer
 from herd.train.distributed import Runtime
@@ -42,6 +43,23 @@ def write_tiny_init(root: Path, tokenizer: Tokenizer) -> Path:
     files = save_tokenizer(tokenizer, root / "tokenizer")
     info = CheckpointInfo(config, extras={SIDE_FILES_EXTRA: files})
     return write_hf(root / "init", info, model_tensors(build_model(config, seed=0)))
+
+
+#: Four short prompts of the PPO and RLHF runs on the tiny models.
+PROMPTS = ["name the parser", "what is an argument?", "help with the option", "the default value?"]
+
+
+def write_tiny_policy_and_rm(root: Path, tokenizer: Tokenizer) -> Path:
+    """``root/init`` (:func:`write_tiny_init`) and ``root/rm``, a random reward model of its shape (seed 1, the
+    tokenizer's end-of-sequence id as pad) with the tokenizer's files: what a PPO or RLHF run starts from.
+    Returns ``root/init``."""
+    init = write_tiny_init(root, tokenizer)
+    with open_checkpoint(init) as reader:
+        config = reader.config
+    RewardModel.random(config, seed=1, pad_id=tokenizer.eos_id).save_pretrained(
+        root / "rm", tokenizer=tokenizer
+    )
+    return init
 
 
 def run_config(root: Path, out: Path, seq_len: int, rows_per_step: int, micro_batch: int) -> dict[str, Any]:

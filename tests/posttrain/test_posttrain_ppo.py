@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 import torch
 from posttrain_helpers import (
+    PROMPTS,
     cpu_placement,
     crash_once_at,
     losses,
@@ -25,6 +26,7 @@ from posttrain_helpers import (
     with_sections,
     write_rows,
     write_tiny_init,
+    write_tiny_policy_and_rm,
 )
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
@@ -99,19 +101,12 @@ def test_advantage_settings_checked() -> None:
 
 # ---- the objective on herd's trainer -------------------------------------------------------------
 
-PROMPTS = ["name the parser", "what is an argument?", "help with the option", "the default value?"]
-
 
 @pytest.fixture(scope="module")
 def workspace(tmp_path_factory: pytest.TempPathFactory, llama2_tokenizer: Tokenizer) -> Path:
     """``init/`` (a tiny random policy), ``rm/`` (a tiny random reward model), ``train.jsonl`` and ``val.jsonl``."""
     root = tmp_path_factory.mktemp("ppo")
-    init = write_tiny_init(root, llama2_tokenizer)
-    with open_checkpoint(init) as reader:
-        config = reader.config
-    RewardModel.random(config, seed=1, pad_id=llama2_tokenizer.eos_id).save_pretrained(
-        root / "rm", tokenizer=llama2_tokenizer
-    )
+    write_tiny_policy_and_rm(root, llama2_tokenizer)
     rows = [{"prompt": p, "safety": i % 2 == 0} for i, p in enumerate(PROMPTS)]
     write_rows(root / "train.jsonl", rows)
     write_rows(root / "val.jsonl", [{"prompt": "which group?"}, {"prompt": "a type, please"}])

@@ -14,12 +14,11 @@ from typing import Any
 
 import pytest
 import torch
-from posttrain_helpers import crash_once_at, posttrain_command, write_rows, write_tiny_init
+from posttrain_helpers import PROMPTS, crash_once_at, posttrain_command, write_rows, write_tiny_policy_and_rm
 
-from herd.checkpoint.load import load_model, open_checkpoint
+from herd.checkpoint.load import load_model
 from herd.errors import ConfigError
 from herd.posttrain.rejection_sampling import PROGRESS
-from herd.posttrain.reward_model import RewardModel
 from herd.posttrain.rlhf import RLHFResult, load_rlhf_config, plan, rlhf, win_rate
 from herd.tokenizer import Tokenizer
 from herd.train.checkpointing import latest_checkpoint, read_trainer_state
@@ -27,7 +26,6 @@ from herd.train.metrics import METRICS_FILE, read_metrics
 
 ROOT = Path(__file__).resolve().parents[2]
 
-PROMPTS = ["name the parser", "what is an argument?", "help with the option", "the default value?"]
 TRAINER = {"device": "cpu", "micro_batch_size": 1, "seed": 0}
 QUIET = "log = {progress = false, tensorboard = false}\ncheckpoint = {every = 2, keep = 1}\n"
 
@@ -36,12 +34,7 @@ QUIET = "log = {progress = false, tensorboard = false}\ncheckpoint = {every = 2,
 def workspace(tmp_path_factory: pytest.TempPathFactory, llama2_tokenizer: Tokenizer) -> Path:
     """``init/``, ``rm/``, the prompts, the held-out prompts, the stage configs and the run's config."""
     root = tmp_path_factory.mktemp("rlhf")
-    init = write_tiny_init(root, llama2_tokenizer)
-    with open_checkpoint(init) as reader:
-        config = reader.config
-    RewardModel.random(config, seed=1, pad_id=llama2_tokenizer.eos_id).save_pretrained(
-        root / "rm", tokenizer=llama2_tokenizer
-    )
+    init = write_tiny_policy_and_rm(root, llama2_tokenizer)
     write_rows(root / "prompts.jsonl", [{"prompt": p} for p in PROMPTS])
     write_rows(root / "val.jsonl", [{"prompt": "which group?"}, {"prompt": "a type, please"}])
     (root / "rs.toml").write_text(
