@@ -74,7 +74,8 @@ def test_logprobs_equal_transformers_full_forward(preset: str, tmp_path: Path) -
     scored = score_requests(model, requests, batch_size=16)
     for (context, continuation), result in zip(requests, scored, strict=True):
         logprob, is_greedy = reference_logprob(reference, list(context), list(continuation))
-        assert result.logprob == pytest.approx(logprob, abs=1e-5)
+        # 1e-5 per token: a sum of tens of fp32 log-probabilities, added in another order than transformers'
+        assert result.logprob == pytest.approx(logprob, abs=1e-5 * len(continuation))
         assert result.is_greedy == is_greedy
         assert result.tokens == len(continuation)
     assert scored[-1].is_greedy

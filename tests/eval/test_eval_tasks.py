@@ -59,7 +59,7 @@ def test_every_shipped_spec_builds_questions_from_the_real_data(path: Path) -> N
     examples = build_examples(spec, limit=3)
     assert len(examples) == 3 * len(subjects_of(spec))
     for example in examples:
-        assert example.context and len(example.continuations) >= 2
+        assert example.context_of(0) and len(example.continuations) >= 2
         assert all(c.startswith(" ") for c in example.continuations)
     assert len({example.id for example in examples}) == len(examples)
 
@@ -138,18 +138,17 @@ def test_piqa_boolq_openbookqa_social_iqa_render_the_harness_prompts() -> None:
 
 
 @needs_olmo
-def test_winogrande_context_stops_at_the_blank_and_the_text_is_the_harness_text() -> None:
+def test_winogrande_each_option_has_its_own_context_and_the_rest_is_scored() -> None:
+    """lm-eval's WinoGrande: the context is the sentence up to the blank with the option in it, and every
+    option scores the same continuation, the rest of the sentence after the target delimiter."""
     (first,) = _first("winogrande")
-    assert first.context == "Sarah was a much better surgeon than Maria so"
-    assert first.continuations == (
-        " Sarah always got the easier cases.",
-        " Maria always got the easier cases.",
+    assert first.contexts == (
+        "Sarah was a much better surgeon than Maria so Sarah",
+        "Sarah was a much better surgeon than Maria so Maria",
     )
+    assert first.continuations == (" always got the easier cases.",) * 2
     assert first.gold == 1
-    # The harness's context for the gold option plus its target is the same text.
-    assert first.context + first.continuations[1] == "Sarah was a much better surgeon than Maria so Maria" + (
-        " always got the easier cases."
-    )
+    assert [first.context_of(i) for i in range(2)] == list(first.contexts)
 
 
 @needs_olmo

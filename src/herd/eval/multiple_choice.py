@@ -136,7 +136,7 @@ def evaluate(
     target_delimiter: str = TARGET_DELIMITER,
 ) -> tuple[list[QuestionScore], TaskScore]:
     """Score every question of a task: the per-question records (in order) and the task score."""
-    pairs = [(c.context, cont) for c in choices for cont in c.continuations]
+    pairs = [(c.context_of(i), cont) for c in choices for i, cont in enumerate(c.continuations)]
     scored = score_texts(model, tokenizer, pairs, batch_size=batch_size, add_bos=add_bos)
     questions = []
     start = 0

@@ -10,10 +10,9 @@ lm-evaluation-harness renders the same datasets, so that scores compare:
 - ``style = "letters"``: the Llama papers' MMLU format, ``text``, then one line
   ``A. answer`` per answer, then ``Answer:``; the answers are " A", " B", ...;
 - ``style = "fill_blank"``: WinoGrande, whose ``text`` holds a ``_`` blank that
-  each option fills. The harness scores only the words after the blank, with a
-  different context per option; a :class:`Choice` has one context, so here the
-  context stops before the blank and every answer is the option and the rest of
-  the sentence. The text is the harness's, the scored span is longer (see docs/eval.md).
+  each option fills. As in the harness, each option has its own context (the
+  sentence up to the blank with the option in it, :attr:`Choice.contexts`) and
+  every option scores the same continuation, the rest of the sentence.
 
 Few-shot examples are other rows of ``fewshot_split`` (never the question
 itself), each rendered with its gold answer and joined by the few-shot delimiter
@@ -154,12 +153,14 @@ def build_examples(spec: TaskSpec, limit: int = 0) -> list[Choice]:
                 _render(spec, shots[j], f"{shots_where} row {j}").shot + spec.fewshot_delimiter
                 for j in chosen
             )
+            context = description + prefix + question.prompt
             examples.append(
                 Choice(
                     id=f"{spec.name}/{subject}/{index}" if subject else f"{spec.name}/{index}",
-                    context=description + prefix + question.prompt,
+                    context=context,
                     continuations=question.continuations,
                     gold=question.gold,
+                    contexts=tuple(context + own for own in question.contexts),
                 )
             )
     return examples
@@ -201,11 +202,13 @@ class _Rendered:
     prompt: str
     continuations: tuple[str, ...]
     gold: int
+    contexts: tuple[str, ...] = ()  # one per answer (fill_blank), each after ``prompt``
 
     @property
     def shot(self) -> str:
-        """The row as a solved few-shot example: the prompt followed by its gold answer."""
-        return self.prompt + self.continuations[self.gold]
+        """The row as a solved few-shot example: the prompt (and the gold answer's context) and its answer."""
+        own = self.contexts[self.gold] if self.contexts else ""
+        return self.prompt + own + self.continuations[self.gold]
 
 
 def _render(spec: TaskSpec, row: dict[str, Any], where: str) -> _Rendered:
@@ -225,10 +228,8 @@ def _render(spec: TaskSpec, row: dict[str, Any], where: str) -> _Rendered:
         if "_" not in text:
             raise InputError(f"{where}: no '_' blank in {text!r}")
         before, after = text.split("_", 1)
-        prompt = before.rstrip()
-        gap = before[len(prompt) :]
         rest = delimiter + after.strip()
-        return _Rendered(prompt, tuple(gap + answer + rest for answer in answers), gold)
+        return _Rendered("", (rest,) * len(answers), gold, tuple(before + answer for answer in answers))
     return _Rendered(text, tuple(delimiter + answer for answer in answers), gold)
 
 
