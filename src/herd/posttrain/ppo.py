@@ -699,17 +699,11 @@ class PPOObjective(Objective[MiniBatch]):
             pad_id=self.pad_id,
         )
 
-    def _texts(self, drawn: Rollout) -> list[str]:
-        """The responses of ``drawn`` decoded without their end-of-turn token and stripped."""
-        texts = []
-        for r, ended in enumerate(drawn.ended.tolist()):
-            ids = drawn.tokens[r][drawn.response_mask[r]].tolist()
-            texts.append(self.start.tokenizer.decode(ids[:-1] if ended else ids).strip())
-        return texts
-
     def _scores(self, key: str, prompts: Sequence[PPOPrompt], drawn: Rollout, samples: int) -> torch.Tensor:
         """(responses,) fp32 outputs of the reward model ``key``, each response rendered after its prompt."""
-        conversations = [(prompts[r // samples].messages, text) for r, text in enumerate(self._texts(drawn))]
+        conversations = [
+            (prompts[r // samples].messages, text) for r, text in enumerate(drawn.texts(self.start.tokenizer))
+        ]
         scores = score_conversations(
             self.reward_models[key],
             self.start.chat,
@@ -723,7 +717,10 @@ class PPOObjective(Objective[MiniBatch]):
         if self.program is None:
             return self._scores("reward_model", prompts, drawn, samples)
         program = self.program
-        scores = [program(prompts[r // samples].messages, text) for r, text in enumerate(self._texts(drawn))]
+        scores = [
+            program(prompts[r // samples].messages, text)
+            for r, text in enumerate(drawn.texts(self.start.tokenizer))
+        ]
         return torch.tensor(scores, dtype=torch.float32, device=drawn.tokens.device)
 
     def _reward(

@@ -33,7 +33,7 @@ checked before anything runs.
 **The round report** (:func:`evaluate`): one answer per held-out prompt
 (``eval.prompts``), sampled by :func:`herd.posttrain.rollout.rollout` at
 ``eval.temperature`` with the same seeds in every round, scored by the reward
-model (:func:`herd.posttrain.rejection_sampling.score_responses`). Round 0 is
+model (:func:`herd.posttrain.rejection_sampling.score_conversations`). Round 0 is
 the initial policy. The figures: the mean reward; the KL to the initial policy
 per answer token (log π − log π_0 on the round's own answers, the estimate
 PPO's held-out ``eval_kl`` uses: unbiased, and slightly negative on a few
@@ -85,7 +85,7 @@ from herd.posttrain.rejection_sampling import (
     check_same_vocabulary,
     load_prompts,
     rejection_sample,
-    score_responses,
+    score_conversations,
 )
 from herd.posttrain.reward_model import RewardModel
 from herd.posttrain.rollout import response_logprobs, rollout
@@ -583,17 +583,22 @@ def evaluate(config: RLHFConfig, policy: str, reference: str | None) -> list[dic
         log_ratio = (
             response_logprobs(model, drawn.tokens, mask) - response_logprobs(ref, drawn.tokens, mask)
         ) * mask
-        for b, (prompt, ended) in enumerate(zip(batch, drawn.ended.tolist(), strict=True)):
-            ids = drawn.tokens[b][mask[b]].tolist()
-            answer = tokenizer.decode(ids[:-1] if ended else ids).strip()
+        answers = drawn.texts(tokenizer)
+        rewards = score_conversations(
+            reward_model,
+            fmt,
+            [(prompt.messages, answer) for prompt, answer in zip(batch, answers, strict=True)],
+            batch_size=len(batch),
+        )
+        for b, prompt in enumerate(batch):
             rows.append(
                 {
                     "prompt_index": start + b,
                     "prompt": prompt.messages[-1]["content"],
-                    "answer": answer,
-                    "reward": score_responses(reward_model, fmt, prompt.messages, [answer])[0],
-                    "tokens": len(ids),
-                    "ended": ended,
+                    "answer": answers[b],
+                    "reward": rewards[b],
+                    "tokens": int(mask[b].sum()),
+                    "ended": bool(drawn.ended[b]),
                     "kl_sum": float(log_ratio[b].sum()),
                 }
             )

@@ -37,6 +37,7 @@ from herd.model.cross_entropy import IGNORE_INDEX
 from herd.model.transformer import Transformer
 from herd.posttrain.losses import chunked_token_logprobs
 from herd.posttrain.reward_model import RewardModel
+from herd.tokenizer import Tokenizer
 
 
 @dataclass(frozen=True)
@@ -58,6 +59,14 @@ class Rollout:
     def ended(self) -> torch.Tensor:
         """(batch,) bool: whether each response ended with a stop id (False: cut off, to be penalised)."""
         return torch.tensor([r == "stop" for r in self.finish_reasons], device=self.tokens.device)
+
+    def texts(self, tokenizer: Tokenizer) -> list[str]:
+        """Each response decoded without its end-of-turn token and stripped: what a reward model scores."""
+        texts = []
+        for r, ended in enumerate(self.ended.tolist()):
+            ids = self.tokens[r][self.response_mask[r]].tolist()
+            texts.append(tokenizer.decode(ids[:-1] if ended else ids).strip())
+        return texts
 
 
 def rollout(
