@@ -148,7 +148,16 @@ def build_examples(spec: TaskSpec, limit: int = 0) -> list[Choice]:
         for index in range(count):
             question = _render(spec, rows[index], f"{where} row {index}")
             own = index if shots_where == where else None
-            chosen = _fewshot_indices(spec, len(shots), own, index, shots_where)
+            chosen = fewshot_indices(
+                spec.name,
+                spec.num_fewshot,
+                spec.fewshot_sampler,
+                spec.fewshot_seed,
+                len(shots),
+                own,
+                index,
+                shots_where,
+            )
             prefix = "".join(
                 _render(spec, shots[j], f"{shots_where} row {j}").shot + spec.fewshot_delimiter
                 for j in chosen
@@ -172,27 +181,35 @@ def _load(spec: TaskSpec, subject: str, split: str) -> tuple[Path, list[dict[str
     location = resolve(name)
     if split and "{split}" not in spec.path:
         location = location / split
-    return location, _rows_at(location)
+    return location, rows_at(location)
 
 
 @cache
-def _rows_at(location: Path) -> list[dict[str, Any]]:
+def rows_at(location: Path) -> list[dict[str, Any]]:
     """The rows at ``location``, read once per process: few-shot pools are re-read for every subject and split."""
     return read_rows(location)
 
 
-def _fewshot_indices(spec: TaskSpec, pool: int, own: int | None, index: int, where: Path) -> list[int]:
-    """Which rows of the few-shot pool precede question ``index``: never ``own`` (the question itself)."""
-    if spec.num_fewshot == 0:
+def fewshot_indices(
+    task: str, num_fewshot: int, sampler: str, seed: int, pool: int, own: int | None, index: int, where: Path
+) -> list[int]:
+    """Which of ``pool`` rows precede question ``index`` as its shots: never ``own`` (the question itself).
+
+    ``first_n`` takes the first rows; ``random`` draws with ``random.Random``
+    seeded by ``seed`` and ``index``, so a question's shots do not depend on
+    which other questions run. Every task kind (multiple choice, generation)
+    picks its shots here.
+    """
+    if num_fewshot == 0:
         return []
     candidates = [j for j in range(pool) if j != own]
-    if spec.num_fewshot > len(candidates):
+    if num_fewshot > len(candidates):
         raise ConfigError(
-            f"task {spec.name!r}: num_fewshot {spec.num_fewshot} but {where} has {len(candidates)} other rows"
+            f"task {task!r}: num_fewshot {num_fewshot} but {where} has {len(candidates)} other rows"
         )
-    if spec.fewshot_sampler == "first_n":
-        return candidates[: spec.num_fewshot]
-    return random.Random(f"{spec.fewshot_seed}:{index}").sample(candidates, spec.num_fewshot)
+    if sampler == "first_n":
+        return candidates[:num_fewshot]
+    return random.Random(f"{seed}:{index}").sample(candidates, num_fewshot)
 
 
 @dataclass(frozen=True)
@@ -214,7 +231,7 @@ class _Rendered:
 def _render(spec: TaskSpec, row: dict[str, Any], where: str) -> _Rendered:
     """``row`` rendered by ``spec``'s style; ``where`` (file and row) names it in errors."""
     row = _prepared(spec, row, where)
-    text = _fill(spec.text, row, where)
+    text = fill_template(spec.text, row, where)
     answers = _answers(spec, row, where)
     gold = _gold(spec, row, answers, where)
     delimiter = spec.target_delimiter
@@ -237,11 +254,11 @@ def _prepared(spec: TaskSpec, row: dict[str, Any], where: str) -> dict[str, Any]
     """``row`` with the spec's ``strip`` fields stripped and its named preprocessing applied."""
     row = dict(row)
     for name in spec.strip:
-        row[name] = str(_field(row, name, where)).strip()
+        row[name] = str(field_value(row, name, where)).strip()
     if spec.preprocess == "hellaswag":
-        context = f"{_field(row, 'ctx_a', where)} {str(_field(row, 'ctx_b', where)).capitalize()}"
-        row["query"] = _clean_hellaswag(f"{_field(row, 'activity_label', where)}: {context}")
-        row["endings"] = [_clean_hellaswag(ending) for ending in _field(row, "endings", where)]
+        context = f"{field_value(row, 'ctx_a', where)} {str(field_value(row, 'ctx_b', where)).capitalize()}"
+        row["query"] = _clean_hellaswag(f"{field_value(row, 'activity_label', where)}: {context}")
+        row["endings"] = [_clean_hellaswag(ending) for ending in field_value(row, "endings", where)]
     return row
 
 
@@ -252,7 +269,7 @@ def _clean_hellaswag(text: str) -> str:
     return re.sub(r"\[.*?\]", "", text).replace("  ", " ")
 
 
-def _field(row: dict[str, Any], name: str, where: str) -> Any:
+def field_value(row: dict[str, Any], name: str, where: str) -> Any:
     """The value of the field ``name`` of ``row``, dotted names reaching into tables (``choices.text``)."""
     value: Any = row
     for part in name.split("."):
@@ -263,13 +280,13 @@ def _field(row: dict[str, Any], name: str, where: str) -> Any:
     return value
 
 
-def _fill(template: str, row: dict[str, Any], where: str) -> str:
+def fill_template(template: str, row: dict[str, Any], where: str) -> str:
     """``template`` with each ``{field}`` replaced by that field of ``row``."""
     parts = []
     for literal, name, _, _ in string.Formatter().parse(template):
         parts.append(literal)
         if name is not None:
-            parts.append(str(_field(row, name, where)))
+            parts.append(str(field_value(row, name, where)))
     return "".join(parts)
 
 
@@ -278,8 +295,8 @@ def _answers(spec: TaskSpec, row: dict[str, Any], where: str) -> list[str]:
     if spec.choice_values:
         return list(spec.choice_values)
     if spec.choice_fields:
-        return [str(_field(row, name, where)) for name in spec.choice_fields]
-    answers = _field(row, spec.choices, where)
+        return [str(field_value(row, name, where)) for name in spec.choice_fields]
+    answers = field_value(row, spec.choices, where)
     if not isinstance(answers, list) or not answers or not all(isinstance(a, str) for a in answers):
         raise InputError(f"{where}: field {spec.choices!r} is not a list of answer texts: {answers!r}")
     return answers
@@ -287,7 +304,7 @@ def _answers(spec: TaskSpec, row: dict[str, Any], where: str) -> list[str]:
 
 def _gold(spec: TaskSpec, row: dict[str, Any], answers: list[str], where: str) -> int:
     """The index of the correct answer, read from field ``gold`` as ``gold_kind`` says."""
-    value = _field(row, spec.gold, where)
+    value = field_value(row, spec.gold, where)
     index: int | None = None
     if spec.gold_kind == "bool":
         index = int(value) if isinstance(value, bool) else None
@@ -299,7 +316,7 @@ def _gold(spec: TaskSpec, row: dict[str, Any], answers: list[str], where: str) -
         text = str(value).strip()
         index = LETTERS.index(text) if len(text) == 1 and text in LETTERS else None
     else:
-        labels = _field(row, spec.labels, where)
+        labels = field_value(row, spec.labels, where)
         text = str(value).strip()
         index = labels.index(text) if isinstance(labels, list) and text in labels else None
     if index is None or not 0 <= index < len(answers):
