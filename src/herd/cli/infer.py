@@ -36,7 +36,7 @@ QUANT_MODES = ("int8", "int4")
 INT4_GROUP_SIZES = (32, 64, 128, 256)
 
 
-def _add_model_args(parser: argparse.ArgumentParser) -> None:
+def add_model_args(parser: argparse.ArgumentParser) -> None:
     """The flags that load a model, the same for generate and chat."""
     parser.add_argument("model", metavar="MODEL", help=MODEL_HELP)
     parser.add_argument(
@@ -102,7 +102,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "  herd generate llama2-tiny --random --prompt hello --json",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    _add_model_args(gen)
+    add_model_args(gen)
     gen.add_argument("--prompt", required=True, help="the text to continue ('-' reads it from stdin)")
     _add_sampling_args(gen, 64, "greedy")
     gen.add_argument("--stop", action="append", default=[], metavar="TEXT", help="stop string (repeatable)")
@@ -135,7 +135,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "example:\n  printf 'Hi!\\n/exit\\n' | herd chat SmolLM2-135M-Instruct.Q4_1.gguf --greedy",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    _add_model_args(chat)
+    add_model_args(chat)
     chat.add_argument("--system", help="system message")
     chat.add_argument("--chat-format", choices=("llama2", "llama3", "jinja"), help="default: detected")
     _add_sampling_args(chat, 512, f"temperature {CHAT_DEFAULT_TEMPERATURE}, top-p {CHAT_DEFAULT_TOP_P}")
@@ -168,7 +168,7 @@ def _sampling(
     )
 
 
-def _load(args: argparse.Namespace) -> tuple[Engine, Tokenizer]:
+def load_engine(args: argparse.Namespace) -> tuple[Engine, Tokenizer]:
     """The engine and tokenizer of the model flags, on ``--threads`` threads."""
     from herd.infer.engine import Engine
     from herd.infer.generate import generate_ids
@@ -218,7 +218,7 @@ def _generate(args: argparse.Namespace) -> int:
     check_max_new_tokens(args.max_new_tokens)
     sampling = _sampling(args, 0.0, None)
     check_model_spec(args.model, args.random)
-    engine, tokenizer = _load(args)
+    engine, tokenizer = load_engine(args)
     completion = generate(
         engine,
         tokenizer,
@@ -248,7 +248,7 @@ def _chat(args: argparse.Namespace) -> int:
     check_max_new_tokens(args.max_new_tokens)
     sampling = _sampling(args, CHAT_DEFAULT_TEMPERATURE, CHAT_DEFAULT_TOP_P)
     check_model_spec(args.model, args.random)
-    engine, tokenizer = _load(args)
+    engine, tokenizer = load_engine(args)
     session = ChatSession(
         engine,
         tokenizer,
