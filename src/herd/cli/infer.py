@@ -103,7 +103,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add_model_args(gen)
-    gen.add_argument("--prompt", required=True, help="the text to continue ('-' reads it from stdin)")
+    gen.add_argument("--prompt", help="the text to continue ('-' reads it from stdin)")
+    gen.add_argument("--infill-prefix", metavar="TEXT", help="Code Llama infilling: the code before the gap")
+    gen.add_argument("--infill-suffix", metavar="TEXT", help="Code Llama infilling: the code after the gap")
     _add_sampling_args(gen, 64, "greedy")
     gen.add_argument("--stop", action="append", default=[], metavar="TEXT", help="stop string (repeatable)")
     gen.add_argument("--ignore-eos", action="store_true", help="do not stop at EOS/end-of-turn tokens")
@@ -212,25 +214,45 @@ def _generate(args: argparse.Namespace) -> int:
     from herd.infer.generate import check_max_new_tokens
     from herd.infer.loading import check_model_spec
 
+    gap = (args.infill_prefix, args.infill_suffix)
+    if (gap == (None, None)) == (args.prompt is None) or gap.count(None) == 1:
+        raise HerdError("give --prompt, or --infill-prefix and --infill-suffix together (not both)")
+    if args.prompt is None and (args.bos is not None or args.truncate or args.ignore_eos):
+        raise HerdError("--bos, --truncate and --ignore-eos do not apply to --infill-prefix/--infill-suffix")
     prompt = read_stdin() if args.prompt == "-" else args.prompt
-    if not prompt:
+    if prompt == "":
         raise HerdError("the prompt is empty")
     check_max_new_tokens(args.max_new_tokens)
     sampling = _sampling(args, 0.0, None)
     check_model_spec(args.model, args.random)
     engine, tokenizer = load_engine(args)
-    completion = generate(
-        engine,
-        tokenizer,
-        [prompt],
-        max_new_tokens=args.max_new_tokens,
-        **dataclasses.asdict(sampling),
-        stop=args.stop,
-        ignore_eos=args.ignore_eos,
-        add_bos=args.bos,
-        truncate=args.truncate,
-        stream=None if args.json else lambda _row, text: _write(sys.stdout, text),
-    )[0]
+    stream = None if args.json else lambda _row, text: _write(sys.stdout, text)
+    if prompt is None:
+        from herd.infer.infilling import infill
+
+        completion = infill(
+            engine,
+            tokenizer,
+            args.infill_prefix,
+            args.infill_suffix,
+            max_new_tokens=args.max_new_tokens,
+            **dataclasses.asdict(sampling),
+            stop=args.stop,
+            stream=stream,
+        )
+    else:
+        completion = generate(
+            engine,
+            tokenizer,
+            [prompt],
+            max_new_tokens=args.max_new_tokens,
+            **dataclasses.asdict(sampling),
+            stop=args.stop,
+            ignore_eos=args.ignore_eos,
+            add_bos=args.bos,
+            truncate=args.truncate,
+            stream=stream,
+        )[0]
     if args.json:
         print(json.dumps(completion.to_dict(), ensure_ascii=False))
     else:
