@@ -10,6 +10,7 @@ import pytest
 from herd.config import from_dict, load_toml
 from herd.errors import ConfigError
 from herd.eval.key_retrieval import (
+    CHAT_ROOM,
     FILLER,
     NEEDLE,
     KeyRetrievalSpec,
@@ -18,6 +19,7 @@ from herd.eval.key_retrieval import (
     evaluate_key_retrieval,
     plot_key_retrieval,
     retrieved,
+    usable_lengths,
 )
 from herd.eval.result import Metric, TaskResult
 from herd.infer.engine import Engine
@@ -93,6 +95,8 @@ def test_tiny_model_run_and_heatmap(smollm2_tokenizer: Tokenizer, tmp_path: Path
     assert {r["length"] for r in result.examples} == {100, 200, 512 - 4}
     limited = evaluate_key_retrieval(spec, engine, smollm2_tokenizer, limit=5)
     assert [r["id"] for r in limited.examples] == [r["id"] for r in result.examples[:5]]
+    chat = evaluate_key_retrieval(spec, engine, smollm2_tokenizer, limit=2, chat=True)  # ChatML user turns
+    assert chat.n == 2 and usable_lengths(spec, 512, chat=True) == [100, 200, 512 - 4 - CHAT_ROOM]
     png = plot_key_retrieval(result, tmp_path / "key_retrieval.png")
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 2000
 
