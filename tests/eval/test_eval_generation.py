@@ -19,13 +19,16 @@ from lm_eval.filters.selection import TakeFirstFilter
 from herd.config import from_dict, load_toml
 from herd.errors import ConfigError, InputError
 from herd.eval.generation import (
+    HERD_DATA,
     GenerationSpec,
     build_questions,
     cut_at_stops,
     evaluate_generation,
     exact_match,
     extract,
+    locate,
 )
+from herd.eval.tasks import rows_at
 from herd.infer.byte_tokenizer import ByteTokenizer
 from herd.infer.completion import generate
 from herd.infer.engine import Engine
@@ -191,6 +194,61 @@ def test_configs_agree_with_lm_eval_task_files(name: str, task_file: str) -> Non
     assert spec.shot in ("", spec.text + spec.target_delimiter + "{" + spec.target + "}")
     # lm-eval's gsm8k defaults to 5 shots; the Llama papers report 8-shot. The QA tasks default to 0.
     assert spec.num_fewshot == (8 if name == "gsm8k" else task.get("num_fewshot", 0))
+
+
+def lm_eval_task(task_file: str, splits: dict[str, Path], cache: Path, **changes: Any) -> Any:
+    """lm-eval's own task from its yaml, reading local JSONL files (and the first_n sampler, as herd's spec)."""
+    from lm_eval.api.task import ConfigurableTask
+
+    task = lm_eval_yaml(task_file)
+    task.pop("tag", None)
+    task.update(
+        dataset_path="json",
+        dataset_name=None,
+        dataset_kwargs={"data_files": {k: str(v) for k, v in splits.items()}, "cache_dir": str(cache)},
+        fewshot_config={"sampler": "first_n"},
+        **changes,
+    )
+    return ConfigurableTask(config=task)
+
+
+@pytest.mark.parametrize("shots", [0, 2, 8])
+def test_gsm8k_prompts_equal_lm_eval_s_own(shots: int, tmp_path: Path) -> None:
+    folder = HERD_DATA / "herd_word_problems"
+    splits = {"train": folder / "train.jsonl", "test": folder / "test.jsonl"}
+    task = lm_eval_task("gsm8k/gsm8k.yaml", splits, tmp_path)
+    _, questions = build_questions(config("gsm8k", num_fewshot=shots, fewshot_sampler="first_n"), limit=3)
+    for doc, question in zip(task.test_docs(), questions, strict=False):
+        assert question.prompt == task.fewshot_context(doc, num_fewshot=shots)
+        assert question.golds == (task.doc_to_target(doc),)
+
+
+@pytest.mark.parametrize(
+    ("name", "task_file"), [("triviaqa", "triviaqa/default.yaml"), ("nq_open", "nq_open/nq_open.yaml")]
+)
+@pytest.mark.parametrize("shots", [0, 1, 5])
+def test_qa_prompts_and_golds_equal_lm_eval_s_own(
+    name: str, task_file: str, shots: int, tmp_path: Path
+) -> None:
+    """The first rows of the olmo validation split, as JSONL both sides read; shots from the same split."""
+    spec = config(name)
+    rows = rows_at(locate(spec.path, spec.split))[:8]
+    data = tmp_path / "validation.jsonl"
+    keep = spec.target.split(".")[0]
+    write_jsonl(data, [{"question": row["question"], keep: row[keep]} for row in rows])
+    # As the evaluated split (test_split), lm-eval leaves each question out of its own shots, as herd does.
+    task = lm_eval_task(
+        task_file,
+        {"validation": data},
+        tmp_path / "cache",
+        fewshot_split="validation",
+        test_split="validation",
+    )
+    local = dataclasses.replace(spec, path=str(data), split="", num_fewshot=shots, fewshot_sampler="first_n")
+    _, questions = build_questions(local, limit=3)
+    for doc, question in zip(task.test_docs(), questions, strict=False):
+        assert question.prompt == task.fewshot_context(doc, num_fewshot=shots)
+        assert list(question.golds) == task.doc_to_target(doc)
 
 
 def test_cut_at_stops_cuts_as_lm_eval_does() -> None:
