@@ -1,8 +1,8 @@
 """Generation tasks (GSM8K, TriviaQA, NaturalQuestions): greedy answers, extracted and scored as lm-eval does.
 
-The Llama papers score these benchmarks on generated text (Llama 2 §2.3 and
-Table 3: GSM8K 8-shot, TriviaQA and NaturalQuestions 0/1/5/64-shot exact match;
-Llama 3 §5.1.1). A spec (``configs/eval/{gsm8k,triviaqa,nq_open}.toml``,
+The Llama papers score these benchmarks on generated text: NaturalQuestions
+and TriviaQA by exact match, 0/1/5/64-shot (Llama 1 §3.2, Tables 4 and 5) and
+5-shot (Llama 2 §2.3), GSM8K 8-shot (Llama 2 §2.3, Llama 3 §5.1.1). A spec (``configs/eval/{gsm8k,triviaqa,nq_open}.toml``,
 ``kind = "generate"``) renders each row as lm-evaluation-harness 0.4 renders it
 for ``generate_until``: the ``description``, then ``num_fewshot`` solved rows
 (``shot``, or the prompt, the target delimiter " " and the gold answer, the

@@ -1,6 +1,6 @@
 """herd's own grade-school word problems (not GSM8K): a fixed, generated set in GSM8K's answer format.
 
-The Llama papers report GSM8K (8-shot, Llama 2 §5.1 Table 3, Llama 3 §5.1.1),
+The Llama papers report GSM8K (8-shot, Llama 2 §2.3, Llama 3 §5.1.1),
 but GSM8K (MIT licence) is not shipped with herd and herd runs offline, so the
 default ``gsm8k`` task (``configs/eval/gsm8k.toml``) runs on this set instead
 and says so; ``--data-dir`` swaps in the real one. These problems are much
