@@ -16,16 +16,18 @@ import pytest
 from herd.errors import HerdError
 from herd.eval.sandbox import TAIL_BYTES, isolation, run_program, run_programs
 
+THREAD_VARIABLES = ["OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"]
 
-def sandboxed_survivors(since: float) -> list[psutil.Process]:
-    """Processes of the sandbox's user started since ``since`` that run the sandbox's preamble or launcher."""
+
+def survivors(folder: str) -> list[psutil.Process]:
+    """Processes still running in the sandbox folder ``folder`` (the program's children would be)."""
     found = []
-    for process in psutil.process_iter(["uids", "cmdline", "create_time"]):
-        info = process.info
-        if info["uids"] is None or info["uids"].real != isolation().uid or info["create_time"] < since - 1:
-            continue
-        if any("herd's sandbox" in part or "unshare" in part for part in info["cmdline"] or ()):
-            found.append(process)
+    for process in psutil.process_iter():
+        try:
+            if process.cwd().startswith(folder):
+                found.append(process)
+        except (psutil.AccessDenied, psutil.NoSuchProcess, psutil.ZombieProcess):
+            pass
     return found
 
 
@@ -51,28 +53,31 @@ def test_an_infinite_loop_times_out_on_time() -> None:
 
 
 def test_a_fork_bomb_fails_and_leaves_no_process_behind() -> None:
-    since = time.time()
-    outcome = run_program("import os\nwhile True:\n    os.fork()", timeout=5.0)
-    assert outcome.status in ("failed", "crashed")
-    assert outcome.seconds < 5.0  # stopped by the process limit, not by the timeout
+    outcome = run_program(
+        "import os\nprint(os.getcwd(), flush=True)\nwhile True:\n    os.fork()", timeout=5.0
+    )
+    assert outcome.status in ("failed", "crashed"), outcome
+    assert outcome.seconds < 5.0, outcome  # stopped by the process limit, not by the timeout
     assert (
         subprocess.run([sys.executable, "-c", "print(1)"], capture_output=True, check=True).stdout == b"1\n"
     )
-    assert sandboxed_survivors(since) == []
+    folder = outcome.stdout.splitlines()[0]
+    assert "herd-sandbox-" in folder and survivors(folder) == []
 
 
 def test_children_that_outlive_the_program_are_killed() -> None:
-    since = time.time()
     source = (
-        "import os, time\nfor _ in range(3):\n    if os.fork() == 0:\n        time.sleep(60)\nprint('done')"
+        "import os, time\nprint(os.getcwd(), flush=True)\n"
+        "for _ in range(3):\n    if os.fork() == 0:\n        time.sleep(60)\nprint('done')"
     )
     outcome = run_program(source, timeout=5.0)
-    assert outcome.passed
+    assert outcome.passed and outcome.stdout.endswith("done\n")
     assert outcome.seconds < 5.0
+    folder = outcome.stdout.splitlines()[0]
     deadline = time.monotonic() + 2
-    while sandboxed_survivors(since) and time.monotonic() < deadline:
+    while survivors(folder) and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert sandboxed_survivors(since) == []
+    assert "herd-sandbox-" in folder and survivors(folder) == []
 
 
 def test_a_memory_hog_runs_out_of_memory() -> None:
@@ -123,7 +128,8 @@ def test_the_program_runs_in_a_fresh_folder_that_is_deleted(monkeypatch: pytest.
     folder, names, isolated = outcome.stdout.splitlines()
     assert folder.startswith("/") and "herd-sandbox-" in folder
     assert not Path(folder).exists()
-    assert eval(names) == ["HOME", "LANG", "LC_ALL", "PATH", "TMPDIR"]
+    assert "PYTHONPATH" not in eval(names) and "HTTPS_PROXY" not in eval(names)
+    assert eval(names) == sorted(["HOME", "TMPDIR", "PATH", "LANG", "LC_ALL", *THREAD_VARIABLES])
     assert isolated == "1"
 
 

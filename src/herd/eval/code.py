@@ -127,7 +127,7 @@ class CodeSpec:
 
 @dataclass(frozen=True)
 class Problem:
-    """One problem: its id, the prompt the model continues, and how to turn a completion into a program."""
+    """One problem: its record id, the prompt the model continues, and its data row (tests, entry point)."""
 
     id: str
     prompt: str

@@ -210,13 +210,17 @@ def _namespaces(python: str, uid: int | None, gid: int | None) -> bool:
 
 
 def _environment(folder: str) -> dict[str, str]:
-    """The program's whole environment: a plain PATH, a UTF-8 locale and ``folder`` as home and temp."""
+    """The program's whole environment: a plain PATH, a UTF-8 locale, ``folder`` as home and temp, and one
+    thread for numerical libraries (their thread pools count against the memory and process limits)."""
     return {
         "PATH": "/usr/local/bin:/usr/bin:/bin",
         "HOME": folder,
         "TMPDIR": folder,
         "LANG": "C.UTF-8",
         "LC_ALL": "C.UTF-8",
+        "OMP_NUM_THREADS": "1",
+        "OPENBLAS_NUM_THREADS": "1",
+        "MKL_NUM_THREADS": "1",
     }
 
 
