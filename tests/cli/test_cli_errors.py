@@ -20,8 +20,12 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from infer_helpers import tiny_model
 
 import herd.infer.loading
+from herd.checkpoint.base import CheckpointInfo
+from herd.checkpoint.hf import write_hf
+from herd.checkpoint.load import model_tensors
 from herd.cli import _interrupted, main
 from herd.errors import HerdError
 
@@ -77,6 +81,32 @@ def _rlhf_toml(root: Path) -> None:
 
 
 TINY = ["llama2-tiny", "--random", "--prompt", "hi"]
+
+
+def _eval_task(root: Path) -> None:
+    """A tasks folder ``t``: a good spec on four questions, and specs with a missing key, one answer, a typo."""
+    (root / "t").mkdir()
+    rows = [{"q": f"Question {i}?", "options": ["yes", "no"], "label": i % 2} for i in range(4)]
+    (root / "t" / "q.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    spec = 'name = "{name}"\npath = "t/q.jsonl"\ntext = "{{q}}"\nchoices = "{choices}"\n'
+    (root / "t" / "arc_easy.toml").write_text(
+        spec.format(name="arc_easy", choices="options") + 'gold = "label"\n'
+    )
+    (root / "t" / "nogold.toml").write_text(spec.format(name="nogold", choices="options"))
+    (root / "t" / "typo.toml").write_text(
+        spec.format(name="typo", choices="options") + 'gold = "label"\nshotz = 1\n'
+    )
+    (root / "t" / "one.toml").write_text(
+        'name = "one"\npath = "t/q.jsonl"\ntext = "{q}"\nchoice_values = ["yes"]\ngold = "label"\n'
+    )
+
+
+def _model_no_tokenizer(root: Path) -> None:
+    """An HF model directory with weights but no tokenizer files, beside the eval tasks."""
+    _eval_task(root)
+    model = tiny_model("llama2-tiny")
+    write_hf(root / "m", CheckpointInfo(model.config), model_tensors(model))
+
 
 CASES: list[tuple[str, Setup, list[str]]] = [
     ("unknown command", _nothing, ["frobnicate"]),
@@ -144,6 +174,25 @@ CASES: list[tuple[str, Setup, list[str]]] = [
         "gatt eval: --model without LABEL=",
         _text,
         ["gatt", "eval", "out", "--model", "x", "--dialogues", "a.txt"],
+    ),
+    (
+        "eval: unknown task",
+        _eval_task,
+        ["eval", "llama2-tiny", "--random", "--tasks", "arc_esay", "--tasks-dir", "t"],
+    ),
+    ("eval: no tasks", _nothing, ["eval", "llama2-tiny", "--random", "--tasks", ","]),
+    (
+        "eval: task missing a field",
+        _eval_task,
+        ["eval", "llama2-tiny", "--random", "--tasks", "t/nogold.toml"],
+    ),
+    ("eval: a choice list of one", _eval_task, ["eval", "llama2-tiny", "--random", "--tasks", "t/one.toml"]),
+    ("eval: unknown task key", _eval_task, ["eval", "llama2-tiny", "--random", "--tasks", "t/typo.toml"]),
+    ("eval: model without a tokenizer", _model_no_tokenizer, ["eval", "m", "--tasks", "t/arc_easy.toml"]),
+    (
+        "eval: negative --shots",
+        _eval_task,
+        ["eval", "llama2-tiny", "--random", "--tasks", "t/arc_easy.toml", "--shots", "-1"],
     ),
 ]
 

@@ -29,7 +29,7 @@ from herd.train.config import PretrainConfig
 from herd.train.loop import PretrainResult
 
 ROOT = Path(__file__).resolve().parents[2]
-STAGES = ("model", "tokenizer", "checkpoint", "data", "infer", "train", "posttrain")
+STAGES = ("model", "tokenizer", "checkpoint", "data", "infer", "train", "posttrain", "eval")
 SHARED = {"output": ["-o", "--output"], "overrides": ["--set"], "json": ["--json"], "quiet": ["--quiet"]}
 
 
@@ -73,6 +73,7 @@ def test_the_tree_has_every_stage_and_no_other() -> None:
         "dpo",
         "ppo",
         "rlhf",
+        "eval",
     }
     assert {p[0] for p in ALL} == leaves | {"data", "gatt", "model", "tokenizer"}
     assert {p[0] for p in ALL} == {c.name for c in COMMANDS}

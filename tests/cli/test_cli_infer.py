@@ -11,7 +11,7 @@ import torch
 from infer_helpers import tiny_model
 
 import herd
-import herd.cli.infer as cli_infer
+import herd.cli.model_flags as model_flags
 import herd.infer.quantize as quantize
 from herd.checkpoint.base import CheckpointInfo
 from herd.checkpoint.hf import write_hf
@@ -233,7 +233,7 @@ def test_help_explains(capsys: pytest.CaptureFixture[str]) -> None:
 
 def test_quantization_choices_are_the_librarys() -> None:
     """The command line writes them out (its --help imports no PyTorch): herd.infer.quantize's."""
-    assert (cli_infer.QUANT_MODES, cli_infer.INT4_GROUP_SIZES) == (
+    assert (model_flags.QUANT_MODES, model_flags.INT4_GROUP_SIZES) == (
         quantize.QUANT_MODES,
         quantize.INT4_GROUP_SIZES,
     )

@@ -13,10 +13,10 @@ from herd.eval.multiple_choice import (
     QuestionScore,
     aggregate,
     answer_length,
-    confidence_interval,
     evaluate,
     score_question,
 )
+from herd.eval.result import confidence_interval
 from herd.infer.byte_tokenizer import ByteTokenizer
 from herd.model.build import build_model
 from herd.model.presets import get_preset
@@ -77,12 +77,16 @@ def test_aggregate_means_and_intervals() -> None:
     def record(pred: int, pred_norm: int) -> QuestionScore:
         return QuestionScore("q", 0, (0.0, 0.0), (False, False), pred, pred_norm, 1.0)
 
-    task = aggregate([record(0, 0), record(0, 1), record(1, 1), record(0, 0)])
-    assert (task.n, task.acc, task.acc_norm) == (4, 0.75, 0.5)
-    assert task.acc_ci == pytest.approx(1.96 * math.sqrt(0.75 * 0.25 / 4))
-    assert task.acc_norm_ci == pytest.approx(1.96 * math.sqrt(0.25 / 4))
-    with pytest.raises(HerdError):
-        aggregate([])
+    task = aggregate([record(0, 0), record(0, 1), record(1, 1), record(0, 0)], "t")
+    assert (task.task, task.kind, task.n) == ("t", "multiple_choice", 4)
+    assert (task.metric("acc").value, task.metric("acc_norm").value) == (0.75, 0.5)
+    assert task.primary.name == "acc"
+    assert task.metric("acc").ci == pytest.approx(1.96 * math.sqrt(0.75 * 0.25 / 4))
+    assert task.metric("acc_norm").ci == pytest.approx(1.96 * math.sqrt(0.25 / 4))
+    assert [e["acc"] for e in task.examples] == [True, True, False, True]
+    assert task.examples[1]["pred_norm"] == 1 and task.examples[1]["acc_norm"] is False
+    with pytest.raises(HerdError, match="no questions"):
+        aggregate([], "t")
 
 
 def test_evaluate_scores_every_question_from_its_answers_logprobs() -> None:
@@ -102,3 +106,4 @@ def test_evaluate_scores_every_question_from_its_answers_logprobs() -> None:
     assert records[1] == score_question(questions[1], flat[3:5])
     assert records[2] == score_question(questions[2], flat[5:])
     assert task == aggregate(records)
+    assert task.examples[0]["gold_nll_per_char"] == records[0].gold_nll_per_char

@@ -77,6 +77,11 @@ COMMANDS = (
         "posttrain",
         "Ghost Attention: multi-turn SFT data that keeps a first-turn instruction in force (Llama 2)",
     ),
+    Command(
+        "eval",
+        "eval",
+        "score a model on benchmarks: multiple choice, generation, code, perplexity (lm-eval's methods)",
+    ),
 )
 
 

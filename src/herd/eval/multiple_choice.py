@@ -21,16 +21,21 @@ and maps to accuracy.
 
 from __future__ import annotations
 
-import math
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
 
 from herd.errors import HerdError
 from herd.eval.example import Choice
-from herd.eval.loglikelihood import BATCH_SIZE, Scored, score_texts
+from herd.eval.loglikelihood import BATCH_SIZE, Scored, score_requests, score_texts
+from herd.eval.result import Metric, TaskResult
+from herd.eval.tasks import TaskSpec, build_examples
 from herd.infer.engine import Engine
 from herd.model.transformer import Transformer
 from herd.tokenizer import Tokenizer
+from herd.tokenizer.chat import chat_format
+
+KIND = "multiple_choice"
 
 # lm-eval's default target delimiter: every answer is scored as " " + answer.
 TARGET_DELIMITER = " "
@@ -58,26 +63,6 @@ class QuestionScore:
     def acc_norm(self) -> bool:
         """Whether the most likely answer per character is the gold one (lm-eval ``acc_norm``)."""
         return self.pred_norm == self.gold
-
-
-@dataclass(frozen=True)
-class TaskScore:
-    """A task's ``acc`` and ``acc_norm`` over ``n`` questions, each with its 95% CI half-width."""
-
-    n: int
-    acc: float
-    acc_ci: float
-    acc_norm: float
-    acc_norm_ci: float
-
-
-def confidence_interval(score: float, n: int) -> float:
-    """Half-width of the Llama 3 paper's 95% CI of a score ``S`` in [0, 1] over ``n`` examples: 1.96·sqrt(S(1−S)/N)."""
-    if n < 1:
-        raise HerdError(f"a confidence interval needs at least one example, got n={n}")
-    if not 0.0 <= score <= 1.0:
-        raise HerdError(f"score {score} is not in [0, 1]")
-    return 1.96 * math.sqrt(score * (1.0 - score) / n)
 
 
 def answer_length(continuation: str, target_delimiter: str = TARGET_DELIMITER) -> int:
@@ -110,19 +95,19 @@ def score_question(
     )
 
 
-def aggregate(questions: Sequence[QuestionScore]) -> TaskScore:
-    """Mean ``acc`` and ``acc_norm`` over ``questions`` with their 95% CIs."""
-    n = len(questions)
-    if n == 0:
-        raise HerdError("no questions to aggregate")
-    acc = sum(q.acc for q in questions) / n
-    acc_norm = sum(q.acc_norm for q in questions) / n
-    return TaskScore(
-        n=n,
-        acc=acc,
-        acc_ci=confidence_interval(acc, n),
-        acc_norm=acc_norm,
-        acc_norm_ci=confidence_interval(acc_norm, n),
+def aggregate(questions: Sequence[QuestionScore], task: str = "") -> TaskResult:
+    """The task's ``acc`` and ``acc_norm`` (means over ``questions``, with their 95% CIs) and the records."""
+    if not questions:
+        raise HerdError(f"task {task!r}: no questions to aggregate")
+    return TaskResult(
+        task=task,
+        kind=KIND,
+        n=len(questions),
+        metrics=(
+            Metric.proportion("acc", [q.acc for q in questions]),
+            Metric.proportion("acc_norm", [q.acc_norm for q in questions]),
+        ),
+        examples=[{**asdict(q), "acc": q.acc, "acc_norm": q.acc_norm} for q in questions],
     )
 
 
@@ -134,14 +119,81 @@ def evaluate(
     batch_size: int = BATCH_SIZE,
     add_bos: bool | None = None,
     target_delimiter: str = TARGET_DELIMITER,
-) -> tuple[list[QuestionScore], TaskScore]:
-    """Score every question of a task: the per-question records (in order) and the task score."""
-    pairs = [(c.context_of(i), cont) for c in choices for i, cont in enumerate(c.continuations)]
-    scored = score_texts(model, tokenizer, pairs, batch_size=batch_size, add_bos=add_bos)
+    chat: bool = False,
+    task: str = "",
+) -> tuple[list[QuestionScore], TaskResult]:
+    """Score every question of a task: the per-question records (in order) and the task's result.
+
+    ``chat`` (instruct models): each context is one user turn in the model's
+    chat format, followed by the opening of the assistant's turn, and each
+    answer is scored as the start of the assistant's reply, without the target
+    delimiter (the chat-template variant of the Llama 3 instruct evaluations).
+    """
+    if chat:
+        scored = score_requests(
+            model, _chat_requests(tokenizer, choices, target_delimiter), batch_size=batch_size
+        )
+    else:
+        pairs = [(c.context_of(i), cont) for c in choices for i, cont in enumerate(c.continuations)]
+        scored = score_texts(model, tokenizer, pairs, batch_size=batch_size, add_bos=add_bos)
     questions = []
     start = 0
     for choice in choices:
         end = start + len(choice.continuations)
         questions.append(score_question(choice, scored[start:end], target_delimiter))
         start = end
-    return questions, aggregate(questions)
+    return questions, aggregate(questions, task)
+
+
+def _chat_requests(
+    tokenizer: Tokenizer, choices: Sequence[Choice], target_delimiter: str
+) -> list[tuple[list[int], list[int]]]:
+    """(chat prompt ids, answer ids) for every answer: the context as one user turn, the answer as the reply."""
+    fmt = chat_format(tokenizer)
+    requests = []
+    for choice in choices:
+        for i, continuation in enumerate(choice.continuations):
+            prompt = fmt.render_prompt([{"role": "user", "content": choice.context_of(i)}])
+            requests.append((prompt, tokenizer.encode(continuation.removeprefix(target_delimiter))))
+    return requests
+
+
+def evaluate_multiple_choice(
+    spec: TaskSpec,
+    engine: Engine,
+    tokenizer: Tokenizer,
+    *,
+    limit: int = 0,
+    batch_size: int = BATCH_SIZE,
+    chat: bool = False,
+    data_dir: Path | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> TaskResult:
+    """Run a multiple-choice task spec: its questions rendered (:mod:`herd.eval.tasks`), scored, aggregated.
+
+    Questions are scored in chunks of a few batches so that ``progress`` (the
+    number of questions just scored) can drive a progress bar; the chunks do
+    not change a score (the scorer is independent of batching). ``data_dir`` is
+    not used: every multiple-choice dataset herd names ships offline.
+    """
+    del data_dir
+    choices = build_examples(spec, limit)
+    if not choices:
+        raise HerdError(f"task {spec.name!r}: no questions")
+    records: list[QuestionScore] = []
+    chunk = max(1, 4 * batch_size)
+    for start in range(0, len(choices), chunk):
+        part = choices[start : start + chunk]
+        scored, _ = evaluate(
+            engine,
+            tokenizer,
+            part,
+            batch_size=batch_size,
+            target_delimiter=spec.target_delimiter,
+            chat=chat,
+            task=spec.name,
+        )
+        records.extend(scored)
+        if progress is not None:
+            progress(len(part))
+    return aggregate(records, spec.name)

@@ -59,6 +59,7 @@ class TaskSpec:
     path: str
     text: str
     gold: str
+    kind: Literal["multiple_choice"] = "multiple_choice"
     split: str = ""
     subjects: str | list[str] = ""
     description: str = ""
@@ -233,6 +234,8 @@ def _render(spec: TaskSpec, row: dict[str, Any], where: str) -> _Rendered:
     row = _prepared(spec, row, where)
     text = fill_template(spec.text, row, where)
     answers = _answers(spec, row, where)
+    if len(answers) < 2:
+        raise InputError(f"{where}: {len(answers)} answer(s); a multiple-choice question needs at least two")
     gold = _gold(spec, row, answers, where)
     delimiter = spec.target_delimiter
     if spec.style == "letters":
