@@ -175,6 +175,32 @@ CASES: list[tuple[str, Setup, list[str]]] = [
         _text,
         ["gatt", "eval", "out", "--model", "x", "--dialogues", "a.txt"],
     ),
+    ("generate: neither --prompt nor infill", _nothing, ["generate", "llama2-tiny", "--random"]),
+    (
+        "generate: --prompt with infill",
+        _nothing,
+        [
+            "generate",
+            "llama2-tiny",
+            "--random",
+            "--prompt",
+            "x",
+            "--infill-prefix",
+            "a",
+            "--infill-suffix",
+            "b",
+        ],
+    ),
+    (
+        "generate: --infill-prefix alone",
+        _nothing,
+        ["generate", "llama2-tiny", "--random", "--infill-prefix", "a"],
+    ),
+    (
+        "generate: infill without Code Llama's tokens",
+        _nothing,
+        ["generate", "llama2-tiny", "--random", "--infill-prefix", "a", "--infill-suffix", "b"],
+    ),
     (
         "eval: unknown task",
         _eval_task,
