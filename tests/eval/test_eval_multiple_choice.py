@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import pytest
 
 from herd.errors import HerdError
 from herd.eval.example import Choice
-from herd.eval.loglikelihood import Scored, score_texts
+from herd.eval.loglikelihood import Scored, score_requests, score_texts
 from herd.eval.multiple_choice import (
     QuestionScore,
     aggregate,
@@ -20,6 +21,7 @@ from herd.eval.result import confidence_interval
 from herd.infer.byte_tokenizer import ByteTokenizer
 from herd.model.build import build_model
 from herd.model.presets import get_preset
+from herd.tokenizer import load_tokenizer
 
 
 def scores(*logprobs: float) -> list[Scored]:
@@ -107,3 +109,20 @@ def test_evaluate_scores_every_question_from_its_answers_logprobs() -> None:
     assert records[2] == score_question(questions[2], flat[5:])
     assert task == aggregate(records)
     assert task.examples[0]["gold_nll_per_char"] == records[0].gold_nll_per_char
+
+
+def test_chat_scores_the_answer_as_the_start_of_the_assistants_reply(llama3_tokenizer_dir: Path) -> None:
+    """--chat: the context is one user turn in Llama 3's format, each answer (no leading space) the reply."""
+    tokenizer = load_tokenizer(llama3_tokenizer_dir)
+    model = build_model(get_preset("llama3-tiny").replace(vocab_size=tokenizer.vocab_size), seed=0).eval()
+    questions = [Choice(id="a", context="Q: sky?\nA:", continuations=(" A", " B"), gold=1)]
+    records, _ = evaluate(model, tokenizer, questions, chat=True)
+    header = "<|start_header_id|>{}<|end_header_id|>\n\n"
+    prompt = tokenizer.encode(
+        "<|begin_of_text|>" + header.format("user") + "Q: sky?\nA:<|eot_id|>" + header.format("assistant"),
+        allow_special=True,
+    )
+    expected = score_requests(model, [(prompt, tokenizer.encode("A")), (prompt, tokenizer.encode("B"))])
+    assert records[0].logprobs == tuple(s.logprob for s in expected)
+    plain, _ = evaluate(model, tokenizer, questions)
+    assert plain[0].logprobs != records[0].logprobs
