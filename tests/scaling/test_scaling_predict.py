@@ -152,6 +152,8 @@ def test_the_two_steps_compose() -> None:
         (lambda: fit_sigmoid([1.0], [0.5]), "needs at least 2 points"),
         (lambda: fit_sigmoid([1.0, 1.0, 1.0], [0.5, 0.5, 0.5]), "same NLL"),
         (lambda: fit_sigmoid([1.0, float("nan")], [0.5, 0.6]), "point 2's NLL is nan"),
+        (lambda: fit_sigmoid([1.0, 2.0, 3.0], [0.5, 0.5, 0.5]), "same accuracy"),
+        (lambda: fit_sigmoid([1.0, 2.0], [0.1, 0.25]), r"every accuracy is at or below chance \(0\.25\)"),
     ],
 )
 def test_bad_points_are_one_line_errors(call: object, message: str) -> None:

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import json
 import math
+import warnings
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -176,7 +177,7 @@ def fit_sigmoid(
     ten ranges each side; the fit runs from each start of a 3 × 3 grid and the
     one with the smallest squared error is kept.
     """
-    from scipy.optimize import curve_fit
+    from scipy.optimize import OptimizeWarning, curve_fit
 
     if not 0.0 <= floor < ceiling <= 1.0:
         raise ConfigError(f"{what}: need 0 ≤ chance < ceiling ≤ 1, got chance {floor} and ceiling {ceiling}")
@@ -185,6 +186,12 @@ def fit_sigmoid(
     if len(x) != len(y):
         raise ValueError(f"{len(x)} NLLs for {len(y)} accuracies")
     _enough(what, x, "NLL", 2)
+    if np.ptp(y) == 0.0:
+        raise InputError(f"{what}: all {len(y)} points have the same accuracy ({y[0]:g}); nothing to fit")
+    if y.max() <= floor:
+        raise InputError(
+            f"{what}: every accuracy is at or below chance ({floor:g}); the sigmoid has nothing to fit"
+        )
     low, span = float(x.min()), float(np.ptp(x))
     bounds = ([1e-9 / span, low - 10 * span], [1e3 / span, low + 11 * span])
 
@@ -195,9 +202,11 @@ def fit_sigmoid(
     for x0_start in _X0_STARTS:
         for k_start in _K_STARTS:
             try:
-                (k, x0), _ = curve_fit(
-                    model, x, y, p0=(k_start / span, low + x0_start * span), bounds=bounds, maxfev=20_000
-                )
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", OptimizeWarning)  # the covariance, which is not used
+                    (k, x0), _ = curve_fit(
+                        model, x, y, p0=(k_start / span, low + x0_start * span), bounds=bounds, maxfev=20_000
+                    )
             except RuntimeError:
                 continue
             error = float(np.sum((model(x, k, x0) - y) ** 2))
@@ -226,12 +235,10 @@ def fit_downstream(
 def compute_optimal(runs: Sequence[Run]) -> list[Run]:
     """The run with the lowest ``val_loss`` at each ``budget`` (the minimum of each IsoFLOP curve), by budget."""
     best: dict[float, Run] = {}
-    for run in runs:
+    for run in sorted(runs, key=lambda r: math.inf if r.val_loss is None else r.val_loss):
         if run.budget is None or run.val_loss is None:
             raise ValueError(f"run {run.run!r} has no budget or val_loss")
-        kept = best.get(run.budget)
-        if kept is None or run.val_loss < kept.val_loss:  # type: ignore[operator]
-            best[run.budget] = run
+        best.setdefault(run.budget, run)
     return [best[budget] for budget in sorted(best)]
 
 
