@@ -293,6 +293,7 @@ def test_cli_errors(runs_csv: Path, tmp_path: Path, capsys: pytest.CaptureFixtur
 
 
 def test_the_cli_module_imports_no_scipy_or_matplotlib() -> None:
-    code = "import sys, herd.cli.scaling_predict; print(sorted({'scipy', 'matplotlib', 'torch'} & set(sys.modules)))"
+    heavy = "{'scipy', 'matplotlib', 'torch'}"
+    code = f"import sys, herd.cli.scaling_predict; print(sorted({heavy} & set(sys.modules)))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"

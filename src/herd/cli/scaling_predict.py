@@ -1,4 +1,4 @@
-"""``herd scaling predict``: Llama 3's two-step forecast of a benchmark's accuracy at a compute budget (§3.2.1).
+"""``herd scaling predict``: Llama 3's two-step forecast of a benchmark's accuracy at a budget (§3.2.1).
 
 Step 1 fits the normalised NLL of the correct answer against log FLOPs on the
 sweep's compute-optimal runs, step 2 a sigmoid from that NLL to accuracy on
@@ -50,16 +50,16 @@ def add_parser(actions: argparse._SubParsersAction) -> None:
     """Add ``herd scaling predict``."""
     p = actions.add_parser(
         "predict",
-        help="forecast a benchmark's accuracy at a compute budget (Llama 3's two steps: FLOPs → NLL → accuracy)",
-        description="Fit Llama 3's downstream prediction (§3.2.1, Figure 4) to RUNS.csv: step 1, the normalised "
-        "NLL of the correct answer (eval_nll) = a + b·log10(FLOPs) on each budget's compute-optimal run (lowest "
-        "val_loss); step 2, accuracy = chance + (ceiling − chance)/(1 + exp(k·(NLL − x0))) on every run and the "
-        "extra models. Prints the fits and the prediction at --target-flops; writes predict.json and "
-        "predict.png to --output.",
+        help="forecast a benchmark's accuracy at a compute budget (Llama 3's two steps: FLOPs → NLL → acc)",
+        description="Fit Llama 3's downstream prediction (§3.2.1, Figure 4) to RUNS.csv: step 1, the "
+        "normalised NLL of the correct answer (eval_nll) = a + b·log10(FLOPs) on each budget's "
+        "compute-optimal run (lowest val_loss); step 2, accuracy = chance + (ceiling − chance)/(1 + "
+        "exp(k·(NLL − x0))) on every run and the extra models. Prints the fits and the prediction at "
+        "--target-flops; writes predict.json and predict.png to --output.",
         epilog="examples:\n"
         "  herd scaling predict runs/sweep/runs.csv --target-flops 1e21\n"
-        "  herd scaling predict runs.csv --target-flops 3.8e25 --task arc_challenge --extra llama2.csv -o out\n"
-        "  herd scaling predict runs.csv --target-flops 1e22 --eval-results runs/eval/llama2-7b 8.4e22 --json\n"
+        "  herd scaling predict runs.csv --target-flops 3.8e25 --task arc_challenge --extra llama2.csv\n"
+        "  herd scaling predict runs.csv --target-flops 1e22 --eval-results runs/eval/l2-7b 8.4e22 --json\n"
         "an --extra CSV has the runs CSV's columns (run, eval_nll, eval_acc, flops or params and tokens for\n"
         "6·N·D, eval_task optional); its models join step 2 only, as Llama 2 did in the paper",
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -127,7 +127,8 @@ def run(args: argparse.Namespace) -> int:
     record = write_prediction(fit, args.target_flops, out_dir)
     if record["target"]["nll"] <= 0:
         print(
-            f"warning: step 1's line reaches NLL {record['target']['nll']:.4f} ≤ 0 at {args.target_flops:g} FLOPs, "
+            f"warning: step 1's line reaches NLL {record['target']['nll']:.4f} ≤ 0 "
+            f"at {args.target_flops:g} FLOPs, "
             "which no model can have: the target is too far beyond the sweep for a straight line",
             file=sys.stderr,
         )

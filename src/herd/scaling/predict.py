@@ -1,4 +1,4 @@
-"""Llama 3's downstream prediction (§3.2.1, Figure 4): a benchmark's accuracy at a compute budget, in two steps.
+"""Llama 3's downstream prediction (§3.2.1, Figure 4): a benchmark's accuracy at a compute budget, in 2 steps.
 
 The Llama 3 paper forecasts the flagship model's ARC-Challenge accuracy before
 training it: "we first establish a correlation between the compute-optimal
@@ -226,14 +226,14 @@ def fit_downstream(
     ceiling: float = 1.0,
     task: str | None = None,
 ) -> DownstreamFit:
-    """Fit step 1 on ``step1`` (compute-optimal models) and step 2 on ``step2`` (every model with an accuracy)."""
+    """Fit step 1 on ``step1`` (compute-optimal models), step 2 on ``step2`` (every model evaluated)."""
     line = fit_line([p.flops for p in step1], [p.nll for p in step1])
     sigmoid = fit_sigmoid([p.nll for p in step2], [p.acc for p in step2], chance, ceiling)
     return DownstreamFit(task, line, sigmoid, tuple(step1), tuple(step2))
 
 
 def compute_optimal(runs: Sequence[Run]) -> list[Run]:
-    """The run with the lowest ``val_loss`` at each ``budget`` (the minimum of each IsoFLOP curve), by budget."""
+    """The run with the lowest ``val_loss`` at each ``budget`` (each IsoFLOP curve's minimum), by budget."""
     best: dict[float, Run] = {}
     for run in sorted(runs, key=lambda r: math.inf if r.val_loss is None else r.val_loss):
         if run.budget is None or run.val_loss is None:
@@ -242,8 +242,9 @@ def compute_optimal(runs: Sequence[Run]) -> list[Run]:
     return [best[budget] for budget in sorted(best)]
 
 
-def _point(run: Run, flops: float, source: str) -> Point:
-    return Point(run.run, flops, run.eval_nll, run.eval_acc, source)  # type: ignore[arg-type]
+def _point(run: Run, source: str, flops: float | None = None) -> Point:
+    """``run`` as a point: its eval NLL and accuracy at ``flops``, else at its own ``flops``."""
+    return Point(run.run, flops or run.flops, run.eval_nll, run.eval_acc, source)  # type: ignore[arg-type]
 
 
 def _choose_task(path: Path, tasks: set[str], task: str | None) -> str:
@@ -271,7 +272,7 @@ def read_sweep(
     task = _choose_task(path, {str(r.eval_task) for r in runs}, task)
     runs = [r for r in runs if r.eval_task == task]
     fitted = runs if all_runs else compute_optimal(runs)
-    return task, [_point(r, r.flops, "sweep") for r in fitted], [_point(r, r.flops, "sweep") for r in runs]  # type: ignore[arg-type]
+    return task, [_point(r, "sweep") for r in fitted], [_point(r, "sweep") for r in runs]
 
 
 def read_extra(path: Path | str, task: str | None = None) -> list[Point]:
@@ -291,7 +292,7 @@ def read_extra(path: Path | str, task: str | None = None) -> list[Point]:
             flops = 6.0 * run.params * run.tokens
         else:
             raise InputError(f"{path}: row {row} ({run.run}) has no flops, nor params and tokens for 6·N·D")
-        points.append(_point(run, flops, "extra"))
+        points.append(_point(run, "extra", flops))
     if not points:
         raise InputError(f"{path}: no rows of eval task {task!r}")
     return points
@@ -334,12 +335,13 @@ def point_from_eval(results_dir: Path | str, task: str, flops: float, name: str 
         summary = results_dir / "results.json"
         model = json.loads(summary.read_text("utf-8")).get("model") if summary.is_file() else None
         name = str(model) if model else results_dir.name
-    return Point(name, float(flops), float(np.mean(nll)), float(np.mean(acc)), "extra")
+    return Point(name, float(flops), math.fsum(nll) / len(nll), math.fsum(acc) / len(acc), "extra")
 
 
 def plot_prediction(fit: DownstreamFit, target_flops: float, path: Path | str) -> Path:
     """Figure 4's two panels: NLL against FLOPs (log axis) with the line, accuracy against NLL with the
-    sigmoid, the fitted points as dots (extra models as squares) and the prediction at ``target_flops`` as a star."""
+    sigmoid, the fitted points as dots (extra models as squares), the prediction at ``target_flops``
+    a star."""
     nll, acc = fit.predict(target_flops)
     plt = pyplot()
     fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
