@@ -8,7 +8,8 @@ import pytest
 import tomllib
 
 from herd.errors import ConfigError
-from herd.eval.kinds import KINDS, find_task, load_spec, task_names, with_shots
+from herd.eval.kinds import KINDS, find_task, load_spec, plot_task, task_names, with_shots
+from herd.eval.result import Metric, TaskResult
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs" / "eval"
 SHIPPED = sorted(CONFIGS.glob("*.toml"))
@@ -49,3 +50,18 @@ def test_shots_replace_the_specs_own() -> None:
         with_shots(mmlu, -2)
     with pytest.raises(ConfigError, match="takes no few-shot examples"):
         with_shots(load_spec(CONFIGS / "key_retrieval.toml"), 3)
+
+
+def test_a_kind_with_its_own_figure_draws_it_beside_the_results(tmp_path: Path) -> None:
+    """herd eval calls plot_task after each task: key retrieval's heatmap, nothing for the other kinds."""
+    records = [
+        {"id": f"k/{i}", "length": length, "depth": depth, "hit": hit}
+        for i, (length, depth, hit) in enumerate([(256, 0.0, True), (256, 1.0, False), (512, 0.0, True)])
+    ]
+    needle = TaskResult(
+        "needle", "key_retrieval", 3, (Metric.proportion("acc", [True, False, True]),), records
+    )
+    assert plot_task(needle, tmp_path) == tmp_path / "needle.png"
+    assert (tmp_path / "needle.png").read_bytes()[:4] == b"\x89PNG"
+    mc = TaskResult("mc", "multiple_choice", 1, (Metric("acc", 1.0, 0.0),))
+    assert plot_task(mc, tmp_path) is None and not (tmp_path / "mc.png").exists()

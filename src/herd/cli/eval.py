@@ -100,7 +100,7 @@ def _output_dir(args: argparse.Namespace) -> Path:
 def _eval(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from herd.eval.kinds import find_task, load_spec, run_task, with_shots
+    from herd.eval.kinds import find_task, load_spec, plot_task, run_task, with_shots
     from herd.eval.report import known_preset, load_finished, save_task, spec_settings, write_report
     from herd.infer.loading import check_model_spec
 
@@ -150,6 +150,7 @@ def _eval(args: argparse.Namespace) -> int:
                 progress=bar.update,
             )
         save_task(out_dir, result, settings)
+        plot_task(result, out_dir)
         results.append(result)
     info: dict[str, Any] = {
         **common,

@@ -38,6 +38,8 @@ class Kind:
     module: str
     spec: str
     evaluate: str
+    #: A function ``(result, path)`` drawing the kind's own figure (key retrieval's heatmap), or "".
+    plot: str = ""
 
     def spec_class(self) -> type:
         """The kind's spec dataclass."""
@@ -54,8 +56,18 @@ KINDS: dict[str, Kind] = {
     "code": Kind("herd.eval.code", "CodeSpec", "evaluate_code"),
     "perplexity": Kind("herd.eval.perplexity", "PerplexitySpec", "evaluate_perplexity"),
     "infilling": Kind("herd.eval.infilling", "InfillingSpec", "evaluate_infilling"),
-    "key_retrieval": Kind("herd.eval.key_retrieval", "KeyRetrievalSpec", "evaluate_key_retrieval"),
+    "key_retrieval": Kind(
+        "herd.eval.key_retrieval", "KeyRetrievalSpec", "evaluate_key_retrieval", plot="plot_key_retrieval"
+    ),
 }
+
+
+def plot_task(result: TaskResult, out_dir: Path) -> Path | None:
+    """The kind's own figure of ``result`` as ``out_dir/<task>.png``, when the kind has one."""
+    kind = KINDS[result.kind]
+    if not kind.plot:
+        return None
+    return getattr(importlib.import_module(kind.module), kind.plot)(result, out_dir / f"{result.task}.png")
 
 
 def load_spec(path: Path | str) -> Any:
