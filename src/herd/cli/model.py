@@ -23,7 +23,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "token (PaLM accounting), KV-cache memory per token in bf16 and weight memory at fp32/bf16/int8/int4 "
         "(MiB below 1 GiB). A checkpoint is read for its config and tensor headers only.",
         epilog="examples:\n  herd model info llama3.1-405b\n  herd model info llama2-70b --json\n"
-        "  herd model info llama2-13b-hf/",
+        "  herd model info llama2-13b-hf/\n"
+        "see also: herd plan PRESET --gpus N --tp T --pp P (memory per GPU and time per step of a training run)",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     info.add_argument("model", metavar="PRESET_OR_PATH", help="a preset name or a checkpoint path")
