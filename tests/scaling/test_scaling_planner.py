@@ -140,3 +140,11 @@ def test_invalid_splits_are_one_line_errors(changes: dict, message: str) -> None
     with pytest.raises(ConfigError, match=message) as error:
         _llama2_7b(**changes)
     assert "\n" not in str(error.value)
+
+
+def test_tied_embeddings_are_held_again_by_the_last_stage() -> None:
+    config = get_preset("smollm2-135m")  # dim 576, 30 layers, 9 heads (3 kv) of 64, SwiGLU 1536, tied
+    report = plan(ClusterPlan(model=config, gpus=2, pp=2, batch_tokens=2048, seq=2048))
+    layer = 2 * 576 * 576 + 2 * 192 * 576 + 3 * 576 * 1536 + 2 * 576
+    assert report.layers_per_stage == (15, 15) and report.peak_stage == 1  # one microbatch: params decide
+    assert report.parameters_per_gpu == 15 * layer + 576 + 49152 * 576 == 81_413_568
