@@ -177,6 +177,12 @@ def test_read_sweep_fits_step1_on_each_budgets_compute_optimal_run(runs_csv: Pat
     ]
     _, every, _ = read_sweep(runs_csv, all_runs=True)
     assert len(every) == 9
+    write_runs(runs_csv, sweep_runs()[:3])
+    with pytest.raises(
+        InputError, match=r"one budget \(1e\+18\); step 1 fits one compute-optimal run per budget"
+    ):
+        read_sweep(runs_csv)
+    assert len(read_sweep(runs_csv, all_runs=True)[1]) == 3
 
 
 def test_read_sweep_picks_the_task(tmp_path: Path) -> None:

@@ -272,6 +272,11 @@ def read_sweep(
     task = _choose_task(path, {str(r.eval_task) for r in runs}, task)
     runs = [r for r in runs if r.eval_task == task]
     fitted = runs if all_runs else compute_optimal(runs)
+    if len(fitted) == 1 and len(runs) > 1:
+        raise InputError(
+            f"{path}: the runs of {task!r} have one budget ({runs[0].budget:g}); step 1 fits one "
+            "compute-optimal run per budget and needs two budgets (or every run: --all-runs)"
+        )
     return task, [_point(r, "sweep") for r in fitted], [_point(r, "sweep") for r in runs]
 
 
