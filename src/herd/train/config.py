@@ -184,6 +184,10 @@ class RunConfig:
 # model.vocab_size when the config leaves it unset: the trainer takes the dataset manifest's vocab_size.
 VOCAB_FROM_DATA = 0
 
+#: The model keys a run that starts from ``init`` may change: no weight's shape depends on them, and
+#: continued pretraining changes them (Code Llama §2.4: RoPE θ 10,000 → 1,000,000, 4,096 → 16,384 tokens).
+INIT_MODEL_KEYS = ("rope_theta", "rope_scaling", "max_seq_len")
+
 
 @dataclass
 class PretrainConfig(RunConfig):
@@ -193,16 +197,24 @@ class PretrainConfig(RunConfig):
     also in ``--print-config``: the trainer sets it to the vocabulary of the
     tokenizer that made the data (:meth:`with_vocab_size`), so a config does
     not repeat a number the data already knows.
+
+    ``init`` (empty: random weights) names a checkpoint to continue from
+    (continued pretraining, Code Llama §2.4): the model starts from its
+    weights, the optimizer and schedule from step 0. Its shape is the
+    checkpoint's: ``model`` may change only :data:`INIT_MODEL_KEYS`, and takes
+    no preset (:meth:`with_init_model`, applied by the trainer).
     """
 
     model: dict[str, Any] = field(default_factory=dict)
     data: DataConfig = field(default_factory=DataConfig)
+    init: str = ""
 
     def model_config(self) -> ModelConfig:
         """The ModelConfig: ``model.preset`` (if any) with the other keys replaced (each type-checked).
 
         ``model.vocab_size`` must be known: a config that takes it from the data
-        is resolved by the trainer first (:meth:`with_vocab_size`).
+        is resolved by the trainer first (:meth:`with_vocab_size`), as is the
+        shape of a config with ``init`` (:meth:`with_init_model`).
         """
         if self.vocab_from_data:
             raise ConfigError("model.vocab_size is unset: it is taken from the dataset when training starts")
@@ -218,15 +230,43 @@ class PretrainConfig(RunConfig):
         """A copy whose ``model.vocab_size`` is ``vocab_size``."""
         return dataclasses.replace(self, model={**self.model, "vocab_size": vocab_size})
 
+    def with_init_model(self, base: ModelConfig, source: str) -> PretrainConfig:
+        """A copy whose ``model`` is every key of ``base`` (the ``init`` checkpoint's shape, read from ``source``)
+        with this config's values of :data:`INIT_MODEL_KEYS`.
+
+        Any other key the config gives must equal the checkpoint's (an unset
+        ``vocab_size`` is the checkpoint's); one that differs is a
+        :class:`ConfigError` naming it. The copy's ``model`` is complete, so a
+        resumed run compares it key by key with the one it was saved with.
+        """
+        _, fields = self._model_fields(self.model)
+        if self.vocab_from_data:
+            fields.pop("vocab_size", None)
+        for key, value in fields.items():
+            if key not in INIT_MODEL_KEYS and value != getattr(base, key):
+                raise ConfigError(
+                    f"model.{key}: {value!r} differs from {getattr(base, key)!r} of the init checkpoint "
+                    f"{source} (a run started from init may change only {', '.join(INIT_MODEL_KEYS)})"
+                )
+        changes = {key: fields[key] for key in INIT_MODEL_KEYS if key in fields}
+        return dataclasses.replace(self, model=base.replace(**changes).to_dict())
+
     @staticmethod
-    def _model_config(model: dict[str, Any]) -> ModelConfig:
+    def _model_fields(model: dict[str, Any]) -> tuple[str | None, dict[str, Any]]:
+        """``model.preset`` and the other keys of ``model``, each checked to be a ModelConfig field of its type."""
         fields = dict(model)
         preset = loader.coerce(fields.pop("preset", None), str | None, "model.preset")
         hints = get_type_hints(ModelConfig)
         unknown = sorted(set(fields) - set(hints))
         if unknown:
             raise ConfigError(f"model: unknown key(s) {', '.join(unknown)}")
-        fields = {key: loader.coerce(value, hints[key], f"model.{key}") for key, value in fields.items()}
+        return preset, {
+            key: loader.coerce(value, hints[key], f"model.{key}") for key, value in fields.items()
+        }
+
+    @classmethod
+    def _model_config(cls, model: dict[str, Any]) -> ModelConfig:
+        preset, fields = cls._model_fields(model)
         if preset is not None:
             return get_preset(preset).replace(**fields)
         required = [f.name for f in dataclasses.fields(ModelConfig) if f.default is dataclasses.MISSING]
@@ -245,10 +285,22 @@ class PretrainConfig(RunConfig):
         ]
 
     def validate(self) -> PretrainConfig:
-        """Cross-field checks (the model keys first); returns self."""
+        """Cross-field checks (the model keys first); returns self.
+
+        With ``init`` the model keys are only type-checked here (the shape is
+        the checkpoint's, read when training starts) and a preset is refused.
+        """
         self.model.setdefault("vocab_size", VOCAB_FROM_DATA)
-        # Until the data says, any vocabulary stands in for the unset one to check the other model keys.
-        self._model_config(self.model | ({"vocab_size": 1} if self.vocab_from_data else {}))
+        if self.init:
+            preset, _ = self._model_fields(self.model)
+            if preset is not None:
+                raise ConfigError(
+                    f"model.preset: {preset!r} is not used with init (the model's shape is the checkpoint's "
+                    f"{self.init}): remove it"
+                )
+        else:
+            # Until the data says, any vocabulary stands in for the unset one to check the other model keys.
+            self._model_config(self.model | ({"vocab_size": 1} if self.vocab_from_data else {}))
         return super().validate()
 
 

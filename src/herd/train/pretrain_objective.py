@@ -3,7 +3,9 @@
 Llama 1 §2.1–2.2, Llama 2 §2.2, Llama 3 §3.1–3.4. The data is a mixture of the
 sources of a ``herd-tokens-v1`` dataset (:mod:`herd.train.dataset`): an unset
 ``model.vocab_size`` is the manifest's, a set one must hold every token id; the
-model starts from the seeded Llama initialisation; the loss is the summed
+model starts from the seeded Llama initialisation, or with ``init`` from a
+checkpoint's weights (continued pretraining: Code Llama §2.4's long-context
+fine-tuning continues Llama 2 with RoPE θ raised to 1e6); the loss is the summed
 next-token cross-entropy of every position, normalised by the step's token
 count (fixed: sequences × seq_len); validation reports the held-out loss in
 nats per token and in bits per byte; the export is herd's Hugging Face layout
@@ -22,6 +24,7 @@ from torch import nn
 
 from herd.checkpoint.base import SIDE_FILES_EXTRA, CheckpointInfo, find_side_files, tensor_names
 from herd.checkpoint.hf import write_hf
+from herd.checkpoint.load import open_checkpoint
 from herd.errors import CheckpointError, ConfigError
 from herd.io.token_shards import MANIFEST, DataError, Source, TokenDataset
 from herd.train.config import PretrainConfig
@@ -33,6 +36,7 @@ from herd.train.dataset import (
     usable_sources,
     validation_windows,
 )
+from herd.train.init import load_init_weights, resolve_init
 from herd.train.objective import (
     LossTerms,
     Objective,
@@ -52,6 +56,9 @@ class PretrainResult(RunResult):
     val_bpb: float | None = None
     hf_dir: str | None = None
     hf_tokenizer: str | None = None  # the dataset's tokenizer directory whose files the export carries
+    init: str | None = (
+        None  # the checkpoint the run started from (continued pretraining); None: random weights
+    )
 
     def report(self) -> str:
         """A short Markdown section for the demo report (the loss plot is linked, not embedded)."""
@@ -59,6 +66,11 @@ class PretrainResult(RunResult):
         bpb = f"{self.val_bpb:.4f}" if self.val_bpb is not None else "n/a"
         lines = [
             "## Pretraining",
+            *(
+                [f"- started from {self.init} (continued pretraining: its weights, a fresh optimizer)"]
+                if self.init
+                else []
+            ),
             f"- steps: {self.steps} ({self.tokens:,} tokens); final train loss {self.final_loss:.4f}",
             f"- validation loss {val} nats/token, {bpb} bits/byte",
             f"- throughput {self.tokens_per_s:,.0f} tokens/s, MFU {100 * self.mfu:.1f}%, goodput {100 * self.goodput:.1f}%",
@@ -118,6 +130,34 @@ def with_data_vocab(config: PretrainConfig, dataset: TokenDataset) -> PretrainCo
     return config
 
 
+#: Where a pretraining run writes its final weights (Hugging Face layout) under ``out_dir``.
+EXPORT_DIR = "hf"
+
+
+def init_checkpoint(init: str) -> Path:
+    """The checkpoint ``init`` names (:func:`resolve_init`); a herd run's directory stands for its export ``hf/``.
+
+    A path that does not exist is a one-line :class:`ConfigError` naming it.
+    """
+    path = resolve_init(init)
+    export = path / EXPORT_DIR
+    if path.is_dir() and not (path / "config.json").is_file() and (export / "config.json").is_file():
+        return export
+    if not path.exists():
+        raise ConfigError(f"init: no such checkpoint: {init} (a Hugging Face or Meta directory, a GGUF file)")
+    return path
+
+
+def with_init_model(config: PretrainConfig) -> tuple[PretrainConfig, Path | None]:
+    """``config`` with the model shape of its ``init`` checkpoint (:meth:`PretrainConfig.with_init_model`), and that checkpoint."""
+    if not config.init:
+        return config, None
+    path = init_checkpoint(config.init)
+    with open_checkpoint(path) as reader:
+        base = reader.config
+    return config.with_init_model(base, str(path)), path
+
+
 def _mixture_weights(config: PretrainConfig, sources: tuple[Source, ...]) -> list[float]:
     names = [s.name for s in sources]
     unknown = sorted(set(config.data.weights) - set(names))
@@ -132,7 +172,7 @@ def _mixture_weights(config: PretrainConfig, sources: tuple[Source, ...]) -> lis
 
 
 class PretrainObjective(Objective[Batch]):
-    """Next-token prediction on the token shards of ``data.path``, from a random initialisation."""
+    """Next-token prediction on the token shards of ``data.path``, from a random initialisation or ``init``."""
 
     name = "pretrain"
     resume_keys = ("model", "data.path", "data.seq_len", "data.weights", "train.seed", "train.batch_tokens")
@@ -141,6 +181,7 @@ class PretrainObjective(Objective[Batch]):
     def __init__(self, config: PretrainConfig, placement: Placement) -> None:
         super().__init__(config, placement)
         self.dataset = TokenDataset.open(config.data.path)
+        config, self.init = with_init_model(config)
         self.config = config = with_data_vocab(config, self.dataset)
         self.model_config = config.model_config()
         tokenizer_dir = self.dataset.tokenizer_dir
@@ -160,7 +201,14 @@ class PretrainObjective(Objective[Batch]):
         self.fingerprint = self.dataset.fingerprint
 
     def init_weights(self, model: nn.Module, device: torch.device) -> None:
-        """The seeded Llama initialisation (:meth:`Transformer.init_weights`), the same for every sharding."""
+        """The ``init`` checkpoint's weights, else the seeded Llama initialisation (:meth:`Transformer.init_weights`).
+
+        Either is the same for every sharding. A resumed run then replaces them
+        with its own checkpoint's.
+        """
+        if self.init is not None:
+            load_init_weights(model, device, self.init)
+            return
         if is_meta(model):
             allocate(model, device)
         model.init_weights(seed=self.config.train.seed)
@@ -228,7 +276,7 @@ class PretrainObjective(Objective[Batch]):
         """
         tensors = [(name, state[name]) for name in tensor_names(self.model_config)]
         info = CheckpointInfo(self.model_config, extras={SIDE_FILES_EXTRA: self.tokenizer_files})
-        return write_hf(out_dir / "hf", info, tensors)
+        return write_hf(out_dir / EXPORT_DIR, info, tensors)
 
     def result(
         self, figures: dict[str, Any], validation: dict[str, float], exported: Path | None
@@ -240,4 +288,5 @@ class PretrainObjective(Objective[Batch]):
             val_bpb=validation.get("val_bpb"),
             hf_dir=str(exported) if exported else None,
             hf_tokenizer=str(tokenizer) if tokenizer else None,
+            init=str(self.init) if self.init else None,
         )

@@ -93,6 +93,8 @@ def resume_config(
         and not _covered(key, ["out_dir", *explicit])
         # an unset vocabulary in the file is the one the run took from the data
         and not (key == "model.vocab_size" and in_file.get(key) == VOCAB_FROM_DATA)
+        # a model key the file leaves out of a run started from init is the checkpoint's
+        and not (key.startswith("model.") and key not in in_file and in_run.get("init"))
     ]
     if ignored:
         lines.append(
