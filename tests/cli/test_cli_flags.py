@@ -29,7 +29,7 @@ from herd.train.config import PretrainConfig
 from herd.train.loop import PretrainResult
 
 ROOT = Path(__file__).resolve().parents[2]
-STAGES = ("model", "tokenizer", "checkpoint", "data", "infer", "train", "posttrain", "eval")
+STAGES = ("model", "tokenizer", "checkpoint", "data", "infer", "train", "posttrain", "eval", "scaling")
 SHARED = {"output": ["-o", "--output"], "overrides": ["--set"], "json": ["--json"], "quiet": ["--quiet"]}
 
 
@@ -74,8 +74,9 @@ def test_the_tree_has_every_stage_and_no_other() -> None:
         "ppo",
         "rlhf",
         "eval",
+        "plan",
     }
-    assert {p[0] for p in ALL} == leaves | {"data", "gatt", "model", "tokenizer"}
+    assert {p[0] for p in ALL} == leaves | {"data", "gatt", "model", "scaling", "tokenizer"}
     assert {p[0] for p in ALL} == {c.name for c in COMMANDS}
 
 

@@ -82,6 +82,16 @@ COMMANDS = (
         "eval",
         "score a model on benchmarks: multiple choice, generation, code, perplexity (lm-eval's methods)",
     ),
+    Command(
+        "scaling",
+        "scaling",
+        "scaling laws: IsoFLOP sweeps, Chinchilla and Llama 3 fits, downstream prediction",
+    ),
+    Command(
+        "plan",
+        "plan",
+        "plan a pretraining cluster: batch, memory per GPU, FLOPs and time per step (Llama 3 Table 4)",
+    ),
 )
 
 
