@@ -83,6 +83,24 @@ def _rlhf_toml(root: Path) -> None:
 TINY = ["llama2-tiny", "--random", "--prompt", "hi"]
 
 
+def _runs_csv(root: Path) -> None:
+    """A sweep's runs.csv, and copies with a missing column, a NaN loss and a negative FLOP count."""
+    header = (
+        "run,budget,params,non_embedding_params,tokens,flops,flops_6nd,val_loss,eval_task,eval_nll,eval_acc\n"
+    )
+    rows = [
+        "r0,1e15,1000000,900000,166666667,1e15,1e15,3.2,arc_challenge,1.1,0.27\n",
+        "r1,1e15,4000000,3600000,41666667,1e15,1e15,3.1,arc_challenge,1.05,0.3\n",
+        "r2,1e16,4000000,3600000,416666667,1e16,1e16,2.9,arc_challenge,0.95,0.33\n",
+    ]
+    (root / "runs.csv").write_text(header + "".join(rows))
+    (root / "bad.csv").write_text(header.replace(",eval_nll", "") + rows[0].replace(",1.1,", ","))
+    (root / "nan.csv").write_text(header + rows[0] + rows[1].replace(",3.1,", ",nan,") + rows[2])
+    (root / "negative.csv").write_text(
+        header + rows[0].replace(",1e15,1e15,3.2", ",-1e15,1e15,3.2") + rows[2]
+    )
+
+
 def _eval_task(root: Path) -> None:
     """A tasks folder ``t``: a good spec on four questions, and specs with a missing key, one answer, a typo."""
     (root / "t").mkdir()
@@ -201,6 +219,37 @@ CASES: list[tuple[str, Setup, list[str]]] = [
         _nothing,
         ["generate", "llama2-tiny", "--random", "--infill-prefix", "a", "--infill-suffix", "b"],
     ),
+    (
+        "plan: gpus not divisible",
+        _nothing,
+        ["plan", "llama2-7b", "--gpus", "12", "--tp", "8", "--batch-tokens", "4096"],
+    ),
+    ("plan: batch not divisible", _nothing, ["plan", "llama2-7b", "--gpus", "8", "--batch-tokens", "1000"]),
+    (
+        "plan: tp over the heads",
+        _nothing,
+        ["plan", "llama2-7b", "--gpus", "64", "--tp", "64", "--batch-tokens", "262144"],
+    ),
+    ("plan: no --gpus", _nothing, ["plan", "llama2-7b", "--batch-tokens", "4096"]),
+    (
+        "plan: mfu over 1",
+        _nothing,
+        ["plan", "llama2-7b", "--gpus", "8", "--batch-tokens", "32768", "--mfu", "2"],
+    ),
+    ("scaling predict: no target", _runs_csv, ["scaling", "predict", "runs.csv"]),
+    ("scaling predict: missing runs", _nothing, ["scaling", "predict", "nope.csv", "--target-flops", "1e22"]),
+    (
+        "scaling predict: missing column",
+        _runs_csv,
+        ["scaling", "predict", "bad.csv", "--target-flops", "1e22"],
+    ),
+    (
+        "scaling predict: chance over 1",
+        _runs_csv,
+        ["scaling", "predict", "runs.csv", "--target-flops", "1e22", "--chance", "2"],
+    ),
+    ("scaling fit: NaN loss", _runs_csv, ["scaling", "fit", "nan.csv"]),
+    ("scaling fit: negative FLOPs", _runs_csv, ["scaling", "fit", "negative.csv"]),
     (
         "eval: unknown task",
         _eval_task,
