@@ -4,6 +4,7 @@ a tiny base run, then a run from its export with RoPE θ raised to 1e6 and seque
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +41,7 @@ def base_run(dataset_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Pat
 
 def init_dict(data: Path, out: Path, init: str, model: dict[str, Any] | None = None, **sections: Any) -> dict:
     """A long-context continuation of the tiny base: θ 1e6, 4x the base's 32-token sequences, from ``init``."""
-    config = tiny_config_dict(data, out, train={"steps": 6, "batch_tokens": 512}, **sections)
+    config = tiny_config_dict(data, out, train={"steps": 4, "batch_tokens": 512}, **sections)
     config["data"]["seq_len"] = 128
     config["model"] = {"rope_theta": THETA, "max_seq_len": 128} if model is None else model
     config["init"] = init
@@ -59,8 +60,10 @@ def test_step_0_is_the_base_model_with_the_new_theta(
     base = load_model(hf, dtype=torch.float32)
     assert base.config.rope_theta == BASE_THETA and base.config.max_seq_len == 64
 
-    trainer = Trainer(init_config(dataset_dir, tmp_path / "probe", str(hf)))  # the run, not run
+    # A trainer of the same config in an out_dir of its own: the run's start, before any step.
+    trainer = Trainer(init_config(dataset_dir, tmp_path / "probe", str(hf)))
     try:
+        assert trainer.step == 0 and not trainer.optimizer.state  # a fresh optimizer and schedule
         assert trainer.model_config == base.config.replace(rope_theta=THETA, max_seq_len=128)
         start = dict(trainer.model.named_parameters())
         assert start.keys() == dict(base.named_parameters()).keys()
@@ -89,9 +92,8 @@ def test_step_0_is_the_base_model_with_the_new_theta(
     first = losses(tmp_path / "run")[1]
     assert first == pytest.approx(loss(THETA), rel=1e-5)
     assert abs(loss(BASE_THETA) - loss(THETA)) > 1e-3  # θ matters for this batch: the check above can fail
-    assert result.steps == 6 and all(
-        map(torch.isfinite, map(torch.tensor, losses(tmp_path / "run").values()))
-    )
+    logged = losses(tmp_path / "run")
+    assert result.steps == 4 and sorted(logged) == [1, 2, 3, 4] and all(map(math.isfinite, logged.values()))
     trained = load_model(tmp_path / "run" / "hf", dtype=torch.float32)
     assert not torch.equal(trained.tok_embeddings.weight, base.tok_embeddings.weight)
     assert json.loads((tmp_path / "run" / "hf" / "config.json").read_text())["rope_theta"] == THETA
