@@ -180,8 +180,8 @@ class PretrainObjective(Objective[Batch]):
 
     def __init__(self, config: PretrainConfig, placement: Placement) -> None:
         super().__init__(config, placement)
-        self.dataset = TokenDataset.open(config.data.path)
         config, self.init = with_init_model(config)
+        self.dataset = TokenDataset.open(config.data.path)
         self.config = config = with_data_vocab(config, self.dataset)
         self.model_config = config.model_config()
         tokenizer_dir = self.dataset.tokenizer_dir
