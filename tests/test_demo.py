@@ -29,10 +29,12 @@ def test_demo_runs_end_to_end(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
         rs = rs.replace(old, new)
     (posttrain / "rs-demo.toml").write_text(rs)
     configs += ["--posttrain-configs", str(posttrain)]
+    configs += ["--eval-task", str(CONFIGS / "eval" / "arc_easy.toml"), "--arc-questions", "3"]
     assert main([*argv, *configs]) == 0
     demo = tmp_path / "demo"
     report = (demo / "report.md").read_text()
-    for section in ("## Data", "## Tokenizer", "## Pretraining", "## Samples", "SmolLM2", "## Post-training"):
+    sections = ("## Data", "## Tokenizer", "## Pretraining", "## Samples", "SmolLM2", "## Post-training")
+    for section in (*sections, "## Evaluation"):
         assert section in report
     assert "Paris" in report  # SmolLM2's greedy answer, loaded from its GGUF by herd
     for png in (
@@ -40,6 +42,8 @@ def test_demo_runs_end_to_end(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
         "data_stats.png",
         "posttrain/dpo/rewards.png",
         "posttrain/rs/reward_vs_k.png",
+        "eval/mc.png",
+        "eval/tiny/results.png",
     ):
         assert (demo / png).read_bytes()[:4] == b"\x89PNG", png
     rm = json.loads((demo / "posttrain/rm/summary.json").read_text())
@@ -47,6 +51,12 @@ def test_demo_runs_end_to_end(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
     rs = json.loads((demo / "posttrain/rs/summary.json").read_text())
     assert rm["pairs"] == {"train": 2, "val": 2} and dpo["pairs"] == {"train": 2, "val": 2}
     assert len(rs["rounds"]) == 2 and len((demo / "posttrain/rs/sft.jsonl").read_text().splitlines()) == 1
+    for model in ("tiny", "smollm2"):
+        scores = json.loads((demo / "eval" / model / "results.json").read_text())
+        assert [t["task"] for t in scores["tasks"]] == ["heldout_bits_per_byte", "arc_easy"]
+        assert scores["tasks"][0]["n"] >= 1 and scores["tasks"][1]["n"] == 3
+        bpb = scores["tasks"][0]["metrics"]["bits_per_byte"]["value"]
+        assert 0 < bpb < 16 and f"{bpb:.3f}" in report
     row = f"| DPO ({dpo['pairs']['train']} pairs, {dpo['steps']} steps) | reward accuracy (2 pairs) | 0.0% |"
     assert row in report
 

