@@ -160,3 +160,22 @@ def test_bad_flags_exit_2_with_one_line(argv, message, capsys) -> None:
         parse(["fit", "runs.csv", *argv])
     assert exited.value.code == 2
     assert message in capsys.readouterr().err
+
+
+def test_a_minimum_outside_the_trained_sizes_is_warned_about(tmp_path, capsys) -> None:
+    rows = []
+    for budget, factors in ((1e19, (1 / 4, 1 / 2, 1, 2, 4)), (1e20, (3, 6, 12, 24))):
+        centre, _ = EPOCH.optimal(budget)
+        for i, factor in enumerate(factors):
+            params = round(float(centre) * factor)
+            tokens = round(budget / (6 * params))
+            loss = float(EPOCH.loss(params, tokens))
+            rows.append(
+                Run(run=f"{budget:g}-{i}", budget=budget, params=params, tokens=tokens, val_loss=loss)
+            )
+    write_runs(tmp_path / "runs.csv", rows)
+    args = parse(["fit", str(tmp_path / "runs.csv"), "--approach", "2"])
+    assert args.func(args) == 0
+    err = capsys.readouterr().err
+    assert "warning: the minimum of budget 1e+20 lies outside the sizes trained for it" in err
+    assert "1e+19" not in err

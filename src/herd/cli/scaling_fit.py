@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -137,7 +138,7 @@ def _print_chinchilla(record: dict[str, Any]) -> None:
         f"Huber δ {record['delta']:g} summed, objective {record['objective']:.6g}"
         + (f", {record['bootstrap']} bootstrap resamples" if record["bootstrap"] else "")
     )
-    _table(("", "fitted", "Chinchilla", "Epoch"), rows)
+    _table(("param", "fitted", "Chinchilla", "Epoch"), rows)
     opt = record["optimal"]
     print(
         f"compute-optimal at {opt['flops']:.3g} FLOPs: N = {opt['params']:.4g} params, "
@@ -162,7 +163,7 @@ def _print_isoflop(record: dict[str, Any]) -> None:
         ],
     )
     _table(
-        ("", "fitted", "Llama 3"),
+        ("param", "fitted", "Llama 3"),
         [
             ("α", f"{law['alpha']:.4g}", f"{llama['alpha']:.4g}"),
             ("A", f"{law['A']:.4g}", f"{llama['A']:.4g}"),
@@ -172,6 +173,13 @@ def _print_isoflop(record: dict[str, Any]) -> None:
     print(
         f"compute-optimal at {opt['flops']:.3g} FLOPs: N = {opt['params']:.4g} params, D = {opt['tokens']:.4g} tokens"
     )
+    for m in record["minima"]:
+        if not m["inside"]:
+            print(
+                f"warning: the minimum of budget {m['budget']:.3g} lies outside the sizes trained for it; "
+                "its parabola is extrapolated (train sizes on both sides of the optimum)",
+                file=sys.stderr,
+            )
 
 
 def run(args: argparse.Namespace) -> int:

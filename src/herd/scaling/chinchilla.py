@@ -59,6 +59,8 @@ _HALVINGS = 40
 
 FloatArray = NDArray[np.float64]
 IntArray = NDArray[np.intp]
+#: What the law's functions return: an array for arrays, a numpy float for a scalar.
+Floats = FloatArray | np.float64
 #: The objectives and gradients of some rows of the starts: ``fg(x, rows)``.
 Objective = Callable[[FloatArray, IntArray], tuple[FloatArray, FloatArray]]
 #: Fewer rows than twice this are evaluated in one thread.
@@ -75,19 +77,19 @@ class ChinchillaLaw:
     alpha: float
     beta: float
 
-    def loss(self, N: ArrayLike, D: ArrayLike) -> FloatArray:
-        """The predicted loss of ``N`` parameters trained on ``D`` tokens (broadcast like numpy)."""
+    def loss(self, N: ArrayLike, D: ArrayLike) -> Floats:
+        """The loss of ``N`` parameters trained on ``D`` tokens (broadcast like numpy; a scalar for scalars)."""
         n, d = np.asarray(N, dtype=np.float64), np.asarray(D, dtype=np.float64)
-        return self.E + self.A / n**self.alpha + self.B / d**self.beta
+        return (self.E + self.A / n**self.alpha + self.B / d**self.beta)[()]
 
-    def optimal(self, C: ArrayLike) -> tuple[FloatArray, FloatArray]:
+    def optimal(self, C: ArrayLike) -> tuple[Floats, Floats]:
         """``(N_opt, D_opt)``: the allocation of ``C`` FLOPs (``C = 6 N D``) with the lowest loss."""
         c = np.asarray(C, dtype=np.float64) / 6.0
         total = self.alpha + self.beta
         g = (self.alpha * self.A / (self.beta * self.B)) ** (1.0 / total)
-        return g * c ** (self.beta / total), c ** (self.alpha / total) / g
+        return (g * c ** (self.beta / total))[()], (c ** (self.alpha / total) / g)[()]
 
-    def tokens_per_param(self, C: ArrayLike) -> FloatArray:
+    def tokens_per_param(self, C: ArrayLike) -> Floats:
         """``D_opt / N_opt`` at ``C`` FLOPs (constant only when alpha = beta)."""
         n, d = self.optimal(C)
         return d / n

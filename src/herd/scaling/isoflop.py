@@ -29,6 +29,7 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from herd.errors import InputError
+from herd.scaling.chinchilla import Floats
 
 Quantity = Literal["tokens", "params"]
 QUANTITIES: tuple[Quantity, ...] = ("tokens", "params")
@@ -42,14 +43,14 @@ class PowerLaw:
     alpha: float
     of: Quantity = "tokens"
 
-    def __call__(self, C: ArrayLike) -> NDArray[np.float64]:
-        return self.A * np.asarray(C, dtype=np.float64) ** self.alpha
+    def __call__(self, C: ArrayLike) -> Floats:
+        return (self.A * np.asarray(C, dtype=np.float64) ** self.alpha)[()]
 
-    def extrapolate(self, C: ArrayLike) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    def extrapolate(self, C: ArrayLike) -> tuple[Floats, Floats]:
         """``(N, D)``: parameters and tokens of the compute-optimal model at ``C`` FLOPs (``C = 6 N D``)."""
         c = np.asarray(C, dtype=np.float64)
         x = self(c)
-        other = c / (6.0 * x)
+        other = (c / (6.0 * x))[()]
         return (other, x) if self.of == "tokens" else (x, other)
 
     def on(self, of: Quantity) -> PowerLaw:
@@ -89,7 +90,7 @@ class IsoflopFit:
     minima: tuple[IsoflopMinimum, ...]
     law: PowerLaw
 
-    def extrapolate(self, C: ArrayLike) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    def extrapolate(self, C: ArrayLike) -> tuple[Floats, Floats]:
         """``(N, D)`` of the compute-optimal model at ``C`` FLOPs by the fitted law."""
         return self.law.extrapolate(C)
 
