@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+from pathlib import Path
 
 from herd.cli.flags import add_json, add_output, add_quiet, add_set
 
@@ -27,7 +28,7 @@ def add_parser(actions: argparse._SubParsersAction) -> None:
         "a row to OUT/runs.csv. Rerunning skips finished runs and resumes an interrupted one.",
         epilog="examples:\n  herd scaling sweep configs/scaling/cpu-sweep.toml --dry-run\n"
         "  herd scaling sweep configs/scaling/cpu-sweep.toml -o runs/scaling/cpu\n"
-        "  herd scaling sweep configs/scaling/cpu-sweep.toml --set 'budgets=[3e13, 1e14]' --quiet",
+        "  herd scaling sweep configs/scaling/cpu-sweep.toml --set 'budgets=[1e11, 3e11]' --quiet",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("config", metavar="CONFIG.toml", help="the sweep config")
@@ -41,7 +42,7 @@ def add_parser(actions: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Plan, then (unless ``--dry-run``) train the sweep; print the plan or the runs."""
-    from herd.scaling.sweep import load_sweep, plan, plan_table, results_table, run_sweep
+    from herd.scaling.sweep import RUNS_CSV, load_sweep, plan, plan_table, results_table, run_sweep
 
     sweep = load_sweep(args.config, args.overrides)
     if args.output is not None:
@@ -53,13 +54,14 @@ def run(args: argparse.Namespace) -> int:
         if args.json:
             fields = ("name", "budget", "model", "params", "flops_per_token", "tokens", "tokens_6n", "steps")
             rows = [{f: getattr(p, f) for f in fields} | {"skipped": p.skipped or None} for p in planned]
-            print(json.dumps(rows, indent=2))
+            print(json.dumps({"plan": rows}, indent=2))
         else:
             print(plan_table(planned), end="")
         return 0
     runs = run_sweep(sweep, say=lambda line: None) if args.quiet else run_sweep(sweep)
     if args.json:
-        print(json.dumps([dataclasses.asdict(r) for r in runs], indent=2))
+        csv_path = str(Path(sweep.out_dir) / RUNS_CSV)
+        print(json.dumps({"csv": csv_path, "runs": [dataclasses.asdict(r) for r in runs]}, indent=2))
     else:
         print(results_table(runs), end="")
     return 0
