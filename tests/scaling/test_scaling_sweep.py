@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +18,7 @@ import pytest
 
 from herd.errors import ConfigError
 from herd.io.token_shards import MANIFEST, write_dataset
-from herd.scaling.runs import read_runs
+from herd.scaling.runs import read_runs, write_runs
 from herd.scaling.sweep import RUN_CONFIG, RUNS_CSV, load_sweep, plan, run_sweep, sweep_from_dict, to_toml
 from herd.tokenizer.save import save_tokenizer
 from herd.tokenizer.train import train_tokenizer
@@ -130,6 +131,16 @@ def test_a_model_entry_with_an_unknown_key_or_a_repeated_name_is_refused(tmp_pat
         plan(twice)
 
 
+def test_a_base_without_held_out_data_is_refused_before_training(tmp_path: Path) -> None:
+    data = write_dataset(tmp_path / "d", {"train": {"web": [[0, *range(2, 90), 1]] * 4}}, vocab_size=96)
+    base = write_base(tmp_path, base_table(data, vocab_size=96))
+    out = tmp_path / "o"
+    sweep = sweep_from_dict({"base": str(base), "out_dir": str(out), "budgets": [4e8], "models": [SMALL]})
+    with pytest.raises(ConfigError, match=r"d: no held-out split \(val\)"):
+        run_sweep(sweep, say=lambda line: None)
+    assert not out.exists()
+
+
 @pytest.fixture(scope="module")
 def tokenized_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Token shards of TEXTS (train and val) made by a tiny Llama-3-style tokenizer that the manifest names."""
@@ -233,6 +244,19 @@ def test_an_interrupted_sweep_resumes_to_the_same_rows(
     assert any("small-2.5e8: resuming from" in line and "step_00000003" in line for line in lines), lines
     resumed = (tmp_path / "out" / RUNS_CSV).read_text().splitlines()
     assert resumed == (finished_sweep / RUNS_CSV).read_text().splitlines()[:3]  # the header and two rows
+
+
+def test_a_run_killed_between_its_training_and_its_row_gets_the_same_row(
+    finished_sweep: Path, tokenized_data: Path, tmp_path: Path
+) -> None:
+    """The last run's final checkpoint is there but its row is not: the rerun resumes at the end, validates
+    and evaluates again, and appends the row it would have written."""
+    out = Path(shutil.copytree(finished_sweep, tmp_path / "out"))
+    write_runs(out / RUNS_CSV, read_runs(out / RUNS_CSV, ["run"])[:-1])
+    lines: list[str] = []
+    run_sweep(load_sweep(sweep_file(tmp_path, tokenized_data, out)), say=lines.append)
+    assert any("small-5e8: resuming from" in line and "step_00000008" in line for line in lines), lines
+    assert (out / RUNS_CSV).read_bytes() == (finished_sweep / RUNS_CSV).read_bytes()
 
 
 def test_cli_dry_run_prints_the_plan_and_trains_nothing(

@@ -414,10 +414,7 @@ def run_planned(sweep: SweepConfig, planned: PlannedRun, say: Callable[[str], No
     write_atomically(out_dir / RUN_CONFIG, lambda f: f.write(to_toml(config.to_dict()).encode("utf-8")))
     result = _train(planned, say)
     if result.val_loss is None:
-        raise HerdError(
-            f"{config.data.path}: no held-out split (val), so run {planned.name} has no validation loss; "
-            "build the data with a val split or set log.val_batches > 0"
-        )
+        raise HerdError(f"run {planned.name} reported no validation loss (see {out_dir})")
     scores = _evaluate(sweep, result.hf_dir, _device(config)) if sweep.eval_task else None
     return Run(
         run=planned.name,
@@ -434,6 +431,24 @@ def run_planned(sweep: SweepConfig, planned: PlannedRun, say: Callable[[str], No
     )
 
 
+def _check_held_out(planned: Sequence[PlannedRun]) -> None:
+    """Refuse, before training anything, a base config whose runs would report no validation loss."""
+    from herd.io.token_shards import TokenDataset
+
+    config = next((p.config for p in planned if p.config is not None), None)
+    if config is None:
+        return
+    if config.log.val_batches == 0:
+        raise ConfigError(
+            "log.val_batches is 0 in the base config: the sweep needs each run's validation loss"
+        )
+    if not TokenDataset.open(config.data.path).splits.get("val"):
+        raise ConfigError(
+            f"{config.data.path}: no held-out split (val), so the runs would have no validation loss; build "
+            "the data with one (herd data build ... --set recipe.val_fraction=0.01)"
+        )
+
+
 def _stderr(line: str) -> None:
     print(line, file=sys.stderr, flush=True)
 
@@ -445,6 +460,7 @@ def run_sweep(sweep: SweepConfig, *, say: Callable[[str], None] = _stderr) -> li
     Returns the rows of ``runs.csv`` after the sweep, in the file's order.
     """
     planned = plan(sweep)
+    _check_held_out(planned)
     csv_path = Path(sweep.out_dir) / RUNS_CSV
     done = {run.run for run in read_runs(csv_path, ["run"])} if csv_path.is_file() else set()
     for i, p in enumerate(planned, start=1):
