@@ -55,9 +55,6 @@ RUNS_CSV = "runs.csv"
 RUNS_DIR = "runs"
 RUN_CONFIG = "config.toml"
 
-#: Keys of a ``models`` entry besides ModelConfig's fields: its name in run names, and its peak LR.
-_ENTRY_KEYS = ("name", "lr")
-
 
 @dataclass
 class SweepConfig:
