@@ -142,7 +142,7 @@ def test_a_csv_without_a_needed_column_is_an_input_error(tmp_path) -> None:
 def test_too_few_runs_is_an_input_error(tmp_path) -> None:
     write_runs(tmp_path / "runs.csv", [Run(run="a", params=10**8, tokens=10**9, val_loss=3.0)])
     args = parse(["fit", str(tmp_path / "runs.csv"), "--approach", "3"])
-    with pytest.raises(InputError, match="1 points for 5 parameters"):
+    with pytest.raises(InputError, match="needs at least 5 points, got 1"):
         args.func(args)
 
 

@@ -147,7 +147,7 @@ def test_epochs_refit_agrees_with_chinchillas_70b_where_the_published_law_does_n
 @pytest.mark.parametrize(
     ("params", "tokens", "losses", "message"),
     [
-        ([1e8, 2e8, 4e8, 8e8], [1e9, 2e9, 4e9, 8e9], [3.0, 2.9, 2.8, 2.7], "4 points for 5 parameters"),
+        ([1e8, 2e8, 4e8, 8e8], [1e9, 2e9, 4e9, 8e9], [3.0, 2.9, 2.8, 2.7], "needs at least 5 points, got 4"),
         ([1e8, 2e8, 4e8, 8e8, 0], [1e9] * 3 + [2e9] * 2, [3.0] * 5, r"params\[4\] is 0.0"),
         ([1e8, 2e8, 4e8, 8e8, 1e9], [1e9] * 3 + [2e9] * 2, [3.0, -1, 2, 2, 2], r"losses\[1\] is -1.0"),
         ([1e8, 2e8, 4e8, 8e8, 1e9], [1e9] * 3 + [float("nan")] * 2, [3.0] * 5, r"tokens\[3\] is nan"),

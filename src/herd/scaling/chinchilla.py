@@ -313,7 +313,7 @@ def _logs(
     count = lengths["params"]
     if count < 5:
         raise InputError(
-            f"Chinchilla fit: {count} points for 5 parameters (E, A, B, alpha, beta); need at least 5"
+            f"Chinchilla fit: the law has 5 parameters (E, A, B, alpha, beta) and needs at least 5 points, got {count}"
         )
     for name in ("params", "tokens"):
         if np.unique(columns[name]).size < 2:
