@@ -50,6 +50,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import importlib.metadata
 import importlib.util
 import json
 import os
@@ -392,7 +393,8 @@ def compare(task: str, herd: dict[str, Any], harness: dict[str, Any]) -> dict[st
 
 def print_report(rows: list[dict[str, Any]], summary: dict[str, Any]) -> None:
     print(
-        f"\nmachine: {summary['machine']}; torch {summary['torch']}; {summary['threads']} threads; batch "
+        f"\nmachine: {summary['machine']}; torch {summary['torch']}, lm-eval {summary['lm_eval']}, transformers "
+        f"{summary['transformers']}; {summary['threads']} threads; batch "
         f"{summary['batch_size']}; SmolLM2-135M-Instruct fp32 (HF dir converted by herd); 0-shot, first "
         f"{summary['limit']} questions per task (MMLU: {', '.join(MMLU_SUBJECTS)}, "
         f"{summary['limit'] // len(MMLU_SUBJECTS)} each); load average {summary['load_average']['before']:.1f} "
@@ -471,6 +473,8 @@ def main() -> None:
         "machine": machine(),
         "load_average": {"before": load_before[0], "after": os.getloadavg()[0]},
         "torch": first["torch"],
+        "lm_eval": importlib.metadata.version("lm_eval"),
+        "transformers": importlib.metadata.version("transformers"),
         "threads": first["threads"],
         "batch_size": args.batch_size,
         "limit": args.limit,
