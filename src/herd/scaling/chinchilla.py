@@ -19,8 +19,8 @@ what Epoch's replication does:
 Speed: the 4,500 starts are independent problems of five parameters, so one
 L-BFGS (:func:`_batched_lbfgs`) runs them all at once, each start with its own
 history, step and stopping test, over numpy arrays of shape (starts, points)
-with the analytic gradient, the rows split over one thread per CPU (numpy
-releases the GIL). bench/scaling_fit.py times it against a plain scipy loop
+with the analytic gradient, in blocks of rows that stay in the CPU's cache,
+spread over one thread per CPU (numpy releases the GIL). bench/scaling_fit.py times it against a plain scipy loop
 with numerical gradients.
 
 The compute-optimal allocation under ``C = 6 N D`` (Chinchilla §3.3, Appendix
@@ -63,8 +63,8 @@ IntArray = NDArray[np.intp]
 Floats = FloatArray | np.float64
 #: The objectives and gradients of some rows of the starts: ``fg(x, rows)``.
 Objective = Callable[[FloatArray, IntArray], tuple[FloatArray, FloatArray]]
-#: Fewer rows than twice this are evaluated in one thread.
-_ROWS_PER_THREAD = 256
+#: Rows of the starts evaluated together (see :func:`_in_blocks`).
+_ROWS_PER_BLOCK = 256
 
 
 @dataclass(frozen=True)
@@ -276,18 +276,22 @@ def _threads() -> int:
     return len(affinity(0)) if affinity is not None else os.cpu_count() or 1
 
 
-def _in_threads(fg: Objective, pool: ThreadPoolExecutor, workers: int) -> Objective:
-    """``fg`` evaluated on blocks of rows in ``pool``'s ``workers`` threads (numpy releases the GIL in its loops)."""
+def _in_blocks(fg: Objective, pool: ThreadPoolExecutor) -> Objective:
+    """``fg`` evaluated on blocks of :data:`_ROWS_PER_BLOCK` rows, spread over ``pool``'s threads.
 
-    def split(x: FloatArray, rows: IntArray) -> tuple[FloatArray, FloatArray]:
-        if workers == 1 or len(rows) < _ROWS_PER_THREAD * 2:
+    A block's (rows, points) temporaries stay in the CPU's cache (three times
+    faster than one pass over all 4,500 rows), and numpy releases the GIL in
+    its loops, so the threads run at once.
+    """
+
+    def blocked(x: FloatArray, rows: IntArray) -> tuple[FloatArray, FloatArray]:
+        if len(rows) <= _ROWS_PER_BLOCK:
             return fg(x, rows)
-        parts = min(workers, len(rows) // _ROWS_PER_THREAD)
-        blocks = np.array_split(np.arange(len(rows)), parts)
+        blocks = np.array_split(np.arange(len(rows)), -(-len(rows) // _ROWS_PER_BLOCK))
         done = list(pool.map(lambda block: fg(x[block], rows[block]), blocks))
         return np.concatenate([f for f, _ in done]), np.concatenate([g for _, g in done])
 
-    return split
+    return blocked
 
 
 def _logs(
@@ -358,9 +362,8 @@ def fit_chinchilla(
     def on_points(x: FloatArray, rows: IntArray) -> tuple[FloatArray, FloatArray]:
         return objective_and_gradient(x, log_n, log_d, log_l, delta)
 
-    workers = _threads()
-    with ThreadPoolExecutor(workers) as pool:
-        x, f = _batched_lbfgs(_in_threads(on_points, pool, workers), x0)
+    with ThreadPoolExecutor(_threads()) as pool:
+        x, f = _batched_lbfgs(_in_blocks(on_points, pool), x0)
     best = int(np.nanargmin(np.where(np.isfinite(f), f, np.nan)))
     law = _law(x[best])
     stderr = None
@@ -371,10 +374,8 @@ def fit_chinchilla(
         def on_resamples(x: FloatArray, rows: IntArray) -> tuple[FloatArray, FloatArray]:
             return objective_and_gradient(x, bn[rows], bd[rows], bl[rows], delta)
 
-        with ThreadPoolExecutor(workers) as pool:
-            refits, _ = _batched_lbfgs(
-                _in_threads(on_resamples, pool, workers), np.tile(x[best], (bootstrap, 1))
-            )
+        with ThreadPoolExecutor(_threads()) as pool:
+            refits, _ = _batched_lbfgs(_in_blocks(on_resamples, pool), np.tile(x[best], (bootstrap, 1)))
         values = np.column_stack(
             [np.exp(refits[:, 2]), np.exp(refits[:, 0]), np.exp(refits[:, 1]), refits[:, 3], refits[:, 4]]
         )
