@@ -170,14 +170,14 @@ def write_lm_eval_tasks(folder: Path, task: str, limit: int) -> None:
     """One YAML per lm-eval task of ``task``: lm-eval's own config over a JSONL of herd's first rows."""
     import lm_eval
 
-    from herd.eval.tasks import _load
+    from herd.eval.tasks import load_rows
     from herd.io.atomic import write_atomically
 
     official = Path(lm_eval.__file__).parent / "tasks"
     spec = herd_spec(task)
     subjects = list(MMLU_SUBJECTS) if task == "mmlu" else [""]
     for subject, name in zip(subjects, lm_eval_tasks(task), strict=True):
-        _, rows = _load(spec, subject, spec.split)
+        _, rows = load_rows(spec, subject, spec.split)
         data = folder / f"{name}.jsonl"
         lines = "".join(json.dumps(row) + "\n" for row in rows[: per_subject_limit(task, limit)])
         write_atomically(data, lambda f, text=lines: f.write(text.encode("utf-8")))

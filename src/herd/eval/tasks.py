@@ -142,8 +142,8 @@ def build_examples(spec: TaskSpec, limit: int = 0) -> list[Choice]:
     """Every question of ``spec``'s split as a :class:`Choice`, the first ``limit`` of each subject when > 0."""
     examples: list[Choice] = []
     for subject in subjects_of(spec):
-        where, rows = _load(spec, subject, spec.split)
-        shots_where, shots = _load(spec, subject, spec.fewshot_split or spec.split)
+        where, rows = load_rows(spec, subject, spec.split)
+        shots_where, shots = load_rows(spec, subject, spec.fewshot_split or spec.split)
         description = spec.description.format(subject=subject.replace("_", " "), split=spec.split)
         count = min(limit, len(rows)) if limit > 0 else len(rows)
         for index in range(count):
@@ -176,7 +176,7 @@ def build_examples(spec: TaskSpec, limit: int = 0) -> list[Choice]:
     return examples
 
 
-def _load(spec: TaskSpec, subject: str, split: str) -> tuple[Path, list[dict[str, Any]]]:
+def load_rows(spec: TaskSpec, subject: str, split: str) -> tuple[Path, list[dict[str, Any]]]:
     """The location and rows of one subject's split: ``{split}`` in path, else a ``split`` subfolder."""
     name = spec.path.format(subject=subject, split=split)
     location = resolve(name)
