@@ -81,7 +81,6 @@ from safetensors.torch import save_file
 from torch import nn
 
 from herd.checkpoint.base import tensor_names
-from herd.checkpoint.load import load_model
 from herd.errors import InputError
 from herd.io.atomic import atomic_file
 from herd.model.build import empty_model
@@ -99,6 +98,7 @@ from herd.posttrain.data import (
 )
 from herd.posttrain.losses import DPO_BETA, DPO_NLL_WEIGHT, chunked_token_logprobs, dpo_loss
 from herd.posttrain.sft import FINAL_DIR
+from herd.train.init import load_init_weights
 from herd.train.loop import train
 from herd.train.metrics import read_metrics
 from herd.train.objective import (
@@ -106,11 +106,8 @@ from herd.train.objective import (
     Objective,
     Placement,
     RunResult,
-    allocate,
     batch_layout,
-    copy_weights,
     decoder,
-    is_meta,
 )
 
 #: The reference log-probabilities in the run directory: a (pairs, 2) float32 tensor per split.
@@ -426,10 +423,7 @@ class DPOObjective(Objective[PairBatch]):
 
     def init_weights(self, model: nn.Module, device: torch.device) -> None:
         """The weights of ``init``, in fp32; a sharded model keeps its slices of them."""
-        if is_meta(model):
-            allocate(model, device)
-        state = load_model(self.start.init, dtype=torch.float32).state_dict()
-        copy_weights(decoder(model), state, str(self.start.init))
+        load_init_weights(model, device, self.start.init, decoder(model))
 
     def prepare_run(self, model: nn.Module, out_dir: Path) -> None:
         """The reference log-probabilities of every pair: read from ``out_dir`` if computed for this run, else computed.

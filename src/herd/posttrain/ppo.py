@@ -133,6 +133,7 @@ from herd.posttrain.reward_model import RewardModel
 from herd.posttrain.rollout import Rollout, response_logprobs, response_values, rollout
 from herd.posttrain.sft import FINAL_DIR
 from herd.train.checkpointing import flatten, lookup
+from herd.train.init import load_init_weights
 from herd.train.loop import train
 from herd.train.metrics import METRICS_FILE, read_metrics
 from herd.train.objective import (
@@ -142,10 +143,8 @@ from herd.train.objective import (
     Objective,
     Placement,
     RunResult,
-    allocate,
     copy_weights,
     full_copy,
-    is_meta,
     is_sharded,
     unwrap,
 )
@@ -633,11 +632,8 @@ class PPOObjective(Objective[MiniBatch]):
         policy's trunk with a zero head: every value starts at 0, so the first
         advantages are GAE's returns, not a random head's noise.
         """
-        if is_meta(model):
-            allocate(model, device)
         model = cast(PolicyAndValue, model)
-        policy = load_model(self.start.init, dtype=torch.float32).state_dict()
-        copy_weights(model.transformer, policy, str(self.start.init))
+        load_init_weights(model, device, self.start.init, model.transformer)
         if model.value is None:
             return
         source = self.config.reward_model or str(self.start.init)

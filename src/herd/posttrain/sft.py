@@ -46,7 +46,6 @@ import torch
 from torch import nn
 
 from herd.checkpoint.base import tensor_names
-from herd.checkpoint.load import load_model
 from herd.errors import ConfigError, InputError
 from herd.model.cross_entropy import IGNORE_INDEX
 from herd.posttrain.config import SFTConfig, Start
@@ -60,16 +59,14 @@ from herd.posttrain.data import (
 )
 from herd.tokenizer.chat import ChatFormat
 from herd.train.dataset import Batch
+from herd.train.init import load_init_weights
 from herd.train.loop import train
 from herd.train.objective import (
     LossTerms,
     Objective,
     Placement,
     RunResult,
-    allocate,
     batch_layout,
-    copy_weights,
-    is_meta,
 )
 
 FINAL_DIR = "final"
@@ -173,10 +170,7 @@ class SFTObjective(Objective[Batch]):
 
     def init_weights(self, model: nn.Module, device: torch.device) -> None:
         """The weights of ``init``, in fp32; a sharded model keeps its slices of them."""
-        if is_meta(model):
-            allocate(model, device)
-        state = load_model(self.start.init, dtype=torch.float32).state_dict()
-        copy_weights(model, state, str(self.start.init))
+        load_init_weights(model, device, self.start.init)
 
     # ---- data ------------------------------------------------------------------------------------
 

@@ -47,13 +47,19 @@ def resolve_init(init: str, key: str = "init") -> Path:
     return found[0]
 
 
-def load_init_weights(model: nn.Module, device: torch.device, path: Path) -> None:
-    """Set ``model``'s parameters to the checkpoint ``path``'s weights, in fp32; a sharded model keeps its slices.
+def load_init_weights(
+    model: nn.Module, device: torch.device, path: Path, target: nn.Module | None = None
+) -> None:
+    """Set the parameters of ``target`` (the language model inside ``model``, default ``model`` itself) to the
+    checkpoint ``path``'s weights, in fp32; a sharded model keeps its slices.
 
     A model built on the meta device (a sharded run) is given storage on
     ``device`` first (:func:`allocate`); a tensor the checkpoint lacks or has in
     another shape is a :class:`~herd.errors.CheckpointError` (:func:`copy_weights`).
+    DPO's and PPO's models wrap the language model (with a value head), hence ``target``.
     """
     if is_meta(model):
         allocate(model, device)
-    copy_weights(model, load_model(path, dtype=torch.float32).state_dict(), str(path))
+    copy_weights(
+        model if target is None else target, load_model(path, dtype=torch.float32).state_dict(), str(path)
+    )
