@@ -159,3 +159,10 @@ def test_unusable_inputs_are_one_line_input_errors(params, tokens, losses, messa
     with pytest.raises(InputError, match=message) as caught:
         fit_chinchilla(params, tokens, losses)
     assert "\n" not in str(caught.value)
+
+
+@pytest.mark.parametrize("bootstrap", [-1, 1])
+def test_a_bootstrap_without_a_spread_is_refused(data, bootstrap) -> None:
+    n, d, loss = data
+    with pytest.raises(InputError, match=f"at least 2 for a spread, got {bootstrap}"):
+        fit_chinchilla(n, d, loss, bootstrap=bootstrap)

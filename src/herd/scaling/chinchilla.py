@@ -354,8 +354,10 @@ def fit_chinchilla(
     """
     if delta <= 0:
         raise InputError(f"Chinchilla fit: the Huber delta must be positive, got {delta}")
-    if bootstrap < 0:
-        raise InputError(f"Chinchilla fit: the number of bootstrap resamples must be ≥ 0, got {bootstrap}")
+    if bootstrap < 0 or bootstrap == 1:
+        raise InputError(
+            f"Chinchilla fit: the bootstrap needs 0 resamples (none) or at least 2 for a spread, got {bootstrap}"
+        )
     log_n, log_d, log_l = _logs(params, tokens, losses)
     x0 = start_grid() if starts is None else np.asarray(starts, dtype=np.float64).reshape(-1, 5)
 
@@ -364,6 +366,8 @@ def fit_chinchilla(
 
     with ThreadPoolExecutor(_threads()) as pool:
         x, f = _batched_lbfgs(_in_blocks(on_points, pool), x0)
+    if not np.isfinite(f).any():
+        raise InputError("Chinchilla fit: no start reached a finite objective; the losses cannot be fitted")
     best = int(np.nanargmin(np.where(np.isfinite(f), f, np.nan)))
     law = _law(x[best])
     stderr = None
@@ -379,8 +383,7 @@ def fit_chinchilla(
         values = np.column_stack(
             [np.exp(refits[:, 2]), np.exp(refits[:, 0]), np.exp(refits[:, 1]), refits[:, 3], refits[:, 4]]
         )
-        spread = values.std(axis=0, ddof=1) if bootstrap > 1 else np.full(5, np.nan)
-        stderr = StandardErrors(*(float(v) for v in spread))
+        stderr = StandardErrors(*(float(v) for v in values.std(axis=0, ddof=1)))
     return ChinchillaFit(
         **asdict(law),
         objective=float(f[best]),
