@@ -149,7 +149,7 @@ def test_too_few_runs_is_an_input_error(tmp_path) -> None:
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
-        (["--target-flops", "0"], "must be positive"),
+        (["--target-flops", "0"], "must be a positive finite number"),
         (["--target-flops", "x"], "is not a number"),
         (["--approach", "1"], "invalid choice"),
         (["--bootstrap", "-1"], "must be 0 or more"),

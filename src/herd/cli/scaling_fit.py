@@ -19,7 +19,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from herd.argtypes import non_negative_float, non_negative_int
+from herd.argtypes import non_negative_int, positive_float
 from herd.cli.flags import add_json, add_output
 
 if TYPE_CHECKING:
@@ -29,14 +29,6 @@ if TYPE_CHECKING:
 #: Llama 3's budget for its flagship (§3.2.1): the default target.
 LLAMA3_FLOPS = 3.8e25
 APPROACHES = ("3", "2", "both")
-
-
-def _flops(text: str) -> float:
-    """A positive finite number of FLOPs (``1e22``)."""
-    value = non_negative_float(text)
-    if value == 0:
-        raise argparse.ArgumentTypeError("must be positive, got 0")
-    return value
 
 
 def add_parser(actions: argparse._SubParsersAction) -> None:
@@ -81,7 +73,7 @@ def add_parser(actions: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--target-flops",
-        type=_flops,
+        type=positive_float,
         default=LLAMA3_FLOPS,
         metavar="C",
         help=f"the budget of the compute-optimal model reported (default {LLAMA3_FLOPS:g}, Llama 3 405B's)",

@@ -12,23 +12,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 from pathlib import Path
 
+from herd.argtypes import positive_float
 from herd.cli.flags import add_json, add_output
 from herd.cli.text import print_rows
-
-
-def _positive_float(text: str) -> float:
-    """A positive finite number (FLOPs, written 1e22 or 10000000000000000000000)."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not math.isfinite(value) or value <= 0:
-        raise argparse.ArgumentTypeError(f"must be a positive finite number, got {text}")
-    return value
 
 
 def _fraction(text: str) -> float:
@@ -67,7 +56,7 @@ def add_parser(actions: argparse._SubParsersAction) -> None:
     p.add_argument("runs", type=Path, metavar="RUNS.csv", help="the sweep's runs CSV (herd scaling sweep)")
     p.add_argument(
         "--target-flops",
-        type=_positive_float,
+        type=positive_float,
         required=True,
         metavar="C",
         help="the training FLOPs to predict for, e.g. 1e22",
@@ -118,7 +107,7 @@ def run(args: argparse.Namespace) -> int:
         step2 += read_extra(path, task)
     for results_dir, flops in args.eval_results:
         try:
-            value = _positive_float(flops)
+            value = positive_float(flops)
         except argparse.ArgumentTypeError as exc:
             raise InputError(f"--eval-results {results_dir} {flops}: FLOPS {exc}") from None
         step2.append(point_from_eval(results_dir, task, value))
