@@ -141,6 +141,24 @@ def test_a_base_without_held_out_data_is_refused_before_training(tmp_path: Path)
     assert not out.exists()
 
 
+def test_an_eval_task_that_is_not_multiple_choice_is_refused_before_training(
+    tokenized_data: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "o"
+    raw = {"base": str(write_base(tmp_path, base_table(tokenized_data))), "out_dir": str(out)}
+    sweep = sweep_from_dict(
+        raw | {"budgets": [4e8], "models": [SMALL], "eval_task": str(REPO / "configs/eval/gsm8k.toml")}
+    )
+    with pytest.raises(
+        ConfigError,
+        match=r"eval_task .*gsm8k\.toml' is a generate task: the sweep needs a multiple-choice one",
+    ):
+        run_sweep(sweep, say=lambda line: None)
+    with pytest.raises(ConfigError, match="unknown task 'no_such_task'"):
+        run_sweep(sweep_from_dict(raw | {"budgets": [4e8], "models": [SMALL], "eval_task": "no_such_task"}))
+    assert not out.exists()
+
+
 @pytest.fixture(scope="module")
 def tokenized_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Token shards of TEXTS (train and val) made by a tiny Llama-3-style tokenizer that the manifest names."""

@@ -356,20 +356,30 @@ class EvalScores:
     acc: float
 
 
-def _evaluate(sweep: SweepConfig, hf_dir: str, device: str) -> EvalScores:
-    """Run ``sweep.eval_task`` (multiple choice) on the exported model in ``hf_dir``."""
-    from herd.eval.kinds import find_task, load_spec, run_task
-    from herd.infer.engine import Engine
-    from herd.infer.loading import load_for_inference
+def load_eval_task(sweep: SweepConfig) -> Any | None:
+    """The spec of ``sweep.eval_task`` (None without one); it must be multiple choice, whose records hold
+    the gold answer's NLL per character. Loaded before anything trains, so a bad name fails first."""
+    from herd.eval.kinds import find_task, load_spec
 
+    if not sweep.eval_task:
+        return None
     spec = load_spec(find_task(sweep.eval_task))
     if spec.kind != "multiple_choice":
         raise ConfigError(
             f"eval_task {sweep.eval_task!r} is a {spec.kind} task: the sweep needs a multiple-choice one "
             "(its records hold the gold answer's NLL per character)"
         )
+    return spec
+
+
+def _evaluate(spec: Any, limit: int, hf_dir: str, device: str) -> EvalScores:
+    """Run the multiple-choice task ``spec`` on the exported model in ``hf_dir``."""
+    from herd.eval.kinds import run_task
+    from herd.infer.engine import Engine
+    from herd.infer.loading import load_for_inference
+
     model, tokenizer = load_for_inference(hf_dir, device=device)
-    result = run_task(spec, Engine(model), tokenizer, limit=sweep.eval_limit)
+    result = run_task(spec, Engine(model), tokenizer, limit=limit)
     nll = [float(example["gold_nll_per_char"]) for example in result.examples]
     return EvalScores(spec.name, math.fsum(nll) / len(nll), result.metric("acc").value)
 
@@ -402,8 +412,11 @@ def _train(planned: PlannedRun, say: Callable[[str], None]) -> Any:
     return pretrain(config, overwrite=restart)
 
 
-def run_planned(sweep: SweepConfig, planned: PlannedRun, say: Callable[[str], None]) -> Run:
-    """Train (or resume) one run, evaluate it and return its row (not yet appended)."""
+def run_planned(
+    sweep: SweepConfig, planned: PlannedRun, say: Callable[[str], None], eval_spec: Any | None = None
+) -> Run:
+    """Train (or resume) one run, evaluate it on ``eval_spec`` (:func:`load_eval_task`) if given and return
+    its row (not yet appended)."""
     config = planned.config
     assert config is not None
     out_dir = Path(config.out_dir)
@@ -412,7 +425,9 @@ def run_planned(sweep: SweepConfig, planned: PlannedRun, say: Callable[[str], No
     result = _train(planned, say)
     if result.val_loss is None:
         raise HerdError(f"run {planned.name} reported no validation loss (see {out_dir})")
-    scores = _evaluate(sweep, result.hf_dir, _device(config)) if sweep.eval_task else None
+    scores = None
+    if eval_spec is not None:
+        scores = _evaluate(eval_spec, sweep.eval_limit, result.hf_dir, _device(config))
     return Run(
         run=planned.name,
         budget=planned.budget,
@@ -458,6 +473,7 @@ def run_sweep(sweep: SweepConfig, *, say: Callable[[str], None] = _stderr) -> li
     """
     planned = plan(sweep)
     _check_held_out(planned)
+    eval_spec = load_eval_task(sweep)
     csv_path = Path(sweep.out_dir) / RUNS_CSV
     done = {run.run for run in read_runs(csv_path, ["run"])} if csv_path.is_file() else set()
     for i, p in enumerate(planned, start=1):
@@ -470,7 +486,7 @@ def run_sweep(sweep: SweepConfig, *, say: Callable[[str], None] = _stderr) -> li
             continue
         say(f"{where}: N={p.params:,}, D={p.steps * p.batch_tokens:,} tokens, {p.steps} steps")
         started = time.perf_counter()
-        row = run_planned(sweep, p, say)
+        row = run_planned(sweep, p, say, eval_spec)
         append_run(csv_path, row)
         nll = f", eval NLL/char {row.eval_nll:.4f}" if row.eval_nll is not None else ""
         say(f"{where}: val_loss {row.val_loss:.4f}{nll} ({time.perf_counter() - started:.1f} s)")
