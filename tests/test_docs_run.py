@@ -105,6 +105,7 @@ GROUPS = [
     ("docs/checkpoints.md",),
     ("docs/tokenizer.md",),
     ("docs/eval.md",),
+    ("docs/scaling.md",),
 ]
 FENCE = re.compile(r"\s*```(\S*)")
 
