@@ -383,7 +383,8 @@ def fit_chinchilla(
         values = np.column_stack(
             [np.exp(refits[:, 2]), np.exp(refits[:, 0]), np.exp(refits[:, 1]), refits[:, 3], refits[:, 4]]
         )
-        stderr = StandardErrors(*(float(v) for v in values.std(axis=0, ddof=1)))
+        with np.errstate(over="ignore"):  # a coefficient the data cannot pin down has an infinite spread
+            stderr = StandardErrors(*(float(v) for v in values.std(axis=0, ddof=1)))
     return ChinchillaFit(
         **asdict(law),
         objective=float(f[best]),
