@@ -48,6 +48,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from herd.errors import ConfigError, InputError
+from herd.eval.batching import check_batch_size
 from herd.eval.datasets import read_rows, resolve
 from herd.eval.result import Metric, TaskResult
 from herd.eval.sandbox import Outcome, run_programs
@@ -255,8 +256,7 @@ def evaluate_code(
     ``spec.seed + j·samples + s``, whatever the batch size. Each group's
     programs run in the sandbox in parallel, then ``progress`` hears of them.
     """
-    if batch_size < 1:
-        raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
+    check_batch_size(batch_size)
     _, problems = build_problems(spec, limit, data_dir)
     group = max(1, batch_size // spec.samples)
     records: list[dict[str, Any]] = []

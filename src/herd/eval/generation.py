@@ -44,6 +44,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from herd.errors import ConfigError, InputError
+from herd.eval.batching import check_batch_size, map_longest_first
 from herd.eval.datasets import resolve
 from herd.eval.result import Metric, TaskResult
 from herd.eval.tasks import fewshot_indices, field_value, fill_template, rows_at
@@ -283,20 +284,17 @@ def evaluate_generation(
     Prompts run longest first in batches of ``batch_size`` (less padding);
     the records come back in dataset order.
     """
-    if batch_size < 1:
-        raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
+    check_batch_size(batch_size)
     name, questions = build_questions(spec, limit, data_dir)
     if not questions:
         raise InputError(f"task {name!r}: the dataset has no rows")
-    order = sorted(range(len(questions)), key=lambda i: -len(questions[i].prompt))
-    generations = [""] * len(questions)
-    for start in range(0, len(order), batch_size):
-        batch = order[start : start + batch_size]
-        answers = _answer(spec, engine, tokenizer, [questions[i].prompt for i in batch], chat)
-        for i, answer in zip(batch, answers, strict=True):
-            generations[i] = answer
-        if progress is not None:
-            progress(len(batch))
+    generations = map_longest_first(
+        questions,
+        lambda q: len(q.prompt),
+        batch_size,
+        lambda batch: _answer(spec, engine, tokenizer, [q.prompt for q in batch], chat),
+        progress,
+    )
     names = METRICS[spec.extraction]
     records = []
     for question, generation in zip(questions, generations, strict=True):

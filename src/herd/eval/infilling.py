@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from herd.errors import ConfigError, InputError
+from herd.eval.batching import check_batch_size, map_longest_first
 from herd.eval.datasets import read_rows, resolve
 from herd.eval.result import Metric, TaskResult
 from herd.eval.sandbox import run_programs
@@ -164,24 +165,21 @@ def evaluate_infilling(
         raise ConfigError(
             f"task {spec.name!r}: infilling has no chat form (its prompt is not a conversation)"
         )
-    if batch_size < 1:
-        raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
+    check_batch_size(batch_size)
     gaps = build_gaps(spec, limit)
     if not gaps:
         raise InputError(f"task {spec.name!r}: no problems")
-    order = sorted(range(len(gaps)), key=lambda i: -len(gaps[i].prefix) - len(gaps[i].suffix))
-    records: list[dict[str, Any]] = [{} for _ in gaps]
-    for start in range(0, len(order), batch_size):
-        indices = order[start : start + batch_size]
-        batch = [gaps[i] for i in indices]
+
+    def fill(batch: list[Gap]) -> list[dict[str, Any]]:
+        """Infill a batch of gaps, run the rebuilt programs in the sandbox, one record per gap."""
         middles = _middles(engine, tokenizer, batch, spec.max_new_tokens)
         outcomes = run_programs(
             [gap.program(middle) for gap, middle in zip(batch, middles, strict=True)],
             timeout=spec.timeout,
             memory_mb=spec.memory_mb,
         )
-        for i, gap, middle, outcome in zip(indices, batch, middles, outcomes, strict=True):
-            records[i] = {
+        return [
+            {
                 "id": gap.id,
                 "task_id": gap.task_id,
                 "line": gap.line,
@@ -191,8 +189,10 @@ def evaluate_infilling(
                 "passed": outcome.passed,
                 "status": outcome.status,
             }
-        if progress is not None:
-            progress(len(batch))
+            for gap, middle, outcome in zip(batch, middles, outcomes, strict=True)
+        ]
+
+    records = map_longest_first(gaps, lambda g: len(g.prefix) + len(g.suffix), batch_size, fill, progress)
     metrics = (
         Metric.proportion("pass@1", [r["passed"] for r in records]),
         Metric.proportion("exact_match", [r["exact_match"] for r in records]),

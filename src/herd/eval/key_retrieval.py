@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Literal
 
 from herd.errors import ConfigError
+from herd.eval.batching import check_batch_size, map_longest_first
 from herd.eval.result import Metric, TaskResult
 from herd.infer.chat_session import chat as chat_replies
 from herd.infer.completion import default_add_bos, generate
@@ -191,20 +192,16 @@ def evaluate_key_retrieval(
     back in grid order. ``data_dir`` is not used: the task's text is generated.
     """
     del data_dir
-    if batch_size < 1:
-        raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
+    check_batch_size(batch_size)
     probes = build_probes(spec, tokenizer, engine.context, chat)
     probes = probes[:limit] if limit > 0 else probes
-    order = sorted(range(len(probes)), key=lambda i: -probes[i].tokens)
-    answers = [""] * len(probes)
-    for start in range(0, len(order), batch_size):
-        batch = order[start : start + batch_size]
-        for i, answer in zip(
-            batch, _answers(spec, engine, tokenizer, [probes[i].prompt for i in batch], chat), strict=True
-        ):
-            answers[i] = answer
-        if progress is not None:
-            progress(len(batch))
+    answers = map_longest_first(
+        probes,
+        lambda p: p.tokens,
+        batch_size,
+        lambda batch: _answers(spec, engine, tokenizer, [p.prompt for p in batch], chat),
+        progress,
+    )
     records = [
         {
             "id": p.id,
