@@ -82,14 +82,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_eval)
 
 
-def _model_path(spec: str) -> str:
-    """A pretraining or post-training run directory stands for its Hugging Face export, ``<run>/hf``."""
-    path = Path(spec)
-    if path.is_dir() and not (path / "config.json").exists() and (path / "hf" / "config.json").is_file():
-        return str(path / "hf")
-    return spec
-
-
 def _output_dir(args: argparse.Namespace) -> Path:
     if args.output is not None:
         return args.output
@@ -103,6 +95,7 @@ def _eval(args: argparse.Namespace) -> int:
     from herd.eval.kinds import find_task, load_spec, plot_task, run_task, with_shots
     from herd.eval.report import known_preset, load_finished, save_task, spec_settings, write_report
     from herd.infer.loading import check_model_spec
+    from herd.train.pretrain_objective import run_export
 
     names = [n.strip() for n in args.tasks.split(",") if n.strip()]
     if not names:
@@ -112,7 +105,9 @@ def _eval(args: argparse.Namespace) -> int:
     specs = [load_spec(find_task(name, args.tasks_dir)) for name in names]
     if args.shots is not None:
         specs = [with_shots(spec, args.shots) for spec in specs]
-    args.model = _model_path(args.model)
+    export = run_export(Path(args.model))  # a pretraining run's directory stands for its export, <run>/hf
+    if export != Path(args.model):
+        args.model = str(export)
     check_model_spec(args.model, args.random)
     out_dir = _output_dir(args)
     engine, tokenizer = load_engine(args)

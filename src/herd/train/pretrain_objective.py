@@ -134,15 +134,20 @@ def with_data_vocab(config: PretrainConfig, dataset: TokenDataset) -> PretrainCo
 EXPORT_DIR = "hf"
 
 
+def run_export(path: Path) -> Path:
+    """``path``, or its export ``hf/`` when ``path`` is a pretraining run's directory rather than a checkpoint."""
+    export = path / EXPORT_DIR
+    if path.is_dir() and not (path / "config.json").is_file() and (export / "config.json").is_file():
+        return export
+    return path
+
+
 def init_checkpoint(init: str) -> Path:
     """The checkpoint ``init`` names (:func:`resolve_init`); a herd run's directory stands for its export ``hf/``.
 
     A path that does not exist is a one-line :class:`ConfigError` naming it.
     """
-    path = resolve_init(init)
-    export = path / EXPORT_DIR
-    if path.is_dir() and not (path / "config.json").is_file() and (export / "config.json").is_file():
-        return export
+    path = run_export(resolve_init(init))
     if not path.exists():
         raise ConfigError(f"init: no such checkpoint: {init} (a Hugging Face or Meta directory, a GGUF file)")
     return path
