@@ -20,10 +20,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from herd.config import from_dict, load_toml
+from herd.config import load_toml
 from herd.data.checks import unknown_name
 from herd.errors import ConfigError
 from herd.eval.result import TaskResult
+from herd.eval.tasks import spec_from_table
 from herd.infer.engine import Engine
 from herd.tokenizer import Tokenizer
 
@@ -76,11 +77,7 @@ def load_spec(path: Path | str) -> Any:
     kind = table.get("kind", "multiple_choice")
     if kind not in KINDS:
         raise ConfigError(f"{path}: unknown task kind {kind!r} {unknown_name(kind, KINDS)}")
-    try:
-        return from_dict(KINDS[kind].spec_class(), table)
-    except ConfigError as exc:
-        message = str(exc)
-        raise ConfigError(message if message.startswith(str(path)) else f"{path}: {message}") from None
+    return spec_from_table(KINDS[kind].spec_class(), table, path)
 
 
 def task_names(tasks_dir: Path = TASKS_DIR) -> list[str]:

@@ -29,7 +29,7 @@ import string
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from herd.config import from_dict, load_toml
 from herd.errors import ConfigError, InputError
@@ -37,6 +37,7 @@ from herd.eval.datasets import read_rows, resolve
 from herd.eval.example import Choice
 
 LETTERS = string.ascii_uppercase
+T = TypeVar("T")
 
 _SPEC_PLACEHOLDERS = ("subject", "split")
 
@@ -118,8 +119,14 @@ def _placeholders(template: str) -> set[str]:
 
 def load_task(path: Path | str) -> TaskSpec:
     """The task spec in the TOML file at ``path``; any bad key or value is one ConfigError naming the file."""
+    return spec_from_table(TaskSpec, load_toml(path, "task spec"), path)
+
+
+def spec_from_table(cls: type[T], table: dict[str, Any], path: Path | str) -> T:
+    """A task spec of class ``cls`` from the table read from ``path``: every kind's specs refuse bad keys so,
+    each error one ConfigError naming the file."""
     try:
-        return from_dict(TaskSpec, load_toml(path, "task spec"))
+        return from_dict(cls, table)
     except ConfigError as exc:
         message = str(exc)
         raise ConfigError(message if message.startswith(str(path)) else f"{path}: {message}") from None
