@@ -89,12 +89,14 @@ class LocalExecutor(Executor):
         return results
 
 
+TERMINATED = 128 + signal.SIGTERM
 RESUME_HINT = "the shards finished so far are kept: run the same command again to resume"
 
 
 def _dead_workers(workers: list[multiprocessing.process.BaseProcess]) -> str:
     """How the workers that died ended: exit codes and signals (SIGTERM is the pool stopping the others)."""
-    ends = sorted({_ending(w.exitcode) for w in workers if w.exitcode not in (None, 0, -signal.SIGTERM)})
+    stopped = (None, 0, -signal.SIGTERM, TERMINATED)
+    ends = sorted({_ending(w.exitcode) for w in workers if w.exitcode not in stopped})
     return "a worker process of the local executor died" + (f" ({', '.join(ends)})" if ends else "")
 
 
@@ -130,5 +132,6 @@ def _worker_setup(counters: Any) -> None:
 
 
 def _exit_on_terminate(signum: int, frame: FrameType | None) -> None:
-    """``Pool.terminate``'s SIGTERM: unwind (writers discard their temporary files), then exit quietly."""
-    raise SystemExit(1)
+    """``Pool.terminate``'s SIGTERM: unwind (writers discard their temporary files), then exit quietly
+    with the shell's code for it, which tells a stopped worker from one that failed on its own."""
+    raise SystemExit(TERMINATED)
