@@ -87,6 +87,7 @@ COMMANDS = (
         "scaling",
         "scaling laws: IsoFLOP sweeps, Chinchilla and Llama 3 fits, downstream prediction",
     ),
+    Command("serve", "serve", "serve a model over an OpenAI-compatible HTTP API, with a browser chat page"),
     Command(
         "plan",
         "plan",

@@ -121,14 +121,22 @@ class Engine:
         """Forget what the cache holds (the buffers are kept)."""
         self._cached_ids = []
 
-    def _ensure_cache(self, batch: int, columns: int) -> KVCache:
+    def _ensure_cache(self, batch: int, columns: int, *, keep: bool = False) -> KVCache:
+        """A cache of at least ``batch`` rows and ``columns`` columns; ``keep``: a grown cache keeps
+        what the old one held (the serving slots), else the old buffers are freed first."""
         cache = self.cache
         if cache is None or cache.batch < batch or cache.max_seq_len < columns:
             length = -(-columns // CACHE_ROUNDING) * CACHE_ROUNDING
             if cache is not None:
                 batch, length = max(batch, cache.batch), max(length, cache.max_seq_len)
-            self.cache = None  # free the old buffers before allocating the new ones
-            self.cache = cache = self.model.make_cache(batch, length)
+            if not keep:
+                self.cache = cache = None  # free the old buffers before allocating the new ones
+            grown = self.model.make_cache(batch, length)
+            if cache is not None:
+                for old, new in zip(cache.layers, grown.layers, strict=True):
+                    new.k[: cache.batch, :, : cache.max_seq_len] = old.k
+                    new.v[: cache.batch, :, : cache.max_seq_len] = old.v
+            self.cache = cache = grown
             self._cached_ids = []
             if self._graphs:  # fixed addresses: a captured graph updates the buffers in place
                 for layer in cache.layers:
@@ -200,6 +208,49 @@ class Engine:
             torch.compiler.cudagraph_mark_step_begin()
         logits = self._decode(tokens.unsqueeze(1), start, batch.positions(column, column + 1), batch.key_mask)
         return logits.clone() if self._graphs else logits
+
+    def prefill_slot(self, row: int, ids: Sequence[int], start: int) -> torch.Tensor:
+        """Write ``ids`` to columns ``start..`` of cache row ``row`` (the rows before and after are
+        untouched) and return the last position's logits (1, vocab): one request of a server's batch.
+
+        The cache grows, keeping what it holds, to fit the row; prompts longer than
+        ``PREFILL_CHUNK`` run in chunks, so a caller may also feed one chunk per call.
+        """
+        end = start + len(ids)
+        cache = self._ensure_cache(row + 1, end + 1, keep=True)
+        self._cached_ids = []
+        view = cache.row(row)
+        tokens = torch.tensor([list(ids)], dtype=torch.long, device=self.device)
+        logits = None
+        for begin in range(0, len(ids), PREFILL_CHUNK):
+            chunk = tokens[:, begin : begin + PREFILL_CHUNK]
+            hidden = self.model.hidden_states(chunk, start_pos=start + begin, cache=view)
+            logits = self.model.output(hidden[:, -1])
+        if logits is None:
+            raise HerdError("prefill_slot needs at least one token")
+        return logits
+
+    def decode_slots(self, tokens: torch.Tensor, columns: torch.Tensor) -> torch.Tensor:
+        """Ragged decode of cache rows ``0..n``: row ``i`` feeds ``tokens[i]`` at its own column
+        ``columns[i]`` (its length so far, also its RoPE position); the next logits (n, vocab).
+
+        Requests of different lengths decode together without padding (continuous batching,
+        Yu et al. 2022, "Orca"); each attends over its own columns only.
+        """
+        if self.cache is None or int(columns.max()) >= self.cache.max_seq_len:
+            raise HerdError("decode_slots past the KV cache; prefill_slot or grow_slots first")
+        self._cached_ids = []
+        return self._forward(tokens.unsqueeze(1), columns, None, None)
+
+    def grow_slots(self, rows: int, columns: int) -> None:
+        """Make room for ``rows`` slots of ``columns`` columns, keeping what the cache holds."""
+        self._ensure_cache(rows, columns, keep=True)
+
+    def copy_slot(self, source: int, target: int, columns: int) -> None:
+        """Copy the first ``columns`` cached keys and values of row ``source`` to row ``target``."""
+        if self.cache is None:
+            raise HerdError("copy_slot before any prefill: the KV cache is empty")
+        self.cache.copy_row(source, target, columns)
 
 
 def _common_prefix(a: Sequence[int], b: Sequence[int], limit: int) -> int:

@@ -10,9 +10,17 @@ Nothing is reallocated while decoding, which keeps the decode step cheap and
 columns are written with ``index_copy_`` and the whole buffers are returned, so
 every step has the same shapes and one compiled graph, captured once as a CUDA
 graph, serves all of them; the caller masks the columns not written yet.
+
+``start_pos`` may also be a 1-D (batch,) integer tensor ("ragged" decoding, one
+token per row): row ``b`` writes its token at its own column ``start_pos[b]``,
+and the columns up to the furthest row are returned. A server batching requests
+of different lengths (continuous batching) decodes them together this way, each
+row holding one request, without padding one to the other's length.
 """
 
 from __future__ import annotations
+
+import copy
 
 import torch
 
@@ -33,6 +41,14 @@ class LayerKVCache:
         """Store new (batch, heads, seq, head_dim) keys/values; return all keys/values so far
         (with a tensor ``start_pos``: the whole buffers)."""
         batch = k.shape[0]
+        if isinstance(start_pos, torch.Tensor) and start_pos.ndim == 1:
+            if k.shape[2] != 1:
+                raise HerdError(f"ragged decoding takes one token per row, got {k.shape[2]}")
+            rows = torch.arange(batch, device=k.device)
+            self.k[rows, :, start_pos] = k[:, :, 0]
+            self.v[rows, :, start_pos] = v[:, :, 0]
+            end = int(start_pos.max()) + 1
+            return self.k[:batch, :, :end], self.v[:batch, :, :end]
         if isinstance(start_pos, torch.Tensor):
             columns = start_pos + torch.arange(k.shape[2], device=k.device)
             self.k[:batch].index_copy_(2, columns, k)
@@ -66,6 +82,19 @@ class KVCache:
         ]
         self.batch = batch
         self.max_seq_len = max_seq_len
+
+    def row(self, index: int) -> KVCache:
+        """A one-row cache that is row ``index`` of this one (a view: writes land in this cache)."""
+        view = copy.copy(self)
+        view.layers = [LayerKVCache(c.k[index : index + 1], c.v[index : index + 1]) for c in self.layers]
+        view.batch = 1
+        return view
+
+    def copy_row(self, source: int, target: int, columns: int) -> None:
+        """Copy the first ``columns`` keys and values of row ``source`` to row ``target``."""
+        for c in self.layers:
+            c.k[target, :, :columns] = c.k[source, :, :columns]
+            c.v[target, :, :columns] = c.v[source, :, :columns]
 
     def nbytes(self) -> int:
         """Memory held by the cache."""

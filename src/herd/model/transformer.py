@@ -107,7 +107,8 @@ class Transformer(nn.Module):
         - ``cache``/``start_pos``: incremental decoding; the tokens sit at columns
           ``start_pos..start_pos+seq`` of the cache. A 0-d tensor ``start_pos``
           attends over the whole cache at fixed shapes (static decoding, for
-          CUDA graphs; see :mod:`herd.model.kv_cache`).
+          CUDA graphs; see :mod:`herd.model.kv_cache`); a 1-D (batch,) tensor decodes one
+          token per row at each row's own column and position (ragged decoding).
         - ``document_ids`` (batch, seq): packed sequences; attention stays inside
           each document and positions restart at each document (Llama 3 §3.2).
         - ``positions`` (batch, seq): explicit RoPE positions (e.g. left-padded batches).
@@ -139,11 +140,14 @@ class Transformer(nn.Module):
         bsz, seqlen = tokens.shape
         device = tokens.device
         static = isinstance(start_pos, torch.Tensor)
+        ragged = static and start_pos.ndim == 1
         if static and cache is None:
             raise HerdError("a tensor start_pos (static decoding) needs a KV cache")
         if document_ids is not None and (cache is not None or start_pos):
             raise HerdError("document_ids (packed training sequences) cannot be combined with a KV cache")
         first_key = document_starts(document_ids) if document_ids is not None else None
+        if ragged and positions is None:
+            positions = start_pos.unsqueeze(1)
         if positions is None:
             positions = (
                 torch.arange(seqlen, device=device) - first_key
@@ -152,7 +156,9 @@ class Transformer(nn.Module):
             )
         h = self.tok_embeddings(tokens)
         cos, sin = rope_cos_sin(positions, self.inv_freq, h.dtype)
-        if static:
+        if ragged:
+            mask = ragged_mask(start_pos, key_mask)
+        elif static:
             mask = causal_mask(start_pos, seqlen, cache.max_seq_len, key_mask, device)
         elif takes_first_key(h, cached=cache is not None, masked=key_mask is not None):
             mask = None  # the attention takes the documents as first_key, without a dense mask
@@ -225,6 +231,16 @@ def causal_mask(
     if key_mask is not None:
         mask = mask & key_mask[:, None, None, :keys].bool()
     return mask
+
+
+def ragged_mask(start_pos: torch.Tensor, key_mask: torch.Tensor | None) -> torch.Tensor:
+    """Boolean (batch, 1, 1, keys) mask of ragged decoding: row ``b``'s one query, at column
+    ``start_pos[b]``, sees its own columns up to there; keys run to the furthest row's column."""
+    keys = int(start_pos.max()) + 1
+    mask = torch.arange(keys, device=start_pos.device).unsqueeze(0) <= start_pos.unsqueeze(1)
+    if key_mask is not None:
+        mask = mask & key_mask[:, :keys].bool()
+    return mask[:, None, None, :]
 
 
 def attention_mask(
