@@ -334,7 +334,10 @@ class Scheduler:
         tokens = torch.cat(chosen)
         logprobs = token_logprobs(logits, tokens).tolist()
         wanted = max(s.handle.request.top_logprobs for s in sequences)
-        top = logits.float().log_softmax(-1).topk(wanted, dim=-1) if wanted else None
+        top = None
+        if wanted:  # as token_logprobs computes them: logit minus log-sum-exp
+            values, indices = logits.float().topk(wanted, dim=-1)
+            top = (values - logits.float().logsumexp(-1, keepdim=True), indices)
         now = time.perf_counter()
         done = []
         for i, s in enumerate(sequences):
@@ -358,7 +361,7 @@ class Scheduler:
                 alternatives: tuple[tuple[int, float], ...] = ()
                 k = handle.request.top_logprobs
                 if top is not None and k:
-                    ids, values = top.indices[i, :k].tolist(), top.values[i, :k].tolist()
+                    ids, values = top[1][i, :k].tolist(), top[0][i, :k].tolist()
                     alternatives = tuple(zip(ids, values, strict=True))
                 text = s.stream.push(token)
                 handle._send(TokenEvent(s.index, text, token, logprobs[i], alternatives))
