@@ -183,7 +183,7 @@ def test_page_loads_offline_and_names_the_model(tab: Tab, server: Server) -> Non
 
 def test_a_reply_streams_in_as_it_is_generated(tab: Tab) -> None:
     page = tab.page
-    page.fill("#max-tokens", "64")
+    page.fill("#max-tokens", "32")
     page.evaluate(
         """() => {
             window.replyLengths = [];
@@ -201,7 +201,7 @@ def test_a_reply_streams_in_as_it_is_generated(tab: Tab) -> None:
     assert last_reply(page)
     assert len(set(lengths)) >= 2, f"the reply did not grow while streaming: lengths seen {lengths}"
     assert page.locator(".message.error").count() == 0
-    assert tab.chats[0]["max_tokens"] == 64
+    assert tab.chats[0]["max_tokens"] == 32
     assert tab.chats[0]["stream"] is True
 
 
@@ -231,6 +231,7 @@ def test_stop_keeps_the_text_so_far_and_frees_the_server(tab: Tab, server: Serve
         assert time.monotonic() < deadline, "the server still generates the stopped reply"
         time.sleep(0.1)
 
+    page.fill("#max-tokens", "16")
     send(page, "And then?")
     wait_idle(page)
     assert page.locator(".message.assistant").count() == 2
@@ -303,7 +304,11 @@ def test_markup_in_a_reply_is_shown_as_text_never_run(tab: Tab) -> None:
 
     page.route("**/v1/chat/completions", reply)
     page.fill("#api-key", "sk-page-test")
-    send(page, "<b>not bold</b>")
+    page.fill("#input", "<b>not bold</b>")
+    page.press("#input", "Shift+Enter")
+    page.type("#input", "second line")
+    assert tab.chats == []
+    page.press("#input", "Enter")
     wait_idle(page)
     message = page.locator(".message.assistant")
     text = message.inner_text()
@@ -311,7 +316,7 @@ def test_markup_in_a_reply_is_shown_as_text_never_run(tab: Tab) -> None:
     assert "<script>window.pwned=1</script>" in text
     assert page.evaluate("window.pwned") is None
     assert page.locator("#messages img, #messages script, #messages svg, #messages b").count() == 0
-    assert page.locator(".message.user").inner_text() == "<b>not bold</b>"
+    assert page.locator(".message.user").text_content() == "<b>not bold</b>\nsecond line"
     assert message.locator("strong").inner_text() == "bold"
     assert message.locator("em").inner_text() == "italic"
     assert message.locator("p code").inner_text() == "x<b>"
