@@ -148,7 +148,11 @@ def create_app(scheduler: Scheduler, options: ServeOptions) -> FastAPI:
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
         kind = "not_found_error" if exc.status_code == 404 else "invalid_request_error"
-        return APIError(exc.status_code, str(exc.detail), type=kind, headers=exc.headers).response()
+        where = f"{request.method} {request.url.path}"
+        message = {404: f"no such route: {where}", 405: f"method not allowed: {where}"}.get(
+            exc.status_code, str(exc.detail)
+        )
+        return APIError(exc.status_code, message, type=kind, headers=exc.headers).response()
 
     @app.exception_handler(Exception)
     async def crashed(request: Request, exc: Exception) -> JSONResponse:
@@ -248,10 +252,10 @@ def _validation_error(exc: RequestValidationError) -> APIError:
         )
     if first.get("type") == "extra_forbidden":
         return APIError(400, f"unrecognized request argument: {'.'.join(where)}", param=".".join(where))
-    if first.get("type") == "missing" and not where:
-        return APIError(400, "the body must be a JSON object")
-    message = f"{'.'.join(where)}: {first.get('msg', 'invalid')}" if where else str(first.get("msg"))
-    return APIError(400, message, param=".".join(where) or None)
+    if not where:
+        return APIError(400, "the body must be a JSON object (sent with Content-Type: application/json)")
+    message = str(first.get("msg", "invalid")).removeprefix("Value error, ")
+    return APIError(400, f"{'.'.join(where)}: {message}", param=".".join(where))
 
 
 def _check_common(body: ChatCompletionRequest | CompletionRequest, limits: Limits) -> None:
@@ -556,7 +560,12 @@ async def _sse(
 
 
 class _BodyLimit:
-    """Refuse request bodies over ``max_bytes`` with 413, by Content-Length or while reading."""
+    """Refuse request bodies over ``max_bytes`` with 413, by Content-Length or while reading.
+
+    The body is read whole here, before the application sees it: FastAPI turns any error raised
+    while it reads a body into 400 "error parsing the body", so a chunked body over the bound must
+    be answered before that.
+    """
 
     def __init__(self, app: ASGIApp, max_bytes: int) -> None:
         self.app = app
@@ -573,14 +582,30 @@ class _BodyLimit:
         if declared is not None and (not declared.isdigit() or int(declared) > self.max_bytes):
             await too_big.response()(scope, receive, send)
             return
+        chunks: list[bytes] = []
         seen = 0
-
-        async def counted() -> Message:
-            nonlocal seen
-            message = await receive()
-            seen += len(message.get("body", b""))
+        message = await receive()
+        while message["type"] == "http.request":
+            chunks.append(message.get("body", b""))
+            seen += len(chunks[-1])
             if seen > self.max_bytes:
-                raise too_big
-            return message
+                await too_big.response()(scope, receive, send)
+                return
+            if not message.get("more_body", False):
+                break
+            message = await receive()
+        whole: Message = (
+            {"type": "http.request", "body": b"".join(chunks), "more_body": False}
+            if message["type"] == "http.request"
+            else message
+        )
+        replayed = False
 
-        await self.app(scope, counted, send)
+        async def replay() -> Message:
+            nonlocal replayed
+            if replayed:
+                return await receive()
+            replayed = True
+            return whole
+
+        await self.app(scope, replay, send)

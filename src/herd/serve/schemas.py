@@ -4,8 +4,9 @@ Requests follow OpenAI's chat completions and (legacy) completions APIs: the
 fields herd acts on are declared with their ranges, fields herd accepts but
 does not act on are declared too (``user``; the penalties must stay 0), and
 any other field is refused by name, as OpenAI refuses an unrecognised
-argument. Every size a client controls has a bound (:class:`Limits`), so that
-one request cannot take the server's memory or time.
+argument. Types are strict, as OpenAI's are: ``"yes"`` is not a boolean nor
+``"5"`` or ``true`` a number. Every size a client controls has a bound
+(:class:`Limits`), so that one request cannot take the server's memory or time.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ class Limits:
 class StreamOptions(BaseModel):
     """``stream_options``: whether a last chunk carries the usage."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     include_usage: bool = False
 
@@ -40,7 +41,7 @@ class StreamOptions(BaseModel):
 class _Request(BaseModel):
     """Fields common to both endpoints."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     model: str | None = None
     max_tokens: Annotated[int, Field(ge=1)] | None = None
@@ -63,7 +64,7 @@ class _Request(BaseModel):
 class TextPart(BaseModel):
     """A text part of a message's content given as a list of parts."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     type: Literal["text"]
     text: str
@@ -72,11 +73,18 @@ class TextPart(BaseModel):
 class ChatMessage(BaseModel):
     """One message of a conversation; herd's chat formats take these roles."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     role: Literal["system", "user", "assistant"]
     content: str | list[TextPart]
     name: str | None = None
+
+    @field_validator("content", mode="before")
+    @classmethod
+    def _text_or_parts(cls, content: object) -> object:
+        if not isinstance(content, str | list):
+            raise ValueError("must be a string or a list of text parts")
+        return content
 
     def text(self) -> str:
         """The content as one string (parts joined)."""
@@ -106,6 +114,14 @@ class CompletionRequest(_Request):
     max_tokens: Annotated[int, Field(ge=1)] | None = 16
     logprobs: Annotated[int, Field(ge=0, le=5)] | None = None
     echo: Literal[False] = False
+
+    @field_validator("prompt", mode="before")
+    @classmethod
+    def _text_or_texts(cls, prompt: object) -> object:
+        texts = [prompt] if isinstance(prompt, str) else prompt
+        if not isinstance(texts, list) or not all(isinstance(text, str) for text in texts):
+            raise ValueError("must be a string or a list of strings (token ids are not accepted)")
+        return prompt
 
     def prompts(self) -> list[str]:
         """``prompt`` as a list."""
