@@ -43,6 +43,9 @@ CHROMIUM_ARGS = [
 DESKTOP = {"width": 1100, "height": 750}
 STARTUP_S = 180
 REPLY_MS = 60_000
+UNAUTHORIZED = {
+    "error": {"message": "Invalid API key", "type": "invalid_request_error", "param": None, "code": None}
+}
 
 if CHROMIUM is None:
     pytest.skip("no chromium on PATH (apt install chromium)", allow_module_level=True)
@@ -366,10 +369,7 @@ def test_markdown_subset_and_stream_parsing_in_the_page(tab: Tab) -> None:
 
 def test_errors_show_as_lines_in_the_conversation(tab: Tab) -> None:
     page = tab.page
-    error = {
-        "error": {"message": "Invalid API key", "type": "invalid_request_error", "param": None, "code": None}
-    }
-    page.route("**/v1/chat/completions", lambda route: route.fulfill(status=401, json=error))
+    page.route("**/v1/chat/completions", lambda route: route.fulfill(status=401, json=UNAUTHORIZED))
     send(page, "first try")
     sync_api.expect(page.locator(".message.error")).to_contain_text("Invalid API key")
     assert page.input_value("#input") == "first try"
@@ -406,3 +406,25 @@ def test_the_page_fits_a_narrow_screen(browser: Browser, server: Server) -> None
         assert narrow.chats[0]["messages"][0] == {"role": "system", "content": "Be terse."}
     finally:
         page.context.close()
+
+
+def test_a_server_with_an_api_key_asks_for_it_and_the_page_retries(browser: Browser, server: Server) -> None:
+    context = browser.new_context(viewport=DESKTOP)
+    page = context.new_page()
+
+    def models(route: Route) -> None:
+        if route.request.headers.get("authorization") == "Bearer sk-late":
+            route.continue_()
+        else:
+            route.fulfill(status=401, json=UNAUTHORIZED)
+
+    try:
+        page.route("**/v1/models", models)
+        page.goto(server.url + "/")
+        sync_api.expect(page.locator(".message.error")).to_contain_text("Invalid API key (set the API key")
+        sync_api.expect(page.locator("#model")).to_have_text("unavailable")
+        page.fill("#api-key", "sk-late")
+        page.press("#api-key", "Tab")
+        sync_api.expect(page.locator("#model")).to_have_text(server.model)
+    finally:
+        context.close()
