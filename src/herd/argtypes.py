@@ -33,6 +33,14 @@ def non_negative_int(text: str) -> int:
     return value
 
 
+def port(text: str) -> int:
+    """A TCP port to listen on, 1 to 65535."""
+    value = _integer(text)
+    if not 1 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"a port is 1 to 65535, got {value}")
+    return value
+
+
 def non_negative_float(text: str) -> float:
     """A finite float ≥ 0 (temperatures, penalties)."""
     try:

@@ -264,6 +264,10 @@ CASES: list[tuple[str, Setup, list[str]]] = [
     ("eval: a choice list of one", _eval_task, ["eval", "llama2-tiny", "--random", "--tasks", "t/one.toml"]),
     ("eval: unknown task key", _eval_task, ["eval", "llama2-tiny", "--random", "--tasks", "t/typo.toml"]),
     ("eval: model without a tokenizer", _model_no_tokenizer, ["eval", "m", "--tasks", "t/arc_easy.toml"]),
+    ("serve: missing model", _nothing, ["serve", "nope.gguf"]),
+    ("serve: port out of range", _nothing, ["serve", "llama2-tiny", "--random", "--port", "70000"]),
+    ("serve: negative queue", _nothing, ["serve", "llama2-tiny", "--random", "--max-queue", "-1"]),
+    ("serve: unknown host", _nothing, ["serve", "llama2-tiny", "--random", "--host", "256.1.1.1"]),
     (
         "eval: negative --shots",
         _eval_task,

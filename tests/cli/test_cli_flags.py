@@ -29,7 +29,7 @@ from herd.train.config import PretrainConfig
 from herd.train.loop import PretrainResult
 
 ROOT = Path(__file__).resolve().parents[2]
-STAGES = ("model", "tokenizer", "checkpoint", "data", "infer", "train", "posttrain", "eval", "scaling")
+STAGES = ("model", "tokenizer", "checkpoint", "data", "infer", "train", "posttrain", "eval", "scaling", "serve")
 SHARED = {"output": ["-o", "--output"], "overrides": ["--set"], "json": ["--json"], "quiet": ["--quiet"]}
 
 
@@ -75,6 +75,7 @@ def test_the_tree_has_every_stage_and_no_other() -> None:
         "rlhf",
         "eval",
         "plan",
+        "serve",
     }
     assert {p[0] for p in ALL} == leaves | {"data", "gatt", "model", "scaling", "tokenizer"}
     assert {p[0] for p in ALL} == {c.name for c in COMMANDS}

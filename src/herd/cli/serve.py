@@ -13,11 +13,12 @@ from __future__ import annotations
 import argparse
 import ipaddress
 import os
+import socket
 import sys
 import threading
 import time
 
-from herd.argtypes import positive_int
+from herd.argtypes import non_negative_int, port, positive_int
 from herd.cli.model_flags import add_model_args, load_engine
 
 DEFAULT_PORT = 8000
@@ -43,7 +44,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)"
     )
-    p.add_argument("--port", type=positive_int, default=DEFAULT_PORT, help=f"default {DEFAULT_PORT}")
+    p.add_argument("--port", type=port, default=DEFAULT_PORT, help=f"default {DEFAULT_PORT}")
     p.add_argument(
         "--api-key",
         default=os.environ.get("HERD_API_KEY"),
@@ -54,7 +55,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--max-queue",
-        type=int,
+        type=non_negative_int,
         default=64,
         help="requests that may wait for a free row; beyond them the server answers 503 (default 64)",
     )
@@ -78,13 +79,11 @@ def register(sub: argparse._SubParsersAction) -> None:
 def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from herd.errors import InputError
     from herd.serve.app import ServeOptions, create_app
     from herd.serve.scheduler import Scheduler
     from herd.serve.schemas import Limits
 
-    if args.max_queue < 0:
-        raise InputError(f"--max-queue must be 0 or more, got {args.max_queue}")
+    _check_free(args.host, args.port)
     _warn_if_open(args.host, args.api_key)
     engine, tokenizer = load_engine(args)
     scheduler = Scheduler(engine, tokenizer, max_batch=args.max_batch, max_queue=args.max_queue)
@@ -114,6 +113,21 @@ def _announce(server: object, host: str, port: int) -> None:
     print(
         f"herd serve: listening on http://{shown}:{port} (the chat page is at /)", file=sys.stderr, flush=True
     )
+
+
+def _check_free(host: str, port: int) -> None:
+    """Fail before loading the model if the address cannot be listened on (another server has it)."""
+    from herd.errors import InputError
+
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            raise InputError(
+                f"cannot listen on {host}:{port}: {exc.strerror} (another server? try --port)"
+            ) from None
 
 
 def _warn_if_open(host: str, api_key: str | None) -> None:
