@@ -37,6 +37,7 @@ def test_demo_runs_end_to_end(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
     for section in (*sections, "## Evaluation"):
         assert section in report
     assert "Paris" in report  # SmolLM2's greedy answer, loaded from its GGUF by herd
+    assert "herd serve demo/pretrain/hf" in report and "SmolLM2-135M-Instruct.Q4_1.gguf" in report
     for png in (
         "pretrain/loss.png",
         "data_stats.png",

