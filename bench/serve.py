@@ -32,10 +32,13 @@ to the first chunk with non-empty text), inter-token latencies (the gaps between
 chunks), tokens, and an error (a status other than 200, an error event, a stream ending without
 ``[DONE]``, a timeout of ``--request-timeout-s`` between bytes). Per configuration (server x
 clients): output tokens/s (tokens received / wall time from the first request to the last
-answer), TTFT and inter-token p50/p99 (linear interpolation between ranks, numpy's default), the
-errors, and the server's peak RSS so far (``VmHWM`` of its process, read after the configuration).
+answer), output tokens per CPU second of the server process (user + system time of all its
+threads from /proc, which moves less than the wall time when other processes share the cores),
+TTFT and inter-token p50/p99 (linear interpolation between ranks, numpy's default), the errors,
+and the server's peak RSS so far (``VmHWM`` of its process, read after the configuration).
 ``--timeout-s`` bounds a configuration's wall time: when it passes, the clients stop, the
-requests under way are cut (their tokens so far count, they are reported as ``cut``, not errors).
+requests under way are cut (their tokens so far count, they are reported as ``cut``, not errors;
+one cut before its first token has no TTFT, so a cut configuration's TTFT is an underestimate).
 Then the server gets SIGTERM (a kill after 30 s), and its exit code is reported.
 
 The ratios the serving goals name are printed under the table: herd / herd-serial and
@@ -153,7 +156,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument("--model", type=Path, default=default_model(), help="GGUF file (default: SmolLM2's)")
     p.add_argument("--threads", type=int, default=2, help="CPU threads of every server (default 2)")
-    p.add_argument("--timeout-s", type=float, default=180.0, help="wall-time bound per configuration")
+    p.add_argument(
+        "--timeout-s", type=float, default=50.0, help="wall-time bound per configuration (default 50)"
+    )
     p.add_argument(
         "--request-timeout-s", type=float, default=120.0, help="a request's bound between bytes (default 120)"
     )
@@ -266,32 +271,37 @@ def take_chunk(result: RequestResult, data: str, sent: float, now: float, last: 
 async def run_request(
     client: httpx.AsyncClient, url: str, payload: dict[str, Any], result: RequestResult
 ) -> None:
-    """Send one streamed completion request and measure it into ``result`` as its chunks arrive."""
-    sent = time.perf_counter()
-    last: list[float] = []
-    finished = False
+    """Send one streamed completion request and measure it into ``result`` as its chunks arrive.
+
+    ``result.done`` is set when the stream ended or failed, not when the request is cancelled (cut).
+    """
     try:
-        async with client.stream("POST", url, json=payload) as response:
-            if response.status_code != 200:
-                body = (await response.aread()).decode("utf-8", "replace")
-                result.error = f"HTTP {response.status_code}: {body[:200]}"
-                return
-            parser = SSEParser()
-            async for raw in response.aiter_bytes():
-                now = time.perf_counter()
-                for data in parser.feed(raw):
-                    if data == "[DONE]":
-                        finished = True
-                    else:
-                        take_chunk(result, data, sent, now, last)
-                if result.error:
-                    return
-        if not finished:
-            result.error = "the stream ended without [DONE]"
+        await _stream(client, url, payload, result)
     except (httpx.HTTPError, json.JSONDecodeError, UnicodeDecodeError) as e:
         result.error = f"{type(e).__name__}: {e}"[:200]
-    finally:
-        result.done = True
+    result.done = True
+
+
+async def _stream(
+    client: httpx.AsyncClient, url: str, payload: dict[str, Any], result: RequestResult
+) -> None:
+    sent = time.perf_counter()
+    last: list[float] = []
+    async with client.stream("POST", url, json=payload) as response:
+        if response.status_code != 200:
+            body = (await response.aread()).decode("utf-8", "replace")
+            result.error = f"HTTP {response.status_code}: {body[:200]}"
+            return
+        parser = SSEParser()
+        async for raw in response.aiter_bytes():
+            now = time.perf_counter()
+            for data in parser.feed(raw):
+                if data == "[DONE]":
+                    return
+                take_chunk(result, data, sent, now, last)
+            if result.error:
+                return
+    result.error = "the stream ended without [DONE]"
 
 
 # ---- statistics ------------------------------------------------------------------------------------
@@ -428,6 +438,16 @@ def server_specs(args: argparse.Namespace) -> list[ServerSpec]:
     return specs
 
 
+def cpu_seconds(pid: int) -> float | None:
+    """Process ``pid``'s CPU time so far (user + system, all threads); None where /proc does not have it."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = stat.rsplit(")", 1)[1].split()  # from the state on: utime and stime are fields 14 and 15
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def peak_rss_mib(pid: int) -> float | None:
     """Process ``pid``'s peak resident memory (``VmHWM``) in MiB; None where /proc does not have it."""
     try:
@@ -496,9 +516,14 @@ def bench_server(spec: ServerSpec, args: argparse.Namespace, workspace: Path) ->
                 raise RuntimeError(f"{spec.name}: the warm-up request failed: {warm.error}")
             for clients in args.client_counts:
                 label = f"{spec.name} x{clients}"
-                row = asyncio.run(run_load(server.base_url, model_id, clients, args.requests, args, label))
                 assert server.process is not None
+                cpu_before = cpu_seconds(server.process.pid)
+                row = asyncio.run(run_load(server.base_url, model_id, clients, args.requests, args, label))
+                cpu_after = cpu_seconds(server.process.pid)
+                cpu = None if cpu_before is None or cpu_after is None else cpu_after - cpu_before
                 row |= {
+                    "server_cpu_s": cpu,
+                    "tokens_per_cpu_s": row["tokens"] / cpu if cpu else None,
                     "server": spec.name,
                     "weights": spec.weights,
                     "max_batch": spec.max_batch,
@@ -576,14 +601,15 @@ def print_report(rows: Sequence[dict[str, Any]], summary: dict[str, Any]) -> Non
     )
     print(
         "| server | weights | clients | requests | errors | cut | stopped early | tokens | tok/s "
-        "| TTFT p50 ms | TTFT p99 ms | ITL p50 ms | ITL p99 ms | peak RSS MiB |"
+        "| tok/CPU-s | TTFT p50 ms | TTFT p99 ms | ITL p50 ms | ITL p99 ms | peak RSS MiB |"
     )
-    print("|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|")
+    print("|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|")
     for r in rows:
         rss = "–" if r["peak_rss_mib"] is None else f"{r['peak_rss_mib']:.0f}"
+        per_cpu = "–" if r["tokens_per_cpu_s"] is None else f"{r['tokens_per_cpu_s']:.1f}"
         print(
             f"| {r['server']} | {r['weights']} | {r['clients']} | {r['requests']} | {r['errors']} | {r['cut']} "
-            f"| {r['stopped_early']} | {r['tokens']} | {r['tokens_per_s']:.1f} | {ms(r['ttft_p50_s'])} "
+            f"| {r['stopped_early']} | {r['tokens']} | {r['tokens_per_s']:.1f} | {per_cpu} | {ms(r['ttft_p50_s'])} "
             f"| {ms(r['ttft_p99_s'])} | {ms(r['itl_p50_s'])} | {ms(r['itl_p99_s'])} | {rss} |"
         )
     print()

@@ -1,18 +1,24 @@
 """bench/serve.py's pure parts: percentiles, a configuration's summary, the SSE parser and token accounting.
 
 No server is started: the parser gets a canned byte stream cut at every place (inside a CRLF,
-inside a multi-byte character, inside ``data:``), the statistics hand-computed values.
+inside a multi-byte character, inside ``data:``), the statistics hand-computed values, and the
+request loop canned responses through httpx's mock transport (a whole stream, one that stalls
+until the time bound cuts it, a 503, one that ends without ``[DONE]``).
 """
 
 from __future__ import annotations
 
+import asyncio
 import importlib.util
 import json
 import math
 import sys
+from collections.abc import AsyncIterator
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
+import httpx
 import pytest
 
 BENCH = Path(__file__).resolve().parents[2] / "bench" / "serve.py"
@@ -114,3 +120,54 @@ def test_take_chunk_counts_tokens_latencies_and_not_the_closing_chunk() -> None:
     assert result.tokens == 4
     serve.take_chunk(result, json.dumps({"error": {"message": "boom"}}), 10.0, 11.7, last)
     assert result.error is not None and "boom" in result.error
+
+
+def completion_stream(*, hang: bool) -> httpx.MockTransport:
+    """A canned /v1/completions stream cut into awkward pieces; with ``hang`` it stalls after two tokens."""
+    tokens = f"data: {chunk(' a')}\n\ndata: {chunk(' b')}\n\n".encode()
+    rest = f"data: {chunk('', 'length')}\n\ndata: [DONE]\n\n".encode()
+
+    async def pieces() -> AsyncIterator[bytes]:
+        for part in (tokens, rest):
+            for start in range(0, len(part), 7):
+                yield part[start : start + 7]
+            if hang:
+                await asyncio.Event().wait()
+
+    return httpx.MockTransport(lambda request: httpx.Response(200, content=pieces()))
+
+
+def request_through(transport: httpx.MockTransport, cancel_after: float | None = None) -> Any:
+    result = serve.RequestResult(prompt=0)
+
+    async def go() -> None:
+        async with httpx.AsyncClient(transport=transport, base_url="http://bench") as client:
+            task = asyncio.create_task(serve.run_request(client, "/v1/completions", {}, result))
+            await asyncio.wait([task], timeout=cancel_after)
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+
+    asyncio.run(go())
+    return result
+
+
+def test_run_request_measures_a_whole_stream() -> None:
+    result = request_through(completion_stream(hang=False))
+    assert (result.done, result.error, result.tokens, result.finish_reason) == (True, None, 2, "length")
+    assert result.ttft_s is not None and len(result.gaps_s) == 1
+
+
+def test_a_request_cut_by_the_time_bound_keeps_its_tokens_and_is_not_done() -> None:
+    result = request_through(completion_stream(hang=True), cancel_after=0.5)
+    assert (result.done, result.error, result.tokens) == (False, None, 2)
+
+
+def test_run_request_reports_an_error_status_and_a_stream_without_done() -> None:
+    refused = httpx.MockTransport(lambda request: httpx.Response(503, json={"error": {"message": "full"}}))
+    result = request_through(refused)
+    assert result.done and result.error is not None and result.error.startswith("HTTP 503")
+    short = httpx.MockTransport(
+        lambda request: httpx.Response(200, content=f"data: {chunk(' a')}\n\n".encode())
+    )
+    result = request_through(short)
+    assert result.done and result.error == "the stream ended without [DONE]" and result.tokens == 1
