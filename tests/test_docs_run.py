@@ -106,6 +106,7 @@ GROUPS = [
     ("docs/tokenizer.md",),
     ("docs/eval.md",),
     ("docs/scaling.md",),
+    ("docs/serve.md",),  # starts a server in the background and stops it at the end
 ]
 FENCE = re.compile(r"\s*```(\S*)")
 
