@@ -42,6 +42,8 @@ MAX_TOKENS = 100  # server A's --max-tokens: below the context, so the two bound
 DRAIN_S = 30  # server C's --drain-timeout
 STARTUP_S = 120
 LISTENING = "herd serve: listening on"
+CHAT = "/v1/chat/completions"
+COMPLETIONS = "/v1/completions"
 HI = [{"role": "user", "content": "hi"}]
 GOOD_CHAT = {"messages": HI, "max_tokens": 2}
 # Greedy from "hi" runs to max_tokens on this random model (no stop token comes first).
@@ -143,8 +145,8 @@ def metric(client: httpx.Client, name: str) -> float:
 
 V1_ROUTES = [
     ("GET", "/v1/models", None),
-    ("POST", "/v1/chat/completions", GOOD_CHAT),
-    ("POST", "/v1/completions", {"prompt": "a", "max_tokens": 2}),
+    ("POST", CHAT, GOOD_CHAT),
+    ("POST", COMPLETIONS, {"prompt": "a", "max_tokens": 2}),
 ]
 WRONG_KEYS = [None, "Bearer wrong-key", "Bearer test-ke", "Bearer test-keyX", f"Basic {KEY}", KEY]
 
@@ -159,6 +161,23 @@ def test_every_v1_route_wants_the_key(keyed: Server, method: str, path: str, bod
         assert "API key" in message
     right = httpx.request(method, keyed.url + path, json=body, headers={"Authorization": f"Bearer {KEY}"})
     assert right.status_code == 200, right.text
+
+
+UNREAD = [
+    ("POST", CHAT, b'{"messages": ['),
+    ("POST", COMPLETIONS, b"x" * (LIMITS.max_body_bytes + 1)),
+    ("GET", "/v1/nothing-here", b""),
+]
+
+
+@pytest.mark.parametrize(("method", "path", "body"), UNREAD, ids=["not-json", "oversized", "unknown-route"])
+def test_without_the_key_nothing_else_is_looked_at(
+    keyed: Server, method: str, path: str, body: bytes
+) -> None:
+    """The key is checked first: a client without it learns nothing about the body or the routes."""
+    headers = {"Content-Type": "application/json"}
+    response = httpx.request(method, keyed.url + path, content=body, headers=headers, timeout=60)
+    check_error(response, 401, code="invalid_api_key")
 
 
 def test_the_page_and_health_need_no_key(keyed: Server) -> None:
@@ -194,8 +213,6 @@ def test_the_key_is_compared_in_constant_time() -> None:
 
 # 2. Bad requests (server A): 400, the field named
 
-CHAT = "/v1/chat/completions"
-COMPLETIONS = "/v1/completions"
 LONG_TEXT = "x" * (CONTEXT - 50)  # fits the context alone (a byte-level tokenizer: a token a byte)
 
 

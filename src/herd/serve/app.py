@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from fastapi import Depends, FastAPI, Request
+from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse, Response, StreamingResponse
 from fastapi.staticfiles import StaticFiles
@@ -130,7 +130,8 @@ def create_app(scheduler: Scheduler, options: ServeOptions) -> FastAPI:
     async def count_and_protect(
         request: Request, call_next: Callable[[Request], Awaitable[Response]]
     ) -> Response:
-        response = await call_next(request)
+        denied = _denied(request, options.api_key)
+        response = denied.response() if denied is not None else await call_next(request)
         metrics.requests.labels(
             request.url.path if request.url.path in ROUTES else "other", response.status_code
         ).inc()
@@ -161,19 +162,6 @@ def create_app(scheduler: Scheduler, options: ServeOptions) -> FastAPI:
             500, "the server failed on this request; its log has the details", type="server_error"
         ).response()
 
-    def authorized(request: Request) -> None:
-        if options.api_key is None:
-            return
-        given = request.headers.get("authorization", "")
-        scheme, _, key = given.partition(" ")
-        if scheme.lower() != "bearer" or not hmac.compare_digest(key.encode(), options.api_key.encode()):
-            raise APIError(
-                401,
-                "missing or wrong API key: send the header 'Authorization: Bearer KEY'",
-                code="invalid_api_key",
-                headers={"WWW-Authenticate": "Bearer"},
-            )
-
     @app.get("/", include_in_schema=False)
     async def page() -> FileResponse:
         return FileResponse(STATIC / "index.html", media_type="text/html")
@@ -189,14 +177,14 @@ def create_app(scheduler: Scheduler, options: ServeOptions) -> FastAPI:
         body, content_type = metrics.render()
         return PlainTextResponse(body, media_type=content_type)
 
-    @app.get("/v1/models", dependencies=[Depends(authorized)])
+    @app.get("/v1/models")
     async def models() -> dict[str, Any]:
         return {
             "object": "list",
             "data": [{"id": options.model_name, "object": "model", "created": 0, "owned_by": "herd"}],
         }
 
-    @app.post("/v1/chat/completions", dependencies=[Depends(authorized)], response_model=None)
+    @app.post("/v1/chat/completions", response_model=None)
     async def chat_completions(body: ChatCompletionRequest, request: Request) -> Response:
         if formatter is None:
             raise APIError(400, f"this model has no chat format: {no_chat}", param="messages")
@@ -217,7 +205,7 @@ def create_app(scheduler: Scheduler, options: ServeOptions) -> FastAPI:
         stream = _ChatStream(options.model_name, tokenizer, body.logprobs)
         return await _answer(request, handles, stream, body, len(prompt))
 
-    @app.post("/v1/completions", dependencies=[Depends(authorized)], response_model=None)
+    @app.post("/v1/completions", response_model=None)
     async def completions(body: CompletionRequest, request: Request) -> Response:
         _check_common(body, limits)
         texts = body.prompts()
@@ -240,6 +228,22 @@ def create_app(scheduler: Scheduler, options: ServeOptions) -> FastAPI:
 
 
 ROUTES = ("/", "/health", "/metrics", "/v1/models", "/v1/chat/completions", "/v1/completions")
+
+
+def _denied(request: Request, api_key: str | None) -> APIError | None:
+    """The 401 for a ``/v1`` request without ``Authorization: Bearer API_KEY``, decided before the
+    body is read, so that a client without the key gets nothing else: no parsing, no size check."""
+    if api_key is None or not request.url.path.startswith("/v1/"):
+        return None
+    scheme, _, key = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() == "bearer" and hmac.compare_digest(key.encode(), api_key.encode()):
+        return None
+    return APIError(
+        401,
+        "missing or wrong API key: send the header 'Authorization: Bearer KEY'",
+        code="invalid_api_key",
+        headers={"WWW-Authenticate": "Bearer"},
+    )
 
 
 def _validation_error(exc: RequestValidationError) -> APIError:
