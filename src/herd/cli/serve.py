@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import ipaddress
 import os
+import signal
 import socket
 import sys
 import threading
@@ -99,6 +100,9 @@ def _serve(args: argparse.Namespace) -> int:
     )
     server = uvicorn.Server(config)
     threading.Thread(target=_announce, args=(server, args.host, args.port), daemon=True).start()
+    # uvicorn drains on SIGTERM, then raises the signal again to the handler it found: a handler that
+    # does nothing makes a drained stop exit 0, as a finished server should.
+    signal.signal(signal.SIGTERM, lambda signum, frame: None)
     server.run()
     return 0 if server.started else 1
 

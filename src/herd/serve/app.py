@@ -198,9 +198,8 @@ def create_app(scheduler: Scheduler, options: ServeOptions) -> FastAPI:
             prompt = formatter.render_prompt(messages)
         except ChatError as exc:
             raise APIError(400, str(exc), param="messages") from None
-        requested = body.max_completion_tokens or body.max_tokens
         top = body.top_logprobs or 0 if body.logprobs else 0
-        job = _generation(prompt, requested, body, top, limits, scheduler.engine.context, "messages")
+        job = _generation(prompt, body, top, limits, scheduler.engine.context, "messages")
         handles = _submit(scheduler, [job])
         stream = _ChatStream(options.model_name, tokenizer, body.logprobs)
         return await _answer(request, handles, stream, body, len(prompt))
@@ -219,7 +218,7 @@ def create_app(scheduler: Scheduler, options: ServeOptions) -> FastAPI:
         except HerdError as exc:
             raise APIError(400, str(exc), param="prompt") from None
         top = body.logprobs or 0
-        jobs = [_generation(p, body.max_tokens, body, top, limits, context, "prompt") for p in ids]
+        jobs = [_generation(p, body, top, limits, context, "prompt") for p in ids]
         handles = _submit(scheduler, jobs)
         stream = _CompletionStream(options.model_name, tokenizer, body.logprobs is not None)
         return await _answer(request, handles, stream, body, sum(len(p) for p in ids))
@@ -277,7 +276,6 @@ def _check_common(body: ChatCompletionRequest | CompletionRequest, limits: Limit
 
 def _generation(
     prompt: list[int],
-    requested: int | None,
     body: ChatCompletionRequest | CompletionRequest,
     top_logprobs: int,
     limits: Limits,
@@ -285,6 +283,7 @@ def _generation(
     prompt_field: str,
 ) -> GenerationRequest:
     """The scheduler's request, after checking the prompt and ``max_tokens`` against the context."""
+    requested, asked_by = body.token_limit()
     room = context - len(prompt)
     if room < 1:
         raise APIError(
@@ -295,14 +294,14 @@ def _generation(
         )
     if requested is not None and requested > limits.max_tokens:
         raise APIError(
-            400, f"max_tokens must be at most {limits.max_tokens}, got {requested}", param="max_tokens"
+            400, f"{asked_by} must be at most {limits.max_tokens}, got {requested}", param=asked_by
         )
     if requested is not None and requested > room:
         raise APIError(
             400,
-            f"the prompt ({len(prompt)} tokens) plus max_tokens ({requested}) exceed the model's context "
+            f"the prompt ({len(prompt)} tokens) plus {asked_by} ({requested}) exceed the model's context "
             f"({context})",
-            param="max_tokens",
+            param=asked_by,
             code="context_length_exceeded",
         )
     sampling = SamplingParams(

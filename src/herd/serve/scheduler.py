@@ -227,7 +227,10 @@ class Scheduler:
             if self._error is not None:
                 raise HerdError(f"the scheduler stopped: {self._error}")
             if len(self._waiting) >= self.max_queue and self._busy():
-                raise QueueFull(f"the server is busy: {len(self._waiting)} requests are waiting")
+                raise QueueFull(
+                    f"the server is busy: all {self.max_batch} rows are generating and "
+                    f"{len(self._waiting)} requests wait (its bound is {self.max_queue}); retry shortly"
+                )
             self._waiting.append(handle)
             self._wake.notify()
         return handle

@@ -56,6 +56,10 @@ class _Request(BaseModel):
     presence_penalty: Literal[0] = 0
     user: str | None = None
 
+    def token_limit(self) -> tuple[int | None, str]:
+        """The most tokens asked for (None: as many as the context leaves) and the field that asks."""
+        return self.max_tokens, "max_tokens"
+
     def stop_list(self) -> list[str]:
         """``stop`` as a list."""
         return [self.stop] if isinstance(self.stop, str) else list(self.stop or [])
@@ -98,6 +102,11 @@ class ChatCompletionRequest(_Request):
     max_completion_tokens: Annotated[int, Field(ge=1)] | None = None
     logprobs: bool = False
     top_logprobs: Annotated[int, Field(ge=0, le=20)] | None = None
+
+    def token_limit(self) -> tuple[int | None, str]:
+        if self.max_completion_tokens is not None:
+            return self.max_completion_tokens, "max_completion_tokens"
+        return self.max_tokens, "max_tokens"
 
     @field_validator("messages")
     @classmethod
