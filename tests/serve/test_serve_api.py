@@ -21,13 +21,14 @@ from herd.serve.app import ServeOptions
 from herd.serve.scheduler import Scheduler
 from herd.tokenizer.base import Tokenizer
 
+# Prompts of different lengths and kinds (prose, code, a question), so that streams end at different steps.
 PROMPTS = [
-    "The capital of France is",
-    "Once upon a time, a small llama",
-    "def fibonacci(n):\n",
-    "Q: What is two plus three?\nA:",
+    "The capital of Italy is",
+    "Once upon a time, in a quiet mountain village, an old llama",
+    "def is_prime(n):\n",
+    "Q: How many legs does a spider have?\nA:",
     "The three primary colors are",
-    "In 1969, the first humans",
+    "The first person to walk on the moon",
     "My favourite recipe for bread",
     "The best way to learn Python is",
 ]
