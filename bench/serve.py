@@ -45,7 +45,7 @@ The ratios the serving goals name are printed under the table: herd / herd-seria
 herd / llama.cpp throughput at the largest client count (goals >= 4x and >= 1x), the errors over
 all requests (goal 0 over 1,000), herd's p99 TTFT at 8 clients (goal < 1 s).
 
-    python -P bench/serve.py                                  # 1, 8 and 16 clients, 2 requests each (~7 min)
+    python -P bench/serve.py                                  # 1, 8 and 16 clients, 2 requests each (<= 50 s each)
     python -P bench/serve.py --servers llama.cpp --clients 4 --requests 3
     python -P bench/serve.py --herd-quantize none,int8 --requests 4 --json bench/results/serve.json
 
