@@ -19,7 +19,7 @@ def test_ragged_steps_give_each_row_the_logits_of_its_own_sequence(preset: str) 
     with torch.inference_mode():
         cache = model.make_cache(3, 16)
         for row, ids in enumerate(sequences):
-            model.hidden_states(torch.tensor([ids]), cache=cache.row(row))
+            model.hidden_states(torch.tensor([ids]), cache=cache.rows(row))
         for step in range(3):
             new = [10 + step, 20 + step, 30 + step]
             columns = torch.tensor([len(s) for s in sequences])
@@ -34,7 +34,7 @@ def test_cache_rows_copy_and_ragged_decoding_takes_one_token_per_row() -> None:
     model = build_model(get_preset("llama2-tiny"), seed=0).eval()
     cache = model.make_cache(2, 8)
     with torch.inference_mode():
-        model.hidden_states(torch.tensor([[1, 2, 3]]), cache=cache.row(0))
+        model.hidden_states(torch.tensor([[1, 2, 3]]), cache=cache.rows(0))
         cache.copy_row(0, 1, 3)
         for layer in cache.layers:
             assert torch.equal(layer.k[1, :, :3], layer.k[0, :, :3]) and not layer.k[1, :, 3:].any()

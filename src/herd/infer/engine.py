@@ -209,26 +209,33 @@ class Engine:
         logits = self._decode(tokens.unsqueeze(1), start, batch.positions(column, column + 1), batch.key_mask)
         return logits.clone() if self._graphs else logits
 
-    def prefill_slot(self, row: int, ids: Sequence[int], start: int) -> torch.Tensor:
-        """Write ``ids`` to columns ``start..`` of cache row ``row`` (the rows before and after are
-        untouched) and return the last position's logits (1, vocab): one request of a server's batch.
+    def prefill_slots(self, first: int, prompts: Sequence[Sequence[int]], start: int = 0) -> torch.Tensor:
+        """Write prompt ``i`` to columns ``start..`` of cache row ``first + i`` (the other rows are
+        untouched) and return each prompt's last-position logits (len(prompts), vocab): requests
+        joining a server's batch, prefilled together in one forward.
 
-        The cache grows, keeping what it holds, to fit the row; prompts longer than
-        ``PREFILL_CHUNK`` run in chunks, so a caller may also feed one chunk per call.
+        The prompts are padded on the right, so each row's tokens sit at their own columns and
+        positions and causal attention keeps every prompt to itself; the padding's keys and values
+        lie past the row's length, where its decoding overwrites them before anything attends to
+        them. The cache grows, keeping what it holds; a caller may also feed a long prompt one
+        chunk per call (``start`` > 0).
         """
-        end = start + len(ids)
-        cache = self._ensure_cache(row + 1, end + 1, keep=True)
+        lengths = [len(p) for p in prompts]
+        if not prompts or min(lengths) < 1:
+            raise HerdError("prefill_slots needs prompts of at least one token")
+        width = max(lengths)
+        cache = self._ensure_cache(first + len(prompts), start + width + 1, keep=True)
         self._cached_ids = []
-        view = cache.row(row)
-        tokens = torch.tensor([list(ids)], dtype=torch.long, device=self.device)
-        logits = None
-        for begin in range(0, len(ids), PREFILL_CHUNK):
+        view = cache.rows(first, len(prompts))
+        rows = [list(p) + [p[-1]] * (width - len(p)) for p in prompts]
+        tokens = torch.tensor(rows, dtype=torch.long, device=self.device)
+        last = torch.tensor(lengths, device=self.device) - 1
+        hidden = []
+        for begin in range(0, width, PREFILL_CHUNK):
             chunk = tokens[:, begin : begin + PREFILL_CHUNK]
-            hidden = self.model.hidden_states(chunk, start_pos=start + begin, cache=view)
-            logits = self.model.output(hidden[:, -1])
-        if logits is None:
-            raise HerdError("prefill_slot needs at least one token")
-        return logits
+            hidden.append(self.model.hidden_states(chunk, start_pos=start + begin, cache=view))
+        states = torch.cat(hidden, dim=1)
+        return self.model.output(states[torch.arange(len(prompts), device=self.device), last])
 
     def decode_slots(self, tokens: torch.Tensor, columns: torch.Tensor) -> torch.Tensor:
         """Ragged decode of cache rows ``0..n``: row ``i`` feeds ``tokens[i]`` at its own column
@@ -238,7 +245,7 @@ class Engine:
         Yu et al. 2022, "Orca"); each attends over its own columns only.
         """
         if self.cache is None or int(columns.max()) >= self.cache.max_seq_len:
-            raise HerdError("decode_slots past the KV cache; prefill_slot or grow_slots first")
+            raise HerdError("decode_slots past the KV cache; prefill_slots or grow_slots first")
         self._cached_ids = []
         return self._forward(tokens.unsqueeze(1), columns, None, None)
 

@@ -83,11 +83,12 @@ class KVCache:
         self.batch = batch
         self.max_seq_len = max_seq_len
 
-    def row(self, index: int) -> KVCache:
-        """A one-row cache that is row ``index`` of this one (a view: writes land in this cache)."""
+    def rows(self, first: int, count: int = 1) -> KVCache:
+        """The cache of rows ``first .. first + count`` of this one (a view: writes land in this cache)."""
         view = copy.copy(self)
-        view.layers = [LayerKVCache(c.k[index : index + 1], c.v[index : index + 1]) for c in self.layers]
-        view.batch = 1
+        end = first + count
+        view.layers = [LayerKVCache(c.k[first:end], c.v[first:end]) for c in self.layers]
+        view.batch = count
         return view
 
     def copy_row(self, source: int, target: int, columns: int) -> None:

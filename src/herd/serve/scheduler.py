@@ -289,46 +289,79 @@ class Scheduler:
         self._retire([s for s in self._running if s.handle.cancelled])
 
     def _admit(self) -> None:
-        """Prefill up to ``prefill_chunk`` prompt tokens of waiting requests; start those that are done."""
+        """Prefill up to ``prefill_chunk`` prompt tokens of waiting requests and start those done.
+
+        A prompt longer than the budget is prefilled alone, one chunk per step, in the top row;
+        shorter ones are prefilled together, as many as the budget and the free rows take, in the
+        top rows (one forward for all: a batch of prompts keeps the cores busier than one).
+        """
         budget = self.prefill_chunk
-        while budget > 0:
-            if self._prefill is None:
-                with self._wake:
-                    if not self._waiting or len(self._running) + self._waiting[0].request.n > self.max_batch:
-                        return
-                    self._prefill = _Prefill(self._waiting.popleft())
+        if self._prefill is not None:
             job = self._prefill
             prompt = job.handle.request.prompt
             chunk = prompt[job.done : job.done + budget]
-            top = self.max_batch - 1
-            logits = self.engine.prefill_slot(top, chunk, job.done)
+            logits = self.engine.prefill_slots(self.max_batch - 1, [chunk], job.done)
             job.done += len(chunk)
             budget -= len(chunk)
-            if job.done == len(prompt):
-                self._prefill = None
-                self._start(job.handle, logits)
+            if job.done < len(prompt):
+                return
+            self._prefill = None
+            self._start([job.handle], logits)
+        batch = self._take_waiting(budget)
+        if batch:
+            prompts = [h.request.prompt for h in batch]
+            self._start(batch, self.engine.prefill_slots(self.max_batch - len(batch), prompts))
 
-    def _start(self, handle: Handle, logits: torch.Tensor) -> None:
-        """Give the prefilled request's choices their rows and sample their first tokens."""
-        request = handle.request
-        length = len(request.prompt)
-        budget = min(request.max_tokens, self.engine.context - length)
-        self.stats.prompt_tokens += length
-        top = self.max_batch - 1
-        new = []
-        for i in range(request.n):
-            params = request.sampling
-            if params.seed is not None:
-                params = dataclasses.replace(params, seed=params.seed + i)
-            sampler = Sampler(params, 1, self.vocab, self.engine.device)
-            sampler.observe_prompts([request.prompt])
-            row = len(self._running) + i
-            if row != top:
-                self.engine.copy_slot(top, row, length)
-            stream = TextStream(self.tokenizer, request.prompt, request.stop)
-            new.append(_Sequence(handle, i, sampler, stream, length, budget))
+    def _take_waiting(self, budget: int) -> list[Handle]:
+        """The waiting requests to prefill now, in order: those whose prompts fit ``budget`` together
+        and whose choices fit the free rows; a first prompt over the budget becomes the chunked job."""
+        taken: list[Handle] = []
+        rows = len(self._running)
+        with self._wake:
+            while self._waiting and budget > 0:
+                request = self._waiting[0].request
+                if rows + request.n > self.max_batch:
+                    break
+                if len(request.prompt) > budget:
+                    if not taken and budget == self.prefill_chunk:
+                        self._prefill = _Prefill(self._waiting.popleft())
+                    break
+                taken.append(self._waiting.popleft())
+                rows += request.n
+                budget -= len(request.prompt)
+        return taken
+
+    def _start(self, handles: list[Handle], logits: torch.Tensor) -> None:
+        """Give the prefilled requests' choices their rows and sample their first tokens.
+
+        Request ``i`` was prefilled in row ``max_batch - len(handles) + i``; its choices take the
+        next free rows. Copied in order, no copy overwrites a row not yet copied: the running rows
+        and all choices fit in ``max_batch``, so every earlier request's rows lie below every later
+        request's prefill row.
+        """
+        first_prefill_row = self.max_batch - len(handles)
+        new: list[_Sequence] = []
+        prefilled: list[int] = []  # the logits row of each new sequence
+        for i, handle in enumerate(handles):
+            request = handle.request
+            length = len(request.prompt)
+            budget = min(request.max_tokens, self.engine.context - length)
+            self.stats.prompt_tokens += length
+            source = first_prefill_row + i
+            for j in range(request.n):
+                params = request.sampling
+                if params.seed is not None:
+                    params = dataclasses.replace(params, seed=params.seed + j)
+                sampler = Sampler(params, 1, self.vocab, self.engine.device)
+                sampler.observe_prompts([request.prompt])
+                row = len(self._running) + len(new)
+                if row != source:
+                    self.engine.copy_slot(source, row, length)
+                stream = TextStream(self.tokenizer, request.prompt, request.stop)
+                new.append(_Sequence(handle, j, sampler, stream, length, budget))
+                prefilled.append(i)
         self._running.extend(new)
-        self._emit(new, logits.expand(len(new), -1))
+        self._emit(new, logits[torch.tensor(prefilled, device=logits.device)])
 
     def _emit(self, sequences: list[_Sequence], logits: torch.Tensor) -> None:
         """Sample a token for each sequence (row ``i`` of ``logits``), send it, retire the finished."""
