@@ -86,18 +86,9 @@ SIDES = ("herd", "lm-eval")
 DEFAULT_CACHE = Path.home() / ".cache" / "herd" / "bench-eval"
 
 
-def _posttrain_bench() -> Any:
-    """bench/posttrain.py as a module: its memory probe and machine name (stdlib at import)."""
-    spec = importlib.util.spec_from_file_location(
-        "herd_bench_posttrain", Path(__file__).with_name("posttrain.py")
-    )
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+sys.path.append(str(Path(__file__).resolve().parent))  # bench/, after every installed package
+import posttrain  # noqa: E402  bench/posttrain.py: its memory probe and machine name
 
-
-posttrain = _posttrain_bench()
 peak_rss_mib: Callable[[], float] = posttrain.peak_rss_mib
 machine: Callable[[], str] = posttrain.machine
 

@@ -94,7 +94,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import importlib.util
 import json
 import os
 import shutil
@@ -122,18 +121,9 @@ HERD_PHASES = ("generation", "scoring", "policy_logprobs", "reference", "values"
 TRL_PHASES = ("generation", "scoring", "reference", "values")
 
 
-def _posttrain_bench() -> Any:
-    """bench/posttrain.py as a module: its model writer, memory probe and machine name (stdlib at import)."""
-    spec = importlib.util.spec_from_file_location(
-        "herd_bench_posttrain", Path(__file__).with_name("posttrain.py")
-    )
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+sys.path.append(str(Path(__file__).resolve().parent))  # bench/, after every installed package
+import posttrain  # noqa: E402  bench/posttrain.py: its memory probe and machine name
 
-
-posttrain = _posttrain_bench()
 peak_rss_mib: Callable[[], float] = posttrain.peak_rss_mib
 machine: Callable[[], str] = posttrain.machine
 
@@ -707,7 +697,7 @@ def main() -> None:
     prepared, results = run_sides(args)
     ratios = report(args, prepared, results)
     if args.json:
-        _posttrain_bench().write_summary(args.json, args, results, ratios)
+        posttrain.write_summary(args.json, args, results, ratios)
 
 
 if __name__ == "__main__":

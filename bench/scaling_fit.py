@@ -26,27 +26,18 @@ time measures the neighbours too), and writes bench/results/scaling_fit.json.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import os
 import sys
 import time
 from pathlib import Path
-from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 NAMES = ("E", "A", "B", "alpha", "beta")
 
 
-def _posttrain_bench() -> Any:
-    """bench/posttrain.py as a module: its memory probe and machine name (stdlib at import)."""
-    spec = importlib.util.spec_from_file_location(
-        "herd_bench_posttrain", Path(__file__).with_name("posttrain.py")
-    )
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+sys.path.append(str(Path(__file__).resolve().parent))  # bench/, after every installed package
+import posttrain  # noqa: E402  bench/posttrain.py: its memory probe and machine name
 
 
 def parse_args() -> argparse.Namespace:
@@ -82,7 +73,7 @@ def main() -> None:
     from herd.io.atomic import write_atomically
     from herd.scaling.chinchilla import EPOCH, fit_chinchilla, objective_and_gradient, start_grid
 
-    probe = _posttrain_bench()
+    probe = posttrain
     rng = np.random.default_rng(args.seed)
     n = np.exp(rng.uniform(np.log(7e7), np.log(1.6e10), args.points))
     d = np.exp(rng.uniform(np.log(5e9), np.log(5e11), args.points))

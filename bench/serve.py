@@ -116,18 +116,10 @@ def _prompts() -> tuple[str, ...]:
 PROMPTS = _prompts()
 
 
-def _posttrain_bench() -> Any:
-    """bench/posttrain.py as a module: its machine name (stdlib at import)."""
-    spec = importlib.util.spec_from_file_location(
-        "herd_bench_posttrain", Path(__file__).with_name("posttrain.py")
-    )
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+sys.path.append(str(Path(__file__).resolve().parent))  # bench/, after every installed package
+import posttrain  # noqa: E402  bench/posttrain.py: its memory probe and machine name
 
-
-machine: Callable[[], str] = _posttrain_bench().machine
+machine: Callable[[], str] = posttrain.machine
 
 
 def comma_list(text: str) -> list[str]:
