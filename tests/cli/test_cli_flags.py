@@ -29,7 +29,18 @@ from herd.train.config import PretrainConfig
 from herd.train.loop import PretrainResult
 
 ROOT = Path(__file__).resolve().parents[2]
-STAGES = ("model", "tokenizer", "checkpoint", "data", "infer", "train", "posttrain", "eval", "scaling", "serve")
+STAGES = (
+    "model",
+    "tokenizer",
+    "checkpoint",
+    "data",
+    "infer",
+    "train",
+    "posttrain",
+    "eval",
+    "scaling",
+    "serve",
+)
 SHARED = {"output": ["-o", "--output"], "overrides": ["--set"], "json": ["--json"], "quiet": ["--quiet"]}
 
 
