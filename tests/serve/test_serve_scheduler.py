@@ -15,7 +15,16 @@ from herd.infer.generate import generate_ids
 from herd.infer.sampling import SamplingParams
 from herd.model.build import build_model
 from herd.model.presets import get_preset
-from herd.serve.scheduler import FinishEvent, Handle, QueueFull, Request, Scheduler, ShuttingDown, TokenEvent
+from herd.serve.scheduler import (
+    ErrorEvent,
+    FinishEvent,
+    Handle,
+    QueueFull,
+    Request,
+    Scheduler,
+    ShuttingDown,
+    TokenEvent,
+)
 
 TOKENIZER = ByteTokenizer()
 
@@ -267,3 +276,28 @@ def test_the_latency_callbacks_see_every_token(model: torch.nn.Module) -> None:
 
     run(main())
     assert len(first) == 1 and len(gaps) == 9 and all(g >= 0 for g in gaps)
+
+
+def test_a_failing_model_ends_open_requests_with_an_error_and_refuses_new_ones(
+    model: torch.nn.Module,
+) -> None:
+    """The model raising mid-decode (out of memory, say): each open request gets an ErrorEvent, the
+    thread ends without an unhandled exception, and later submissions are refused as a stopping server."""
+    engine = Engine(model)
+
+    def broken(tokens: torch.Tensor, columns: torch.Tensor) -> torch.Tensor:
+        raise RuntimeError("out of memory")
+
+    engine.decode_slots = broken  # type: ignore[method-assign]
+
+    async def main() -> None:
+        scheduler = Scheduler(engine, TOKENIZER, max_batch=2)
+        handle = scheduler.submit(Request(prompts(1, seed=9)[0], 10))
+        events = [await asyncio.wait_for(handle.events.get(), 30) for _ in range(2)]
+        assert isinstance(events[0], TokenEvent)  # the first token comes from the prefill
+        assert isinstance(events[1], ErrorEvent) and "out of memory" in events[1].message
+        with pytest.raises(ShuttingDown, match="takes no more requests"):
+            scheduler.submit(Request([5, 6], 2))
+        await asyncio.to_thread(scheduler.close)
+
+    run(main())

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import logging
 import threading
 import time
 from collections import deque
@@ -48,6 +49,7 @@ from herd.tokenizer.base import Tokenizer
 
 # Prompt tokens prefilled between two decode steps (step 2 above).
 PREFILL_CHUNK = 256
+log = logging.getLogger("herd.serve")
 
 
 class QueueFull(HerdError):
@@ -225,7 +227,7 @@ class Scheduler:
             if self._closing:
                 raise ShuttingDown("the server is shutting down")
             if self._error is not None:
-                raise HerdError(f"the scheduler stopped: {self._error}")
+                raise ShuttingDown(f"the model failed and the server takes no more requests: {self._error}")
             if len(self._waiting) >= self.max_queue and self._busy():
                 raise QueueFull(
                     f"the server is busy: all {self.max_batch} rows are generating and "
@@ -255,10 +257,12 @@ class Scheduler:
                                 return
                             self._wake.wait()
                     self._step()
-        except BaseException as exc:  # the model failed: every request still open gets an error event
+        except (
+            Exception
+        ) as exc:  # the model failed: every open request gets an error event, the log the traceback
             self._error = exc
             self._fail_all()
-            raise
+            log.exception("the scheduler stopped")
 
     def _fail_all(self) -> None:
         handles = {s.handle for s in self._running} | set(self._waiting)
