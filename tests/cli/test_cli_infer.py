@@ -18,6 +18,7 @@ from herd.checkpoint.hf import write_hf
 from herd.checkpoint.load import model_tensors
 from herd.cli import main
 from herd.infer import generate
+from herd.model.presets import get_preset
 from herd.tokenizer import load_tokenizer
 
 TINY = ["llama2-tiny", "--random"]  # context 256, byte-level fallback tokenizer (BOS + UTF-8 bytes)
@@ -128,6 +129,30 @@ def test_bad_models_and_prompts(capsys: pytest.CaptureFixture[str], tmp_path: Pa
     expect_error(
         capsys, "no tokenizer found with the model", "generate", str(tmp_path / "hf"), "--prompt", "hi"
     )
+
+
+def test_a_run_directory_generates_through_its_hf_export(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, llama3_tokenizer_dir: Path
+) -> None:
+    """herd generate, chat and serve take a pretraining run's directory for its export ``<run>/hf``."""
+    vocab = load_tokenizer(llama3_tokenizer_dir).vocab_size
+    model = tiny_model(get_preset("llama3-tiny").replace(vocab_size=vocab))
+    write_hf(tmp_path / "run" / "hf", CheckpointInfo(model.config), model_tensors(model))
+    (tmp_path / "run" / "metrics.jsonl").write_text("")
+    outputs = [
+        run_json(
+            capsys,
+            "generate",
+            str(path),
+            "--tokenizer",
+            str(llama3_tokenizer_dir),
+            "--prompt",
+            "hi",
+            "--json",
+        )
+        for path in (tmp_path / "run", tmp_path / "run" / "hf")
+    ]
+    assert outputs[0]["token_ids"] == outputs[1]["token_ids"] and len(outputs[0]["token_ids"]) > 0
 
 
 def test_tokenizer_larger_than_the_model(capsys: pytest.CaptureFixture[str], smollm2_gguf: Path) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from herd.argtypes import device
@@ -21,7 +22,8 @@ if TYPE_CHECKING:  # the library (and PyTorch) is imported when a command runs, 
     from herd.tokenizer.base import Tokenizer
 
 MODEL_HELP = (
-    "a checkpoint herd loads (Hugging Face or Meta directory, GGUF file), or a preset name with --random"
+    "a checkpoint herd loads (Hugging Face or Meta directory, GGUF file, a pretraining run's directory), "
+    "or a preset name with --random"
 )
 
 # herd.infer.quantize's QUANT_MODES and INT4_GROUP_SIZES, written out so that --help does not import
@@ -65,14 +67,16 @@ def add_model_args(parser: argparse.ArgumentParser) -> None:
 
 
 def load_engine(args: argparse.Namespace) -> tuple[Engine, Tokenizer]:
-    """The engine and tokenizer of the model flags, on ``--threads`` threads."""
+    """The engine and tokenizer of the model flags, on ``--threads`` threads; a pretraining run's
+    directory stands for its Hugging Face export (``<run>/hf``)."""
     from herd.infer.engine import Engine
     from herd.infer.generate import generate_ids
     from herd.infer.loading import load_for_inference
+    from herd.train.pretrain_objective import run_export
 
     apply_threads(args)
     model, tokenizer = load_for_inference(
-        args.model,
+        str(run_export(Path(args.model))),
         tokenizer=args.tokenizer,
         random=args.random,
         dtype=args.dtype,
