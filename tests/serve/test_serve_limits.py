@@ -20,10 +20,8 @@ import json
 import signal
 import socket
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,7 +29,7 @@ from typing import Any
 import httpx
 import openai
 import pytest
-from serve_helpers import free_port
+from serve_helpers import LISTENING, ServerProcess, serving
 
 import herd.serve.app
 from herd.cli import build_parser
@@ -47,8 +45,6 @@ LIMITS = Limits()
 KEY = "test-key"
 MAX_TOKENS = 100  # server A's --max-tokens: below the context, so the two bounds are told apart
 DRAIN_S = 30  # server C's --drain-timeout
-STARTUP_S = 120
-LISTENING = "herd serve: listening on"
 CHAT = "/v1/chat/completions"
 COMPLETIONS = "/v1/completions"
 HI = [{"role": "user", "content": "hi"}]
@@ -57,47 +53,8 @@ GOOD_CHAT = {"messages": HI, "max_tokens": 2}
 LONG_STREAM = {"messages": HI, "temperature": 0, "stream": True}
 
 
-@dataclass
-class Server:
-    """A running ``herd serve`` process, where it listens and what it printed on stderr."""
-
-    url: str
-    port: int
-    process: subprocess.Popen[bytes]
-    log: Path
-
-    def stderr(self) -> str:
-        return self.log.read_text(errors="replace")
-
-
-@contextmanager
-def serving(log_dir: Path, preset: str, *flags: str) -> Iterator[Server]:
-    """``herd serve PRESET --random FLAGS`` on a free port until the block ends (SIGTERM, then kill)."""
-    port = free_port()
-    log = log_dir / "stderr.log"
-    command = [sys.executable, "-m", "herd", "serve", preset, "--random", "--threads", "1"]
-    with log.open("wb") as sink:
-        process = subprocess.Popen([*command, "--port", str(port), *flags], stdout=sink, stderr=sink)
-    server = Server(f"http://127.0.0.1:{port}", port, process, log)
-    try:
-        deadline = time.monotonic() + STARTUP_S
-        while LISTENING not in server.stderr():
-            if process.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"herd serve did not start (exit {process.poll()}):\n{server.stderr()[-3000:]}")
-            time.sleep(0.1)
-        yield server
-    finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-
-
 @pytest.fixture(scope="module")
-def keyed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+def keyed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     """Server A: an API key, and --max-tokens below the context."""
     with serving(
         tmp_path_factory.mktemp("keyed"), TINY, "--api-key", KEY, "--max-tokens", str(MAX_TOKENS)
@@ -106,14 +63,14 @@ def keyed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
 
 
 @pytest.fixture(scope="module")
-def client(keyed: Server) -> Iterator[httpx.Client]:
+def client(keyed: ServerProcess) -> Iterator[httpx.Client]:
     """Raw HTTP to server A with the right key."""
     with httpx.Client(base_url=keyed.url, headers={"Authorization": f"Bearer {KEY}"}, timeout=60) as c:
         yield c
 
 
 @pytest.fixture(scope="module")
-def single(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+def single(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     """Server B: one row, no waiting line, a slow model."""
     with serving(tmp_path_factory.mktemp("single"), SLOW, "--max-batch", "1", "--max-queue", "0") as s:
         yield s
@@ -161,7 +118,7 @@ WRONG_KEYS = [None, "Bearer wrong-key", "Bearer test-ke", "Bearer test-keyX", f"
 
 
 @pytest.mark.parametrize(("method", "path", "body"), V1_ROUTES, ids=[r[1] for r in V1_ROUTES])
-def test_every_v1_route_wants_the_key(keyed: Server, method: str, path: str, body: Any) -> None:
+def test_every_v1_route_wants_the_key(keyed: ServerProcess, method: str, path: str, body: Any) -> None:
     for given in WRONG_KEYS:
         headers = {} if given is None else {"Authorization": given}
         response = httpx.request(method, keyed.url + path, json=body, headers=headers, timeout=60)
@@ -181,7 +138,7 @@ UNREAD = [
 
 @pytest.mark.parametrize(("method", "path", "body"), UNREAD, ids=["not-json", "oversized", "unknown-route"])
 def test_without_the_key_nothing_else_is_looked_at(
-    keyed: Server, method: str, path: str, body: bytes
+    keyed: ServerProcess, method: str, path: str, body: bytes
 ) -> None:
     """The key is checked first: a client without it learns nothing about the body or the routes."""
     headers = {"Content-Type": "application/json"}
@@ -189,14 +146,14 @@ def test_without_the_key_nothing_else_is_looked_at(
     check_error(response, 401, code="invalid_api_key")
 
 
-def test_the_page_and_health_need_no_key(keyed: Server) -> None:
+def test_the_page_and_health_need_no_key(keyed: ServerProcess) -> None:
     health = httpx.get(f"{keyed.url}/health")
     assert health.status_code == 200 and health.json()["status"] == "ok"
     page = httpx.get(f"{keyed.url}/")
     assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
 
 
-def test_the_openai_client_works_with_the_key_and_is_refused_without(keyed: Server) -> None:
+def test_the_openai_client_works_with_the_key_and_is_refused_without(keyed: ServerProcess) -> None:
     good = openai.OpenAI(base_url=f"{keyed.url}/v1", api_key=KEY, max_retries=0)
     model = good.models.list().data[0].id
     answer = good.chat.completions.create(model=model, messages=HI, max_tokens=2)  # type: ignore[arg-type]
@@ -351,7 +308,7 @@ def test_a_bad_request_is_refused_naming_the_problem(client: httpx.Client, bad: 
         assert word in message, message
 
 
-def test_the_server_still_answers_after_the_bad_requests(client: httpx.Client, keyed: Server) -> None:
+def test_the_server_still_answers_after_the_bad_requests(client: httpx.Client, keyed: ServerProcess) -> None:
     """Run after the table: the same server answers a good request and logged no failure."""
     answer = client.post(CHAT, json=GOOD_CHAT)
     assert answer.status_code == 200, answer.text
@@ -414,7 +371,7 @@ def test_an_unknown_route_is_404_and_a_wrong_method_405(client: httpx.Client) ->
 # 5. A full server (server B: one row, no waiting line)
 
 
-def test_a_full_server_answers_503_with_retry_after_then_recovers(single: Server) -> None:
+def test_a_full_server_answers_503_with_retry_after_then_recovers(single: ServerProcess) -> None:
     with httpx.Client(base_url=single.url, timeout=60) as http:
         body = {**LONG_STREAM, "max_tokens": SLOW_TOKENS}
         with http.stream("POST", CHAT, json=body) as first:
@@ -438,7 +395,7 @@ def wait_until_idle(http: httpx.Client, within_s: float = 10) -> None:
         time.sleep(0.05)
 
 
-def test_a_client_that_disconnects_frees_its_row(single: Server) -> None:
+def test_a_client_that_disconnects_frees_its_row(single: ServerProcess) -> None:
     with httpx.Client(base_url=single.url, timeout=60) as http:
         wait_until_idle(http)
         before = metric(http, "herd_generated_tokens_total")
@@ -547,7 +504,7 @@ def listening_addresses(port: int) -> set[str]:
     return found
 
 
-def test_a_server_started_without_host_listens_on_loopback_only(keyed: Server) -> None:
+def test_a_server_started_without_host_listens_on_loopback_only(keyed: ServerProcess) -> None:
     assert f"{LISTENING} http://127.0.0.1:{keyed.port}" in keyed.stderr()
     assert listening_addresses(keyed.port) == {"0100007F"}  # 127.0.0.1, little-endian
 

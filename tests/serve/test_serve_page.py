@@ -11,10 +11,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import signal
-import socket
-import subprocess
-import sys
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -23,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
+from serve_helpers import serving
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser, Page, Request, Route
@@ -77,12 +74,6 @@ class Tab:
             self.chats.append(json.loads(request.post_data or "null"))
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def get_json(url: str) -> Any:
     with urllib.request.urlopen(url, timeout=5) as response:
         return json.load(response)
@@ -91,35 +82,8 @@ def get_json(url: str) -> Any:
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """``herd serve llama2-tiny --random`` on a free port, stopped with SIGTERM at the end."""
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    log_path = tmp_path_factory.mktemp("serve") / "server.log"
-    command = [sys.executable, "-m", "herd", "serve", "llama2-tiny", "--random", "--port", str(port)]
-    with log_path.open("w") as log:
-        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
-    try:
-        deadline = time.monotonic() + STARTUP_S
-        while True:
-            if process.poll() is not None:
-                pytest.fail(f"herd serve exited with {process.returncode}:\n{log_path.read_text()[-3000:]}")
-            if time.monotonic() > deadline:
-                pytest.fail(
-                    f"herd serve did not answer /health in {STARTUP_S} s:\n{log_path.read_text()[-3000:]}"
-                )
-            try:
-                if get_json(f"{url}/health")["status"] == "ok":
-                    break
-            except OSError:
-                pass
-            time.sleep(0.2)
-        yield Server(url=url, model=get_json(f"{url}/v1/models")["data"][0]["id"])
-    finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+    with serving(tmp_path_factory.mktemp("serve"), "llama2-tiny", startup_s=STARTUP_S) as running:
+        yield Server(url=running.url, model=get_json(f"{running.url}/v1/models")["data"][0]["id"])
 
 
 @pytest.fixture(scope="module")
