@@ -244,14 +244,11 @@ class Engine:
         Requests of different lengths decode together without padding (continuous batching,
         Yu et al. 2022, "Orca"); each attends over its own columns only.
         """
-        if self.cache is None or int(columns.max()) >= self.cache.max_seq_len:
-            raise HerdError("decode_slots past the KV cache; prefill_slots or grow_slots first")
+        if self.cache is None:
+            raise HerdError("decode_slots before any prefill_slots: the KV cache is empty")
+        self._ensure_cache(len(tokens), int(columns.max()) + 1, keep=True)  # grows as sequences lengthen
         self._cached_ids = []
         return self._forward(tokens.unsqueeze(1), columns, None, None)
-
-    def grow_slots(self, rows: int, columns: int) -> None:
-        """Make room for ``rows`` slots of ``columns`` columns, keeping what the cache holds."""
-        self._ensure_cache(rows, columns, keep=True)
 
     def copy_slot(self, source: int, target: int, columns: int) -> None:
         """Copy the first ``columns`` cached keys and values of row ``source`` to row ``target``."""

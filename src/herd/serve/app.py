@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import hmac
+import itertools
 import json
 import logging
 import time
@@ -24,7 +25,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -323,15 +324,13 @@ def _submit(scheduler: Scheduler, jobs: list[GenerationRequest]) -> list[Handle]
     try:
         for job in jobs:
             handles.append(scheduler.submit(job))
-    except (QueueFull, ShuttingDown) as exc:
-        for handle in handles:
-            handle.cancel()
-        raise APIError(
-            503, str(exc), type="server_error", code="overloaded", headers={"Retry-After": "1"}
-        ) from None
     except HerdError as exc:
         for handle in handles:
             handle.cancel()
+        if isinstance(exc, (QueueFull, ShuttingDown)):
+            raise APIError(
+                503, str(exc), type="server_error", code="overloaded", headers={"Retry-After": "1"}
+            ) from None
         raise APIError(400, str(exc)) from None
     return handles
 
@@ -362,7 +361,9 @@ class _Stream:
     """How one endpoint turns events into chunks and whole answers."""
 
     object_name = ""
+    chunk_object = ""  # a streamed chunk's "object"
     id_prefix = ""
+    whole_fields: ClassVar[dict[str, Any]] = {}  # more fields of a whole (not streamed) answer
 
     def __init__(self, model: str, tokenizer: Any, logprobs: bool) -> None:
         self.model = model
@@ -373,14 +374,9 @@ class _Stream:
 
     def envelope(self, choices: list[dict[str, Any]], chunk: bool) -> dict[str, Any]:
         """The fields around the choices."""
-        name = (
-            f"{self.object_name}.chunk"
-            if chunk and self.object_name == "chat.completion"
-            else self.object_name
-        )
         return {
             "id": self.id,
-            "object": name,
+            "object": self.chunk_object if chunk else self.object_name,
             "created": self.created,
             "model": self.model,
             "choices": choices,
@@ -405,7 +401,9 @@ class _Stream:
 
 class _ChatStream(_Stream):
     object_name = "chat.completion"
+    chunk_object = "chat.completion.chunk"
     id_prefix = "chatcmpl"
+    whole_fields: ClassVar[dict[str, Any]] = {"system_fingerprint": None}
 
     def _logprobs(self, tokens: list[TokenEvent]) -> dict[str, Any] | None:
         if not self.logprobs:
@@ -415,12 +413,13 @@ class _ChatStream(_Stream):
     def _entry(
         self, token_id: int, logprob: float, top: tuple[tuple[int, float], ...] = ()
     ) -> dict[str, Any]:
-        text = self.piece(token_id)
-        entry: dict[str, Any] = {"token": text, "logprob": logprob, "bytes": list(text.encode())}
-        entry["top_logprobs"] = [
-            {"token": self.piece(i), "logprob": lp, "bytes": list(self.piece(i).encode())} for i, lp in top
-        ]
+        entry = self._alternative(token_id, logprob)
+        entry["top_logprobs"] = [self._alternative(i, lp) for i, lp in top]
         return entry
+
+    def _alternative(self, token_id: int, logprob: float) -> dict[str, Any]:
+        text = self.piece(token_id)
+        return {"token": text, "logprob": logprob, "bytes": list(text.encode())}
 
     def start(self, index: int) -> dict[str, Any] | None:
         return {
@@ -446,13 +445,14 @@ class _ChatStream(_Stream):
 
 class _CompletionStream(_Stream):
     object_name = "text_completion"
+    chunk_object = "text_completion"
     id_prefix = "cmpl"
 
     def _logprobs(self, tokens: list[TokenEvent]) -> dict[str, Any] | None:
         if not self.logprobs:
             return None
         pieces = [self.piece(t.token_id) for t in tokens]
-        offsets = [sum(len(p) for p in pieces[:i]) for i in range(len(pieces))]
+        offsets = [0, *itertools.accumulate(len(p) for p in pieces)][: len(pieces)]
         return {
             "tokens": pieces,
             "token_logprobs": [t.logprob for t in tokens],
@@ -515,9 +515,7 @@ async def _answer(
             handle.cancel()
     body_out = stream.envelope([stream.whole(i, choices[i]) for i in sorted(choices)], chunk=False)
     body_out["usage"] = _usage(prompt_tokens, generated)
-    if stream.object_name == "chat.completion":
-        body_out["system_fingerprint"] = None
-    return JSONResponse(body_out)
+    return JSONResponse({**body_out, **stream.whole_fields})
 
 
 def _usage(prompt_tokens: int, generated: int) -> dict[str, int]:

@@ -160,7 +160,6 @@ class Stats:
 
     prompt_tokens: int = 0
     generated_tokens: int = 0
-    finished: int = 0
     steps: int = 0
 
 
@@ -257,9 +256,8 @@ class Scheduler:
                                 return
                             self._wake.wait()
                     self._step()
-        except (
-            Exception
-        ) as exc:  # the model failed: every open request gets an error event, the log the traceback
+        except Exception as exc:
+            # the model failed: every open request gets an error event, the log the traceback
             self._error = exc
             self._fail_all()
             log.exception("the scheduler stopped")
@@ -278,7 +276,6 @@ class Scheduler:
         if self._running:
             columns = torch.tensor([s.length for s in self._running], device=self.engine.device)
             tokens = torch.tensor([s.token for s in self._running], device=self.engine.device)
-            self.engine.grow_slots(self.max_batch, int(columns.max()) + 2)
             logits = self.engine.decode_slots(tokens, columns)
             for s in self._running:
                 s.length += 1
@@ -419,7 +416,6 @@ class Scheduler:
         if not finished:
             return
         gone = {id(s) for s in finished}
-        handles = {s.handle for s in finished}
         for row in sorted((i for i, s in enumerate(self._running) if id(s) in gone), reverse=True):
             last = len(self._running) - 1
             if row != last:
@@ -427,5 +423,3 @@ class Scheduler:
                 self.engine.copy_slot(last, row, moved.length)
                 self._running[row] = moved
             self._running.pop()
-        still = {s.handle for s in self._running}
-        self.stats.finished += len(handles - still)
